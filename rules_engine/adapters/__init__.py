@@ -1,0 +1,1 @@
+"""IO adapters: one sub-package per venue."""

@@ -1,0 +1,1 @@
+"""The KuCoin adapter: signing, REST, WebSocket, level2 book sync, error table."""

@@ -1,0 +1,43 @@
+"""The `rules-engine` command line: one sub-command per module, dispatched from a table.
+
+Each sub-command module exposes `register(subparsers)`, which adds its parser and sets
+`handler` (a callable taking the parsed namespace and returning an exit code) as a default.
+argparse itself exits 2 on bad usage. Exit codes follow the brief's contract:
+0 clean, 1 findings, 2 usage or IO error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+# Sub-command modules, in the order `--help` lists them.
+COMMANDS: tuple[str, ...] = (
+)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rules-engine",
+        description="Conditional orders for KuCoin spot, written as plain-text rules.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(name)
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+        register = module.register
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,5 @@
+"""Core value types shared by every layer: pure data, no IO."""
+
+from rules_engine.core.symbols import SymbolInfo, SymbolTable
+
+__all__ = ["SymbolInfo", "SymbolTable"]
