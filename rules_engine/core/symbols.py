@@ -54,7 +54,8 @@ class SymbolInfo:
             try:
                 number = Decimal(str(value))
             except InvalidOperation:
-                raise SymbolDataError(f"{where}: field {key!r} is not a number: {value!r}") from None
+                message = f"{where}: field {key!r} is not a number: {value!r}"
+                raise SymbolDataError(message) from None
             if not number.is_finite() or number < 0:
                 raise SymbolDataError(f"{where}: field {key!r} must be finite and >= 0")
             return number
