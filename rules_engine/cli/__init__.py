@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 __all__ = ["main"]
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = (
-)
+COMMANDS: tuple[str, ...] = ("rules_engine.cli.lint",)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -1,0 +1,199 @@
+"""`rules-engine lint PATH... [--format text|json|github] [--symbols FILE | --fetch-symbols]`.
+
+Exit 0 when there are no errors (warnings allowed), 1 when there are, 2 for a usage or IO
+error (a path that does not exist, a symbols file that cannot be read, a failed fetch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from rules_engine.compiler import Compiler, MarketSnapshot, shipped_symbols
+from rules_engine.core.symbols import SymbolDataError, SymbolTable, parse_symbols_reply
+from rules_engine.dsl import Severity, SourceFile, format_github, format_json, format_text
+
+__all__ = ["register", "run_lint"]
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+DEFAULT_EXCHANGE = "https://api.kucoin.com"
+RULE_SUFFIXES = (".rules",)
+
+
+class LintUsageError(Exception):
+    """A usage or IO problem: reported on one line, exit 2."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "lint",
+        help="check rule files and report every problem",
+        description="Parse, compile and check rule files. Folders are searched for *.rules.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders")
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--symbols", metavar="FILE", help="a saved /api/v2/symbols reply")
+    source.add_argument(
+        "--fetch-symbols",
+        action="store_true",
+        help="fetch the symbols list (and last prices) from the exchange and cache it",
+    )
+    parser.add_argument(
+        "--tickers",
+        metavar="FILE",
+        help="a saved /api/v1/market/allTickers reply: warns about limit prices far from market",
+    )
+    parser.add_argument(
+        "--exchange-url", default=DEFAULT_EXCHANGE, help="REST base URL for --fetch-symbols"
+    )
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        return run_lint(args)
+    except LintUsageError as err:
+        print(f"rules-engine lint: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    files = _collect(args.paths)
+    symbols, market = _symbols_and_market(args)
+    sources = []
+    for path in files:
+        try:
+            sources.append(SourceFile.read(path, display=str(path)))
+        except OSError as err:
+            raise LintUsageError(f"cannot read {path}: {err.strerror or err}") from None
+    program = Compiler(symbols, market).compile(sources)
+    diags = program.diagnostics
+    if args.format == "json":
+        print(format_json(diags))
+    elif args.format == "github":
+        if diags:
+            print(format_github(diags))
+    elif diags:
+        print(format_text(diags, {s.path: s for s in sources}))
+    errors = sum(1 for d in diags if d.severity is Severity.ERROR)
+    warnings = sum(1 for d in diags if d.severity is Severity.WARNING)
+    print(
+        f"{len(sources)} file(s), {len(program.rules)} rule(s) compiled: {errors} error(s), "
+        f"{warnings} warning(s); symbols: {symbols.describe()}",
+        file=sys.stderr,
+    )
+    return EXIT_ERRORS if errors else EXIT_OK
+
+
+def _collect(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise LintUsageError(f"no such file or folder: {raw}")
+    if not found:
+        raise LintUsageError(f"no *.rules files found in {', '.join(paths)}")
+    return found
+
+
+def _load_json(path: str, what: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except OSError as err:
+        raise LintUsageError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise LintUsageError(f"{what} {path} is not JSON: {err}") from None
+
+
+def _symbols_and_market(args: argparse.Namespace) -> tuple[SymbolTable, MarketSnapshot | None]:
+    market: MarketSnapshot | None = None
+    try:
+        if args.symbols:
+            document = _load_json(args.symbols, "symbols file")
+            mtime = datetime.fromtimestamp(os.path.getmtime(args.symbols), UTC)
+            symbols = parse_symbols_reply(document, source=args.symbols, as_of=mtime)
+        elif args.fetch_symbols:
+            symbols, market = _fetch(args.exchange_url)
+        else:
+            symbols = shipped_symbols()
+    except SymbolDataError as err:
+        raise LintUsageError(str(err)) from None
+    if args.tickers:
+        document = _load_json(args.tickers, "tickers file")
+        mtime = datetime.fromtimestamp(os.path.getmtime(args.tickers), UTC)
+        market = parse_all_tickers(document, args.tickers, mtime)
+    return symbols, market
+
+
+def parse_all_tickers(document: Any, where: str, fallback: datetime) -> MarketSnapshot:
+    """Read a `/api/v1/market/allTickers` reply: `{"data": {"time": ms, "ticker": [...]}}`."""
+    data = document.get("data") if isinstance(document, dict) else None
+    rows = data.get("ticker") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise LintUsageError(f"{where}: expected an allTickers reply with data.ticker")
+    last: dict[str, Decimal] = {}
+    for row in rows:
+        if isinstance(row, dict) and isinstance(row.get("symbol"), str):
+            try:
+                price = Decimal(str(row.get("last")))
+            except InvalidOperation:
+                continue
+            if price.is_finite() and price > 0:
+                last[row["symbol"]] = price
+    stamp = data.get("time") if isinstance(data, dict) else None
+    as_of = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int) else fallback
+    return MarketSnapshot(last, as_of)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rules-engine"
+
+
+def _get(url: str) -> Any:
+    request = urllib.request.Request(url, headers={"User-Agent": "rules-engine-lint"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as reply:
+            return json.loads(reply.read())
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise LintUsageError(f"cannot fetch {url}: {reason}") from None
+    except ValueError:
+        raise LintUsageError(f"{url} did not answer JSON") from None
+
+
+def _fetch(base_url: str) -> tuple[SymbolTable, MarketSnapshot | None]:
+    if not base_url.startswith(("http://", "https://")):
+        raise LintUsageError(f"--exchange-url must start with http:// or https://: {base_url}")
+    base = base_url.rstrip("/")
+    now = datetime.now(UTC)
+    reply = _get(f"{base}/api/v2/symbols")
+    symbols = parse_symbols_reply(reply, source=f"{base}/api/v2/symbols", as_of=now)
+    cache = _cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        document = {"as_of": now.isoformat(), "source": symbols.source, "reply": reply}
+        host = base.split("://", 1)[1].replace("/", "_").replace(":", "_")
+        (cache / f"symbols-{host}.json").write_text(json.dumps(document))
+    except OSError:
+        pass  # the cache is a convenience; lint works without it
+    market: MarketSnapshot | None
+    try:
+        market = parse_all_tickers(_get(f"{base}/api/v1/market/allTickers"), base, now)
+    except LintUsageError:
+        market = None
+    return symbols, market

@@ -1,0 +1,161 @@
+"""Can a condition ever be true? Is it always true? Decided exactly for the common case.
+
+Atoms that compare one quantity with a constant (`bid < 100`, `rsi(14, 1h) > 70`) split that
+quantity's domain into a few regions; evaluating the condition at one point of each region
+(and at every constant) decides it exactly. Other atoms (two fields compared, `crosses`) are
+free booleans. When the number of combinations would be large the analysis says nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from decimal import Decimal
+
+from rules_engine.compiler import _model as M
+from rules_engine.compiler._vocab import ANY, Domain, domain_of
+
+__all__ = ["analyse_condition"]
+
+_LIMIT = 4096
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _domain(value: M.Value) -> Domain:
+    if isinstance(value, M.Field):
+        return domain_of("field", value.name)
+    if (
+        isinstance(value, M.Arith)
+        and value.op == "/"
+        and isinstance(value.left, M.Field)
+        and value.left.name == "spread"
+        and value.right == M.Field(value.left.symbol, "mid")
+    ):
+        return domain_of("spread_ratio", "")
+    if isinstance(value, M.Depth):
+        return domain_of("fn", value.side + "_depth")
+    if isinstance(value, M.Indicator | M.CandleField):
+        return domain_of("fn", value.kind)
+    if isinstance(value, M.Fill):
+        return domain_of("fn", value.kind)
+    if isinstance(value, M.Offset) and value.factor > 0:
+        return _domain(value.base)
+    return ANY
+
+
+def _test(op: str, x: Decimal, c: Decimal) -> bool:
+    if op == "<":
+        return x < c
+    if op == "<=":
+        return x <= c
+    if op == ">":
+        return x > c
+    if op == ">=":
+        return x >= c
+    if op == "==":
+        return x == c
+    return x != c
+
+
+def _points(domain: Domain, constants: list[Decimal]) -> list[Decimal]:
+    """One point in every region the constants and the domain bounds cut the line into."""
+    marks = sorted(set(constants))
+    pts: list[Decimal] = list(marks)
+    pts.extend((a + b) / 2 for a, b in itertools.pairwise(marks))
+    if marks:
+        pts.append(marks[0] - 1)
+        pts.append(marks[-1] + 1)
+    if domain.low.is_finite():
+        if domain.low_closed:
+            pts.append(domain.low)
+        above = [m for m in marks if m > domain.low]
+        pts.append((domain.low + above[0]) / 2 if above else domain.low + 1)
+    if domain.high.is_finite():
+        if domain.high_closed:
+            pts.append(domain.high)
+        below = [m for m in marks if m < domain.high]
+        pts.append((domain.high + below[-1]) / 2 if below else domain.high - 1)
+    return sorted({p for p in pts if domain.contains(p)})
+
+
+Evaluator = Callable[[dict[object, object]], bool]
+
+
+def analyse_condition(cond: M.Cond) -> tuple[str, str]:
+    """('never' | 'always' | 'depends', reason) for a compiled condition."""
+    constants: dict[M.Value, list[Decimal]] = {}
+    opaque: list[object] = []
+
+    def build(node: M.Cond) -> Evaluator:
+        if isinstance(node, M.All):
+            parts = [build(p) for p in node.parts]
+            return lambda env: all(p(env) for p in parts)
+        if isinstance(node, M.AnyOf):
+            parts = [build(p) for p in node.parts]
+            return lambda env: any(p(env) for p in parts)
+        if isinstance(node, M.Negation):
+            inner = build(node.operand)
+            return lambda env: not inner(env)
+        if isinstance(node, M.Compare):
+            left, right, op = node.left, node.right, node.op
+            if isinstance(left, M.Const) and isinstance(right, M.Const):
+                truth = _test(op, left.value, right.value)
+                return lambda env: truth
+            if isinstance(left, M.Const):
+                left, right, op = right, left, _FLIP[op]
+            if isinstance(right, M.Const):
+                key, c, fop = left, right.value, op
+                constants.setdefault(key, []).append(c)
+                return lambda env: _test(fop, env[key], c)  # type: ignore[arg-type]
+        atom: object = node
+        opaque.append(atom)
+        return lambda env: bool(env[atom])
+
+    evaluate = build(cond)
+    keys = list(constants)
+    domains = {k: _domain(k) for k in keys}
+    axes: list[list[object]] = [list(_points(domains[k], constants[k])) for k in keys]
+    axes.extend([[True, False] for _ in opaque])
+    total = 1
+    for axis in axes:
+        total *= max(len(axis), 1)
+        if total > _LIMIT:
+            return "depends", ""
+    if any(not axis for axis in axes):
+        return "depends", ""
+    names = keys + opaque
+    seen_true = seen_false = False
+    for combo in itertools.product(*axes):
+        if evaluate(dict(zip(names, combo, strict=True))):
+            seen_true = True
+        else:
+            seen_false = True
+        if seen_true and seen_false:
+            return "depends", ""
+    verdict = "always" if seen_true else "never"
+    reason = ""
+    if len(keys) == 1 and not opaque:
+        key = keys[0]
+        if len(set(constants[key])) == 1 and domains[key].why:
+            reason = f": {_label(key)} {domains[key].why}"
+        elif verdict == "never":
+            reason = f": no value of {_label(key)} satisfies all of it"
+        else:
+            reason = f": every value of {_label(key)} satisfies it"
+    return verdict, reason
+
+
+def _label(value: M.Value) -> str:
+    if isinstance(value, M.Field):
+        return f"{value.symbol} {value.name}"
+    if isinstance(value, M.Indicator):
+        return f"{value.kind}({value.period}, {value.timeframe})"
+    if isinstance(value, M.CandleField):
+        return f"{value.kind}({value.timeframe})"
+    if isinstance(value, M.Depth):
+        return f"{value.side}_depth"
+    if isinstance(value, M.Fill):
+        return value.kind
+    if isinstance(value, M.Arith):
+        return "spread"
+    return "the value"

@@ -1,0 +1,279 @@
+"""Compiled rules: immutable, typed, with resolved symbols and stable identities.
+
+This is what the engine evaluates. Every value is a small immutable tuple, so compiled rules
+can be shared, hashed and compared; `canonical()` gives the normalised text that identifies an
+unnamed rule and whose hash is every rule's fingerprint (its meaning, not its layout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from rules_engine.dsl import Diagnostic
+from rules_engine.dsl.ast import Span
+
+__all__ = [
+    "All",
+    "AnyOf",
+    "Arith",
+    "CancelAllAction",
+    "CancelOrdersAction",
+    "CandleField",
+    "Compare",
+    "CompiledProgram",
+    "CompiledRule",
+    "Cond",
+    "Const",
+    "Crosses",
+    "Depth",
+    "Field",
+    "Fill",
+    "Indicator",
+    "Negate",
+    "Negation",
+    "NotifyAction",
+    "Offset",
+    "OrderSpec",
+    "PlaceAction",
+    "SizeSpec",
+    "Value",
+    "Window",
+    "canonical",
+]
+
+# ------------------------------------------------------------------ values
+
+
+class Const(NamedTuple):
+    value: Decimal
+
+
+class Field(NamedTuple):
+    """A market field of one symbol: bid ask last mid spread bid_size ask_size volume change."""
+
+    symbol: str
+    name: str
+
+
+class Depth(NamedTuple):
+    """Base size resting within `pct` percent of mid on one side (`bid_depth(0.5%)`)."""
+
+    symbol: str
+    side: str
+    pct: Decimal
+
+
+class Indicator(NamedTuple):
+    """`sma`/`ema`/`rsi` over `period` closed candles of `timeframe`."""
+
+    symbol: str
+    kind: str
+    period: int
+    timeframe: str
+
+
+class CandleField(NamedTuple):
+    """`high`/`low`/`close` of the last closed candle of `timeframe`."""
+
+    symbol: str
+    kind: str
+    timeframe: str
+
+
+class Fill(NamedTuple):
+    """`fill_price` (volume-weighted) or `filled_size` of the parent rule's order."""
+
+    kind: str
+
+
+class Arith(NamedTuple):
+    op: str
+    left: Value
+    right: Value
+
+
+class Offset(NamedTuple):
+    """`base + 2%` is `Offset(base, 1.02)`; `base - 2%` is `Offset(base, 0.98)`."""
+
+    base: Value
+    factor: Decimal
+
+
+class Negate(NamedTuple):
+    operand: Value
+
+
+Value = Const | Field | Depth | Indicator | CandleField | Fill | Arith | Offset | Negate
+
+# ------------------------------------------------------------------ conditions
+
+
+class Compare(NamedTuple):
+    op: str
+    left: Value
+    right: Value
+
+
+class Crosses(NamedTuple):
+    """`left crosses above right`: previous fresh left <= right and current left > right."""
+
+    direction: str
+    left: Value
+    right: Value
+
+
+class All(NamedTuple):
+    parts: tuple[Cond, ...]
+
+
+class AnyOf(NamedTuple):
+    parts: tuple[Cond, ...]
+
+
+class Negation(NamedTuple):
+    operand: Cond
+
+
+Cond = Compare | Crosses | All | AnyOf | Negation
+
+# ------------------------------------------------------------------ actions
+
+
+class SizeSpec(NamedTuple):
+    """`base`: amount of base currency; `funds`: amount of quote; `share`: fraction (0, 1] of
+    the available balance of `currency`."""
+
+    kind: str
+    amount: Value
+    currency: str | None
+
+
+class OrderSpec(NamedTuple):
+    symbol: str
+    order_type: str  # market | limit | stop | trailing-stop
+    side: str  # buy | sell
+    size: SizeSpec
+    price: Value | None  # limit price, or the trigger price of a stop
+    trail: Decimal | None  # trailing distance as a fraction (0.02 for `by 2%`)
+    time_in_force: str  # GTC | IOC | FOK
+    post_only: bool
+    hidden: bool
+    stop_loss: Value | None  # the engine-held stop of a bracket
+
+
+class PlaceAction(NamedTuple):
+    order: OrderSpec
+
+
+class CancelAllAction(NamedTuple):
+    symbol: str
+
+
+class CancelOrdersAction(NamedTuple):
+    rule: str
+
+
+class NotifyAction(NamedTuple):
+    text: str
+
+
+Action = PlaceAction | CancelAllAction | CancelOrdersAction | NotifyAction
+
+
+class Window(NamedTuple):
+    """`during HH:MM-HH:MM UTC [on DAY-DAY]`: minutes of the day (end included) and ISO
+    weekdays (1 = Monday); `end < start` wraps past midnight."""
+
+    start_minute: int
+    end_minute: int
+    days: frozenset[int] | None
+
+
+# ------------------------------------------------------------------ rules
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    identity: str
+    name: str | None
+    path: str
+    span: Span
+    symbol: str | None
+    symbols: frozenset[str]
+    condition: Cond | None
+    for_seconds: int
+    actions: tuple[Action, ...]
+    max_firings: int | None  # None: unlimited (repeat without max)
+    repeat_seconds: int | None
+    cancel_after_seconds: int | None
+    expires_in_seconds: int | None
+    expires_at: datetime | None
+    after: tuple[str, str] | None  # (parent identity, filled|fired|canceled)
+    window: Window | None
+    canonical: str
+    fingerprint: str
+
+    @property
+    def order(self) -> OrderSpec | None:
+        for action in self.actions:
+            if isinstance(action, PlaceAction):
+                return action.order
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledProgram:
+    """Every rule of every file loaded together, and every diagnostic found on the way."""
+
+    rules: tuple[CompiledRule, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    by_identity: dict[str, CompiledRule] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.by_identity:
+            self.by_identity.update((r.identity, r) for r in self.rules)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+
+# ------------------------------------------------------------------ canonical form
+
+
+def _num(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
+
+
+def canonical(node: object) -> str:
+    """A normalised text of a compiled value, condition or action (spans and layout ignored)."""
+    if isinstance(node, Decimal):
+        return _num(node)
+    if isinstance(node, Const):
+        return _num(node.value)
+    if isinstance(node, Field):
+        return f"{node.symbol}.{node.name}"
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        inner = " ".join(canonical(getattr(node, f)) for f in node._fields)
+        return f"({type(node).__name__} {inner})"
+    if isinstance(node, tuple | frozenset):
+        items = sorted(node) if isinstance(node, frozenset) else node
+        return "[" + " ".join(canonical(x) for x in items) + "]"
+    if node is None:
+        return "-"
+    if isinstance(node, datetime):
+        return node.isoformat()
+    return str(node)
+
+
+def digest(text: str, length: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

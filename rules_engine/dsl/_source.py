@@ -1,0 +1,40 @@
+"""Source text: decoding (bad bytes become a diagnostic, never a crash) and line lookup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["REPLACEMENT", "SourceFile"]
+
+REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One rule file: its display path and its text, decoded with `errors="replace"`."""
+
+    path: str
+    text: str
+    had_bad_bytes: bool = False
+    _lines: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    @staticmethod
+    def from_bytes(path: str, data: bytes) -> SourceFile:
+        try:
+            return SourceFile(path, data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return SourceFile(path, data.decode("utf-8", errors="replace"), had_bad_bytes=True)
+
+    @staticmethod
+    def read(path: Path, display: str | None = None) -> SourceFile:
+        """Read a file; IO errors propagate as OSError for the caller to report."""
+        return SourceFile.from_bytes(display or str(path), path.read_bytes())
+
+    def line(self, number: int) -> str:
+        """The 1-based line `number` without its line ending ('' when out of range)."""
+        if not self._lines:
+            self._lines.extend(self.text.splitlines() or [""])
+        if 1 <= number <= len(self._lines):
+            return self._lines[number - 1]
+        return ""

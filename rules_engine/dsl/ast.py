@@ -1,0 +1,271 @@
+"""The syntax tree of a rule file. Every node carries its span; nodes are immutable tuples.
+
+Nodes are `NamedTuple`s rather than frozen dataclasses because the parser builds tens of
+thousands of them per second and tuple construction is several times cheaper.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "After",
+    "Between",
+    "Bin",
+    "BoolOp",
+    "Call",
+    "CancelAfter",
+    "CancelAll",
+    "CancelOrders",
+    "Clause",
+    "Cmp",
+    "Cross",
+    "Dur",
+    "During",
+    "ExpiresAt",
+    "ExpiresIn",
+    "Expr",
+    "FieldRef",
+    "Neg",
+    "Not",
+    "Notify",
+    "Num",
+    "Once",
+    "Pct",
+    "Place",
+    "Repeat",
+    "RuleNode",
+    "Size",
+    "Span",
+    "StopLoss",
+    "When",
+    "Word",
+]
+
+
+class Span(NamedTuple):
+    """1-based line and column of the first character; end column is exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def to(self, other: Span) -> Span:
+        return Span(self.line, self.column, other.end_line, other.end_column)
+
+
+class Word(NamedTuple):
+    """A keyword or name as written, with its span (order types, sides, options...)."""
+
+    text: str
+    span: Span
+
+
+# ------------------------------------------------------------------ expressions
+
+
+class Num(NamedTuple):
+    text: str
+    span: Span
+
+
+class Pct(NamedTuple):
+    """A percent literal; `text` is the number without the `%` sign."""
+
+    text: str
+    span: Span
+
+
+class Dur(NamedTuple):
+    """A duration or timeframe literal such as `30s`, `10m`, `1h`, `7d`."""
+
+    text: str
+    span: Span
+
+    @property
+    def seconds(self) -> int:
+        return int(self.text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.text[-1]]
+
+
+class FieldRef(NamedTuple):
+    """`bid`, or `BTC-USDT bid`; also `fill_price`/`filled_size` (symbol is None)."""
+
+    symbol: str | None
+    name: str
+    span: Span
+    name_span: Span
+    symbol_span: Span | None
+
+
+class Call(NamedTuple):
+    """`sma(200, 1h)` or `ETH-USDT rsi(14, 1h)`."""
+
+    symbol: str | None
+    name: str
+    args: tuple[Expr, ...]
+    span: Span
+    name_span: Span
+    symbol_span: Span | None
+
+
+class Bin(NamedTuple):
+    op: str
+    left: Expr
+    right: Expr
+    span: Span
+    op_span: Span
+
+
+class Neg(NamedTuple):
+    operand: Expr
+    span: Span
+
+
+class Cmp(NamedTuple):
+    op: str
+    left: Expr
+    right: Expr
+    span: Span
+    op_span: Span
+
+
+class Cross(NamedTuple):
+    direction: str
+    left: Expr
+    right: Expr
+    span: Span
+
+
+class Between(NamedTuple):
+    operand: Expr
+    low: Expr
+    high: Expr
+    span: Span
+
+
+class BoolOp(NamedTuple):
+    op: str
+    left: Expr
+    right: Expr
+    span: Span
+
+
+class Not(NamedTuple):
+    operand: Expr
+    span: Span
+
+
+Expr = Num | Pct | Dur | FieldRef | Call | Bin | Neg | Cmp | Cross | Between | BoolOp | Not
+
+# ------------------------------------------------------------------ clauses
+
+
+class When(NamedTuple):
+    cond: Expr
+    for_duration: Dur | None
+    span: Span
+
+
+class Size(NamedTuple):
+    """`0.01` (base), `100 USDT` (funds) or `10% of USDT` (a share of the balance)."""
+
+    kind: str
+    amount: Expr
+    currency: Word | None
+    span: Span
+
+
+class Place(NamedTuple):
+    order_type: Word
+    side: Word
+    size: Size
+    price: Expr | None
+    trail: Expr | None
+    options: tuple[Word, ...]
+    span: Span
+
+
+class StopLoss(NamedTuple):
+    price: Expr
+    span: Span
+
+
+class CancelAfter(NamedTuple):
+    duration: Dur
+    span: Span
+
+
+class CancelAll(NamedTuple):
+    span: Span
+
+
+class CancelOrders(NamedTuple):
+    rule: Word
+    span: Span
+
+
+class Notify(NamedTuple):
+    text: str
+    span: Span
+
+
+class Once(NamedTuple):
+    span: Span
+
+
+class Repeat(NamedTuple):
+    every: Dur
+    max_count: Num | None
+    span: Span
+
+
+class ExpiresIn(NamedTuple):
+    duration: Dur
+    span: Span
+
+
+class ExpiresAt(NamedTuple):
+    timestamp: Word
+    span: Span
+
+
+class After(NamedTuple):
+    rule: Word
+    event: Word
+    span: Span
+
+
+class During(NamedTuple):
+    start: Word
+    end: Word
+    first_day: Word | None
+    last_day: Word | None
+    span: Span
+
+
+Clause = (
+    When
+    | Place
+    | StopLoss
+    | CancelAfter
+    | CancelAll
+    | CancelOrders
+    | Notify
+    | Once
+    | Repeat
+    | ExpiresIn
+    | ExpiresAt
+    | After
+    | During
+)
+
+
+class RuleNode(NamedTuple):
+    """A named rule (`name` set) or a one-liner (`name` None)."""
+
+    name: Word | None
+    on: Word | None
+    clauses: tuple[Clause, ...]
+    span: Span
+    path: str
