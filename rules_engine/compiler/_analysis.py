@@ -83,6 +83,12 @@ Evaluator = Callable[[dict[object, object]], bool]
 
 def analyse_condition(cond: M.Cond) -> tuple[str, str]:
     """('never' | 'always' | 'depends', reason) for a compiled condition."""
+    if isinstance(cond, M.Crosses):
+        return "depends", ""  # an edge is never decided by levels alone
+    if isinstance(cond, M.Compare):
+        fast = _single_compare(cond)
+        if fast is not None:
+            return fast
     constants: dict[M.Value, list[Decimal]] = {}
     opaque: list[object] = []
 
@@ -143,6 +149,22 @@ def analyse_condition(cond: M.Cond) -> tuple[str, str]:
         else:
             reason = f": every value of {_label(key)} satisfies it"
     return verdict, reason
+
+
+def _single_compare(cond: M.Compare) -> tuple[str, str] | None:
+    """The common case, one quantity against one constant, without the general machinery."""
+    left, right, op = cond.left, cond.right, cond.op
+    if isinstance(left, M.Const):
+        left, right, op = right, left, _FLIP[op]
+    if not isinstance(right, M.Const) or isinstance(left, M.Const):
+        return None
+    domain = _domain(left)
+    c = right.value
+    outcomes = {_test(op, x, c) for x in _points(domain, [c])}
+    if len(outcomes) != 1:
+        return "depends", ""
+    reason = f": {_label(left)} {domain.why}" if domain.why else ""
+    return ("always" if True in outcomes else "never"), reason
 
 
 def _label(value: M.Value) -> str:

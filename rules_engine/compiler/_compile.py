@@ -34,6 +34,7 @@ from rules_engine.dsl import ast as A
 __all__ = ["MarketSnapshot", "RuleCompiler", "compile_rule"]
 
 _T = TypeVar("_T")
+_SEVERITY = {"E": Severity.ERROR, "W": Severity.WARNING}
 _HUNDRED = Decimal(100)
 _FAR_FROM_MARKET = Decimal("0.10")  # W602: a literal limit price more than 10% from last
 
@@ -64,6 +65,8 @@ class RuleCompiler:
         self.market = market
         self.diagnostics: list[Diagnostic] = []
         self._reported: set[tuple[str, A.Span]] = set()
+        self._errors = 0
+        self._no_min_funds: set[str] = set()  # N603 is said once per symbol and file
         # per-rule state
         self._rule_symbol: str | None = None
         self._chained = False
@@ -75,7 +78,9 @@ class RuleCompiler:
         if key in self._reported:
             return  # the same finding reached twice (a symbol checked as rule and as field)
         self._reported.add(key)
-        severity = {"E": Severity.ERROR, "W": Severity.WARNING}.get(code[0], Severity.NOTE)
+        severity = _SEVERITY.get(code[0], Severity.NOTE)
+        if severity is Severity.ERROR:
+            self._errors += 1
         self.diagnostics.append(Diagnostic(self.source.path, span, code, severity, message))
 
     def _fail(self, span: A.Span, code: str, message: str) -> _Bad:
@@ -169,15 +174,11 @@ class RuleCompiler:
             return None
 
         after_ref = (after.rule.text, after.event.text) if after is not None else None
-        canonical_text = " ".join(
-            [
-                f"on={symbol or '-'}",
-                f"when={M.canonical(condition)}",
-                f"for={for_seconds}",
-                f"do={M.canonical(tuple(actions))}",
-                f"life={M.canonical(lifecycle)}",
-                f"after={M.canonical(after_ref)}",
-            ]
+        # The normalised text of the rule's meaning: layout, comments and spans play no part,
+        # numbers are normalised (0.010 == 0.01). Its hash is the fingerprint, and the
+        # identity of an unnamed rule.
+        canonical_text = repr(
+            (symbol, condition, for_seconds, tuple(actions), lifecycle, after_ref)
         )
         fingerprint = M.digest(canonical_text)
         identity = node.name.text if node.name is not None else f"rule-{fingerprint[:12]}"
@@ -204,7 +205,7 @@ class RuleCompiler:
         )
 
     def _error_count(self) -> int:
-        return sum(1 for d in self.diagnostics if d.is_error)
+        return self._errors
 
     _SLOT: ClassVar[dict[type, str]] = {
         A.When: "when",
@@ -365,11 +366,11 @@ class RuleCompiler:
 
     def _value(self, expr: A.Expr, *, allow_pct: bool = False) -> M.Value:
         if isinstance(expr, A.Num):
-            return M.Const(Decimal(expr.text))
+            return M.Const(_decimal(expr.text))
         if isinstance(expr, A.Pct):
             if not allow_pct:
                 raise self._fail(expr.span, "E202", _PCT_RULE)
-            return M.Const(Decimal(expr.text) / _HUNDRED)
+            return M.Const((Decimal(expr.text) / _HUNDRED).normalize())
         if isinstance(expr, A.FieldRef):
             return self._field(expr)
         if isinstance(expr, A.Call):
@@ -408,8 +409,8 @@ class RuleCompiler:
                     f"`- {expr.right.text}%` would make the value zero or negative",
                 )
             if isinstance(left, M.Const):
-                return M.Const(left.value * factor)
-            return M.Offset(left, factor)
+                return M.Const((left.value * factor).normalize())
+            return M.Offset(left, factor.normalize())
         right = self._value(expr.right)
         if isinstance(left, M.Const) and isinstance(right, M.Const):
             try:
@@ -781,11 +782,15 @@ class RuleCompiler:
 
     def _check_min_funds(self, value: Decimal, span: A.Span, info: SymbolInfo, what: str) -> None:
         if info.min_funds is None:
+            if info.symbol in self._no_min_funds:
+                return
+            self._no_min_funds.add(info.symbol)
             self._report(
                 span,
                 "N603",
-                f"cannot check the {what} against minFunds: the symbols list has none for "
-                f"{info.symbol} (pass --symbols or --fetch-symbols for a current list)",
+                f"cannot check order values against minFunds: the symbols list has none for "
+                f"{info.symbol} (pass --symbols or --fetch-symbols for a current list); "
+                "the exchange checks it when an order is sent",
             )
         elif value < info.min_funds:
             self._report(
@@ -965,6 +970,19 @@ def _slot_name(slot: str) -> str:
         "stop_loss": "`stop-loss`",
         "cancel_after": "`cancel after`",
     }.get(slot, f"`{slot}`")
+
+
+_DECIMALS: dict[str, Decimal] = {}
+
+
+def _decimal(text: str) -> Decimal:
+    """A literal as a normalised Decimal (so `0.010` and `0.01` compile alike); memoised."""
+    value = _DECIMALS.get(text)
+    if value is None:
+        value = Decimal(text).normalize()
+        if len(_DECIMALS) < 65536:
+            _DECIMALS[text] = value
+    return value
 
 
 def _fold(op: str, a: Decimal, b: Decimal) -> Decimal:

@@ -1,8 +1,8 @@
 """Compiled rules: immutable, typed, with resolved symbols and stable identities.
 
 This is what the engine evaluates. Every value is a small immutable tuple, so compiled rules
-can be shared, hashed and compared; `canonical()` gives the normalised text that identifies an
-unnamed rule and whose hash is every rule's fingerprint (its meaning, not its layout).
+can be shared, hashed and compared, and their `repr` is a normalised text of their meaning
+(see `CompiledRule.canonical`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = [
     "SizeSpec",
     "Value",
     "Window",
-    "canonical",
+    "digest",
 ]
 
 # ------------------------------------------------------------------ values
@@ -244,35 +244,6 @@ class CompiledProgram:
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.is_error)
-
-
-# ------------------------------------------------------------------ canonical form
-
-
-def _num(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
-
-
-def canonical(node: object) -> str:
-    """A normalised text of a compiled value, condition or action (spans and layout ignored)."""
-    if isinstance(node, Decimal):
-        return _num(node)
-    if isinstance(node, Const):
-        return _num(node.value)
-    if isinstance(node, Field):
-        return f"{node.symbol}.{node.name}"
-    if isinstance(node, tuple) and hasattr(node, "_fields"):
-        inner = " ".join(canonical(getattr(node, f)) for f in node._fields)
-        return f"({type(node).__name__} {inner})"
-    if isinstance(node, tuple | frozenset):
-        items = sorted(node) if isinstance(node, frozenset) else node
-        return "[" + " ".join(canonical(x) for x in items) + "]"
-    if node is None:
-        return "-"
-    if isinstance(node, datetime):
-        return node.isoformat()
-    return str(node)
 
 
 def digest(text: str, length: int = 16) -> str:

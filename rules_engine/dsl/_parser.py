@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from rules_engine.dsl import ast as A
 from rules_engine.dsl._diagnostics import Diagnostic, Severity
+from rules_engine.dsl._lexer import FastLexer
 from rules_engine.dsl._source import REPLACEMENT, SourceFile
 
 __all__ = ["KEYWORDS", "ParseResult", "grammar_path", "grammar_text", "make_lark", "parse"]
@@ -88,52 +89,55 @@ def _span(tok: Token) -> A.Span:
 
 
 def _word(tok: Token) -> A.Word:
-    return A.Word(str(tok), _span(tok))
+    return A.Word(tok.value, _span(tok))
 
 
-@v_args(inline=True)
-class _AstBuilder(Transformer[Token, Any]):
-    """Builds `_ast` nodes while the LALR parser reduces (no intermediate parse tree)."""
+class _AstBuilder:
+    """Builds syntax-tree nodes while the LALR parser reduces (no intermediate parse tree).
+
+    Each method is named after a grammar rule (or its `-> alias`) and receives the rule's kept
+    children: named tokens and the values of sub-rules (see `_install_callbacks`).
+    """
 
     # ---- atoms
     def number(self, tok: Token) -> A.Num:
-        return A.Num(str(tok), _span(tok))
+        return A.Num(tok.value, _span(tok))
 
     def percent(self, tok: Token) -> A.Pct:
-        return A.Pct(str(tok)[:-1], _span(tok))
+        return A.Pct(tok.value[:-1], _span(tok))
 
     def duration(self, tok: Token) -> A.Dur:
-        return A.Dur(str(tok), _span(tok))
+        return A.Dur(tok.value, _span(tok))
 
     def bare_field(self, name: Token) -> A.FieldRef:
         span = _span(name)
-        return A.FieldRef(None, str(name), span, span, None)
+        return A.FieldRef(None, name.value, span, span, None)
 
     def symbol_field(self, sym: Token, name: Token) -> A.FieldRef:
         ssp = _span(sym)
         nsp = _span(name)
-        return A.FieldRef(str(sym), str(name), ssp.to(nsp), nsp, ssp)
+        return A.FieldRef(sym.value, name.value, ssp.to(nsp), nsp, ssp)
 
     def call(self, name: Token, *args: Any) -> A.Call:
         nsp = _span(name)
-        return A.Call(None, str(name), _args(args), nsp, nsp, None)
+        return A.Call(None, name.value, _args(args), nsp, nsp, None)
 
     def symbol_call(self, sym: Token, name: Token, *args: Any) -> A.Call:
         ssp = _span(sym)
-        return A.Call(str(sym), str(name), _args(args), ssp, _span(name), ssp)
+        return A.Call(sym.value, name.value, _args(args), ssp, _span(name), ssp)
 
     # ---- operators
     def neg(self, minus: Token, operand: A.Expr) -> A.Neg:
         return A.Neg(operand, _span(minus).to(operand.span))
 
     def binary(self, left: A.Expr, op: Token, right: A.Expr) -> A.Bin:
-        return A.Bin(str(op), left, right, left.span.to(right.span), _span(op))
+        return A.Bin(op.value, left, right, left.span.to(right.span), _span(op))
 
     def compare(self, left: A.Expr, op: Token, right: A.Expr) -> A.Cmp:
-        return A.Cmp(str(op), left, right, left.span.to(right.span), _span(op))
+        return A.Cmp(op.value, left, right, left.span.to(right.span), _span(op))
 
     def crosses(self, left: A.Expr, direction: Token, right: A.Expr) -> A.Cross:
-        return A.Cross(str(direction), left, right, left.span.to(right.span))
+        return A.Cross(direction.value, left, right, left.span.to(right.span))
 
     def between(self, operand: A.Expr, low: A.Expr, high: A.Expr) -> A.Between:
         return A.Between(operand, low, high, operand.span.to(high.span))
@@ -159,7 +163,7 @@ class _AstBuilder(Transformer[Token, Any]):
         return A.When(cond, for_dur, cond.span.to(end))
 
     def for_duration(self, tok: Token) -> A.Dur:
-        return A.Dur(str(tok), _span(tok))
+        return A.Dur(tok.value, _span(tok))
 
     def size_base(self, amount: A.Expr) -> A.Size:
         return A.Size("base", amount, None, amount.span)
@@ -182,7 +186,7 @@ class _AstBuilder(Transformer[Token, Any]):
         options: list[A.Word] = []
         end = size.span
         for item in rest:
-            if isinstance(item, Token):
+            if not isinstance(item, tuple):  # a token (an option)
                 options.append(_word(item))
                 end = options[-1].span
             elif item[0] == "at":
@@ -198,7 +202,7 @@ class _AstBuilder(Transformer[Token, Any]):
         return A.StopLoss(price, _span(kw).to(price.span))
 
     def cancel_after(self, dur: Token) -> A.CancelAfter:
-        d = A.Dur(str(dur), _span(dur))
+        d = A.Dur(dur.value, _span(dur))
         return A.CancelAfter(d, d.span)
 
     def cancel_all(self, kw: Token, all_: Token) -> A.CancelAll:
@@ -209,7 +213,7 @@ class _AstBuilder(Transformer[Token, Any]):
         return A.CancelOrders(w, w.span)
 
     def notify(self, tok: Token) -> A.Notify:
-        raw = str(tok)[1:-1]
+        raw = tok.value[1:-1]
         text = re.sub(r"\\(.)", r"\1", raw)
         return A.Notify(text, _span(tok))
 
@@ -217,14 +221,14 @@ class _AstBuilder(Transformer[Token, Any]):
         return A.Once(_span(kw))
 
     def repeat(self, every: Token, max_count: A.Num | None = None) -> A.Repeat:
-        d = A.Dur(str(every), _span(every))
+        d = A.Dur(every.value, _span(every))
         return A.Repeat(d, max_count, d.span.to(max_count.span if max_count else d.span))
 
     def repeat_max(self, tok: Token) -> A.Num:
-        return A.Num(str(tok), _span(tok))
+        return A.Num(tok.value, _span(tok))
 
     def expires_in(self, dur: Token) -> A.ExpiresIn:
-        d = A.Dur(str(dur), _span(dur))
+        d = A.Dur(dur.value, _span(dur))
         return A.ExpiresIn(d, d.span)
 
     def expires_at(self, tok: Token) -> A.ExpiresAt:
@@ -272,17 +276,107 @@ def _args(args: tuple[Any, ...]) -> tuple[A.Expr, ...]:
 _LARK: Lark | None = None
 
 
-def make_lark(*, strict: bool = False, lexer: str = "contextual", transformer: bool = True) -> Lark:
-    """A fresh Lark parser over the project's grammar (tests use this with strict=True)."""
-    return Lark(
+class _Splice(list[Any]):
+    """The children of an inlined `_rule`, spliced into its parent's children."""
+
+
+def _install_callbacks(lark: Lark, builder: _AstBuilder) -> None:
+    """Replace Lark's generic tree-building callbacks with direct calls into `builder`.
+
+    Lark's parse-tree builder wraps every reduction in several generic layers (filtering,
+    inlining, placeholders, transformer dispatch); for this grammar a specialised closure per
+    rule does the same job in one call: drop anonymous and `_`-named tokens, splice the
+    children of inlined `_rules`, return the only child of a `?rule`, and call the builder.
+    """
+    conf = lark.parser.parser.parser_conf
+    callbacks: dict[Any, Callable[[list[Any]], Any]] = {}
+    for rule in conf.callbacks:
+        keep_all = rule.options.keep_all_tokens
+        keep = [
+            i
+            for i, sym in enumerate(rule.expansion)
+            if not (sym.is_term and not keep_all and (sym.filter_out or sym.name.startswith("_")))
+        ]
+        splice = any(
+            not rule.expansion[i].is_term and rule.expansion[i].name.startswith("_") for i in keep
+        )
+        name = rule.alias or rule.origin.name
+        inline = rule.origin.name.startswith("_")
+        expand1 = bool(rule.options.expand1) and not rule.alias  # an alias is always built
+        method = getattr(builder, str(name), None)
+        callbacks[rule] = _make_callback(
+            keep, len(rule.expansion), splice, inline, expand1, method, str(name)
+        )
+    conf.callbacks = callbacks
+    # The LALR driver copies its callbacks when built: build it again over the new ones.
+    lark.parser.parser = type(lark.parser.parser)(conf)
+
+
+def _make_callback(
+    keep: list[int],
+    size: int,
+    splice: bool,
+    inline: bool,
+    expand1: bool,
+    method: Callable[..., Any] | None,
+    name: str,
+) -> Callable[[list[Any]], Any]:
+    every = keep == list(range(size))
+
+    def children(s: list[Any]) -> list[Any]:
+        kept = s if every else [s[i] for i in keep]
+        if not splice:
+            return kept
+        # A left-recursive repetition hands back its own growing list first: extend it in
+        # place (it is referenced only from the parser's stack) instead of copying it.
+        out: list[Any] = kept[0] if type(kept[0]) is _Splice else [kept[0]]
+        for child in kept[1:]:
+            if type(child) is _Splice:
+                out.extend(child)
+            else:
+                out.append(child)
+        return out
+
+    if inline:
+
+        def spliced(s: list[Any]) -> _Splice:
+            kept = children(s)
+            return kept if type(kept) is _Splice else _Splice(kept)
+
+        return spliced
+    if method is None:
+        if not expand1:
+            raise LookupError(f"the grammar rule {name!r} has no builder method")
+        return lambda s: children(s)[0]
+    call = method
+    if expand1:
+
+        def expand_or_call(s: list[Any]) -> Any:
+            kept = children(s)
+            return kept[0] if len(kept) == 1 else call(*kept)
+
+        return expand_or_call
+    if every and not splice:
+        return lambda s: call(*s)
+    return lambda s: call(*children(s))
+
+
+def make_lark(*, strict: bool = False, lexer: str = "fast", transformer: bool = True) -> Lark:
+    """A Lark parser over the project's grammar.
+
+    `lexer="fast"` (the default) is the project's `FastLexer`, which yields exactly the tokens
+    of Lark's `basic` lexer; tests also build `basic` and `contextual` ones, with strict=True.
+    """
+    lark = Lark(
         grammar_text(),
         parser="lalr",
-        lexer=lexer,
+        lexer=FastLexer if lexer == "fast" else lexer,
         strict=strict,
         maybe_placeholders=False,
-        transformer=_AstBuilder() if transformer else None,
-        cache=not strict,
     )
+    if transformer:
+        _install_callbacks(lark, _AstBuilder())
+    return lark
 
 
 def _parser() -> Lark:
