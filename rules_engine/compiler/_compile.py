@@ -232,7 +232,8 @@ class RuleCompiler:
                     clause.span,
                     "E406",
                     f"a rule takes one {_slot_name(slot)} clause; the first is on line "
-                    f"{first.span.line}: merge them (conditions with `and`) or split the rule",
+                    f"{first.span.line}: "
+                    + ("join the conditions with `and`" if slot == "when" else "keep one"),
                 )
                 continue
             slots[slot] = clause
@@ -730,6 +731,7 @@ class RuleCompiler:
             self._report(span, "E311", "the size must be above zero")
             return
         if size.kind == "base":
+            errors = self._errors
             if amount < info.base_min_size:
                 self._report(
                     span,
@@ -750,7 +752,7 @@ class RuleCompiler:
                     f"size {_fmt(amount)} is not a multiple of {sym}'s "
                     f"baseIncrement {_fmt(info.base_increment)}: write {_fmt(fixed)}",
                 )
-            if isinstance(price, M.Const) and otype == "limit":
+            if isinstance(price, M.Const) and otype == "limit" and self._errors == errors:
                 self._check_min_funds(amount * price.value, span, info, "order value")
             return
         # funds in quote currency

@@ -1,0 +1,117 @@
+"""Compiled rules: identities, fingerprints, resolved symbols, typed values, reload cache."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rules_engine.compiler import Compiler, compile_sources, shipped_symbols
+from rules_engine.compiler import model as M
+from rules_engine.dsl import SourceFile
+
+ONE = "when BTC-USDT bid < 60000 place limit buy 0.01 at 59000\n"
+TWO = "when ETH-USDT ask > 4000 place market sell 0.05\n"
+
+
+def compiled(text: str) -> M.CompiledProgram:
+    return compile_sources([SourceFile("t.rules", text)])
+
+
+def test_unnamed_identity_survives_edits_to_other_lines_and_layout() -> None:
+    first = compiled(ONE + TWO).rules[0]
+    moved = compiled(
+        "# a comment\n\n"
+        + TWO
+        + "when  BTC-USDT bid<60000   place limit buy 0.010 at 59000.0 # x\n"
+    )
+    again = next(r for r in moved.rules if r.symbol == "BTC-USDT")
+    assert first.identity == again.identity
+    assert first.fingerprint == again.fingerprint
+    assert first.identity.startswith("rule-")
+
+
+def test_a_change_of_meaning_changes_the_fingerprint_and_unnamed_identity() -> None:
+    a = compiled(ONE).rules[0]
+    b = compiled(ONE.replace("60000", "60001")).rules[0]
+    assert a.fingerprint != b.fingerprint
+    assert a.identity != b.identity
+
+
+def test_a_named_rule_keeps_its_identity_when_its_meaning_changes() -> None:
+    text = "rule dip on BTC-USDT:\n    when bid < {}\n    place limit buy 0.01 at 59000\n"
+    a = compiled(text.format(60000)).rules[0]
+    b = compiled(text.format(61000)).rules[0]
+    assert a.identity == b.identity == "dip"
+    assert a.fingerprint != b.fingerprint
+
+
+def test_compiled_rules_are_immutable_and_hashable() -> None:
+    rule = compiled(ONE).rules[0]
+    assert hash(rule.condition) == hash(compiled(ONE).rules[0].condition)
+    try:
+        rule.identity = "x"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("a compiled rule must be frozen")
+
+
+def test_values_are_resolved_and_typed() -> None:
+    text = (
+        "rule r on BTC-USDT:\n"
+        "    when spread < 0.1% and ETH-USDT last between 1000 and 2000 and change < -10%\n"
+        "    place limit sell 0.01 at ask + 2%\n"
+    )
+    rule = compiled(text).rules[0]
+    assert rule.symbols == frozenset({"BTC-USDT", "ETH-USDT"})
+    assert isinstance(rule.condition, M.All)
+    spread, low, high, change = rule.condition.parts
+    assert spread == M.Compare(
+        "<",
+        M.Arith("/", M.Field("BTC-USDT", "spread"), M.Field("BTC-USDT", "mid")),
+        M.Const(Decimal("0.001")),
+    )
+    assert low == M.Compare(">=", M.Field("ETH-USDT", "last"), M.Const(Decimal(1000)))
+    assert high == M.Compare("<=", M.Field("ETH-USDT", "last"), M.Const(Decimal(2000)))
+    assert change == M.Compare("<", M.Field("BTC-USDT", "change"), M.Const(Decimal("-0.1")))
+    order = rule.order
+    assert order is not None
+    assert order.price == M.Offset(M.Field("BTC-USDT", "ask"), Decimal("1.02"))
+
+
+def test_inside_place_a_bare_field_means_the_orders_symbol() -> None:
+    rule = compiled("when ETH-USDT last < 2000 place limit buy 0.05 at bid - 1\n").rules[0]
+    assert rule.order is not None
+    assert rule.order.price == M.Arith("-", M.Field("ETH-USDT", "bid"), M.Const(Decimal(1)))
+
+
+def test_windows_wrap_past_midnight_and_days_past_sunday() -> None:
+    text = (
+        "rule w on BTC-USDT:\n    when bid < 5\n    place market buy 50 USDT\n"
+        "    during 22:00-02:00 UTC on sat-mon\n"
+    )
+    window = compiled(text).rules[0].window
+    assert window == M.Window(22 * 60, 2 * 60, frozenset({6, 7, 1}))
+
+
+def test_reloading_an_unchanged_file_does_no_parsing() -> None:
+    compiler = Compiler(shipped_symbols())
+    source = SourceFile("a.rules", ONE)
+    first = compiler.compile([source])
+    assert compiler.parses == 1
+    second = compiler.compile([SourceFile("a.rules", ONE)])
+    assert compiler.parses == 1
+    assert first.rules == second.rules
+    compiler.compile([SourceFile("a.rules", ONE + TWO)])
+    assert compiler.parses == 2
+
+
+def test_duplicates_are_found_across_files_loaded_together() -> None:
+    a = SourceFile(
+        "a.rules", "rule x on BTC-USDT:\n    when bid < 5\n    place market buy 50 USDT\n"
+    )
+    b = SourceFile(
+        "b.rules", "rule x on ETH-USDT:\n    when bid < 5\n    place market buy 50 USDT\n"
+    )
+    program = compile_sources([a, b])
+    assert [(d.code, d.path) for d in program.errors] == [("E401", "b.rules")]
+    assert "a.rules:1" in program.errors[0].message
