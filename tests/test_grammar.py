@@ -33,8 +33,9 @@ LEXERS = (make_lark(lexer="basic", transformer=False), make_lark(transformer=Fal
 
 def _tokens(lark: Lark, text: str) -> list[tuple[str, str, int, int, int, int]] | str:
     try:
-        return [(t.type, t.value, t.line, t.column, t.end_line, t.end_column)
-                for t in lark.lex(text)]
+        return [
+            (t.type, t.value, t.line, t.column, t.end_line, t.end_column) for t in lark.lex(text)
+        ]
     except UnexpectedInput as err:
         return f"error at {err.line}:{err.column}"
 

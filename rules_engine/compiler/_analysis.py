@@ -89,6 +89,10 @@ def analyse_condition(cond: M.Cond) -> tuple[str, str]:
         fast = _single_compare(cond)
         if fast is not None:
             return fast
+    if isinstance(cond, M.All):
+        fast = _conjunction(cond.parts)
+        if fast is not None:
+            return fast
     constants: dict[M.Value, list[Decimal]] = {}
     opaque: list[object] = []
 
@@ -149,6 +153,47 @@ def analyse_condition(cond: M.Cond) -> tuple[str, str]:
         else:
             reason = f": every value of {_label(key)} satisfies it"
     return verdict, reason
+
+
+def _atom(cond: M.Cond) -> tuple[M.Value, str, Decimal] | None:
+    """`(quantity, op, constant)` for a comparison of one quantity with a constant."""
+    if not isinstance(cond, M.Compare):
+        return None
+    left, right, op = cond.left, cond.right, cond.op
+    if isinstance(left, M.Const):
+        left, right, op = right, left, _FLIP[op]
+    if not isinstance(right, M.Const) or isinstance(left, M.Const):
+        return None
+    return left, op, right.value
+
+
+def _conjunction(parts: tuple[M.Cond, ...]) -> tuple[str, str] | None:
+    """`a and b and ...` over comparisons with constants: decided key by key, exactly."""
+    groups: dict[M.Value, list[tuple[str, Decimal]]] = {}
+    opaque = False
+    for part in parts:
+        atom = _atom(part)
+        if atom is None:
+            if not isinstance(part, M.Crosses | M.Compare):
+                return None  # nested and/or/not: the general evaluator decides
+            opaque = True
+            continue
+        groups.setdefault(atom[0], []).append((atom[1], atom[2]))
+    all_valid = True
+    for key, tests in groups.items():
+        points = _points(_domain(key), [c for _, c in tests])
+        truths = [all(_test(op, x, c) for op, c in tests) for x in points]
+        if not any(truths):
+            why = (
+                f": no value of {_label(key)} satisfies all of it"
+                if len(tests) > 1
+                else (f": {_label(key)} {_domain(key).why}")
+            )
+            return "never", why
+        all_valid = all_valid and all(truths)
+    if all_valid and not opaque and groups:
+        return "always", ""
+    return "depends", ""
 
 
 def _single_compare(cond: M.Compare) -> tuple[str, str] | None:

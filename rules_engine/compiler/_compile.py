@@ -69,6 +69,7 @@ class RuleCompiler:
         self._no_min_funds: set[str] = set()  # N603 is said once per symbol and file
         # per-rule state
         self._rule_symbol: str | None = None
+        self._used: set[str] = set()
         self._chained = False
 
     # ------------------------------------------------------------ reporting
@@ -116,6 +117,7 @@ class RuleCompiler:
             self._chained = True
         symbol = self._resolve_symbol(node, when, place, slots)
         self._rule_symbol = symbol
+        self._used: set[str] = {symbol} if symbol else set()  # symbols the rule reads
 
         condition: M.Cond | None = None
         for_seconds = 0
@@ -189,7 +191,7 @@ class RuleCompiler:
             path=self.source.path,
             span=node.span,
             symbol=symbol,
-            symbols=frozenset(_symbols_of(condition)) | ({symbol} if symbol else frozenset()),
+            symbols=frozenset(self._used),
             condition=condition,
             for_seconds=for_seconds,
             actions=tuple(actions),
@@ -426,6 +428,7 @@ class RuleCompiler:
         if symbol is not None:
             if not self._known_symbol(symbol, symbol_span or span):
                 raise _Bad()
+            self._used.add(symbol)
             return symbol
         if self._rule_symbol is None:
             raise self._fail(
@@ -1073,24 +1076,6 @@ def _flatten(kind: type[M.All] | type[M.AnyOf], *parts: M.Cond) -> tuple[M.Cond,
         else:
             out.append(part)
     return tuple(out)
-
-
-def _symbols_of(cond: M.Cond | None) -> set[str]:
-    found: set[str] = set()
-    stack: list[object] = [cond] if cond is not None else []
-    while stack:
-        node = stack.pop()
-        if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField):
-            found.add(node.symbol)
-        elif isinstance(node, M.All | M.AnyOf):
-            stack.extend(node.parts)
-        elif isinstance(node, M.Negation | M.Negate):
-            stack.append(node.operand)
-        elif isinstance(node, M.Compare | M.Crosses | M.Arith):
-            stack.extend((node.left, node.right))
-        elif isinstance(node, M.Offset):
-            stack.append(node.base)
-    return found
 
 
 def compile_rule(

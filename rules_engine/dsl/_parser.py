@@ -377,7 +377,7 @@ def make_lark(*, strict: bool = False, lexer: str = "fast", transformer: bool = 
     if transformer:
         _install_callbacks(lark, _AstBuilder())
     # `Lark.lex` rebuilds its lexer on every call unless one is kept here.
-    lark.lexer = lark._build_lexer()
+    lark.lexer = lark.parser.lexer if lexer == "fast" else lark._build_lexer()
     return lark
 
 
