@@ -117,7 +117,7 @@ class RuleCompiler:
             self._chained = True
         symbol = self._resolve_symbol(node, when, place, slots)
         self._rule_symbol = symbol
-        self._used: set[str] = {symbol} if symbol else set()  # symbols the rule reads
+        self._used = {symbol} if symbol else set()  # the symbols the rule reads
 
         condition: M.Cond | None = None
         for_seconds = 0
