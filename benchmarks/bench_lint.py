@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from lark import Lark
+
 from rules_engine.compiler import Compiler, shipped_symbols
 from rules_engine.dsl import SourceFile
-from rules_engine.dsl._parser import _parser
+from rules_engine.dsl._parser import _parser, grammar_text
 
 RULES = 10_000
 REPEATS = 5
@@ -94,7 +96,13 @@ def main() -> int:
         program = Compiler(symbols).compile([source])
         assert len(program.rules) == RULES, program.diagnostics[:3]
 
+    defaults = Lark(grammar_text(), parser="lalr", maybe_placeholders=False)
+
+    def lark_defaults() -> None:
+        defaults.parse(text)
+
     print(f"lint benchmark: {RULES:,} one-line rules, Python {sys.version.split()[0]}")
+    defaults_rate = best_rate("Lark defaults (parse tree only)", lark_defaults, RULES)
     lex_rate = best_rate("lex alone", lex, RULES)
     parse_rate = best_rate("parse alone (same parser, AST built)", parse_only, RULES)
     full_rate = best_rate("full lint (parse + compile + checks)", full, RULES)
@@ -114,6 +122,7 @@ def main() -> int:
                 "lint_rules_per_s": round(full_rate),
                 "parse_rules_per_s": round(parse_rate),
                 "lex_rules_per_s": round(lex_rate),
+                "lark_defaults_rules_per_s": round(defaults_rate),
                 "ratio_full_to_parse": round(ratio, 3),
                 "reload_rules_per_s": round(reload_rate),
             }

@@ -15,6 +15,7 @@ from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler, _did_yo
 from rules_engine.compiler._snapshot import shipped_symbols
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.dsl import Diagnostic, Severity, SourceFile, parse
+from rules_engine.dsl._parser import gc_paused
 from rules_engine.dsl.ast import After, CancelOrders, RuleNode, Span
 
 __all__ = ["Compiler", "compile_sources"]
@@ -47,10 +48,11 @@ class Compiler:
         parsed = parse(source)
         compiler = RuleCompiler(source, self.symbols, self.market)
         rules = []
-        for node in parsed.rules:
-            rule = compiler.compile(node)
-            if rule is not None:
-                rules.append(rule)
+        with gc_paused():  # everything built here survives: a collection would find nothing
+            for node in parsed.rules:
+                rule = compiler.compile(node)
+                if rule is not None:
+                    rules.append(rule)
         result = _FileResult(
             digest,
             tuple(parsed.rules),

@@ -24,7 +24,15 @@ from rules_engine.dsl._diagnostics import Diagnostic, Severity
 from rules_engine.dsl._lexer import FastLexer
 from rules_engine.dsl._source import REPLACEMENT, SourceFile
 
-__all__ = ["KEYWORDS", "ParseResult", "grammar_path", "grammar_text", "make_lark", "parse"]
+__all__ = [
+    "KEYWORDS",
+    "ParseResult",
+    "gc_paused",
+    "grammar_path",
+    "grammar_text",
+    "make_lark",
+    "parse",
+]
 
 KEYWORDS = frozenset(
     [
@@ -389,7 +397,7 @@ def _parser() -> Lark:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """The parser allocates many small objects that all survive; collecting mid-parse is waste."""
     was_enabled = gc.isenabled()
     gc.disable()
@@ -421,7 +429,7 @@ def parse(source: SourceFile) -> ParseResult:
     parser = _parser()
     text = source.text
     chunk = text
-    with _gc_paused():
+    with gc_paused():
         while True:
             try:
                 _keep(rules, _run(parser, chunk), source.path)
