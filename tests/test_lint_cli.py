@@ -236,3 +236,14 @@ def test_tickers_file_enables_the_far_from_market_warning(tmp_path: Path) -> Non
     assert result.returncode == 0
     warning = json.loads(result.stdout)[0]
     assert warning["code"] == "W602" and "56% below" in warning["message"]
+
+
+def test_notes_show_with_verbose_and_are_counted_without(tmp_path: Path) -> None:
+    rules = tmp_path / "n.rules"
+    rules.write_text("when ETH-USDT last < 2000 place market buy 100 USDT\n")
+    quiet = run_cli("lint", str(rules))
+    assert quiet.returncode == 0
+    assert "N603" not in quiet.stdout
+    assert "1 note(s) (-v shows them)" in quiet.stderr
+    loud = run_cli("lint", "-v", str(rules))
+    assert "N603" in loud.stdout and "minFunds" in loud.stdout

@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--exchange-url", default=DEFAULT_EXCHANGE, help="REST base URL for --fetch-symbols"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show notes (checks lint could not make) in text output",
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -82,13 +88,17 @@ def run_lint(args: argparse.Namespace) -> int:
     elif args.format == "github":
         if diags:
             print(format_github(diags))
-    elif diags:
-        print(format_text(diags, {s.path: s for s in sources}))
+    else:
+        shown = [d for d in diags if args.verbose or d.severity is not Severity.NOTE]
+        if shown:
+            print(format_text(shown, {s.path: s for s in sources}))
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
     warnings = sum(1 for d in diags if d.severity is Severity.WARNING)
+    notes = len(diags) - errors - warnings
+    hidden = "" if args.verbose or args.format != "text" else " (-v shows them)"
     print(
         f"{len(sources)} file(s), {len(program.rules)} rule(s) compiled: {errors} error(s), "
-        f"{warnings} warning(s); symbols: {symbols.describe()}",
+        f"{warnings} warning(s), {notes} note(s){hidden}; symbols: {symbols.describe()}",
         file=sys.stderr,
     )
     return EXIT_ERRORS if errors else EXIT_OK
