@@ -115,3 +115,25 @@ def test_duplicates_are_found_across_files_loaded_together() -> None:
     program = compile_sources([a, b])
     assert [(d.code, d.path) for d in program.errors] == [("E401", "b.rules")]
     assert "a.rules:1" in program.errors[0].message
+
+
+def test_the_shortcut_for_one_comparison_agrees_with_testing_every_region() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from rules_engine.compiler._analysis import _decide, _points, _test
+    from rules_engine.compiler._vocab import ANY, NON_NEGATIVE, POSITIVE, RATE, RSI
+
+    @given(
+        st.sampled_from(["<", "<=", ">", ">=", "==", "!="]),
+        st.decimals(min_value=-200, max_value=200, places=2),
+        st.sampled_from([ANY, NON_NEGATIVE, POSITIVE, RATE, RSI]),
+    )
+    def agree(op: str, c: Decimal, domain: object) -> None:
+        from rules_engine.compiler._vocab import Domain
+
+        assert isinstance(domain, Domain)
+        truths = [_test(op, x, c) for x in _points(domain, [c])]
+        assert _decide(op, c, domain) == (any(truths), all(truths))
+
+    agree()

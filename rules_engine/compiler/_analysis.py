@@ -204,12 +204,28 @@ def _single_compare(cond: M.Compare) -> tuple[str, str] | None:
     if not isinstance(right, M.Const) or isinstance(left, M.Const):
         return None
     domain = _domain(left)
-    c = right.value
-    outcomes = {_test(op, x, c) for x in _points(domain, [c])}
-    if len(outcomes) != 1:
+    satisfiable, valid = _decide(op, right.value, domain)
+    if satisfiable and not valid:
         return "depends", ""
     reason = f": {_label(left)} {domain.why}" if domain.why else ""
-    return ("always" if True in outcomes else "never"), reason
+    return ("always" if valid else "never"), reason
+
+
+def _decide(op: str, c: Decimal, d: Domain) -> tuple[bool, bool]:
+    """(some value of the domain passes `x op c`, every value does), for a domain with more
+    than one point. Equivalent to testing the points of `_points`, without building them."""
+    lo, hi = d.low, d.high
+    if op == "<":
+        return c > lo, c > hi or (c == hi and not d.high_closed)
+    if op == "<=":
+        return c > lo or (c == lo and d.low_closed), c >= hi
+    if op == ">":
+        return c < hi, c < lo or (c == lo and not d.low_closed)
+    if op == ">=":
+        return c < hi or (c == hi and d.high_closed), c <= lo
+    if op == "==":
+        return d.contains(c), False
+    return True, not d.contains(c)
 
 
 def _label(value: M.Value) -> str:

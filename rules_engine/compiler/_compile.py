@@ -1031,22 +1031,29 @@ def _names_used(node: A.RuleNode) -> Iterable[A.Word]:
             yield clause.rule
 
 
-def _explicit_symbols(expr: A.Expr) -> Iterable[tuple[str, A.Span]]:
-    stack: list[A.Expr] = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, A.FieldRef | A.Call):
-            if node.symbol is not None and node.symbol_span is not None:
-                yield node.symbol, node.symbol_span
-            if isinstance(node, A.Call):
-                stack.extend(node.args)
-        elif isinstance(node, A.Bin | A.Cmp | A.Cross | A.BoolOp):
-            stack.append(node.right)
-            stack.append(node.left)
-        elif isinstance(node, A.Between):
-            stack.extend((node.high, node.low, node.operand))
-        elif isinstance(node, A.Neg | A.Not):
-            stack.append(node.operand)
+def _explicit_symbols(expr: A.Expr) -> list[tuple[str, A.Span]]:
+    """Every `SYMBOL field` and `SYMBOL fn(...)` of an expression, in order."""
+    found: list[tuple[str, A.Span]] = []
+    _collect_symbols(expr, found)
+    return found
+
+
+def _collect_symbols(node: A.Expr, found: list[tuple[str, A.Span]]) -> None:
+    if isinstance(node, A.FieldRef | A.Call):
+        if node.symbol is not None and node.symbol_span is not None:
+            found.append((node.symbol, node.symbol_span))
+        if isinstance(node, A.Call):
+            for arg in node.args:
+                _collect_symbols(arg, found)
+    elif isinstance(node, A.Bin | A.Cmp | A.Cross | A.BoolOp):
+        _collect_symbols(node.left, found)
+        _collect_symbols(node.right, found)
+    elif isinstance(node, A.Between):
+        _collect_symbols(node.operand, found)
+        _collect_symbols(node.low, found)
+        _collect_symbols(node.high, found)
+    elif isinstance(node, A.Neg | A.Not):
+        _collect_symbols(node.operand, found)
 
 
 def _has_bare_fields(expr: A.Expr) -> bool:
