@@ -1,0 +1,261 @@
+"""`evaluate(rules, market, states, now) -> decisions`: the pure core of the watcher.
+
+No IO, no clock: `now` and the market snapshot are inputs, new rule states and decisions are
+outputs, everything is immutable. The watcher records each decision (intent first) before it
+acts on it.
+
+Rule lifecycle (the rule transition table, `RULE_TRANSITIONS`):
+
+    waiting  -> armed      an `after` rule received its parent's event (`arm`)
+    armed    -> done       fired, and no firing is left (`once`, or `max N` reached)
+    armed    -> cooling    fired, and `repeat every D` will re-arm it
+    armed    -> waiting    an `after` rule fired and has no parent event left
+    cooling  -> armed      D has passed since the firing and the condition was false since
+    any live -> expired    `expires in D` (from loading) or `expires at T` has passed
+
+`frozen`, `blocked` and `disarmed` are set by the watcher (an order of unknown outcome, a
+refused order or a risk limit, a removed rule); a rule in them never fires.
+
+Semantics (the brief's, exactly): an unknown condition never fires; a level condition fires
+once and, with `repeat`, re-arms only once it was false again; `crosses` compares two fresh
+observations, and an unknown observation (stale data, a restart) leaves only a baseline;
+`COND for D` fires when COND was true without a break for D (an unknown or false value
+restarts it); `during` gates firing to its window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import NamedTuple
+
+from rules_engine.compiler import CompiledRule
+from rules_engine.compiler import model as M
+from rules_engine.engine._values import Fill, Market, crosses_atoms, leaves, truth, value
+
+__all__ = [
+    "RULE_TRANSITIONS",
+    "Arm",
+    "Decision",
+    "IllegalTransition",
+    "RuleState",
+    "arm",
+    "evaluate",
+    "in_window",
+    "initial_state",
+    "step",
+]
+
+LIVE = frozenset({"waiting", "armed", "cooling"})
+RULE_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("waiting", "armed"),
+        ("armed", "done"),
+        ("armed", "cooling"),
+        ("armed", "waiting"),
+        ("cooling", "armed"),
+        *((state, "expired") for state in LIVE),
+        *((state, "frozen") for state in LIVE),
+        *((state, "blocked") for state in LIVE),
+        *((state, "disarmed") for state in (*LIVE, "frozen", "blocked", "done")),
+        ("frozen", "armed"),
+        ("frozen", "cooling"),
+        ("frozen", "waiting"),
+        ("frozen", "done"),
+    }
+)
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the transition table does not allow: a bug that stops the rule."""
+
+
+def _move(state: RuleState, to: str) -> RuleState:
+    if state.status != to and (state.status, to) not in RULE_TRANSITIONS:
+        raise IllegalTransition(f"{state.status.upper()} -> {to.upper()}")
+    return state._replace(status=to)
+
+
+class Arm(NamedTuple):
+    """A parent's event that arms one firing of an `after` rule."""
+
+    parent_firing: int
+    fill: Fill | None
+
+
+class RuleState(NamedTuple):
+    status: str
+    firings: int
+    loaded_at: datetime
+    true_since: datetime | None  # `for D`: when the condition became true without a break
+    seen_false: bool  # the condition was false since the last firing (re-arming needs it)
+    rearm_at: datetime | None  # `repeat every D`: not before this
+    baselines: tuple[tuple[Decimal, Decimal] | None, ...]  # last fresh sides of each crosses
+    arms: tuple[Arm, ...]  # pending parent events of an `after` rule
+
+
+class Decision(NamedTuple):
+    """What the watcher must record and do. `kind` is fire, rearm or expire."""
+
+    kind: str
+    rule: str
+    firing: int
+    at: datetime
+    inputs: tuple[tuple[str, str], ...]  # the fresh values that made the decision
+    arm: Arm | None
+
+
+def initial_state(rule: CompiledRule, now: datetime) -> RuleState:
+    crosses = len(crosses_atoms(rule.condition))
+    return RuleState(
+        status="waiting" if rule.after is not None else "armed",
+        firings=0,
+        loaded_at=now,
+        true_since=None,
+        seen_false=True,
+        rearm_at=None,
+        baselines=(None,) * crosses,
+        arms=(),
+    )
+
+
+def arm(state: RuleState, event: Arm) -> RuleState:
+    """Queue a parent's event on an `after` rule (child firing k goes with parent firing k)."""
+    if state.status not in LIVE and state.status != "frozen":
+        return state  # done, expired, blocked or disarmed: the event is recorded, not queued
+    if state.status == "waiting":
+        state = _move(state, "armed")
+    return state._replace(arms=(*state.arms, event))
+
+
+def in_window(window: M.Window, now: datetime) -> bool:
+    minute = now.hour * 60 + now.minute
+    if window.days is not None and now.isoweekday() not in window.days:
+        return False
+    if window.start_minute <= window.end_minute:
+        return window.start_minute <= minute <= window.end_minute
+    return minute >= window.start_minute or minute <= window.end_minute
+
+
+def _expired(rule: CompiledRule, state: RuleState, now: datetime) -> bool:
+    if rule.expires_at is not None and now >= rule.expires_at:
+        return True
+    return rule.expires_in_seconds is not None and now >= state.loaded_at + timedelta(
+        seconds=rule.expires_in_seconds
+    )
+
+
+def _cross_verdicts(
+    rule: CompiledRule, state: RuleState, market: Market
+) -> tuple[dict[int, bool | None], tuple[tuple[Decimal, Decimal] | None, ...]]:
+    verdicts: dict[int, bool | None] = {}
+    baselines: list[tuple[Decimal, Decimal] | None] = []
+    for index, atom in enumerate(crosses_atoms(rule.condition)):
+        left, right = value(atom.left, market), value(atom.right, market)
+        previous = state.baselines[index] if index < len(state.baselines) else None
+        if left is None or right is None:
+            verdicts[index] = None  # stale: the next fresh observation is only a baseline
+            baselines.append(None)
+            continue
+        if previous is None:
+            verdicts[index] = None  # one observation is a baseline, not an edge
+        elif atom.direction == "above":
+            verdicts[index] = previous[0] <= previous[1] and left > right
+        else:
+            verdicts[index] = previous[0] >= previous[1] and left < right
+        baselines.append((left, right))
+    return verdicts, tuple(baselines)
+
+
+def _inputs(rule: CompiledRule, market: Market) -> tuple[tuple[str, str], ...]:
+    read: list[object] = leaves(rule.condition) if rule.condition is not None else []
+    order = rule.order
+    if order is not None:
+        for part in (order.price, order.size.amount, order.stop_loss):
+            if part is not None:
+                read.extend(x for x in leaves(part) if x not in read)
+    return tuple((_label(leaf), str(market[leaf])) for leaf in read if leaf in market)
+
+
+def _label(leaf: object) -> str:
+    if isinstance(leaf, M.Field):
+        return f"{leaf.symbol} {leaf.name}"
+    if isinstance(leaf, M.Depth):
+        return f"{leaf.symbol} {leaf.side}_depth({leaf.pct * 100}%)"
+    if isinstance(leaf, M.Indicator):
+        return f"{leaf.symbol} {leaf.kind}({leaf.period}, {leaf.timeframe})"
+    if isinstance(leaf, M.CandleField):
+        return f"{leaf.symbol} {leaf.kind}({leaf.timeframe})"
+    return repr(leaf)
+
+
+def step(
+    rule: CompiledRule, state: RuleState, market: Market, now: datetime
+) -> tuple[RuleState, Decision | None]:
+    """One rule, one moment: its next state, and the decision taken (if any)."""
+    if state.status not in LIVE:
+        return state, None
+    if _expired(rule, state, now):
+        return _move(state, "expired"), Decision(
+            "expire", rule.identity, state.firings, now, (), None
+        )
+    verdicts, baselines = _cross_verdicts(rule, state, market)
+    pending = state.arms[0] if state.arms else None
+    if rule.condition is None:
+        met: bool | None = pending is not None
+    else:
+        met = truth(rule.condition, market, verdicts, pending.fill if pending else None)
+    if met is True:
+        true_since = state.true_since or now
+        sustained = now - true_since >= timedelta(seconds=rule.for_seconds)
+    else:
+        true_since, sustained = None, False  # false or unknown restarts `for D`
+    state = state._replace(
+        baselines=baselines, true_since=true_since, seen_false=state.seen_false or met is False
+    )
+    decision: Decision | None = None
+    if state.status == "cooling":
+        if state.rearm_at is None or now < state.rearm_at or not state.seen_false:
+            return state, None
+        state = _move(state, "armed")._replace(rearm_at=None)
+        decision = Decision("rearm", rule.identity, state.firings, now, (), None)
+    if state.status != "armed" or not sustained:
+        return state, decision
+    if rule.window is not None and not in_window(rule.window, now):
+        return state, decision
+    firing = state.firings + 1
+    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending)
+    state = state._replace(firings=firing, true_since=None, seen_false=False)
+    if rule.after is not None:
+        # Each parent event arms one firing; `repeat ... max N` caps the total.
+        state = state._replace(arms=state.arms[1:])
+        capped = rule.repeat_seconds is not None and rule.max_firings is not None
+        if capped and rule.max_firings is not None and firing >= rule.max_firings:
+            return _move(state, "done"), fired
+        return (state if state.arms else _move(state, "waiting")), fired
+    if rule.max_firings is not None and firing >= rule.max_firings:
+        return _move(state, "done"), fired
+    if rule.repeat_seconds is not None:
+        rearm = now + timedelta(seconds=rule.repeat_seconds)
+        return _move(state, "cooling")._replace(rearm_at=rearm), fired
+    return _move(state, "done"), fired
+
+
+def evaluate(
+    rules: Iterable[CompiledRule],
+    market: Market,
+    states: Mapping[str, RuleState],
+    now: datetime,
+) -> tuple[list[Decision], dict[str, RuleState]]:
+    """Step every given rule; returns the decisions and the states that changed."""
+    decisions: list[Decision] = []
+    changed: dict[str, RuleState] = {}
+    for rule in rules:
+        before = states[rule.identity]
+        after, decision = step(rule, before, market, now)
+        if after != before:
+            changed[rule.identity] = after
+        if decision is not None:
+            decisions.append(decision)
+    return decisions, changed

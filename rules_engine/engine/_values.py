@@ -1,0 +1,170 @@
+"""Values and three-valued truth of compiled expressions over a market snapshot. Pure.
+
+The market is a mapping from the compiled value leaves (`Field`, `Depth`, `Indicator`,
+`CandleField`) to their current value, holding only values that are proven fresh: a leaf that
+is absent is unknown. Unknown propagates: a comparison with an unknown side is unknown;
+`unknown and false` is false, `unknown or true` is true, anything else with unknown is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, DivisionByZero, InvalidOperation
+from typing import NamedTuple
+
+from rules_engine.compiler import model as M
+
+__all__ = ["Fill", "Market", "Truth", "crosses_atoms", "leaves", "truth", "value"]
+
+Market = Mapping[object, Decimal]
+Truth = bool | None  # None is unknown
+
+
+class Fill(NamedTuple):
+    """The parent order's fill, for `fill_price` (volume-weighted) and `filled_size`."""
+
+    price: Decimal
+    size: Decimal
+
+
+def value(node: M.Value, market: Market, fill: Fill | None = None) -> Decimal | None:
+    """The value of a compiled expression, or None when any input is unknown."""
+    if isinstance(node, M.Const):
+        return node.value
+    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField):
+        return market.get(node)
+    if isinstance(node, M.Offset):
+        base = value(node.base, market, fill)
+        return None if base is None else base * node.factor
+    if isinstance(node, M.Arith):
+        left = value(node.left, market, fill)
+        right = value(node.right, market, fill)
+        if left is None or right is None:
+            return None
+        if node.op == "+":
+            return left + right
+        if node.op == "-":
+            return left - right
+        if node.op == "*":
+            return left * right
+        try:
+            return left / right
+        except (DivisionByZero, InvalidOperation):
+            return None  # a zero mid or denominator proves nothing: unknown, never a crash
+    if isinstance(node, M.Negate):
+        inner = value(node.operand, market, fill)
+        return None if inner is None else -inner
+    if isinstance(node, M.Fill):
+        if fill is None:
+            return None
+        return fill.price if node.kind == "fill_price" else fill.size
+    raise TypeError(f"not a compiled value: {node!r}")
+
+
+def _compare(op: str, left: Decimal, right: Decimal) -> bool:
+    if op == "<":
+        return left < right
+    if op == "<=":
+        return left <= right
+    if op == ">":
+        return left > right
+    if op == ">=":
+        return left >= right
+    if op == "==":
+        return left == right
+    return left != right
+
+
+def truth(
+    cond: M.Cond,
+    market: Market,
+    crossed: Mapping[int, bool | None] | None = None,
+    fill: Fill | None = None,
+) -> Truth:
+    """Three-valued truth of a condition. `crossed` gives the verdict of each `crosses` atom
+    (by its position among the condition's `crosses` atoms), computed by the caller from two
+    fresh observations (see `_evaluate.cross_verdicts`)."""
+    counter = [0]
+    return _truth(cond, market, crossed or {}, fill, counter)
+
+
+def _truth(
+    cond: M.Cond,
+    market: Market,
+    crossed: Mapping[int, bool | None],
+    fill: Fill | None,
+    counter: list[int],
+) -> Truth:
+    if isinstance(cond, M.Compare):
+        left = value(cond.left, market, fill)
+        right = value(cond.right, market, fill)
+        if left is None or right is None:
+            return None
+        return _compare(cond.op, left, right)
+    if isinstance(cond, M.All):
+        result: Truth = True
+        for part in cond.parts:
+            t = _truth(part, market, crossed, fill, counter)
+            if t is False:
+                result = False
+            elif t is None and result is True:
+                result = None
+        return result
+    if isinstance(cond, M.AnyOf):
+        result = False
+        for part in cond.parts:
+            t = _truth(part, market, crossed, fill, counter)
+            if t is True:
+                result = True
+            elif t is None and result is False:
+                result = None
+        return result
+    if isinstance(cond, M.Negation):
+        t = _truth(cond.operand, market, crossed, fill, counter)
+        return None if t is None else not t
+    if isinstance(cond, M.Crosses):
+        index = counter[0]
+        counter[0] += 1
+        return crossed.get(index)
+    raise TypeError(f"not a compiled condition: {cond!r}")
+
+
+def leaves(node: object) -> list[object]:
+    """Every market leaf a value or condition reads, in a stable order (depth first)."""
+    found: list[object] = []
+    _leaves(node, found)
+    return found
+
+
+def _leaves(node: object, found: list[object]) -> None:
+    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField):
+        if node not in found:
+            found.append(node)
+    elif isinstance(node, M.Compare | M.Crosses | M.Arith):
+        _leaves(node.left, found)
+        _leaves(node.right, found)
+    elif isinstance(node, M.All | M.AnyOf):
+        for part in node.parts:
+            _leaves(part, found)
+    elif isinstance(node, M.Negation | M.Negate):
+        _leaves(node.operand, found)
+    elif isinstance(node, M.Offset):
+        _leaves(node.base, found)
+
+
+def crosses_atoms(cond: M.Cond | None) -> list[M.Crosses]:
+    """The condition's `crosses` atoms in the order `truth` numbers them."""
+    found: list[M.Crosses] = []
+
+    def walk(node: M.Cond) -> None:
+        if isinstance(node, M.Crosses):
+            found.append(node)
+        elif isinstance(node, M.All | M.AnyOf):
+            for part in node.parts:
+                walk(part)
+        elif isinstance(node, M.Negation):
+            walk(node.operand)
+
+    if cond is not None:
+        walk(cond)
+    return found
