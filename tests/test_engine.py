@@ -217,3 +217,14 @@ def test_evaluate_returns_decisions_and_only_the_states_that_changed() -> None:
     fired = decisions[0].rule
     assert set(changed) == {fired}
     assert changed[fired].status == "done"
+
+
+def test_an_order_priced_on_data_that_is_not_fresh_does_not_fire() -> None:
+    rule = rules("rule r on BTC-USDT:\n    when ETH-USDT last < 2000\n    place limit buy 0.01\n")[
+        "r"
+    ]
+    eth = M.Field("ETH-USDT", "last")
+    fired, state = run(rule, [(s(0), {eth: Decimal(1900)})])  # no fresh BTC-USDT bid to join
+    assert fired == [] and state.status == "armed"
+    fired, _ = run(rule, [(s(1), {eth: Decimal(1900), BID: Decimal(60000)})], state)
+    assert fired == [1]

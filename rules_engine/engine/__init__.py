@@ -12,15 +12,18 @@ from rules_engine.engine._evaluate import (
     initial_state,
     step,
 )
+from rules_engine.engine._orders import Blocked, OrderIntent, resolve_order
 from rules_engine.engine._values import Fill, Market, Truth, leaves, truth, value
 
 __all__ = [
     "RULE_TRANSITIONS",
     "Arm",
+    "Blocked",
     "Decision",
     "Fill",
     "IllegalTransition",
     "Market",
+    "OrderIntent",
     "RuleState",
     "Truth",
     "arm",
@@ -28,6 +31,7 @@ __all__ = [
     "in_window",
     "initial_state",
     "leaves",
+    "resolve_order",
     "step",
     "truth",
     "value",

@@ -168,6 +168,20 @@ def _cross_verdicts(
     return verdicts, tuple(baselines)
 
 
+def _order_inputs_fresh(rule: CompiledRule, market: Market, fill: Fill | None) -> bool:
+    order = rule.order
+    if order is None:
+        return True
+    if order.order_type == "limit" and order.price is None:
+        side = M.Field(order.symbol, "ask" if order.side == "sell" else "bid")
+        if side not in market:
+            return False
+    for part in (order.price, order.size.amount, order.stop_loss):
+        if part is not None and value(part, market, fill) is None:
+            return False
+    return True
+
+
 def _inputs(rule: CompiledRule, market: Market) -> tuple[tuple[str, str], ...]:
     read: list[object] = leaves(rule.condition) if rule.condition is not None else []
     order = rule.order
@@ -224,6 +238,8 @@ def step(
         return state, decision
     if rule.window is not None and not in_window(rule.window, now):
         return state, decision
+    if not _order_inputs_fresh(rule, market, pending.fill if pending else None):
+        return state, decision  # an order priced on unknown data is an unknown: never fires
     firing = state.firings + 1
     fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending)
     state = state._replace(firings=firing, true_since=None, seen_false=False)

@@ -1,0 +1,141 @@
+"""A firing's order: computed prices and sizes, rounded and checked against the symbol. Pure.
+
+Rounding is the brief's: prices to `priceIncrement` in the trader's favour (a buy down, a
+sell up; a stop's trigger toward the market, so it triggers no later than written, which is
+the same direction), sizes and funds down to their increments. An order that would break
+`baseMinSize`, `baseMaxSize`, `quoteMinSize`, `quoteMaxSize` or `minFunds` is not sent: the
+result is `Blocked` with the reason, and the watcher marks the rule blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import NamedTuple
+
+from rules_engine.compiler import model as M
+from rules_engine.core.symbols import SymbolInfo
+from rules_engine.engine._values import Fill, Market, value
+
+__all__ = ["Blocked", "OrderIntent", "resolve_order"]
+
+
+class OrderIntent(NamedTuple):
+    """Exactly what will be sent (before the clientOid, which the store assigns)."""
+
+    symbol: str
+    side: str
+    order_type: str  # market | limit | stop | trailing-stop
+    size: Decimal | None  # base size; None for a market order by funds
+    funds: Decimal | None  # quote funds of a market order by funds
+    price: Decimal | None  # limit price
+    stop_price: Decimal | None  # trigger of a stop order
+    trail: Decimal | None
+    time_in_force: str
+    post_only: bool
+    hidden: bool
+
+
+class Blocked(NamedTuple):
+    reason: str
+
+
+def _round(amount: Decimal, step: Decimal, *, up: bool) -> Decimal:
+    units = (amount / step).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR)
+    return units * step
+
+
+def resolve_order(
+    order: M.OrderSpec,
+    market: Market,
+    info: SymbolInfo,
+    *,
+    fill: Fill | None = None,
+    balances: Mapping[str, Decimal] | None = None,
+) -> OrderIntent | Blocked:
+    """Compute, round and check a compiled order at the moment its rule fires."""
+    if not info.enable_trading:
+        return Blocked(f"{info.symbol} is not enabled for trading")
+    sell = order.side == "sell"
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    if order.order_type in ("limit", "stop"):
+        if order.price is not None:
+            raw = value(order.price, market, fill)
+        else:  # a limit order without `at` joins its own side of the book
+            raw = market.get(M.Field(order.symbol, "ask" if sell else "bid"))
+        if raw is None:
+            return Blocked("the order's price depends on data that is not fresh")
+        if raw <= 0:
+            return Blocked(f"the computed price {raw} is not above zero")
+        rounded = _round(raw, info.price_increment, up=sell)
+        if order.order_type == "limit":
+            price = rounded
+        else:
+            stop_price = rounded
+    size: Decimal | None = None
+    funds: Decimal | None = None
+    spec = order.size
+    amount = value(spec.amount, market, fill)
+    if amount is None:
+        return Blocked("the order's size depends on data that is not fresh")
+    if spec.kind == "share":
+        currency = spec.currency or ""
+        available = (balances or {}).get(currency)
+        if available is None:
+            return Blocked(f"the available {currency} balance is not known")
+        amount = available * amount
+        if sell:
+            size = _round(amount, info.base_increment, up=False)
+        elif order.order_type == "market":
+            funds = _round(amount, info.quote_increment, up=False)
+        else:
+            reference = price if price is not None else stop_price
+            assert reference is not None
+            size = _round(amount / reference, info.base_increment, up=False)
+    elif spec.kind == "funds":
+        if order.order_type == "market":
+            funds = _round(amount, info.quote_increment, up=False)
+        else:
+            reference = price if price is not None else stop_price
+            if reference is None:
+                return Blocked("funds need a price to become a size")
+            size = _round(amount / reference, info.base_increment, up=False)
+    else:
+        size = _round(amount, info.base_increment, up=False)
+
+    if size is not None:
+        if size < info.base_min_size:
+            return Blocked(f"size {size} is below {info.symbol}'s baseMinSize {info.base_min_size}")
+        if size > info.base_max_size:
+            return Blocked(f"size {size} is above {info.symbol}'s baseMaxSize {info.base_max_size}")
+    if funds is not None:
+        if funds < info.quote_min_size:
+            return Blocked(
+                f"funds {funds} are below {info.symbol}'s quoteMinSize {info.quote_min_size}"
+            )
+        if funds > info.quote_max_size:
+            return Blocked(
+                f"funds {funds} are above {info.symbol}'s quoteMaxSize {info.quote_max_size}"
+            )
+    if info.min_funds is not None:
+        worth = funds if funds is not None else None
+        if worth is None and size is not None and price is not None:
+            worth = size * price
+        if worth is not None and worth < info.min_funds:
+            return Blocked(
+                f"order value {worth} is below {info.symbol}'s minFunds {info.min_funds}"
+            )
+    return OrderIntent(
+        symbol=order.symbol,
+        side=order.side,
+        order_type=order.order_type,
+        size=size,
+        funds=funds,
+        price=price,
+        stop_price=stop_price,
+        trail=order.trail,
+        time_in_force=order.time_in_force,
+        post_only=order.post_only,
+        hidden=order.hidden,
+    )
