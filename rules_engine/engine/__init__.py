@@ -12,6 +12,7 @@ from rules_engine.engine._evaluate import (
     initial_state,
     step,
 )
+from rules_engine.engine._index import RuleIndex
 from rules_engine.engine._orders import Blocked, OrderIntent, resolve_order
 from rules_engine.engine._values import Fill, Market, Truth, leaves, truth, value
 
@@ -24,6 +25,7 @@ __all__ = [
     "IllegalTransition",
     "Market",
     "OrderIntent",
+    "RuleIndex",
     "RuleState",
     "Truth",
     "arm",
