@@ -15,7 +15,7 @@ from decimal import Decimal
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._vocab import ANY, Domain, domain_of
 
-__all__ = ["analyse_condition"]
+__all__ = ["analyse_condition", "crosses_atoms"]
 
 _LIMIT = 4096
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
@@ -242,3 +242,21 @@ def _label(value: M.Value) -> str:
     if isinstance(value, M.Arith):
         return "spread"
     return "the value"
+
+
+def crosses_atoms(cond: M.Cond | None) -> list[M.Crosses]:
+    """The condition's `crosses` atoms in the order `truth` numbers them."""
+    found: list[M.Crosses] = []
+
+    def walk(node: M.Cond) -> None:
+        if isinstance(node, M.Crosses):
+            found.append(node)
+        elif isinstance(node, M.All | M.AnyOf):
+            for part in node.parts:
+                walk(part)
+        elif isinstance(node, M.Negation):
+            walk(node.operand)
+
+    if cond is not None:
+        walk(cond)
+    return found

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import ClassVar, TypeVar
 
 from rules_engine.compiler import _model as M
-from rules_engine.compiler._analysis import analyse_condition
+from rules_engine.compiler._analysis import analyse_condition, crosses_atoms
 from rules_engine.compiler._vocab import (
     BOOK_FUNCTIONS,
     DAYS,
@@ -204,6 +204,7 @@ class RuleCompiler:
             window=window,
             canonical=canonical_text,
             fingerprint=fingerprint,
+            crosses=tuple(crosses_atoms(condition)),
         )
 
     def _error_count(self) -> int:

@@ -216,6 +216,7 @@ class CompiledRule:
     window: Window | None
     canonical: str
     fingerprint: str
+    crosses: tuple[Crosses, ...] = ()  # the condition's `crosses` atoms, in evaluation order
 
     @property
     def order(self) -> OrderSpec | None:

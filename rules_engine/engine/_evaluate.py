@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
-from rules_engine.engine._values import Fill, Market, crosses_atoms, leaves, truth, value
+from rules_engine.engine._values import Fill, Market, leaves, truth, value
 
 __all__ = [
     "RULE_TRANSITIONS",
@@ -107,7 +107,7 @@ class Decision(NamedTuple):
 
 
 def initial_state(rule: CompiledRule, now: datetime) -> RuleState:
-    crosses = len(crosses_atoms(rule.condition))
+    crosses = len(rule.crosses)
     return RuleState(
         status="waiting" if rule.after is not None else "armed",
         firings=0,
@@ -149,9 +149,11 @@ def _expired(rule: CompiledRule, state: RuleState, now: datetime) -> bool:
 def _cross_verdicts(
     rule: CompiledRule, state: RuleState, market: Market
 ) -> tuple[dict[int, bool | None], tuple[tuple[Decimal, Decimal] | None, ...]]:
+    if not rule.crosses:
+        return {}, state.baselines
     verdicts: dict[int, bool | None] = {}
     baselines: list[tuple[Decimal, Decimal] | None] = []
-    for index, atom in enumerate(crosses_atoms(rule.condition)):
+    for index, atom in enumerate(rule.crosses):
         left, right = value(atom.left, market), value(atom.right, market)
         previous = state.baselines[index] if index < len(state.baselines) else None
         if left is None or right is None:

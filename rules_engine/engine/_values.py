@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from rules_engine.compiler import model as M
 
-__all__ = ["Fill", "Market", "Truth", "crosses_atoms", "leaves", "truth", "value"]
+__all__ = ["Fill", "Market", "Truth", "leaves", "truth", "value"]
 
 Market = Mapping[object, Decimal]
 Truth = bool | None  # None is unknown
@@ -150,21 +150,3 @@ def _leaves(node: object, found: list[object]) -> None:
         _leaves(node.operand, found)
     elif isinstance(node, M.Offset):
         _leaves(node.base, found)
-
-
-def crosses_atoms(cond: M.Cond | None) -> list[M.Crosses]:
-    """The condition's `crosses` atoms in the order `truth` numbers them."""
-    found: list[M.Crosses] = []
-
-    def walk(node: M.Cond) -> None:
-        if isinstance(node, M.Crosses):
-            found.append(node)
-        elif isinstance(node, M.All | M.AnyOf):
-            for part in node.parts:
-                walk(part)
-        elif isinstance(node, M.Negation):
-            walk(node.operand)
-
-    if cond is not None:
-        walk(cond)
-    return found
