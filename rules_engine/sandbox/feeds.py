@@ -1,0 +1,269 @@
+"""Market feeds: what moves the sandbox's books.
+
+A feed is a pure, seeded producer: `step(now_ms)` returns one `FeedTick` per symbol (the full
+set of price levels the rest of the market shows, and maybe a trade print). The server applies
+ticks to the engine on a timer; tests call `step` directly.
+
+* `SyntheticFeed` — a seeded random walk anchored on the real BTC-USDT hourly candles shipped in
+  `data/kucoin_BTC-USDT_1h.csv`: it starts at the last real close, its volatility is the candles'
+  own hourly volatility, and its history (for `/api/v1/market/candles`) is the real candles
+  shifted to end at the start time. ETH-USDT follows BTC at a fixed ratio plus its own noise.
+* `CandleFeed` — replays the real candles, each one as a path open -> high -> low -> close (or
+  open -> low -> high -> close for a falling candle), `speed` candles-hours per hour.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from importlib import resources
+from typing import Protocol
+
+from rules_engine.core.symbols import SymbolInfo, SymbolTable, parse_symbols_reply
+
+__all__ = [
+    "Candle",
+    "CandleFeed",
+    "Feed",
+    "FeedTick",
+    "SyntheticFeed",
+    "load_candles",
+    "load_symbols",
+]
+
+HOUR_MS = 3_600_000
+ETH_RATIO = Decimal("0.032")
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    start_s: int
+    open: Decimal
+    close: Decimal
+    high: Decimal
+    low: Decimal
+    volume: Decimal
+    turnover: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FeedTick:
+    symbol: str
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+    trade: tuple[Decimal, Decimal, str] | None = None
+
+
+class Feed(Protocol):
+    name: str
+
+    def symbols(self) -> SymbolTable: ...
+
+    def step(self, now_ms: int) -> list[FeedTick]: ...
+
+    def history(self, symbol: str) -> list[Candle]: ...
+
+
+def _data(name: str) -> str:
+    return resources.files("rules_engine.sandbox").joinpath("data", name).read_text("utf-8")
+
+
+def load_symbols() -> SymbolTable:
+    """BTC-USDT and ETH-USDT with KuCoin's real increments and minimums (see the file's note)."""
+    document = json.loads(_data("symbols.json"))
+    return parse_symbols_reply({"code": "200000", "data": document["data"]}, source="sandbox")
+
+
+def raw_symbol_rows() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = json.loads(_data("symbols.json"))["data"]
+    return rows
+
+
+def load_candles() -> list[Candle]:
+    """The shipped real BTC-USDT 1h candles, oldest first."""
+    rows = csv.DictReader(_data("kucoin_BTC-USDT_1h.csv").splitlines())
+    out = []
+    for row in rows:
+        close = Decimal(row["close"])
+        volume = Decimal(row["volume"])
+        out.append(
+            Candle(
+                int(row["timestamp_ms"]) // 1000, Decimal(row["open"]), close,
+                Decimal(row["high"]), Decimal(row["low"]), volume, volume * close,
+            )
+        )
+    return out
+
+
+def _quantize(value: Decimal, step: Decimal) -> Decimal:
+    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+@dataclass
+class _SideBook:
+    levels: dict[int, Decimal] = field(default_factory=dict)  # price in ticks -> size
+
+
+@dataclass
+class _Walker:
+    """One symbol's random book around a mid price held in ticks."""
+
+    info: SymbolInfo
+    mid_ticks: int
+    typical_size: Decimal
+    level_count: int
+    rng: random.Random
+    bids: _SideBook = field(default_factory=_SideBook)
+    asks: _SideBook = field(default_factory=_SideBook)
+
+    def _size(self) -> Decimal:
+        factor = Decimal(str(round(self.rng.lognormvariate(0.0, 1.0), 6)))
+        size = _quantize(self.typical_size * factor, self.info.base_increment)
+        return max(size, self.info.base_min_size)
+
+    def _rebuild(self) -> None:
+        spread = self.rng.choice((1, 1, 1, 2, 3))
+        best_bid = self.mid_ticks - (spread // 2) - (spread % 2)
+        best_ask = best_bid + spread
+        for side, start, direction in ((self.bids, best_bid, -1), (self.asks, best_ask, 1)):
+            # Drop levels now on the wrong side, then fill up to the level count.
+            side.levels = {
+                t: s
+                for t, s in side.levels.items()
+                if (t <= start if direction < 0 else t >= start)
+            }
+            if start not in side.levels:
+                side.levels[start] = self._size()
+            tick = start
+            while len(side.levels) < self.level_count:
+                tick += direction * self.rng.choice((1, 1, 2, 3, 5))
+                if tick <= 0:
+                    break
+                side.levels.setdefault(tick, self._size())
+            ordered = sorted(side.levels, reverse=direction < 0)[: self.level_count]
+            side.levels = {t: side.levels[t] for t in ordered}
+            for _ in range(3):
+                t = self.rng.choice(ordered)
+                side.levels[t] = self._size()
+
+    def tick(self, sigma_ticks: float, anchor: int | None) -> FeedTick:
+        move = round(self.rng.gauss(0.0, sigma_ticks))
+        if anchor is not None:
+            self.mid_ticks = anchor + round(self.rng.gauss(0.0, sigma_ticks))
+        else:
+            self.mid_ticks = max(self.mid_ticks + move, self.level_count * 5)
+        self._rebuild()
+        inc = self.info.price_increment
+        trade = None
+        if self.rng.random() < 0.5:
+            side = self.rng.choice(("buy", "sell"))
+            best = min(self.asks.levels) if side == "buy" else max(self.bids.levels)
+            trade = (best * inc, self._size(), side)
+        return FeedTick(
+            self.info.symbol,
+            tuple((t * inc, s) for t, s in sorted(self.bids.levels.items(), reverse=True)),
+            tuple((t * inc, s) for t, s in sorted(self.asks.levels.items())),
+            trade,
+        )
+
+
+def _hourly_sigma(candles: list[Candle]) -> float:
+    closes = [float(c.close) for c in candles[-500:]]
+    rets = [math.log(b / a) for a, b in itertools.pairwise(closes)]
+    mean = sum(rets) / len(rets)
+    return math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
+
+
+class SyntheticFeed:
+    name = "synthetic"
+
+    def __init__(self, *, seed: int, start_ms: int, interval_ms: int, level_count: int = 50,
+                 speed: float = 1.0) -> None:
+        self._symbols = load_symbols()
+        self.candles = load_candles()
+        self.start_ms = start_ms
+        self.rng = random.Random(seed)
+        last = self.candles[-1].close
+        sigma_h = _hourly_sigma(self.candles) * math.sqrt(max(speed, 0.0001))
+        steps_per_hour = HOUR_MS / interval_ms
+        self.sigma_frac = sigma_h / math.sqrt(steps_per_hour)
+        btc = self._symbols["BTC-USDT"]
+        eth = self._symbols["ETH-USDT"]
+        self.btc = _Walker(btc, int(last / btc.price_increment), Decimal("0.05"), level_count,
+                           random.Random(self.rng.getrandbits(64)))
+        eth_mid = _quantize(last * ETH_RATIO, eth.price_increment)
+        self.eth = _Walker(eth, int(eth_mid / eth.price_increment), Decimal("0.8"), level_count,
+                           random.Random(self.rng.getrandbits(64)))
+
+    def symbols(self) -> SymbolTable:
+        return self._symbols
+
+    def step(self, now_ms: int) -> list[FeedTick]:
+        btc_sigma = self.sigma_frac * self.btc.mid_ticks
+        first = self.btc.tick(btc_sigma, None)
+        btc_mid = self.btc.mid_ticks * self.btc.info.price_increment
+        eth_inc = self.eth.info.price_increment
+        anchor = int(_quantize(btc_mid * ETH_RATIO, eth_inc) / eth_inc)
+        second = self.eth.tick(self.sigma_frac * self.eth.mid_ticks * 0.3, anchor)
+        return [first, second]
+
+    def history(self, symbol: str) -> list[Candle]:
+        """Real candles shifted to end at the start; ETH scaled by the fixed ratio."""
+        last_start = self.candles[-1].start_s
+        shift = (self.start_ms // HOUR_MS) * 3600 - HOUR_MS // 1000 - last_start
+        scale = Decimal(1) if symbol == "BTC-USDT" else ETH_RATIO
+        info = self._symbols.get(symbol)
+        if info is None:
+            return []
+        inc = info.price_increment
+
+        def px(value: Decimal) -> Decimal:
+            return _quantize(value * scale, inc)
+
+        return [
+            Candle(c.start_s + shift, px(c.open), px(c.close), px(c.high), px(c.low),
+                   _quantize(c.volume / scale, info.base_increment), c.turnover)
+            for c in self.candles
+        ]
+
+
+class CandleFeed(SyntheticFeed):
+    """Replays the real candles through open, high, low and close; `speed` x real time."""
+
+    name = "candles"
+
+    def __init__(self, *, seed: int, start_ms: int, interval_ms: int, level_count: int = 50,
+                 speed: float = 60.0) -> None:
+        super().__init__(seed=seed, start_ms=start_ms, interval_ms=interval_ms,
+                         level_count=level_count, speed=1.0)
+        self.speed = speed
+        self.replay_start = start_ms
+
+    def price_at(self, now_ms: int) -> Decimal:
+        elapsed_h = (now_ms - self.replay_start) * self.speed / HOUR_MS
+        index = min(int(elapsed_h), len(self.candles) - 1)
+        frac = Decimal(str(round(min(elapsed_h - index, 1.0), 6))) if index < len(self.candles) - 1 else Decimal(1)  # noqa: E501
+        c = self.candles[index]
+        path = (
+            [c.open, c.high, c.low, c.close] if c.close >= c.open
+            else [c.open, c.low, c.high, c.close]
+        )
+        pos = frac * 3
+        seg = min(int(pos), 2)
+        within = pos - seg
+        return path[seg] + (path[seg + 1] - path[seg]) * within
+
+    def step(self, now_ms: int) -> list[FeedTick]:
+        inc = self.btc.info.price_increment
+        target = int(self.price_at(now_ms) / inc)
+        first = self.btc.tick(0.0, target)
+        btc_mid = self.btc.mid_ticks * inc
+        eth_inc = self.eth.info.price_increment
+        anchor = int(_quantize(btc_mid * ETH_RATIO, eth_inc) / eth_inc)
+        second = self.eth.tick(0.0, anchor)
+        return [first, second]
