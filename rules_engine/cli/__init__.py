@@ -16,6 +16,7 @@ __all__ = ["main"]
 
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "rules_engine.cli.sandbox",
 )
 
 def build_parser() -> argparse.ArgumentParser:

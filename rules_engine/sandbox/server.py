@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
+import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -1129,17 +1129,14 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
     return app
 
 
-def _match_path(pattern: str, path: str) -> bool:
-    regex = re.sub(r"\{[^}]+\}", "[^/]+", pattern)
-    return re.fullmatch(regex, path) is not None
-
-
 def build_state(config: SandboxConfig, *, feed_name: str = "synthetic", seed: int = 1,
                 speed: float = 1.0, clock: Clock | None = None,
                 state_file: Path | None = None) -> SandboxState:
     clock = clock or SystemClock()
     start = clock.now_ms()
     feed: Feed
+    if feed_name not in ("synthetic", "candles"):
+        raise ValueError(f"feed {feed_name!r} is not available in this build")
     if feed_name == "candles":
         feed = CandleFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
                           level_count=config.level_count, speed=speed if speed != 1.0 else 60.0)
@@ -1166,8 +1163,13 @@ async def run_server(state: SandboxState, host: str, port: int,
     assert server is not None
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
     on_ready(f"http://{host}:{bound}")
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # saves the state file

@@ -268,10 +268,10 @@ def install(app: web.Application, state: SandboxState) -> None:
         token = request.query.get("token", "")
         issued = hub.tokens.get(token)
         if issued is None or state.now_ms() - issued[1] > TOKEN_LIFETIME_MS:
-            await ws.send_bytes(orjson.dumps(
+            await ws.send_str(orjson.dumps(
                 {"id": request.query.get("connectId", ""), "type": "error", "code": 401,
                  "data": "token is expired"}
-            ))
+            ).decode())
             await ws.close()
             return ws
         conn = Conn(ws, issued[0])
@@ -309,7 +309,11 @@ def install(app: web.Application, state: SandboxState) -> None:
                 await ws.close()
         return ws
 
+    async def close_all(app: web.Application) -> None:
+        await drop_all(state)
+
     app.router.add_get("/endpoint", endpoint)
+    app.on_shutdown.append(close_all)
 
 
 def _handle(conn: Conn, text: str, state: SandboxState) -> dict[str, Any] | None:
