@@ -6,12 +6,15 @@ client adapter, from KuCoin's documented rule (prehash = timestamp + METHOD + pa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -92,3 +95,50 @@ async def running(
             yield Sandbox(f"http://127.0.0.1:{port}", state, http)
         finally:
             await runner.cleanup()
+
+
+@dataclass
+class Threaded:
+    url: str
+    state: SandboxState
+
+
+@contextmanager
+def threaded(config: SandboxConfig | None = None, *, seed: int = 11,
+             feed_interval_ms: int = 50) -> Iterator[Threaded]:
+    """A sandbox on its own thread and loop (real clock, feed running), for sync clients."""
+    cfg = (config or SandboxConfig()).model_copy(update={"feed_interval_ms": feed_interval_ms})
+    state = build_state(cfg, seed=seed)
+    ready: queue.Queue[str] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        runner = web.AppRunner(create_app(state, run_feed=True), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.put(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        await stop.wait()
+        await runner.cleanup()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield Threaded(ready.get(timeout=10), state)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def point_ccxt_at(exchange: Any, url: str) -> Any:
+    """Only the base URL changes: every REST host entry of ccxt's kucoin points at the sandbox."""
+    for name, value in list(exchange.urls["api"].items()):
+        if isinstance(value, str):
+            exchange.urls["api"][name] = url
+    return exchange
+
+
+def demo_credentials() -> dict[str, str]:
+    return {"apiKey": DEMO_KEY, "secret": DEMO_SECRET, "password": DEMO_PASSPHRASE}

@@ -2,7 +2,8 @@
 
 Connect to `/endpoint?token=...&connectId=...` (the endpoint the bullet reply names). Public
 topics: `/market/ticker:{syms|all}`, `/market/level2:{syms}`, `/market/match:{syms}`,
-`/market/candles:{sym}_{type}`. Private topics (private token only):
+`/market/candles:{sym}_{type}`, `/market/snapshot:{sym}` (24h figures as JSON numbers, sent on
+subscribe and then at most every 2 s while the market moves). Private topics (private token only):
 `/spotMarket/tradeOrdersV2`, `/spotMarket/tradeOrders`, `/account/balance`,
 `/spotMarket/advancedOrders`.
 
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,7 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Hub", "drop_all", "install", "issue_token"]
 
-PUBLIC_PREFIXES = ("/market/ticker", "/market/level2", "/market/match", "/market/candles")
+PUBLIC_PREFIXES = (
+    "/market/ticker", "/market/level2", "/market/match", "/market/candles", "/market/snapshot",
+)
+SNAPSHOT_INTERVAL_MS = 2000
 PRIVATE_TOPICS = (
     "/spotMarket/tradeOrdersV2", "/spotMarket/tradeOrders", "/account/balance",
     "/spotMarket/advancedOrders",
@@ -74,6 +79,7 @@ class Hub:
     tokens: dict[str, tuple[str | None, int]] = field(default_factory=dict)
     conns: list[Conn] = field(default_factory=list)
     pushed: int = 0
+    snapshot_sent: dict[str, int] = field(default_factory=dict)
 
     def on_events(self, events: list[Event]) -> None:
         if not self.conns:
@@ -157,6 +163,11 @@ class Hub:
             }
             self._send(f"/market/ticker:{symbol}", "trade.ticker", ticker)
             self._send("/market/ticker:all", symbol, ticker)
+            now = state.now_ms()
+            if now - self.snapshot_sent.get(symbol, 0) >= SNAPSHOT_INTERVAL_MS:
+                self.snapshot_sent[symbol] = now
+                self._send(f"/market/snapshot:{symbol}", "trade.snapshot",
+                           snapshot_data(state, symbol))
 
     def _candle(self, trade: TradeEvent) -> None:
         minute = trade.time_ms // 60_000 * 60
@@ -211,6 +222,42 @@ class Hub:
             if conn.private_key is not None and conn.wants(topic):
                 conn.push(message)
                 self.pushed += 1
+
+
+def _num(value: Decimal | None) -> orjson.Fragment | None:
+    """A decimal as a JSON number, written exactly (no float on the way)."""
+    return None if value is None else orjson.Fragment(fmt(value).encode("ascii"))
+
+
+def snapshot_data(state: SandboxState, symbol: str) -> dict[str, Any]:
+    """The `/market/snapshot` payload: KuCoin sends these figures as JSON numbers."""
+    seq, bids, asks = state.engine.snapshot(symbol, 1)
+    st = state.engine.stats[symbol]
+    info = state.symbols[symbol]
+    change = st.last - st.open if st.open else Decimal(0)
+    rate = (change / st.open).quantize(Decimal("0.0001")) if st.open else Decimal(0)
+    avg = (st.vol_value / st.vol).quantize(info.price_increment) if st.vol else st.last
+    window = {
+        "open": _num(st.open), "high": _num(st.high), "low": _num(st.low), "vol": _num(st.vol),
+        "volValue": _num(st.vol_value), "changePrice": _num(change), "changeRate": _num(rate),
+    }
+    return {
+        "sequence": str(seq),
+        "data": {
+            "symbol": symbol, "symbolCode": symbol, "baseCurrency": info.base_currency,
+            "quoteCurrency": info.quote_currency, "market": "USDS", "markets": ["USDS"],
+            "trading": info.enable_trading, "marginTrade": False, "board": 0, "mark": 0,
+            "sort": 1, "lastTradedPrice": _num(st.last), "close": _num(st.last),
+            "buy": _num(bids[0][0]) if bids else None, "sell": _num(asks[0][0]) if asks else None,
+            "bidSize": _num(bids[0][1]) if bids else None,
+            "askSize": _num(asks[0][1]) if asks else None,
+            "averagePrice": _num(avg), "datetime": state.now_ms(),
+            "makerFeeRate": _num(state.config.maker_fee_rate),
+            "takerFeeRate": _num(state.config.taker_fee_rate),
+            "makerCoefficient": 1, "takerCoefficient": 1, "marketChange24h": window,
+            **window,
+        },
+    }
 
 
 def _hub(state: SandboxState) -> Hub:
@@ -296,8 +343,7 @@ def install(app: web.Application, state: SandboxState) -> None:
                     break
                 if msg.type != WSMsgType.TEXT:
                     break
-                reply = _handle(conn, msg.data, state)
-                if reply is not None:
+                for reply in _handle(conn, msg.data, state):
                     conn.queue.put_nowait(orjson.dumps(reply))
         finally:
             if conn in hub.conns:
@@ -316,30 +362,36 @@ def install(app: web.Application, state: SandboxState) -> None:
     app.on_shutdown.append(close_all)
 
 
-def _handle(conn: Conn, text: str, state: SandboxState) -> dict[str, Any] | None:
+def _handle(conn: Conn, text: str, state: SandboxState) -> list[dict[str, Any]]:
     try:
         message = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return {"id": "", "type": "error", "code": 400, "data": "message is not JSON"}
+        return [{"id": "", "type": "error", "code": 400, "data": "message is not JSON"}]
     if not isinstance(message, dict):
-        return {"id": "", "type": "error", "code": 400, "data": "message is not an object"}
+        return [{"id": "", "type": "error", "code": 400, "data": "message is not an object"}]
     ident = str(message.get("id", ""))
     kind = message.get("type")
     if kind == "ping":
-        return {"id": ident, "type": "pong", "timestamp": state.now_ms() * 1000}
+        return [{"id": ident, "type": "pong", "timestamp": state.now_ms() * 1000}]
     if kind in ("subscribe", "unsubscribe"):
         topic = message.get("topic")
         if not isinstance(topic, str):
-            return {"id": ident, "type": "error", "code": 400, "data": "topic is required"}
+            return [{"id": ident, "type": "error", "code": 400, "data": "topic is required"}]
         expanded = _expand(topic, conn.private_key is not None, state)
         if isinstance(expanded, str):
             code = 509 if "exceed" in expanded else (400 if "invalid" in expanded else 404)
-            return {"id": ident, "type": "error", "code": code, "data": expanded}
+            return [{"id": ident, "type": "error", "code": code, "data": expanded}]
         if kind == "subscribe":
             conn.topics.update(expanded)
         else:
             conn.topics.difference_update(expanded)
+        replies: list[dict[str, Any]] = []
         if message.get("response") in (True, "true"):
-            return {"id": ident, "type": "ack"}
-        return None
-    return {"id": ident, "type": "error", "code": 415, "data": "type is not supported"}
+            replies.append({"id": ident, "type": "ack"})
+        if kind == "subscribe":
+            for one in expanded:
+                if one.startswith("/market/snapshot:"):
+                    replies.append({"topic": one, "type": "message", "subject": "trade.snapshot",
+                                    "data": snapshot_data(state, one.partition(":")[2])})
+        return replies
+    return [{"id": ident, "type": "error", "code": 415, "data": "type is not supported"}]
