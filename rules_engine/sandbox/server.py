@@ -53,6 +53,7 @@ CANDLE_TYPES = {
 }
 
 Handler = Callable[["Ctx"], Awaitable[Any]]
+SAVE_EVERY_MS = 5000  # the state file is also written every few seconds, not only on exit
 
 
 @dataclass
@@ -1108,9 +1109,14 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
 
     async def feed_loop() -> None:
         interval = state.config.feed_interval_ms / 1000
+        last_save = state.clock.base_ms()
         while True:
             await asyncio.sleep(interval)
             state.feed_step()
+            now = state.clock.base_ms()
+            if state.state_file is not None and now - last_save >= SAVE_EVERY_MS:
+                persist.save(state, state.state_file)
+                last_save = now
 
     async def lifecycle(app: web.Application) -> Any:
         task = asyncio.create_task(feed_loop()) if run_feed else None
