@@ -8,6 +8,8 @@ ticks to the engine on a timer; tests call `step` directly.
   `data/kucoin_BTC-USDT_1h.csv`: it starts at the last real close, its volatility is the candles'
   own hourly volatility, and its history (for `/api/v1/market/candles`) is the real candles
   shifted to end at the start time. ETH-USDT follows BTC at a fixed ratio plus its own noise.
+* `RecordedFeed` — replays the real recorded KuCoin session of 2021-04-25 (its symbols, REST
+  snapshots and level2 updates; data from the cryptofeed project).
 * `CandleFeed` — replays the real candles, each one as a path open -> high -> low -> close (or
   open -> low -> high -> close for a falling candle), `speed` candles-hours per hour.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "CandleFeed",
     "Feed",
     "FeedTick",
+    "RecordedFeed",
     "SyntheticFeed",
     "load_candles",
     "load_symbols",
@@ -67,6 +70,8 @@ class Feed(Protocol):
     def step(self, now_ms: int) -> list[FeedTick]: ...
 
     def history(self, symbol: str) -> list[Candle]: ...
+
+    def symbol_rows(self) -> list[dict[str, object]]: ...
 
 
 def _data(name: str) -> str:
@@ -203,6 +208,9 @@ class SyntheticFeed:
     def symbols(self) -> SymbolTable:
         return self._symbols
 
+    def symbol_rows(self) -> list[dict[str, object]]:
+        return raw_symbol_rows()
+
     def step(self, now_ms: int) -> list[FeedTick]:
         btc_sigma = self.sigma_frac * self.btc.mid_ticks
         first = self.btc.tick(btc_sigma, None)
@@ -267,3 +275,122 @@ class CandleFeed(SyntheticFeed):
         anchor = int(_quantize(btc_mid * ETH_RATIO, eth_inc) / eth_inc)
         second = self.eth.tick(0.0, anchor)
         return [first, second]
+
+
+@dataclass
+class _RecordedBook:
+    sequence: int
+    bids: dict[Decimal, Decimal]
+    asks: dict[Decimal, Decimal]
+
+
+class RecordedFeed:
+    """Replays the real KuCoin session of 2021-04-25 (cryptofeed's recording), looping.
+
+    Each symbol starts from its recorded REST snapshot; recorded level2 updates are applied by
+    KuCoin's rules (skip `sequenceEnd <= sequence`, per-change sequence filter, size 0 deletes),
+    at `speed` x the recorded pace; recorded tickers are the trade prints. The sandbox's own
+    sequences are its own: only the levels the recording shows reach the engine.
+    """
+
+    name = "recorded"
+
+    def __init__(self, *, start_ms: int, level_count: int = 50, speed: float = 1.0) -> None:
+        document = json.loads(_data("recorded_symbols_2021-04-25.json"))
+        self._rows: list[dict[str, object]] = document["data"]
+        self._symbols = parse_symbols_reply({"code": "200000", "data": self._rows},
+                                            source="recorded 2021-04-25")
+        self.start_ms = start_ms
+        self.speed = speed
+        self.level_count = level_count
+        self.snapshots: dict[str, dict[str, object]] = {}
+        for line in _data(
+            "cryptofeed_kucoin_rest_orderbook_level2_snapshots_2021-04-25.ndjson"
+        ).splitlines():
+            record = json.loads(line)
+            symbol = record["url"].split("symbol=")[1]
+            self.snapshots[symbol] = record["response"]["data"]
+        self.records: list[tuple[float, dict[str, object]]] = []
+        for line in _data("cryptofeed_kucoin_ws_2021-04-25.ndjson").splitlines():
+            record = json.loads(line)
+            msg = record.get("msg")
+            if record["dir"] != "in" or not isinstance(msg, dict) or msg.get("type") != "message":
+                continue
+            if msg.get("subject") in ("trade.l2update", "trade.ticker"):
+                self.records.append((float(record["ts"]), msg))
+        self.t0 = self.records[0][0]
+        self.duration = self.records[-1][0] - self.t0
+        self._reset(start_ms)
+
+    def _reset(self, lap_start_ms: int) -> None:
+        self.lap_start_ms = lap_start_ms
+        self.cursor = 0
+        self.books = {
+            symbol: _RecordedBook(
+                int(str(snap["sequence"])),
+                {Decimal(p): Decimal(s) for p, s in snap["bids"]},  # type: ignore[attr-defined]
+                {Decimal(p): Decimal(s) for p, s in snap["asks"]},  # type: ignore[attr-defined]
+            )
+            for symbol, snap in self.snapshots.items()
+            if symbol in self._symbols
+        }
+        self.fresh = set(self.books)
+
+    def symbols(self) -> SymbolTable:
+        return self._symbols
+
+    def symbol_rows(self) -> list[dict[str, object]]:
+        return [dict(r) for r in self._rows]
+
+    def history(self, symbol: str) -> list[Candle]:
+        return []
+
+    def _apply(self, msg: dict[str, object], trades: dict[str, tuple[Decimal, Decimal, str]],
+               changed: set[str]) -> None:
+        data = msg["data"]
+        assert isinstance(data, dict)
+        topic = str(msg["topic"])
+        symbol = topic.partition(":")[2]
+        book = self.books.get(symbol)
+        if book is None:
+            return
+        if msg["subject"] == "trade.ticker":
+            price, size = Decimal(data["price"]), Decimal(data["size"])
+            side = "buy" if price >= Decimal(data["bestAsk"]) else "sell"
+            trades[symbol] = (price, size, side)
+            changed.add(symbol)
+            return
+        if int(data["sequenceEnd"]) <= book.sequence:
+            return
+        for name, side_book in (("bids", book.bids), ("asks", book.asks)):
+            for price_text, size_text, seq_text in data["changes"][name]:
+                price, size = Decimal(price_text), Decimal(size_text)
+                if int(seq_text) <= book.sequence or price == 0:
+                    continue
+                if size == 0:
+                    side_book.pop(price, None)
+                else:
+                    side_book[price] = size
+        book.sequence = int(data["sequenceEnd"])
+        changed.add(symbol)
+
+    def step(self, now_ms: int) -> list[FeedTick]:
+        elapsed = (now_ms - self.lap_start_ms) / 1000 * self.speed
+        if elapsed > self.duration + 1:
+            self._reset(now_ms)
+            elapsed = 0.0
+        trades: dict[str, tuple[Decimal, Decimal, str]] = {}
+        changed = set(self.fresh)
+        self.fresh = set()
+        while self.cursor < len(self.records) and self.records[self.cursor][0] - self.t0 <= elapsed:
+            self._apply(self.records[self.cursor][1], trades, changed)
+            self.cursor += 1
+        ticks = []
+        for symbol in sorted(changed):
+            book = self.books[symbol]
+            bids = sorted(book.bids.items(), reverse=True)[: self.level_count]
+            asks = sorted(book.asks.items())[: self.level_count]
+            if bids and asks and bids[0][0] >= asks[0][0]:
+                continue  # a momentarily crossed recorded book is not shown
+            ticks.append(FeedTick(symbol, tuple(bids), tuple(asks), trades.get(symbol)))
+        return ticks

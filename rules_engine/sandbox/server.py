@@ -39,7 +39,7 @@ from rules_engine.sandbox.engine import (
     fmt,
 )
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
-from rules_engine.sandbox.feeds import Candle, CandleFeed, Feed, SyntheticFeed, raw_symbol_rows
+from rules_engine.sandbox.feeds import Candle, CandleFeed, Feed, RecordedFeed, SyntheticFeed
 from rules_engine.sandbox.ratelimit import RateLimiter
 
 __all__ = ["SandboxState", "create_app", "run_server"]
@@ -350,8 +350,7 @@ async def h_status(ctx: Ctx) -> Any:
 
 
 def _symbol_rows(state: SandboxState) -> list[dict[str, Any]]:
-    rows = raw_symbol_rows()
-    return [dict(r) for r in rows if r["symbol"] in state.symbols]
+    return [dict(r) for r in state.feed.symbol_rows() if r["symbol"] in state.symbols]
 
 
 async def h_symbols(ctx: Ctx) -> Any:
@@ -1141,9 +1140,11 @@ def build_state(config: SandboxConfig, *, feed_name: str = "synthetic", seed: in
     clock = clock or SystemClock()
     start = clock.now_ms()
     feed: Feed
-    if feed_name not in ("synthetic", "candles"):
-        raise ValueError(f"feed {feed_name!r} is not available in this build")
-    if feed_name == "candles":
+    if feed_name not in ("synthetic", "candles", "recorded"):
+        raise ValueError(f"unknown feed {feed_name!r}")
+    if feed_name == "recorded":
+        feed = RecordedFeed(start_ms=start, level_count=config.level_count, speed=speed)
+    elif feed_name == "candles":
         feed = CandleFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
                           level_count=config.level_count, speed=speed if speed != 1.0 else 60.0)
     else:
