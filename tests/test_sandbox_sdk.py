@@ -141,24 +141,35 @@ def test_sdk_with_a_wrong_passphrase_gets_400004() -> None:
                 GetOpenOrdersReqBuilder().set_symbol("BTC-USDT").build())
 
 
-def test_sdk_websocket_streams_tickers() -> None:
+def test_sdk_websocket_streams_tickers_and_books() -> None:
     with threaded() as box:
         ws = _client(box.url).ws_service().new_spot_public_ws()
         ws.start()
-        got: list[Any] = []
+        tickers: list[Any] = []
+        deltas: list[Any] = []
         seen = threading.Event()
 
         def on_ticker(topic: str, subject: str, data: Any) -> None:
-            got.append((topic, data))
-            if len(got) >= 3:
+            tickers.append((topic, data))
+            if len(tickers) >= 3 and len(deltas) >= 3:
                 seen.set()
 
+        def on_book(topic: str, subject: str, data: Any) -> None:
+            deltas.append((topic, data))
+
         try:
-            sub = ws.ticker(["BTC-USDT"], on_ticker)
+            subs = [ws.ticker(["BTC-USDT"], on_ticker),
+                    ws.orderbook_increment(["ETH-USDT"], on_book)]
             assert seen.wait(10)
-            ws.unsubscribe(sub)
+            for sub in subs:
+                ws.unsubscribe(sub)
         finally:
             ws.stop()
-        topic, data = got[-1]
+        topic, data = tickers[-1]
         assert topic == "/market/ticker:BTC-USDT"
         assert Decimal(data.best_bid) < Decimal(data.best_ask)
+        assert {t for t, _ in deltas} == {"/market/level2:ETH-USDT"}
+        ends = [d.sequence_end for _, d in deltas]
+        starts = [d.sequence_start for _, d in deltas]
+        # Consecutive messages continue each other's sequence exactly.
+        assert all(s == e + 1 for s, e in zip(starts[1:], ends, strict=False))
