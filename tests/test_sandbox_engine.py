@@ -28,6 +28,7 @@ def engine() -> Engine:
                taker_fee=D("0.002"))
     e.apply_feed("BTC-USDT", [(D("99.9"), D("1")), (D("99.8"), D("2"))],
                  [(D("100.1"), D("1")), (D("100.2"), D("2"))], NOW)
+    engines.append(e)
     return e
 
 
@@ -39,6 +40,25 @@ def req(**kw: object) -> OrderRequest:
                                "client_oid": f"c{next(_counter)}"}
     base.update(kw)
     return OrderRequest(**base)  # type: ignore[arg-type]
+
+
+def assert_cached_levels(e: Engine) -> None:
+    """Every level's cached visible size equals the sum over its orders."""
+    for book in e.books.values():
+        for name in ("bids", "asks"):
+            for _price, level in book.levels(name):
+                assert level.shown == sum((o.visible for o in level.orders), D(0))
+
+
+@pytest.fixture(autouse=True)
+def _check_levels_after(request: pytest.FixtureRequest) -> None:
+    engines.clear()
+    yield
+    for e in engines:
+        assert_cached_levels(e)
+
+
+engines: list[Engine] = []
 
 
 def kinds(events: list[object]) -> list[tuple[str, str]]:

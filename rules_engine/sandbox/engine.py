@@ -260,11 +260,29 @@ class Fill:
 
 @dataclass(slots=True)
 class Level:
+    """One price: the feed's size, then resting orders in time order.
+
+    `shown` caches the visible size of the orders so a level with many orders costs O(1) per
+    change; every change to a resting order goes through `add`, `remove` or `adjust`.
+    """
+
     feed: Decimal = ZERO
     orders: list[Order] = field(default_factory=list)
+    shown: Decimal = ZERO
 
     def visible(self) -> Decimal:
-        return self.feed + sum((o.visible for o in self.orders), ZERO)
+        return self.feed + self.shown
+
+    def add(self, order: Order) -> None:
+        self.orders.append(order)
+        self.shown += order.visible
+
+    def remove(self, order: Order) -> None:
+        self.orders.remove(order)
+        self.shown -= order.visible
+
+    def adjust(self, before: Decimal, order: Order) -> None:
+        self.shown += order.visible - before
 
     def empty(self) -> bool:
         return self.feed == 0 and not self.orders
@@ -626,7 +644,7 @@ class Engine:
             return
         # Rest on the book.
         order.in_book = True
-        book.level(side_name, order.price).orders.append(order)
+        book.level(side_name, order.price).add(order)
         order.move("open")
         events.append(self._order_event(order, "open", "open", now_ms))
         change = book.touch(side_name, order.price, now_ms)
@@ -705,7 +723,10 @@ class Engine:
         rate = self.taker_fee if liquidity == "taker" else self.maker_fee
         funds = price * qty
         fee = funds * rate
+        shown_before = order.visible
         order.deal_size += qty
+        if order.in_book:
+            self._level_of(order).adjust(shown_before, order)
         order.deal_funds += funds
         order.fee += fee
         order.updated_at = now_ms
@@ -740,6 +761,11 @@ class Engine:
         st.vol += qty
         st.vol_value += price * qty
 
+    def _level_of(self, order: Order) -> Level:
+        side_name = "bids" if order.side == "buy" else "asks"
+        level: Level = self.books[order.symbol].side(side_name)[order.price]
+        return level
+
     def _unrest(self, order: Order) -> None:
         if not order.in_book:
             return
@@ -747,7 +773,7 @@ class Engine:
         side_name = "bids" if order.side == "buy" else "asks"
         level: Level | None = book.side(side_name).get(order.price)
         if level is not None and order in level.orders:
-            level.orders.remove(order)
+            level.remove(order)
         order.in_book = False
 
     def _finish(self, order: Order, how: str, now_ms: int, events: list[Event]) -> None:

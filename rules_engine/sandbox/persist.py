@@ -98,7 +98,7 @@ def restore(state: SandboxState, document: dict[str, Any]) -> None:
         if order.in_book and order.symbol in engine.books:
             side = "bids" if order.side == "buy" else "asks"
             book = engine.books[order.symbol]
-            book.level(side, order.price).orders.append(order)
+            book.level(side, order.price).add(order)
             book.touch(side, order.price, order.updated_at)
     for row in document["stop_orders"]:
         order = _order_from(row)
