@@ -192,3 +192,18 @@ def test_gtt_orders_expire() -> None:
     assert e.expire(NOW + 4999) == []
     assert kinds(e.expire(NOW + 5000)) == [("canceled", "done")]
     assert isinstance(order, Order) and not order.active
+
+
+def test_partial_cancel_is_an_update_with_the_old_size_and_releases_hold() -> None:
+    e = engine()
+    order, _ = e.place(req(price=D("99"), size=D("0.5")), NOW)
+    assert isinstance(order, Order)
+    held = e.account.held("USDT")
+    same, events = e.reduce(order.id, D("0.2"), NOW)
+    assert same is order and order.remaining == D("0.3") and order.active
+    updates = [x for x in events if isinstance(x, OrderEvent)]
+    assert [(u.type, u.status, u.old_size) for u in updates] == [("update", "open", D("0.5"))]
+    assert e.account.held("USDT") == held - D(99) * D("0.2") * D("1.002")
+    assert (D(99), D("0.3")) in e.snapshot("BTC-USDT")[1]
+    _, events = e.reduce(order.id, D("0.3"), NOW)
+    assert kinds(events) == [("canceled", "done")] and e.account.held("USDT") == 0

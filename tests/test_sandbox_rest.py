@@ -279,3 +279,21 @@ async def test_candles_are_kucoin_rows_newest_first(sb: Sandbox) -> None:
     starts = [int(r[0]) for r in rows]
     assert starts == sorted(starts, reverse=True)
     assert all(Decimal(r[3]) >= max(Decimal(r[1]), Decimal(r[2])) for r in rows)
+
+
+async def test_a_post_body_that_is_not_json_typed_is_415(sb: Sandbox) -> None:
+    body = '{"symbol":"BTC-USDT","side":"buy","type":"market","funds":"10"}'
+    headers = auth_headers("POST", "/api/v1/hf/orders", body, sb.state.now_ms())
+    headers["Content-Type"] = "text/plain"
+    async with sb.http.post(sb.url + "/api/v1/hf/orders", data=body, headers=headers) as r:
+        assert (r.status, (await r.json())["code"]) == (415, "415000")
+
+
+async def test_partial_cancel_over_rest(sb: Sandbox) -> None:
+    placed = await sb.ok("POST", "/api/v1/hf/orders", body={
+        "symbol": "BTC-USDT", "side": "buy", "type": "limit", "price": "1000", "size": "0.005"})
+    reply = await sb.ok("DELETE", f"/api/v1/hf/orders/cancel/{placed['orderId']}",
+                        {"symbol": "BTC-USDT", "cancelSize": "0.002"})
+    assert reply == {"orderId": placed["orderId"], "cancelSize": "0.002"}
+    order = await sb.ok("GET", f"/api/v1/hf/orders/{placed['orderId']}", {"symbol": "BTC-USDT"})
+    assert order["remainSize"] == "0.003" and order["active"] is True

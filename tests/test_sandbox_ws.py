@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 from sandbox_support import Sandbox, running
 
+from rules_engine.sandbox.clock import ManualClock
+
 
 async def _connect(box: Sandbox, private: bool = False) -> aiohttp.ClientWebSocketResponse:
     path = "/api/v1/bullet-private" if private else "/api/v1/bullet-public"
@@ -216,3 +218,40 @@ async def test_admin_drop_closes_every_socket() -> None:
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await ws.close()
         await asyncio.sleep(0)
+
+
+async def test_stop_orders_over_rest_and_their_advanced_order_events() -> None:
+    async with running() as box:
+        ws = await _connect(box, private=True)
+        await _subscribe(ws, "/spotMarket/advancedOrders", "a", private=True)
+        last = box.state.engine.stats["BTC-USDT"].last
+        trigger = str((last * 2).quantize(Decimal("0.1")))
+        placed = await box.ok("POST", "/api/v1/stop-order", body={
+            "clientOid": "stop-1", "symbol": "BTC-USDT", "side": "buy", "type": "market",
+            "funds": "100", "stop": "entry", "stopPrice": trigger})
+        assert placed["orderId"].startswith("vs")
+        listed = await box.ok("GET", "/api/v1/stop-order", {"symbol": "BTC-USDT"})
+        assert [s["id"] for s in listed["items"]] == [placed["orderId"]]
+        assert listed["items"][0]["status"] == "NEW"
+        by_cid = await box.ok("GET", "/api/v1/stop-order/queryOrderByClientOid",
+                              {"clientOid": "stop-1", "symbol": "BTC-USDT"})
+        assert by_cid[0]["stopPrice"] == trigger
+        cancelled = await box.ok("DELETE", f"/api/v1/stop-order/{placed['orderId']}")
+        assert cancelled == {"cancelledOrderIds": [placed["orderId"]]}
+        events = [m["data"] for m in await _drain(ws, 0.1)]
+        assert [(e["type"], e["orderId"]) for e in events] == [
+            ("open", placed["orderId"]), ("cancel", placed["orderId"])]
+        assert events[0]["stop"] == "entry" and events[0]["orderType"] == "stop"
+        await ws.close()
+
+
+async def test_tokens_expire_after_a_day() -> None:
+    clock = ManualClock()
+    async with running(clock=clock) as box:
+        data = await box.ok("POST", "/api/v1/bullet-public", signed=False)
+        clock.advance(24 * 3600 * 1000 + 1)
+        endpoint = data["instanceServers"][0]["endpoint"]
+        ws = await box.http.ws_connect(f"{endpoint}?token={data['token']}&connectId=x")
+        msg = await ws.receive_json(timeout=2)
+        assert msg == {"id": "x", "type": "error", "code": 401, "data": "token is expired"}
+        await ws.close()

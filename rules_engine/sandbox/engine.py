@@ -828,6 +828,38 @@ class Engine:
             if change is not None:
                 events.append(change)
 
+    def reduce(self, order_id: str, cancel_size: Decimal, now_ms: int
+               ) -> tuple[Order | ApiError, list[Event]]:
+        """Partial cancel: take `cancel_size` off a resting order (an `update` event)."""
+        order = self.orders.get(order_id)
+        if order is None or not order.active or not order.in_book:
+            return errors.order_not_cancellable(), []
+        info = self.symbols[order.symbol]
+        if cancel_size <= 0 or not _multiple(cancel_size, info.base_increment):
+            return errors.bad_param("cancelSize increment invalid."), []
+        events: list[Event] = []
+        if cancel_size >= order.remaining:
+            self._cancel_resting(order, now_ms, events)
+            return order, events
+        old = order.remaining
+        shown_before = order.visible
+        order.canceled_size += cancel_size
+        order.updated_at = now_ms
+        self._level_of(order).adjust(shown_before, order)
+        if order.side == "buy":
+            release = min(order.hold, order.price * cancel_size * (1 + self.taker_fee))
+            self._change_hold(info.quote_currency, -release, order, now_ms, events)
+        else:
+            self._change_hold(info.base_currency, -min(order.hold, cancel_size), order, now_ms,
+                              events)
+        events.append(OrderEvent(self._snap(order), "update", "open", now_ms * 1_000_000,
+                                 old_size=old))
+        side_name = "bids" if order.side == "buy" else "asks"
+        change = self.books[order.symbol].touch(side_name, order.price, now_ms)
+        if change is not None:
+            events.append(change)
+        return order, events
+
     def cancel_all(self, now_ms: int, symbol: str | None = None) -> tuple[list[str], list[Event]]:
         events: list[Event] = []
         ids: list[str] = []

@@ -723,6 +723,20 @@ async def h_hf_cancel_sync(ctx: Ctx) -> Any:
     }
 
 
+async def h_hf_cancel_partial(ctx: Ctx) -> Any:
+    symbol = ctx.symbol()
+    size = _dec(ctx.q("cancelSize", required=True), "cancelSize")
+    assert size is not None
+    order = ctx.state.engine.orders.get(ctx.match["orderId"])
+    if order is not None and order.symbol != symbol:
+        raise ApiFailureError(errors.order_not_cancellable())
+    result, events = ctx.state.engine.reduce(ctx.match["orderId"], size, ctx.state.now_ms())
+    if isinstance(result, ApiError):
+        raise ApiFailureError(result)
+    ctx.state.publish(events)
+    return {"orderId": result.id, "cancelSize": fmt(size)}
+
+
 async def h_legacy_cancel(ctx: Ctx) -> Any:
     return {"cancelledOrderIds": [_cancel(ctx, ctx.match["orderId"]).id]}
 
@@ -974,6 +988,8 @@ def _routes() -> list[Route]:
         r("DELETE", "/api/v1/hf/orders/sync/client-order/{clientOid}", h_hf_cancel_sync, 1, spot,
           True, "Spot"),
         r("DELETE", "/api/v1/hf/orders/sync/{orderId}", h_hf_cancel_sync, 1, spot, True, "Spot"),
+        r("DELETE", "/api/v1/hf/orders/cancel/{orderId}", h_hf_cancel_partial, 2, spot, True,
+          "Spot"),
         r("GET", "/api/v1/hf/orders/{orderId}", h_hf_get, 2, spot, True),
         r("DELETE", "/api/v1/hf/orders/{orderId}", h_hf_cancel, 1, spot, True, "Spot"),
         r("GET", "/api/v1/hf/fills", h_hf_fills, 2, spot, True),
