@@ -61,6 +61,26 @@ def test_sync_ccxt_loads_markets_reads_books_and_trades() -> None:
             ex.cancel_order(market["id"], "BTC/USDT")
 
 
+def test_sync_ccxt_on_the_legacy_order_endpoints() -> None:
+    with threaded() as box:
+        ex = point_ccxt_at(ccxt.kucoin(demo_credentials()), box.url)
+        ex.load_markets()
+        legacy = {"hf": False}
+        low = round(ex.fetch_order_book("BTC/USDT", 20)["bids"][-1][0] - 500, 1)
+        order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, low, dict(legacy))
+        assert box.state.engine.orders[order["id"]].req.hf is False
+        fetched = ex.fetch_order(order["id"], "BTC/USDT", dict(legacy))
+        assert fetched["status"] == "open" and fetched["price"] == low
+        assert [o["id"] for o in ex.fetch_open_orders("BTC/USDT", None, None, dict(legacy))] == [
+            order["id"]]
+        ex.cancel_order(order["id"], "BTC/USDT", dict(legacy))
+        assert ex.fetch_order(order["id"], "BTC/USDT", dict(legacy))["status"] == "canceled"
+        market = ex.create_order("BTC/USDT", "market", "sell", 0.002, None, dict(legacy))
+        assert ex.fetch_order(market["id"], "BTC/USDT", dict(legacy))["filled"] == 0.002
+        trades = ex.fetch_my_trades("BTC/USDT", None, None, dict(legacy))
+        assert sum(t["amount"] for t in trades if t["order"] == market["id"]) == 0.002
+
+
 def test_sync_ccxt_with_wrong_password_gets_an_authentication_error() -> None:
     with threaded() as box:
         creds = demo_credentials() | {"password": "wrong"}

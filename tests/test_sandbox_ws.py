@@ -11,6 +11,7 @@ import aiohttp
 from sandbox_support import Sandbox, running
 
 from rules_engine.sandbox.clock import ManualClock
+from rules_engine.sandbox.config import SandboxConfig
 
 
 async def _connect(box: Sandbox, private: bool = False) -> aiohttp.ClientWebSocketResponse:
@@ -254,4 +255,47 @@ async def test_tokens_expire_after_a_day() -> None:
         ws = await box.http.ws_connect(f"{endpoint}?token={data['token']}&connectId=x")
         msg = await ws.receive_json(timeout=2)
         assert msg == {"id": "x", "type": "error", "code": 401, "data": "token is expired"}
+        await ws.close()
+
+
+async def test_a_silent_connection_is_closed_and_a_pinging_one_is_not() -> None:
+    config = SandboxConfig.model_validate({"ping_interval_ms": 150, "ping_timeout_ms": 100})
+    async with running(config) as box:
+        quiet = await _connect_any(box)
+        chatty = await _connect_any(box)
+        for n in range(5):
+            await chatty.send_json({"id": f"p{n}", "type": "ping"})
+            assert (await chatty.receive_json(timeout=1))["type"] == "pong"
+            await asyncio.sleep(0.1)
+        msg = await quiet.receive(timeout=1)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert not chatty.closed
+        await chatty.close()
+        await quiet.close()
+
+
+async def _connect_any(box: Sandbox) -> aiohttp.ClientWebSocketResponse:
+    data = await box.ok("POST", "/api/v1/bullet-public", signed=False)
+    endpoint = data["instanceServers"][0]["endpoint"]
+    ws = await box.http.ws_connect(f"{endpoint}?token={data['token']}")
+    assert (await ws.receive_json(timeout=2))["type"] == "welcome"
+    return ws
+
+
+async def test_balance_messages_name_the_account_ids_of_the_rest_account_list() -> None:
+    async with running() as box:
+        ws = await _connect(box, private=True)
+        await _subscribe(ws, "/account/balance", "b", private=True)
+        await box.ok("POST", "/api/v1/hf/orders", body={
+            "symbol": "BTC-USDT", "side": "buy", "type": "market", "funds": "100"})
+        accounts = {a["currency"]: a for a in await box.ok("GET", "/api/v1/accounts")}
+        messages = await _drain(ws, 0.1)
+        for message in messages:
+            data = message["data"]
+            assert data["accountId"] == accounts[data["currency"]]["id"]
+        last = {m["data"]["currency"]: m["data"] for m in messages}
+        assert set(last) == {"BTC", "USDT"}
+        for currency, data in last.items():
+            assert data["total"] == accounts[currency]["balance"]
+            assert data["available"] == accounts[currency]["available"]
         await ws.close()

@@ -17,6 +17,7 @@ crosses, which is how a moving market fills resting orders.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,8 +43,10 @@ __all__ = [
     "Order",
     "OrderEvent",
     "OrderRequest",
+    "Stats",
     "StopEvent",
     "TradeEvent",
+    "account_id",
     "fmt",
 ]
 
@@ -60,6 +63,11 @@ ORDER_TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
 
 class IllegalTransitionError(RuntimeError):
     pass
+
+
+def account_id(currency: str) -> str:
+    """A stable 24-hex-digit id for the trading account of one currency (same across runs)."""
+    return hashlib.sha256(f"trade:{currency}".encode()).hexdigest()[:24]
 
 
 def fmt(value: Decimal) -> str:

@@ -36,6 +36,7 @@ from rules_engine.sandbox.engine import (
     OrderRequest,
     Stats,
     TradeEvent,
+    account_id,
     fmt,
 )
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
@@ -550,10 +551,6 @@ async def h_api_key(ctx: Ctx) -> Any:
     }
 
 
-def _account_id(currency: str) -> str:
-    return "%024x" % (abs(hash(("acct", currency))) % (1 << 96))
-
-
 async def h_accounts(ctx: Ctx) -> Any:
     kind = ctx.q("type")
     currency = ctx.q("currency")
@@ -565,7 +562,7 @@ async def h_accounts(ctx: Ctx) -> Any:
         if currency is not None and cur != currency:
             continue
         rows.append({
-            "id": _account_id(cur), "currency": cur, "type": kind or "trade",
+            "id": account_id(cur), "currency": cur, "type": kind or "trade",
             "balance": fmt(acct.total(cur)), "available": fmt(acct.available(cur)),
             "holds": fmt(acct.held(cur)),
         })
@@ -575,7 +572,7 @@ async def h_accounts(ctx: Ctx) -> Any:
 async def h_account(ctx: Ctx) -> Any:
     acct = ctx.state.engine.account
     for cur in acct.totals:
-        if _account_id(cur) == ctx.match["accountId"]:
+        if account_id(cur) == ctx.match["accountId"]:
             return {"currency": cur, "balance": fmt(acct.total(cur)),
                     "available": fmt(acct.available(cur)), "holds": fmt(acct.held(cur))}
     raise ApiFailureError(errors.bad_param("account not exist"))

@@ -36,6 +36,7 @@ from rules_engine.sandbox.engine import (
     OrderEvent,
     StopEvent,
     TradeEvent,
+    account_id,
     fmt,
 )
 
@@ -107,7 +108,7 @@ class Hub:
                 self._order(event)
             elif isinstance(event, BalanceEvent):
                 self._private("/account/balance", "account.balance", {
-                    "accountId": f"{abs(hash(('acct', event.currency))) % (1 << 96):024x}",
+                    "accountId": account_id(event.currency),
                     "currency": event.currency, "total": fmt(event.total),
                     "available": fmt(event.available), "hold": fmt(event.hold),
                     "availableChange": fmt(event.available_change),
