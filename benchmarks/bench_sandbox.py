@@ -135,6 +135,67 @@ async def bench_level2(seconds: float, clients: int, feed: str) -> None:
           f"against a feed interval of {state.config.feed_interval_ms} ms)")
 
 
+async def bench_demo_load(seconds: float) -> None:
+    """The load of a watcher demo: the feed loop on its own timer, 10 WebSocket clients on every
+    symbol's level2 and ticker, and a REST client placing and cancelling orders; reports how
+    late the feed's ticks started (a sandbox that falls behind its feed shows a growing lag)."""
+    config = SandboxConfig.model_validate({"quotas": {"spot": 10**9, "public": 10**9}})
+    state = build_state(config, feed_name="recorded", speed=1.0)
+    runner, url = await _serve(state, run_feed=True)
+    symbols = list(state.symbols)
+    stop = asyncio.Event()
+    received = 0
+
+    async def ws_client(session: aiohttp.ClientSession) -> None:
+        nonlocal received
+        async with session.post(url + "/api/v1/bullet-public") as r:
+            data = (await r.json())["data"]
+        endpoint = data["instanceServers"][0]["endpoint"]
+        async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
+            for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
+                await ws.send_json({"id": str(n), "type": "subscribe",
+                                    "topic": prefix + ",".join(symbols), "response": True})
+            while not stop.is_set():
+                try:
+                    msg = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                received += 1
+
+    placed = 0
+
+    async def trader(session: aiohttp.ClientSession) -> None:
+        nonlocal placed
+        while not stop.is_set():
+            body = json.dumps({"symbol": "BCHSV-USDT", "side": "buy", "type": "limit",
+                               "price": "100", "size": "0.1"}, separators=(",", ":"))
+            async with session.post(url + "/api/v1/hf/orders", data=body,
+                                    headers=_headers("POST", "/api/v1/hf/orders", body)) as r:
+                order_id = (await r.json())["data"]["orderId"]
+            path = f"/api/v1/hf/orders/{order_id}?symbol=BCHSV-USDT"
+            async with session.delete(url + path, headers=_headers("DELETE", path, "")) as r:
+                await r.read()
+            placed += 1
+            await asyncio.sleep(0.1)
+
+    async with aiohttp.ClientSession() as session:
+        tasks = [asyncio.create_task(ws_client(session)) for _ in range(10)]
+        tasks.append(asyncio.create_task(trader(session)))
+        await asyncio.sleep(seconds)
+        async with session.get(url + "/sandbox/admin/stats") as r:
+            stats = (await r.json())["data"]
+        stop.set()
+        await asyncio.gather(*tasks)
+    await runner.cleanup()
+    feed = stats["feed"]
+    print(f"demo load (recorded feed, {len(symbols)} symbols, 10 WS clients on level2+ticker, "
+          f"{placed} place+cancel pairs): {feed['ticks']} feed ticks at "
+          f"{state.config.feed_interval_ms} ms, tick start lag mean {feed['mean_lag_ms']:.2f} ms, "
+          f"max {feed['max_lag_ms']:.2f} ms; {received / seconds:,.0f} WS messages/s received")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -143,6 +204,7 @@ async def main() -> None:
     await bench_orders(args.seconds, args.workers)
     await bench_level2(args.seconds, 1, "synthetic")
     await bench_level2(args.seconds, 10, "recorded")
+    await bench_demo_load(max(args.seconds, 5.0))
 
 
 if __name__ == "__main__":

@@ -116,3 +116,14 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
             "symbol": "BTC-USDT", "side": "buy", "type": "limit", "price": "1000",
             "size": "0.001"})
         assert newer["orderId"] != placed["orderId"]
+
+
+async def test_admin_stats_report_feed_ticks_and_lag() -> None:
+    config = SandboxConfig.model_validate({"feed_interval_ms": 20})
+    async with running(config, run_feed=True) as box:
+        await asyncio.sleep(0.25)
+        async with box.http.get(box.url + "/sandbox/admin/stats") as r:
+            stats = (await r.json())["data"]
+        assert stats["instance_id"] == box.state.instance_id
+        assert stats["feed"]["ticks"] >= 5
+        assert stats["feed"]["max_lag_ms"] >= stats["feed"]["mean_lag_ms"] >= 0

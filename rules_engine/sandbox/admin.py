@@ -5,8 +5,9 @@ object sets any of: `delay_ms`, `http_5xx`, `html_errors`, `timeout_after_accept
 `skip_level2` (drop the next N level2 messages), `duplicate_level2` (send the next N twice),
 `clock_skew_ms`. `POST /sandbox/admin/drop-ws` closes every WebSocket connection;
 `POST /sandbox/admin/release` answers the replies held by `timeout_after_accept` with HTTP 504;
-`POST /sandbox/admin/feed-step` applies one feed tick; `POST /sandbox/admin/save` writes the
-state file. Any other address gets 403 and KuCoin's `400007`.
+`POST /sandbox/admin/feed-step` applies one feed tick; `GET /sandbox/admin/stats` shows how
+late feed ticks started (lag), WebSocket connections and messages pushed;
+`POST /sandbox/admin/save` writes the state file. Any other address gets 403 and KuCoin's `400007`.
 """
 
 from __future__ import annotations
@@ -90,7 +91,18 @@ def install(app: web.Application, state: SandboxState) -> None:
         persist.save(state, state.state_file)
         return _json({"code": "200000", "data": str(state.state_file)})
 
+    async def stats(request: web.Request) -> web.Response:
+        hub = state.extras.get("ws_hub")
+        return _json({"code": "200000", "data": {
+            "instance_id": state.instance_id,
+            "feed": state.feed_stats.as_dict(),
+            "ws_connections": len(hub.conns) if hub is not None else 0,
+            "ws_messages_pushed": hub.pushed if hub is not None else 0,
+            "orders": len(state.engine.orders),
+        }})
+
     app.router.add_get("/sandbox/admin/faults", guarded(get_faults))
+    app.router.add_get("/sandbox/admin/stats", guarded(stats))
     app.router.add_post("/sandbox/admin/faults", guarded(set_faults))
     app.router.add_post("/sandbox/admin/drop-ws", guarded(drop_ws))
     app.router.add_post("/sandbox/admin/release", guarded(release))

@@ -58,6 +58,25 @@ SAVE_EVERY_MS = 5000  # the state file is also written every few seconds, not on
 
 
 @dataclass
+class FeedStats:
+    """How punctually the feed loop ticks: a tick that starts late means the sandbox lags."""
+
+    ticks: int = 0
+    max_lag_ms: float = 0.0
+    total_lag_ms: float = 0.0
+
+    def record(self, lag_ms: float) -> None:
+        self.ticks += 1
+        self.max_lag_ms = max(self.max_lag_ms, lag_ms)
+        self.total_lag_ms += lag_ms
+
+    def as_dict(self) -> dict[str, float]:
+        mean = self.total_lag_ms / self.ticks if self.ticks else 0.0
+        return {"ticks": self.ticks, "max_lag_ms": round(self.max_lag_ms, 3),
+                "mean_lag_ms": round(mean, 3)}
+
+
+@dataclass
 class SandboxState:
     """Everything one running sandbox holds. The engine is the only place orders live."""
 
@@ -73,6 +92,7 @@ class SandboxState:
     minute_candles: dict[str, dict[int, list[Decimal]]] = field(default_factory=dict)
     hold_replies: list[asyncio.Future[None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    feed_stats: FeedStats = field(default_factory=FeedStats)
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -1122,8 +1142,13 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
     async def feed_loop() -> None:
         interval = state.config.feed_interval_ms / 1000
         last_save = state.clock.base_ms()
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(due - loop.time(), 0))
+            lag_ms = (loop.time() - due) * 1000
+            state.feed_stats.record(lag_ms)
+            due = max(due + interval, loop.time())
             state.feed_step()
             now = state.clock.base_ms()
             if state.state_file is not None and now - last_save >= SAVE_EVERY_MS:
