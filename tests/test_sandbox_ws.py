@@ -299,3 +299,29 @@ async def test_balance_messages_name_the_account_ids_of_the_rest_account_list() 
             assert data["total"] == accounts[currency]["balance"]
             assert data["available"] == accounts[currency]["available"]
         await ws.close()
+
+
+async def test_candles_stream_for_any_kucoin_interval_and_match_rest() -> None:
+    async with running() as box:
+        ws = await _connect(box)
+        await _subscribe(ws, "/market/candles:BTC-USDT_1min", "c1")
+        await _subscribe(ws, "/market/candles:BTC-USDT_1hour", "c2")
+        await ws.send_json({"id": "c3", "type": "subscribe", "response": True,
+                            "topic": "/market/candles:BTC-USDT_7min"})
+        assert (await ws.receive_json(timeout=2))["code"] == 404
+        for _ in range(20):
+            box.state.feed_step()
+        messages = await _drain(ws)
+        by_topic = {m["topic"]: m["data"]["candles"] for m in messages}
+        assert set(by_topic) == {"/market/candles:BTC-USDT_1min", "/market/candles:BTC-USDT_1hour"}
+        assert all(m["subject"] == "trade.candles.update" for m in messages)
+        minute = by_topic["/market/candles:BTC-USDT_1min"]
+        rest = await box.ok("GET", "/api/v1/market/candles",
+                            {"symbol": "BTC-USDT", "type": "1min"}, signed=False)
+        assert rest[0] == minute
+        hour = by_topic["/market/candles:BTC-USDT_1hour"]
+        assert int(hour[0]) % 3600 == 0 and Decimal(hour[3]) >= Decimal(minute[3])
+        histories = await box.ok("GET", "/api/v1/market/histories", {"symbol": "BTC-USDT"},
+                                 signed=False)
+        assert histories and histories[-1]["price"] == minute[2]
+        await ws.close()

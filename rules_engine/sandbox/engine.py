@@ -53,6 +53,8 @@ __all__ = [
 Side = Literal["buy", "sell"]
 Status = Literal["new", "open", "done"]
 ZERO = Decimal(0)
+LEGACY_CANCELED_MS = 30 * 24 * 3600 * 1000
+LEGACY_FILLED_MS = 182 * 24 * 3600 * 1000
 CLIENT_OID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 # The order lifecycle as a table: a move not listed here is a bug and raises.
@@ -474,7 +476,15 @@ class Engine:
         return None
 
     def _retained(self, order: Order, now_ms: int) -> bool:
-        return order.active or now_ms - order.updated_at <= self.retention_ms
+        """HF done orders stay `retention_ms` (7 days); legacy ones KuCoin keeps longer:
+        cancelled one month, filled six months."""
+        if order.active:
+            return True
+        if order.req.hf:
+            keep = self.retention_ms
+        else:
+            keep = LEGACY_FILLED_MS if order.done_reason == "filled" else LEGACY_CANCELED_MS
+        return now_ms - order.updated_at <= keep
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -981,8 +991,10 @@ class Engine:
                 if change is not None:
                     events.append(change)
         if trade is not None:
-            price, size, _side = trade
+            price, size, side = trade
             self._record_trade(symbol, price, size)
+            events.append(TradeEvent(symbol, price, size, side, self._next_trade_id(), "", "",
+                                     book.sequence, now_ms))
             self._check_stops(symbol, price, now_ms, events)
         return events
 

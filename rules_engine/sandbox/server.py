@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -42,16 +43,12 @@ from rules_engine.sandbox.engine import (
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
 from rules_engine.sandbox.feeds import Candle, CandleFeed, Feed, RecordedFeed, SyntheticFeed
 from rules_engine.sandbox.ratelimit import RateLimiter
+from rules_engine.sandbox.ws import CANDLE_TYPES
 
 __all__ = ["SandboxState", "create_app", "run_server"]
 
 log = logging.getLogger("rules_engine.sandbox")
 
-CANDLE_TYPES = {
-    "1min": 60, "3min": 180, "5min": 300, "15min": 900, "30min": 1800, "1hour": 3600,
-    "2hour": 7200, "4hour": 14400, "6hour": 21600, "8hour": 28800, "12hour": 43200,
-    "1day": 86400, "1week": 604800, "1month": 2592000,
-}
 
 Handler = Callable[["Ctx"], Awaitable[Any]]
 SAVE_EVERY_MS = 5000  # the state file is also written every few seconds, not only on exit
@@ -93,6 +90,7 @@ class SandboxState:
     hold_replies: list[asyncio.Future[None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     feed_stats: FeedStats = field(default_factory=FeedStats)
+    recent_trades: dict[str, deque[TradeEvent]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -127,6 +125,10 @@ class SandboxState:
         for event in events:
             if isinstance(event, TradeEvent):
                 self._candle(event)
+                trades = self.recent_trades.get(event.symbol)
+                if trades is None:
+                    trades = self.recent_trades[event.symbol] = deque(maxlen=100)
+                trades.append(event)
         if events:
             for listener in list(self.listeners):
                 listener(events)
@@ -464,11 +466,13 @@ async def h_level2_full(ctx: Ctx) -> Any:
 
 
 async def h_histories(ctx: Ctx) -> Any:
+    """The last 100 prints of the market (the feed's and the account's), oldest first."""
     symbol = ctx.symbol()
+    assert symbol is not None
     return [
-        {"sequence": str(f.seq), "price": fmt(f.price), "size": fmt(f.size), "side": f.side,
-         "time": f.created_at * 1_000_000}
-        for f in ctx.state.engine.fills[-100:] if f.symbol == symbol
+        {"sequence": str(t.sequence), "price": fmt(t.price), "size": fmt(t.size),
+         "side": t.side, "time": t.time_ms * 1_000_000}
+        for t in ctx.state.recent_trades.get(symbol, ())
     ]
 
 

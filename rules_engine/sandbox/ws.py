@@ -2,8 +2,9 @@
 
 Connect to `/endpoint?token=...&connectId=...` (the endpoint the bullet reply names). Public
 topics: `/market/ticker:{syms|all}`, `/market/level2:{syms}`, `/market/match:{syms}`,
-`/market/candles:{sym}_{type}`, `/market/snapshot:{sym}` (24h figures as JSON numbers, sent on
-subscribe and then at most every 2 s while the market moves). Private topics (private token only):
+`/market/candles:{sym}_{type}` (any KuCoin type), `/market/snapshot:{sym}` (24h figures as JSON
+numbers, sent on subscribe and then at most every 2 s while the market moves). Private topics
+(private token only):
 `/spotMarket/tradeOrdersV2`, `/spotMarket/tradeOrders`, `/account/balance`,
 `/spotMarket/advancedOrders`.
 
@@ -43,12 +44,18 @@ from rules_engine.sandbox.engine import (
 if TYPE_CHECKING:
     from rules_engine.sandbox.server import SandboxState
 
-__all__ = ["Hub", "drop_all", "install", "issue_token"]
+__all__ = ["CANDLE_TYPES", "Hub", "drop_all", "install", "issue_token"]
 
 PUBLIC_PREFIXES = (
     "/market/ticker", "/market/level2", "/market/match", "/market/candles", "/market/snapshot",
 )
 SNAPSHOT_INTERVAL_MS = 2000
+# KuCoin's candle types and their length in seconds (buckets are aligned on the epoch).
+CANDLE_TYPES = {
+    "1min": 60, "3min": 180, "5min": 300, "15min": 900, "30min": 1800, "1hour": 3600,
+    "2hour": 7200, "4hour": 14400, "6hour": 21600, "8hour": 28800, "12hour": 43200,
+    "1day": 86400, "1week": 604800, "1month": 2592000,
+}
 PRIVATE_TOPICS = (
     "/spotMarket/tradeOrdersV2", "/spotMarket/tradeOrders", "/account/balance",
     "/spotMarket/advancedOrders",
@@ -171,16 +178,27 @@ class Hub:
                            snapshot_data(state, symbol))
 
     def _candle(self, trade: TradeEvent) -> None:
+        """Push the candle the trade updated, for every interval someone subscribed to."""
+        prefix = f"/market/candles:{trade.symbol}_"
+        wanted = {t for conn in self.conns for t in conn.topics if t.startswith(prefix)}
+        minutes = self.state.minute_candles.get(trade.symbol, {})
         minute = trade.time_ms // 60_000 * 60
-        row = self.state.minute_candles.get(trade.symbol, {}).get(minute)
-        if row is None:
-            return
-        o, c, h, lo, v, t = row
-        self._send(f"/market/candles:{trade.symbol}_1min", "trade.candles.update", {
-            "symbol": trade.symbol,
-            "candles": [str(minute), fmt(o), fmt(c), fmt(h), fmt(lo), fmt(v), fmt(t)],
-            "time": trade.time_ms * 1_000_000,
-        })
+        for topic in sorted(wanted):
+            granularity = CANDLE_TYPES[topic[len(prefix):]]
+            start = minute - minute % granularity
+            rows = [minutes[m] for m in sorted(minutes) if start <= m < start + granularity]
+            if not rows:
+                continue
+            high = max(r[2] for r in rows)
+            low = min(r[3] for r in rows)
+            volume = sum((r[4] for r in rows), Decimal(0))
+            turnover = sum((r[5] for r in rows), Decimal(0))
+            self._send(topic, "trade.candles.update", {
+                "symbol": trade.symbol,
+                "candles": [str(start), fmt(rows[0][0]), fmt(rows[-1][1]), fmt(high), fmt(low),
+                            fmt(volume), fmt(turnover)],
+                "time": trade.time_ms * 1_000_000,
+            })
 
     def _order(self, event: OrderEvent) -> None:
         order = event.order
@@ -297,7 +315,7 @@ def _expand(topic: str, private: bool, state: SandboxState) -> list[str] | str:
     out = []
     for arg in args.split(","):
         symbol = arg.rsplit("_", 1)[0] if prefix == "/market/candles" else arg
-        if prefix == "/market/candles" and not arg.endswith("_1min"):
+        if prefix == "/market/candles" and arg.rpartition("_")[2] not in CANDLE_TYPES:
             return f"topic {prefix}:{arg} is not found"
         if symbol not in state.symbols and not (prefix == "/market/ticker" and arg == "all"):
             return f"topic {prefix}:{arg} is not found"
