@@ -50,6 +50,7 @@ async def bench_orders(seconds: float, workers: int) -> None:
     config = SandboxConfig.model_validate({
         "quotas": {"spot": 10**9, "public": 10**9, "management": 10**9},
         "balances": {"USDT": "1000000000", "BTC": "1000"},
+        "max_open_orders_per_symbol": 10**9,
     })
     state = build_state(config)
     runner, url = await _serve(state, run_feed=True)

@@ -66,3 +66,17 @@ def test_a_bad_config_exits_2(tmp_path: Path) -> None:
     proc = _start("--config", str(config))
     _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 2 and "config" in err
+
+
+def test_the_recorded_feed_serves_the_2021_symbols() -> None:
+    proc = _start("--feed", "recorded", "--speed", "2")
+    try:
+        assert proc.stdout is not None
+        banner = json.loads(proc.stdout.readline())
+        symbols = _get(banner["rest_url"] + "/api/v2/symbols")["data"]
+        assert isinstance(symbols, list)
+        assert "BCHSV-USDT" in {row["symbol"] for row in symbols}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0

@@ -207,3 +207,13 @@ def test_partial_cancel_is_an_update_with_the_old_size_and_releases_hold() -> No
     assert (D(99), D("0.3")) in e.snapshot("BTC-USDT")[1]
     _, events = e.reduce(order.id, D("0.3"), NOW)
     assert kinds(events) == [("canceled", "done")] and e.account.held("USDT") == 0
+
+
+def test_active_orders_per_symbol_are_limited() -> None:
+    e = Engine(load_symbols(), {"USDT": D(100000)}, maker_fee=D(0), taker_fee=D(0),
+               max_open_per_symbol=3)
+    for n in range(3):
+        order, _ = e.place(req(price=D("50"), size=D("0.01"), client_oid=f"lim{n}"), NOW)
+        assert isinstance(order, Order)
+    refused, events = e.place(req(price=D("50"), size=D("0.01"), client_oid="lim3"), NOW)
+    assert isinstance(refused, ApiError) and refused.code == "200003" and events == []

@@ -398,7 +398,9 @@ class Engine:
         id_prefix: str = "5a5a5a5a",
         retention_ms: int = 7 * 24 * 3600 * 1000,
         first_sequence: int = 1_000_000_000,
+        max_open_per_symbol: int = 200,
     ) -> None:
+        self.max_open_per_symbol = max_open_per_symbol
         self.symbols = dict(symbols)
         self.account = Account(totals=dict(balances))
         self.maker_fee = maker_fee
@@ -466,6 +468,10 @@ class Engine:
             return errors.bad_param("visibleSize is required for an iceberg order")
         if req.time_in_force == "GTT" and req.cancel_after <= 0:
             return errors.bad_param("cancelAfter must be > 0 with timeInForce GTT")
+        if req.stop is None and req.type == "limit":
+            active = sum(1 for o in self.orders.values() if o.active and o.symbol == req.symbol)
+            if active >= self.max_open_per_symbol:
+                return ApiError("200003", "The number of orders exceeds the limit", 200)
         existing = self.by_client_oid.get(req.client_oid)
         if existing is not None:
             old = self.orders.get(existing) or self.stop_orders.get(existing)

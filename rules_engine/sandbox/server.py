@@ -99,6 +99,7 @@ class SandboxState:
             self.symbols, self.config.balances, maker_fee=self.config.maker_fee_rate,
             taker_fee=self.config.taker_fee_rate, id_prefix=self.instance_id[:8],
             retention_ms=self.config.done_order_retention_ms,
+            max_open_per_symbol=self.config.max_open_orders_per_symbol,
         )
         self.limiter = RateLimiter(self.config.quotas)
         for symbol in self.symbols:
