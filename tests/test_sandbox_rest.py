@@ -297,3 +297,34 @@ async def test_partial_cancel_over_rest(sb: Sandbox) -> None:
     assert reply == {"orderId": placed["orderId"], "cancelSize": "0.002"}
     order = await sb.ok("GET", f"/api/v1/hf/orders/{placed['orderId']}", {"symbol": "BTC-USDT"})
     assert order["remainSize"] == "0.003" and order["active"] is True
+
+
+async def test_batch_orders_report_each_result(sb: Sandbox) -> None:
+    replies = await sb.ok("POST", "/api/v1/hf/orders/multi", body={"orderList": [
+        {"clientOid": "b1", "symbol": "BTC-USDT", "side": "buy", "type": "limit",
+         "price": "1000", "size": "0.001"},
+        {"clientOid": "b2", "symbol": "BTC-USDT", "side": "buy", "type": "limit",
+         "price": "1000.05", "size": "0.001"},
+    ]})
+    assert replies[0]["success"] is True and replies[0]["clientOid"] == "b1"
+    assert replies[1] == {"success": False, "failMsg": "Price increment invalid."}
+    legacy = await sb.ok("POST", "/api/v1/orders/multi", body={"symbol": "ETH-USDT",
+        "orderList": [{"clientOid": "l1", "side": "sell", "price": "90000", "size": "0.01"}]})
+    assert legacy["data"][0]["status"] == "success" and legacy["data"][0]["id"]
+    _status, body, _ = await sb.call("POST", "/api/v1/hf/orders/multi",
+                                    body={"orderList": [{}] * 6})
+    assert body["code"] == "400100"
+
+
+async def test_alter_replaces_the_order_and_keeps_the_client_oid(sb: Sandbox) -> None:
+    placed = await sb.ok("POST", "/api/v1/hf/orders", body={
+        "clientOid": "alt-1", "symbol": "BTC-USDT", "side": "buy", "type": "limit",
+        "price": "1000", "size": "0.002"})
+    altered = await sb.ok("POST", "/api/v1/hf/orders/alter", body={
+        "symbol": "BTC-USDT", "clientOid": "alt-1", "newPrice": "1100"})
+    assert altered["clientOid"] == "alt-1" and altered["newOrderId"] != placed["orderId"]
+    old = await sb.ok("GET", f"/api/v1/hf/orders/{placed['orderId']}", {"symbol": "BTC-USDT"})
+    assert old["active"] is False
+    new = await sb.ok("GET", "/api/v1/hf/orders/client-order/alt-1", {"symbol": "BTC-USDT"})
+    assert new["id"] == altered["newOrderId"] and new["price"] == "1100"
+    assert new["size"] == "0.002"

@@ -852,6 +852,27 @@ class Engine:
             if change is not None:
                 events.append(change)
 
+    def alter(self, order_id: str, new_price: Decimal | None, new_size: Decimal | None,
+              now_ms: int) -> tuple[Order | ApiError, list[Event]]:
+        """KuCoin's modify: cancel the order and place a new one with the same clientOid."""
+        order = self.orders.get(order_id)
+        if order is None or not order.active or order.req.type != "limit":
+            return errors.order_not_cancellable(), []
+        if new_price is None and new_size is None:
+            return errors.bad_param("newPrice or newSize is required"), []
+        fields = {n: getattr(order.req, n) for n in OrderRequest.__dataclass_fields__}
+        fields["price"] = new_price if new_price is not None else order.req.price
+        fields["size"] = new_size if new_size is not None else order.remaining
+        replacement = OrderRequest(**fields)
+        events: list[Event] = []
+        self._cancel_resting(order, now_ms, events)
+        self.by_client_oid.pop(order.req.client_oid, None)
+        result, more = self.place(replacement, now_ms)
+        if isinstance(result, ApiError):
+            self.by_client_oid[order.req.client_oid] = order.id
+            return result, events
+        return result, events + more
+
     def reduce(self, order_id: str, cancel_size: Decimal, now_ms: int
                ) -> tuple[Order | ApiError, list[Event]]:
         """Partial cancel: take `cancel_size` off a resting order (an `update` event)."""

@@ -656,6 +656,73 @@ async def h_hf_place_sync(ctx: Ctx) -> Any:
     }
 
 
+async def h_hf_alter(ctx: Ctx) -> Any:
+    symbol = ctx.body.get("symbol")
+    if symbol not in ctx.state.symbols:
+        raise ApiFailureError(errors.symbol_not_exists())
+    engine, now = ctx.state.engine, ctx.state.now_ms()
+    order_id = ctx.body.get("orderId")
+    if not order_id and ctx.body.get("clientOid"):
+        found = engine.get_by_client_oid(str(ctx.body["clientOid"]), now)
+        order_id = found.id if found is not None else None
+    old = engine.orders.get(str(order_id)) if order_id else None
+    if old is None or old.symbol != symbol:
+        raise ApiFailureError(errors.order_not_cancellable())
+    result, events = engine.alter(old.id, _dec(ctx.body.get("newPrice"), "newPrice"),
+                                  _dec(ctx.body.get("newSize"), "newSize"), now)
+    ctx.state.publish(events)
+    if isinstance(result, ApiError):
+        raise ApiFailureError(result)
+    return {"newOrderId": result.id, "clientOid": result.req.client_oid}
+
+
+async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError]:
+    if not isinstance(rows, list) or not rows or len(rows) > 5:
+        raise ApiFailureError(errors.bad_param("orderList must hold 1 to 5 orders"))
+    out: list[Order | ApiError] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ApiFailureError(errors.bad_param("orderList items must be objects"))
+        try:
+            req = _order_request(row, hf=hf)
+        except ApiFailureError as failure:
+            out.append(failure.error)
+            continue
+        result, events = ctx.state.engine.place(req, ctx.state.now_ms())
+        ctx.state.publish(events)
+        out.append(result)
+    return out
+
+
+async def h_hf_multi(ctx: Ctx) -> Any:
+    _check_window(ctx)
+    results = await _place_many(ctx, ctx.body.get("orderList"), hf=True)
+    return [
+        {"orderId": r.id, "clientOid": r.req.client_oid, "success": True}
+        if isinstance(r, Order) else {"success": False, "failMsg": r.msg}
+        for r in results
+    ]
+
+
+async def h_legacy_multi(ctx: Ctx) -> Any:
+    symbol = ctx.body.get("symbol")
+    raw = ctx.body.get("orderList")
+    if not isinstance(raw, list):
+        raise ApiFailureError(errors.bad_param("orderList must hold 1 to 5 orders"))
+    rows: list[Any] = [dict(r, symbol=symbol) if isinstance(r, dict) else r for r in raw]
+    results = await _place_many(ctx, rows, hf=False)
+    data = []
+    for row, r in zip(rows, results, strict=True):
+        item = {k: row.get(k) for k in ("symbol", "side", "type", "price", "size", "funds",
+                                         "clientOid", "stp", "remark")}
+        if isinstance(r, Order):
+            item |= {"id": r.id, "status": "success", "failMsg": None}
+        else:
+            item |= {"id": None, "status": "fail", "failMsg": r.msg}
+        data.append(item)
+    return {"data": data}
+
+
 async def h_hf_test(ctx: Ctx) -> Any:
     _check_window(ctx)
     req = _order_request(ctx.body, hf=True)
@@ -998,6 +1065,8 @@ def _routes() -> list[Route]:
         r("POST", "/api/v1/hf/orders", h_hf_place, 1, spot, True, "Spot"),
         r("POST", "/api/v1/hf/orders/sync", h_hf_place_sync, 1, spot, True, "Spot"),
         r("POST", "/api/v1/hf/orders/test", h_hf_test, 1, spot, True, "Spot"),
+        r("POST", "/api/v1/hf/orders/multi", h_hf_multi, 1, spot, True, "Spot"),
+        r("POST", "/api/v1/hf/orders/alter", h_hf_alter, 1, spot, True, "Spot"),
         r("GET", "/api/v1/hf/orders/active", h_hf_active, 2, spot, True),
         r("GET", "/api/v1/hf/orders/active/page", h_hf_active_page, 2, spot, True),
         r("GET", "/api/v1/hf/orders/active/symbols", h_hf_active_symbols, 2, spot, True),
@@ -1017,6 +1086,7 @@ def _routes() -> list[Route]:
         r("GET", "/api/v1/hf/fills", h_hf_fills, 2, spot, True),
         # Legacy orders.
         r("POST", "/api/v1/orders", h_legacy_place, 2, spot, True, "Spot"),
+        r("POST", "/api/v1/orders/multi", h_legacy_multi, 3, spot, True, "Spot"),
         r("GET", "/api/v1/orders", h_legacy_list, 2, spot, True),
         r("DELETE", "/api/v1/orders", h_legacy_cancel_all, 20, spot, True, "Spot"),
         r("GET", "/api/v1/orders/{orderId}", h_legacy_get, 2, spot, True),
