@@ -173,7 +173,10 @@ def test_stop_order_triggers_on_last_price() -> None:
     e = engine()
     stop, events = e.place(req(side="sell", type="market", size=D("0.1"), stop="loss",
                                stop_price=D("99.5")), NOW)
-    assert isinstance(stop, Order) and stop.id.startswith("vs")
+    assert isinstance(stop, Order) and stop.id.startswith("vs") and len(stop.id) == 24
+    other, _ = e.place(req(side="sell", type="market", size=D("0.1"), stop="loss",
+                           stop_price=D("90")), NOW)
+    assert isinstance(other, Order) and other.id != stop.id
     assert [x.type for x in events if isinstance(x, StopEvent)] == ["open"]
     events = e.apply_feed("BTC-USDT", [(D("99.9"), D("1"))], [(D("100.1"), D("1"))], NOW,
                           trade=(D("99.6"), D("0.1"), "sell"))

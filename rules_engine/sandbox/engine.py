@@ -419,9 +419,11 @@ class Engine:
     # ---- identities -------------------------------------------------------------------
 
     def _next_id(self, prefix: str = "") -> str:
+        """24 characters: an optional prefix (`vs` for stop orders), the instance prefix, then
+        the counter, so ids never repeat within an instance."""
         self.counter += 1
-        raw = f"{self.id_prefix}{self.counter:016x}"
-        return (prefix + raw)[:24] if prefix else raw
+        head = (prefix + self.id_prefix)[:8]
+        return f"{head}{self.counter:016x}"
 
     def _next_trade_id(self) -> str:
         self.trade_counter += 1

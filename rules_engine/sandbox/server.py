@@ -551,6 +551,20 @@ async def h_account_mode(ctx: Ctx) -> Any:
     return {"selfAccountMode": "CLASSIC", "unifiedSubAccount": [], "classicSubAccount": []}
 
 
+async def h_trade_fees(ctx: Ctx) -> Any:
+    names = (ctx.q("symbols", required=True) or "").split(",")
+    if not names or len(names) > 10 or any(n not in ctx.state.symbols for n in names):
+        raise ApiFailureError(errors.symbol_not_exists())
+    cfg = ctx.state.config
+    return [{"symbol": n, "takerFeeRate": fmt(cfg.taker_fee_rate),
+             "makerFeeRate": fmt(cfg.maker_fee_rate)} for n in names]
+
+
+async def h_base_fee(ctx: Ctx) -> Any:
+    cfg = ctx.state.config
+    return {"takerFeeRate": fmt(cfg.taker_fee_rate), "makerFeeRate": fmt(cfg.maker_fee_rate)}
+
+
 async def h_hf_opened(ctx: Ctx) -> Any:
     return True
 
@@ -1057,6 +1071,8 @@ def _routes() -> list[Route]:
         r("GET", "/api/ua/v1/account/mode", h_account_mode, 30, mgmt, True),
         r("GET", "/api/v1/hf/accounts/opened", h_hf_opened, 2, mgmt, True),
         r("GET", "/api/v1/user/api-key", h_api_key, 20, mgmt, True),
+        r("GET", "/api/v1/trade-fees", h_trade_fees, 3, spot, True),
+        r("GET", "/api/v1/base-fee", h_base_fee, 3, spot, True),
         r("GET", "/api/v1/accounts", h_accounts, 5, mgmt, True),
         r("GET", "/api/v1/accounts/{accountId}", h_account, 5, mgmt, True),
         r("POST", "/api/v1/bullet-public", h_bullet_public, 10, pub, False),
