@@ -128,3 +128,23 @@ async def test_ccxt_pro_streams_tickers_and_order_books() -> None:
             assert [[float(p), float(s)] for p, s in asks] == [list(x[:2]) for x in ours["asks"]]
         finally:
             await ex.close()
+
+
+async def test_ccxt_pro_private_streams_follow_a_market_order() -> None:
+    with threaded() as box:
+        ex = point_ccxt_at(ccxt_pro.kucoin(demo_credentials()), box.url)
+        try:
+            await ex.load_markets()
+            orders = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+            balance = asyncio.create_task(ex.watch_balance())
+            mine = asyncio.create_task(ex.watch_my_trades("BTC/USDT"))
+            await asyncio.sleep(0.3)
+            placed = await ex.create_order("BTC/USDT", "market", "buy", 0.001)
+            got_orders = await asyncio.wait_for(orders, 5)
+            assert {o["id"] for o in got_orders} == {placed["id"]}
+            got_balance = await asyncio.wait_for(balance, 5)
+            assert got_balance["info"]["relationContext"]["orderId"] == placed["id"]
+            got_trades = await asyncio.wait_for(mine, 5)
+            assert got_trades[0]["order"] == placed["id"] and got_trades[0]["amount"] > 0
+        finally:
+            await ex.close()
