@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 
 import pytest
@@ -328,3 +329,13 @@ async def test_alter_replaces_the_order_and_keeps_the_client_oid(sb: Sandbox) ->
     new = await sb.ok("GET", "/api/v1/hf/orders/client-order/alt-1", {"symbol": "BTC-USDT"})
     assert new["id"] == altered["newOrderId"] and new["price"] == "1100"
     assert new["size"] == "0.002"
+
+
+async def test_requests_aiohttp_refuses_still_get_kucoin_bodies(sb: Sandbox) -> None:
+    async with sb.http.post(sb.url + "/api/v1/hf/orders", data=io.BytesIO(b"x" * (2 << 20)),
+                            headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 413 and (await r.json())["code"] == "400100"
+    async with sb.http.get(sb.url + "/endpoint") as r:
+        assert r.status == 400 and (await r.json())["code"] == "400100"
+    async with sb.http.put(sb.url + "/api/v1/timestamp") as r:
+        assert r.status == 404 and (await r.json())["code"] == "404000"

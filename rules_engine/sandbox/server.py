@@ -1207,8 +1207,12 @@ async def _guard(request: web.Request,
         return _error(state, errors.not_found())
     except web.HTTPMethodNotAllowed:
         return _error(state, errors.not_found())
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # Anything aiohttp refuses itself (body too large, a plain GET on the WebSocket
+        # endpoint...) still answers with a KuCoin body.
+        return _error(state, ApiError("400100", exc.reason, exc.status))
     except asyncio.CancelledError:
         raise
     except Exception:
