@@ -1,7 +1,8 @@
 """Helpers for the sandbox tests: a real server on port 0 and a request signer.
 
 The signer is written here, independently of the sandbox's verifier and of the project's
-client adapter, from KuCoin's documented rule (prehash = timestamp + METHOD + path?query + body).
+client adapter, from KuCoin's documented rule (prehash = timestamp + METHOD + path?query + body,
+with the query URL-decoded).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -60,7 +61,7 @@ class Sandbox:
         query = ("?" + urlencode(params)) if params else ""
         text = json.dumps(body, separators=(",", ":")) if body is not None else ""
         headers = (
-            auth_headers(method, path + query, text, self.state.now_ms(), **auth)
+            auth_headers(method, unquote(path + query), text, self.state.now_ms(), **auth)
             if signed else {}
         )
         async with self.http.request(method, self.url + path + query, data=text or None,
