@@ -104,6 +104,8 @@ def _check(e: Engine, start: dict[str, Decimal], client: dict[str, dict[Decimal,
     assert (client_seq, client["bids"], client["asks"]) == (seq, dict(bids), dict(asks))
     if bids and asks:
         assert bids[0][0] < asks[0][0]
+    open_ids = set().union(*e.open_ids.values()) if e.open_ids else set()
+    assert open_ids == {o.id for o in e.orders.values() if o.active}
     for order in e.orders.values():
         assert order.deal_size >= 0 and order.remaining >= 0
         assert order.in_book == (order.status == "open")

@@ -410,6 +410,7 @@ class Engine:
         self.books = {s: Book(s, first_sequence) for s in self.symbols}
         self.stats = {s: Stats() for s in self.symbols}
         self.orders: dict[str, Order] = {}
+        self.open_ids: dict[str, set[str]] = {}  # active orders per symbol
         self.by_client_oid: dict[str, str] = {}
         self.stop_orders: dict[str, Order] = {}
         self.fills: list[Fill] = []
@@ -470,10 +471,9 @@ class Engine:
             return errors.bad_param("visibleSize is required for an iceberg order")
         if req.time_in_force == "GTT" and req.cancel_after <= 0:
             return errors.bad_param("cancelAfter must be > 0 with timeInForce GTT")
-        if req.stop is None and req.type == "limit":
-            active = sum(1 for o in self.orders.values() if o.active and o.symbol == req.symbol)
-            if active >= self.max_open_per_symbol:
-                return ApiError("200003", "The number of orders exceeds the limit", 200)
+        open_count = len(self.open_ids.get(req.symbol, ()))
+        if req.stop is None and req.type == "limit" and open_count >= self.max_open_per_symbol:
+            return ApiError("200003", "The number of orders exceeds the limit", 200)
         existing = self.by_client_oid.get(req.client_oid)
         if existing is not None:
             old = self.orders.get(existing) or self.stop_orders.get(existing)
@@ -507,9 +507,15 @@ class Engine:
         return None if order_id is None else self.get(order_id, now_ms)
 
     def list_orders(self, now_ms: int, *, active: bool, symbol: str | None = None) -> list[Order]:
+        if active:
+            ids = (self.open_ids.get(symbol, set()) if symbol is not None
+                   else set().union(*self.open_ids.values()))
+            candidates = [self.orders[i] for i in ids]
+        else:
+            candidates = list(self.orders.values())
         found = [
             o
-            for o in self.orders.values()
+            for o in candidates
             if o.active == active
             and (symbol is None or o.symbol == symbol)
             and self._retained(o, now_ms)
@@ -573,6 +579,7 @@ class Engine:
             return errors.balance_insufficient(), []
         order = Order(self._next_id(), req, now_ms, now_ms)
         self.orders[order.id] = order
+        self.open_ids.setdefault(order.symbol, set()).add(order.id)
         self.by_client_oid[req.client_oid] = order.id
         events.append(self._order_event(order, "received", "new", now_ms))
         self._run(order, now_ms, events)
@@ -812,6 +819,7 @@ class Engine:
             currency = info.quote_currency if order.side == "buy" else info.base_currency
             self._change_hold(currency, -order.hold, order, now_ms, events)
         order.move("done")
+        self.open_ids.get(order.symbol, set()).discard(order.id)
         order.done_reason = how
         order.updated_at = now_ms
         events.append(self._order_event(order, how, "done", now_ms))
@@ -919,7 +927,7 @@ class Engine:
     def expire(self, now_ms: int) -> list[Event]:
         """Cancel GTT orders whose `cancelAfter` (seconds) has elapsed."""
         events: list[Event] = []
-        for order in list(self.orders.values()):
+        for order in self.list_orders(now_ms, active=True):
             req = order.req
             if (
                 order.active

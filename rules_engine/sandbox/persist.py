@@ -95,6 +95,8 @@ def restore(state: SandboxState, document: dict[str, Any]) -> None:
         order = _order_from(row)
         engine.orders[order.id] = order
         engine.by_client_oid[order.req.client_oid] = order.id
+        if order.active:
+            engine.open_ids.setdefault(order.symbol, set()).add(order.id)
         if order.in_book and order.symbol in engine.books:
             side = "bids" if order.side == "buy" else "asks"
             book = engine.books[order.symbol]
