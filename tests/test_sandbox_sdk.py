@@ -164,6 +164,8 @@ def test_sdk_websocket_streams_tickers_and_books() -> None:
             for sub in subs:
                 ws.unsubscribe(sub)
         finally:
+            # stop() can take ~10 s: the SDK's websocket-client thread sits in a select() with
+            # a 10 s timeout after the SDK has closed the socket itself; it is not the server.
             ws.stop()
         topic, data = tickers[-1]
         assert topic == "/market/ticker:BTC-USDT"
