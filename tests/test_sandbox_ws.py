@@ -325,3 +325,20 @@ async def test_candles_stream_for_any_kucoin_interval_and_match_rest() -> None:
                                  signed=False)
         assert histories and histories[-1]["price"] == minute[2]
         await ws.close()
+
+
+async def test_top_of_book_topics_match_the_rest_book() -> None:
+    async with running() as box:
+        ws = await _connect(box)
+        await _subscribe(ws, "/spotMarket/level2Depth5:BTC-USDT", "d5")
+        await _subscribe(ws, "/spotMarket/level1:BTC-USDT", "l1")
+        box.state.feed_step()
+        messages = await _drain(ws)
+        depth = [m for m in messages if m["topic"] == "/spotMarket/level2Depth5:BTC-USDT"][-1]
+        top = [m for m in messages if m["topic"] == "/spotMarket/level1:BTC-USDT"][-1]
+        book = await box.ok("GET", "/api/v1/market/orderbook/level2_20", {"symbol": "BTC-USDT"},
+                            signed=False)
+        assert depth["subject"] == "level2" and depth["data"]["bids"] == book["bids"][:5]
+        assert depth["data"]["asks"] == book["asks"][:5]
+        assert top["subject"] == "level1" and top["data"]["bids"] == book["bids"][0]
+        await ws.close()

@@ -11,7 +11,7 @@ ticks to the engine on a timer; tests call `step` directly.
 * `RecordedFeed` — replays the real recorded KuCoin session of 2021-04-25 (its symbols, REST
   snapshots and level2 updates; data from the cryptofeed project).
 * `CandleFeed` — replays the real candles, each one as a path open -> high -> low -> close (or
-  open -> low -> high -> close for a falling candle), `speed` candles-hours per hour.
+  open -> low -> high -> close for a falling candle), `speed` candle-hours per hour, looping.
 """
 
 from __future__ import annotations
@@ -254,8 +254,9 @@ class CandleFeed(SyntheticFeed):
 
     def price_at(self, now_ms: int) -> Decimal:
         elapsed_h = (now_ms - self.replay_start) * self.speed / HOUR_MS
-        index = min(int(elapsed_h), len(self.candles) - 1)
-        frac = Decimal(str(round(min(elapsed_h - index, 1.0), 6))) if index < len(self.candles) - 1 else Decimal(1)  # noqa: E501
+        whole = int(elapsed_h)
+        index = whole % len(self.candles)  # the replay loops after the last candle
+        frac = Decimal(str(round(min(elapsed_h - whole, 1.0), 6)))
         c = self.candles[index]
         path = (
             [c.open, c.high, c.low, c.close] if c.close >= c.open

@@ -3,7 +3,9 @@
 Connect to `/endpoint?token=...&connectId=...` (the endpoint the bullet reply names). Public
 topics: `/market/ticker:{syms|all}`, `/market/level2:{syms}`, `/market/match:{syms}`,
 `/market/candles:{sym}_{type}` (any KuCoin type), `/market/snapshot:{sym}` (24h figures as JSON
-numbers, sent on subscribe and then at most every 2 s while the market moves). Private topics
+numbers, sent on subscribe and then at most every 2 s while the market moves),
+`/spotMarket/level1:{syms}`, `/spotMarket/level2Depth5:{syms}`, `/spotMarket/level2Depth50:{syms}`
+(top-of-book snapshots each time the book moves). Private topics
 (private token only):
 `/spotMarket/tradeOrdersV2`, `/spotMarket/tradeOrders`, `/account/balance`,
 `/spotMarket/advancedOrders`.
@@ -48,6 +50,7 @@ __all__ = ["CANDLE_TYPES", "Hub", "drop_all", "install", "issue_token"]
 
 PUBLIC_PREFIXES = (
     "/market/ticker", "/market/level2", "/market/match", "/market/candles", "/market/snapshot",
+    "/spotMarket/level1", "/spotMarket/level2Depth5", "/spotMarket/level2Depth50",
 )
 SNAPSHOT_INTERVAL_MS = 2000
 # KuCoin's candle types and their length in seconds (buckets are aligned on the epoch).
@@ -171,11 +174,30 @@ class Hub:
             }
             self._send(f"/market/ticker:{symbol}", "trade.ticker", ticker)
             self._send("/market/ticker:all", symbol, ticker)
+            self._depth(symbol)
             now = state.now_ms()
             if now - self.snapshot_sent.get(symbol, 0) >= SNAPSHOT_INTERVAL_MS:
                 self.snapshot_sent[symbol] = now
                 self._send(f"/market/snapshot:{symbol}", "trade.snapshot",
                            snapshot_data(state, symbol))
+
+    def _depth(self, symbol: str) -> None:
+        """Top-of-book snapshots: `/spotMarket/level1` and `level2Depth5`/`50`."""
+        now = self.state.now_ms()
+        for depth in (1, 5, 50):
+            topic = (f"/spotMarket/level1:{symbol}" if depth == 1
+                     else f"/spotMarket/level2Depth{depth}:{symbol}")
+            if not any(conn.wants(topic) for conn in self.conns):
+                continue
+            _seq, bids, asks = self.state.engine.snapshot(symbol, depth)
+            rows_b = [[fmt(p), fmt(q)] for p, q in bids]
+            rows_a = [[fmt(p), fmt(q)] for p, q in asks]
+            if depth == 1:
+                data: dict[str, Any] = {"asks": rows_a[0] if rows_a else [],
+                                        "bids": rows_b[0] if rows_b else [], "timestamp": now}
+                self._send(topic, "level1", data)
+            else:
+                self._send(topic, "level2", {"asks": rows_a, "bids": rows_b, "timestamp": now})
 
     def _candle(self, trade: TradeEvent) -> None:
         """Push the candle the trade updated, for every interval someone subscribed to."""
