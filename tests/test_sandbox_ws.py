@@ -342,3 +342,27 @@ async def test_top_of_book_topics_match_the_rest_book() -> None:
         assert depth["data"]["asks"] == book["asks"][:5]
         assert top["subject"] == "level1" and top["data"]["bids"] == book["bids"][0]
         await ws.close()
+
+
+async def test_hostile_websocket_messages_get_error_messages_and_the_socket_survives() -> None:
+    async with running() as box:
+        ws = await _connect(box)
+        hostile: list[Any] = [
+            "not json", "[1,2]", "null", '{"type": 5}', '{"id": {}, "type": "subscribe"}',
+            '{"id": 1, "type": "subscribe", "topic": 7}',
+            '{"id": 2, "type": "subscribe", "topic": "/market/ticker:BTC-USDT, ETH-USDT"}',
+            '{"id": 3, "type": "subscribe", "topic": "/market/level2:"}',
+            '{"id": 4, "type": "subscribe", "topic": "/market/candles:BTC-USDT"}',
+            json.dumps({"id": 5, "type": "subscribe",
+                        "topic": "/market/ticker:" + ",".join(["BTC-USDT"] * 101)}),
+        ]
+        codes = []
+        for text in hostile:
+            await ws.send_str(text)
+            reply = await ws.receive_json(timeout=2)
+            assert reply["type"] == "error", (text, reply)
+            codes.append(reply["code"])
+        assert codes[-1] == 509 and 400 in codes and 404 in codes and 415 in codes
+        await ws.send_json({"id": "alive", "type": "ping"})
+        assert (await ws.receive_json(timeout=2))["type"] == "pong"
+        await ws.close()
