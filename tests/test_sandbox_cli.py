@@ -80,3 +80,14 @@ def test_the_recorded_feed_serves_the_2021_symbols() -> None:
         proc.terminate()
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+def test_config_errors_never_echo_the_values_given(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"keys": [
+        {"api_key": "k", "api_secret": 987654321, "api_passphrase": "p",
+         "permissions": ["Spot", "Bogus"]}]}))
+    proc = _start("--config", str(config))
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert "keys.0.api_secret" in err and "987654321" not in err

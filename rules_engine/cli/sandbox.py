@@ -53,7 +53,13 @@ def banner(config: SandboxConfig, rest_url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
-    except (OSError, ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        # Field paths and reasons only: the values given (maybe a secret) are never echoed.
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"rules-engine sandbox: config {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
         print(f"rules-engine sandbox: cannot read config: {exc}", file=sys.stderr)
         return 2
     if args.speed <= 0:
