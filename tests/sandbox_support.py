@@ -7,13 +7,10 @@ with the query URL-decoded).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import queue
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -21,11 +18,11 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 import aiohttp
-from aiohttp import web
 
 from rules_engine.sandbox.clock import Clock, ManualClock
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
-from rules_engine.sandbox.server import SandboxState, build_state, create_app
+from rules_engine.sandbox.server import SandboxState
+from rules_engine.sandbox.testing import RunningSandbox, serve, serve_in_thread
 
 
 def sign(secret: str, text: str) -> str:
@@ -82,55 +79,21 @@ async def running(
     seed: int = 7, state: SandboxState | None = None, **kw: Any,
 ) -> AsyncIterator[Sandbox]:
     """A sandbox listening on 127.0.0.1, port 0. The feed runs only if `run_feed`."""
-    if state is None:
-        state = build_state(config or SandboxConfig(), seed=seed,
-                            clock=clock or ManualClock(), **kw)
-    app = create_app(state, run_feed=run_feed)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        try:
-            yield Sandbox(f"http://127.0.0.1:{port}", state, http)
-        finally:
-            await runner.cleanup()
-
-
-@dataclass
-class Threaded:
-    url: str
-    state: SandboxState
+    async with (
+        serve(config, clock=clock or ManualClock(), run_feed=run_feed, state=state, seed=seed,
+              **kw) as box,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Sandbox(box.url, box.state, http)
 
 
 @contextmanager
 def threaded(config: SandboxConfig | None = None, *, seed: int = 11,
-             feed_interval_ms: int = 50) -> Iterator[Threaded]:
+             feed_interval_ms: int = 50) -> Iterator[RunningSandbox]:
     """A sandbox on its own thread and loop (real clock, feed running), for sync clients."""
     cfg = (config or SandboxConfig()).model_copy(update={"feed_interval_ms": feed_interval_ms})
-    state = build_state(cfg, seed=seed)
-    ready: queue.Queue[str] = queue.Queue()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        runner = web.AppRunner(create_app(state, run_feed=True), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        ready.put(f"http://127.0.0.1:{runner.addresses[0][1]}")
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    try:
-        yield Threaded(ready.get(timeout=10), state)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        loop.close()
+    with serve_in_thread(cfg, seed=seed) as box:
+        yield box
 
 
 def point_ccxt_at(exchange: Any, url: str) -> Any:
