@@ -220,3 +220,38 @@ def test_active_orders_per_symbol_are_limited() -> None:
         assert isinstance(order, Order)
     refused, events = e.place(req(price=D("50"), size=D("0.01"), client_oid="lim3"), NOW)
     assert isinstance(refused, ApiError) and refused.code == "200003" and events == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "taker_left", "maker_left", "taker_kinds"),
+    [
+        ("CN", D(0), D("0.3"), [("received", "new"), ("canceled", "done")]),
+        ("CO", D("0.2"), D(0), [("received", "new"), ("open", "open")]),
+        ("CB", D(0), D(0), [("received", "new"), ("canceled", "done")]),
+        ("DC", D(0), D("0.1"), [("received", "new"), ("canceled", "done")]),
+    ],
+)
+def test_self_trade_prevention_modes(mode: str, taker_left: D, maker_left: D,
+                                     taker_kinds: list[tuple[str, str]]) -> None:
+    e = engine()
+    maker, _ = e.place(req(side="sell", price=D("100"), size=D("0.3"), client_oid="mk"), NOW)
+    assert isinstance(maker, Order) and maker.status == "open"
+    taker, events = e.place(req(price=D("100"), size=D("0.2"), stp=mode, client_oid="tk"), NOW)
+    assert isinstance(taker, Order)
+    assert taker.deal_size == 0 and maker.deal_size == 0  # never trades with itself
+    assert taker.remaining == taker_left and maker.remaining == maker_left
+    mine = [(x.type, x.status) for x in events
+            if isinstance(x, OrderEvent) and x.order.id == taker.id]
+    assert mine == taker_kinds
+    if mode == "DC":
+        update = [x for x in events if isinstance(x, OrderEvent) and x.order.id == maker.id]
+        assert [(u.type, u.old_size) for u in update] == [("update", D("0.3"))]
+    assert e.account.held("USDT") == (taker.hold if taker.active else 0)
+
+
+def test_stp_validation() -> None:
+    e = engine()
+    bad, _ = e.place(req(price=D("100"), size=D("0.1"), stp="XX"), NOW)
+    assert isinstance(bad, ApiError) and bad.code == "400100"
+    market, _ = e.place(req(type="market", funds=D("10"), stp="DC"), NOW)
+    assert isinstance(market, ApiError) and market.code == "400100"

@@ -23,7 +23,7 @@ MID = 1000  # in ticks: price 100.0
 place = st.tuples(
     st.just("place"), st.sampled_from(["buy", "sell"]), st.sampled_from(["limit", "market"]),
     st.integers(-15, 15), st.integers(1, 300),
-    st.sampled_from(["GTC", "IOC", "FOK", "post", "hidden"]),
+    st.sampled_from(["GTC", "IOC", "FOK", "post", "hidden", "CN", "CO", "CB", "DC"]),
 )
 cancel = st.tuples(st.just("cancel"), st.integers(0, 50))
 feed = st.tuples(st.just("feed"), st.integers(-10, 10), st.integers(1, 4))
@@ -61,6 +61,8 @@ def test_engine_invariants_hold_for_any_sequence(steps: list[tuple[object, ...]]
                 funds=D(size_units) if kind == "market" and side == "buy" else None,  # type: ignore[arg-type]
                 time_in_force=flavour if flavour in ("IOC", "FOK") else "GTC",  # type: ignore[arg-type]
                 post_only=flavour == "post", hidden=flavour == "hidden",
+                stp=flavour if flavour in ("CN", "CO", "CB") or (
+                    flavour == "DC" and kind == "limit") else "",  # type: ignore[arg-type]
             )
             result, events = e.place(req, now)  # type: ignore[assignment]
             if isinstance(result, Order):

@@ -467,6 +467,10 @@ class Engine:
             value = req.price * req.size
             if info.min_funds is not None and value < info.min_funds:
                 return ApiError("600100", "Funds below the minimum requirement.", 200)
+        if req.stp not in ("", "DC", "CO", "CN", "CB"):
+            return errors.bad_param("stp must be DC, CO, CN or CB")
+        if req.stp == "DC" and req.type == "market":
+            return errors.bad_param("stp DC is not supported for market orders")
         if req.iceberg and (req.visible_size is None or req.visible_size <= 0):
             return errors.bad_param("visibleSize is required for an iceberg order")
         if req.time_in_force == "GTT" and req.cancel_after <= 0:
@@ -642,7 +646,9 @@ class Engine:
         for price, level in book.side(opposite).items():
             if not self._crosses(order, price):
                 break
-            total += level.feed + sum((o.remaining for o in level.orders if o is not order), ZERO)
+            own = ZERO if order.req.stp else sum(
+                (o.remaining for o in level.orders if o is not order), ZERO)
+            total += level.feed + own
             if total >= order.remaining:
                 break
         return total
@@ -699,10 +705,20 @@ class Engine:
             for maker in list(level.orders):
                 if not order.active:
                     break
+                if order.req.stp:
+                    # Every resting order is the account's own: self-trade prevention.
+                    self._prevent_self_trade(order, maker, now_ms, events)
+                    continue
                 qty = self._taker_qty(order, price, maker.remaining, info)
                 if qty <= 0:
                     break
                 self._execute(order, maker, price, qty, now_ms, events)
+            if not order.active:
+                # The taker was cancelled by STP (or filled): the level may still have changed.
+                change = book.touch(opposite, price, now_ms)
+                if change is not None:
+                    events.append(change)
+                break
             change = book.touch(opposite, price, now_ms)
             if change is not None:
                 events.append(change)
@@ -710,6 +726,27 @@ class Engine:
                 break
         if order.active and self._exhausted(order, None, info):
             self._finish(order, "filled", now_ms, events)
+
+    def _prevent_self_trade(self, taker: Order, maker: Order, now_ms: int,
+                            events: list[Event]) -> None:
+        """KuCoin's STP, chosen by the taker: CN cancels the taker, CO the resting order, CB
+        both; DC takes the smaller remaining size off both (an order left with nothing is
+        cancelled). FOK orders always use CN."""
+        mode = "CN" if taker.req.time_in_force == "FOK" else taker.req.stp
+        if mode in ("CO", "CB"):
+            self._cancel_resting(maker, now_ms, events, touch=False)
+        if mode in ("CN", "CB"):
+            self._finish(taker, "canceled", now_ms, events)
+        if mode == "DC":
+            qty = min(taker.remaining, maker.remaining)
+            if qty >= maker.remaining:
+                self._cancel_resting(maker, now_ms, events, touch=False)
+            else:
+                self._shrink(maker, qty, now_ms, events)
+            if qty >= taker.remaining:
+                self._finish(taker, "canceled", now_ms, events)
+            else:
+                self._shrink(taker, qty, now_ms, events)
 
     def _taker_qty(self, order: Order, price: Decimal, avail: Decimal, info: SymbolInfo) -> Decimal:
         if order.req.size is not None:
@@ -852,12 +889,13 @@ class Engine:
         self._cancel_resting(order, now_ms, events)
         return order, events
 
-    def _cancel_resting(self, order: Order, now_ms: int, events: list[Event]) -> None:
+    def _cancel_resting(self, order: Order, now_ms: int, events: list[Event],
+                        touch: bool = True) -> None:
         side_name = "bids" if order.side == "buy" else "asks"
         was_in_book = order.in_book
         self._unrest(order)
         self._finish(order, "canceled", now_ms, events)
-        if was_in_book:
+        if was_in_book and touch:
             change = self.books[order.symbol].touch(side_name, order.price, now_ms)
             if change is not None:
                 events.append(change)
@@ -896,24 +934,31 @@ class Engine:
         if cancel_size >= order.remaining:
             self._cancel_resting(order, now_ms, events)
             return order, events
+        self._shrink(order, cancel_size, now_ms, events)
+        return order, events
+
+    def _shrink(self, order: Order, qty: Decimal, now_ms: int, events: list[Event]) -> None:
+        """Take `qty` (less than what remains) off an order: hold released, `update` event."""
+        info = self.symbols[order.symbol]
         old = order.remaining
         shown_before = order.visible
-        order.canceled_size += cancel_size
+        order.canceled_size += qty
         order.updated_at = now_ms
-        self._level_of(order).adjust(shown_before, order)
+        if order.in_book:
+            self._level_of(order).adjust(shown_before, order)
         if order.side == "buy":
-            release = min(order.hold, order.price * cancel_size * (1 + self.taker_fee))
+            release = min(order.hold, order.price * qty * (1 + self.taker_fee))
             self._change_hold(info.quote_currency, -release, order, now_ms, events)
         else:
-            self._change_hold(info.base_currency, -min(order.hold, cancel_size), order, now_ms,
-                              events)
-        events.append(OrderEvent(self._snap(order), "update", "open", now_ms * 1_000_000,
+            self._change_hold(info.base_currency, -min(order.hold, qty), order, now_ms, events)
+        status = "open" if order.in_book else "match" if order.deal_size else "new"
+        events.append(OrderEvent(self._snap(order), "update", status, now_ms * 1_000_000,
                                  old_size=old))
-        side_name = "bids" if order.side == "buy" else "asks"
-        change = self.books[order.symbol].touch(side_name, order.price, now_ms)
-        if change is not None:
-            events.append(change)
-        return order, events
+        if order.in_book:
+            side_name = "bids" if order.side == "buy" else "asks"
+            change = self.books[order.symbol].touch(side_name, order.price, now_ms)
+            if change is not None:
+                events.append(change)
 
     def cancel_all(self, now_ms: int, symbol: str | None = None) -> tuple[list[str], list[Event]]:
         events: list[Event] = []
