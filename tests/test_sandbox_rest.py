@@ -339,3 +339,17 @@ async def test_requests_aiohttp_refuses_still_get_kucoin_bodies(sb: Sandbox) -> 
         assert r.status == 400 and (await r.json())["code"] == "400100"
     async with sb.http.put(sb.url + "/api/v1/timestamp") as r:
         assert r.status == 404 and (await r.json())["code"] == "404000"
+
+
+async def test_24h_stats_roll_over_real_history_and_the_sandbox_trades(sb: Sandbox) -> None:
+    stats = await sb.ok("GET", "/api/v1/market/stats", {"symbol": "BTC-USDT"}, signed=False)
+    last, high, low = Decimal(stats["last"]), Decimal(stats["high"]), Decimal(stats["low"])
+    assert low <= last <= high and Decimal(stats["vol"]) > 0
+    open_ = last - Decimal(stats["changePrice"])
+    assert Decimal(stats["changeRate"]) == ((last - open_) / open_).quantize(Decimal("0.0001"))
+    # The last 24 real hourly candles (shifted to end now) are the 24 h window at start.
+    rows = await sb.ok("GET", "/api/v1/market/candles", {"symbol": "BTC-USDT", "type": "1hour"},
+                       signed=False)
+    day = [r for r in rows if int(r[0]) >= sb.state.now_ms() // 1000 - 86_400]
+    assert high == max([*(Decimal(r[3]) for r in day), last])
+    assert open_ == Decimal(day[-1][1])

@@ -103,24 +103,33 @@ class SandboxState:
         )
         self.limiter = RateLimiter(self.config.quotas)
         for symbol in self.symbols:
-            self._seed_stats(symbol)
-
-    def _seed_stats(self, symbol: str) -> None:
-        history = self.feed.history(symbol)[-24:]
-        if not history:
-            return
-        self.engine.set_stats(
-            symbol,
-            Stats(
-                last=history[-1].close, open=history[0].open,
-                high=max(c.high for c in history), low=min(c.low for c in history),
-                vol=sum((c.volume for c in history), Decimal(0)),
-                vol_value=sum((c.turnover for c in history), Decimal(0)),
-            ),
-        )
+            history = self.feed.history(symbol)
+            if history:
+                self.engine.stats[symbol].last = history[-1].close
 
     def now_ms(self) -> int:
         return self.clock.now_ms()
+
+    def stats_24h(self, symbol: str) -> Stats:
+        """Rolling 24 h figures: the feed's history candles, then the sandbox's own trades."""
+        live = self.minute_candles.get(symbol, {})
+        first_live = min(live) if live else None
+        start = self.now_ms() // 1000 - 86_400
+        rows: list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]] = [
+            (c.start_s, c.open, c.close, c.high, c.low, c.volume, c.turnover)
+            for c in self.feed.history(symbol)
+            if c.start_s >= start and (first_live is None or c.start_s + 3600 <= first_live)
+        ]
+        rows += [(m, *r) for m, r in sorted(live.items()) if m >= start]  # type: ignore[misc]
+        current = self.engine.stats[symbol]
+        if not rows:
+            return current
+        return Stats(
+            last=current.last or rows[-1][2], last_size=current.last_size, open=rows[0][1],
+            high=max(r[3] for r in rows), low=min(r[4] for r in rows),
+            vol=sum((r[5] for r in rows), Decimal(0)), vol_value=sum((r[6] for r in rows),
+                                                                       Decimal(0)),
+        )
 
     def publish(self, events: list[Event]) -> None:
         for event in events:
@@ -393,7 +402,7 @@ async def h_symbol(ctx: Ctx) -> Any:
 
 def _ticker(state: SandboxState, symbol: str) -> dict[str, Any]:
     engine = state.engine
-    st = engine.stats[symbol]
+    st = state.stats_24h(symbol)
     _seq, bids, asks = engine.snapshot(symbol, 1)
     change = st.last - st.open if st.open else Decimal(0)
     rate = (change / st.open).quantize(Decimal("0.0001")) if st.open else Decimal(0)

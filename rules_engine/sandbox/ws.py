@@ -273,7 +273,7 @@ def _num(value: Decimal | None) -> orjson.Fragment | None:
 def snapshot_data(state: SandboxState, symbol: str) -> dict[str, Any]:
     """The `/market/snapshot` payload: KuCoin sends these figures as JSON numbers."""
     seq, bids, asks = state.engine.snapshot(symbol, 1)
-    st = state.engine.stats[symbol]
+    st = state.stats_24h(symbol)
     info = state.symbols[symbol]
     change = st.last - st.open if st.open else Decimal(0)
     rate = (change / st.open).quantize(Decimal("0.0001")) if st.open else Decimal(0)
