@@ -127,3 +127,16 @@ async def test_admin_stats_report_feed_ticks_and_lag() -> None:
         assert stats["instance_id"] == box.state.instance_id
         assert stats["feed"]["ticks"] >= 5
         assert stats["feed"]["max_lag_ms"] >= stats["feed"]["mean_lag_ms"] >= 0
+
+
+async def test_a_feed_stalled_from_the_config_still_starts_with_a_book() -> None:
+    config = SandboxConfig.model_validate({"faults": {"stall_feed": True}})
+    async with running(config) as box:
+        book = await box.ok("GET", "/api/v1/market/orderbook/level2_20", {"symbol": "ETH-USDT"},
+                            signed=False)
+        assert len(book["bids"]) == 20
+        seq = book["sequence"]
+        box.state.feed_step()
+        again = await box.ok("GET", "/api/v1/market/orderbook/level2_20", {"symbol": "ETH-USDT"},
+                             signed=False)
+        assert again["sequence"] == seq

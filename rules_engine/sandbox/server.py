@@ -157,9 +157,10 @@ class SandboxState:
             row[4] += size
             row[5] += price * size
 
-    def feed_step(self) -> None:
-        """Apply one tick of the market feed (and expire GTT orders)."""
-        if self.config.faults.stall_feed:
+    def feed_step(self, *, force: bool = False) -> None:
+        """Apply one tick of the market feed (and expire GTT orders). A stalled feed
+        (`stall_feed` fault) does nothing unless `force` (the book's first seeding)."""
+        if self.config.faults.stall_feed and not force:
             return
         now = self.now_ms()
         events: list[Event] = []
@@ -1241,7 +1242,7 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
     ws.install(app, state)
     admin.install(app, state)
     if not state.engine.books[next(iter(state.symbols))].bids:
-        state.feed_step()
+        state.feed_step(force=True)
 
     async def feed_loop() -> None:
         interval = state.config.feed_interval_ms / 1000
