@@ -255,3 +255,21 @@ def test_stp_validation() -> None:
     assert isinstance(bad, ApiError) and bad.code == "400100"
     market, _ = e.place(req(type="market", funds=D("10"), stp="DC"), NOW)
     assert isinstance(market, ApiError) and market.code == "400100"
+
+
+def test_prune_forgets_orders_past_retention_but_keeps_open_ones() -> None:
+    e = Engine(load_symbols(), {"USDT": D(100000)}, maker_fee=D(0), taker_fee=D(0),
+               retention_ms=1000)
+    e.apply_feed("BTC-USDT", [(D("99.9"), D("1"))], [(D("100.1"), D("1"))], NOW)
+    done, _ = e.place(req(type="market", funds=D("10"), client_oid="gone"), NOW)
+    resting, _ = e.place(req(price=D("50"), size=D("0.01"), client_oid="stays"), NOW)
+    assert isinstance(done, Order) and isinstance(resting, Order)
+    assert e.prune(NOW + 1000) == 0
+    assert e.prune(NOW + 1001) == 1
+    assert set(e.orders) == {resting.id} and "gone" not in e.by_client_oid
+    assert e.fills  # fills are kept for 7 days
+    last_seq = e.fills[-1].seq
+    e.prune(NOW + 8 * 24 * 3600 * 1000)
+    assert e.fills == [] and set(e.orders) == {resting.id}
+    e.place(req(type="market", funds=D("10"), client_oid="later"), NOW + 8 * 24 * 3600 * 1000)
+    assert e.fills[0].seq == last_seq + 1  # fill ids are never reused

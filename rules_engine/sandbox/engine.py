@@ -53,6 +53,7 @@ __all__ = [
 Side = Literal["buy", "sell"]
 Status = Literal["new", "open", "done"]
 ZERO = Decimal(0)
+FILL_RETENTION_MS = 7 * 24 * 3600 * 1000
 LEGACY_CANCELED_MS = 30 * 24 * 3600 * 1000
 LEGACY_FILLED_MS = 182 * 24 * 3600 * 1000
 CLIENT_OID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -416,6 +417,7 @@ class Engine:
         self.fills: list[Fill] = []
         self.counter = 0
         self.trade_counter = 0
+        self.fill_counter = 0  # fill ids (HF `id`, the `lastId` cursor); never reused
 
     # ---- identities -------------------------------------------------------------------
 
@@ -425,6 +427,10 @@ class Engine:
         self.counter += 1
         head = (prefix + self.id_prefix)[:8]
         return f"{head}{self.counter:016x}"
+
+    def _next_fill_seq(self) -> int:
+        self.fill_counter += 1
+        return self.fill_counter
 
     def _next_trade_id(self) -> str:
         self.trade_counter += 1
@@ -818,7 +824,7 @@ class Engine:
         self.fills.append(
             Fill(order.symbol, trade_id, order.id, counter, order.side, liquidity, price, qty,
                  funds, fee, rate, info.quote_currency, order.req.type, now_ms,
-                 len(self.fills) + 1)
+                 self._next_fill_seq())
         )
 
     def _record_trade(self, symbol: str, price: Decimal, qty: Decimal) -> None:
@@ -968,6 +974,22 @@ class Engine:
                 self._cancel_resting(order, now_ms, events)
                 ids.append(order.id)
         return ids, events
+
+    def prune(self, now_ms: int) -> int:
+        """Forget done orders past their retention, and fills older than 7 days (what KuCoin
+        still serves); returns how many orders were dropped. Keeps memory flat on long runs."""
+        gone = [o for o in self.orders.values() if not self._retained(o, now_ms)]
+        gone += [o for o in self.stop_orders.values()
+                 if not o.active and now_ms - o.updated_at > self.retention_ms]
+        for order in gone:
+            self.orders.pop(order.id, None)
+            self.stop_orders.pop(order.id, None)
+            if self.by_client_oid.get(order.req.client_oid) == order.id:
+                del self.by_client_oid[order.req.client_oid]
+        horizon = now_ms - FILL_RETENTION_MS
+        if self.fills and self.fills[0].created_at < horizon:
+            self.fills = [f for f in self.fills if f.created_at >= horizon]
+        return len(gone)
 
     def expire(self, now_ms: int) -> list[Event]:
         """Cancel GTT orders whose `cancelAfter` (seconds) has elapsed."""

@@ -59,6 +59,7 @@ def save(state: SandboxState, path: Path) -> None:
         "instance_id": state.instance_id,
         "counter": engine.counter,
         "trade_counter": engine.trade_counter,
+        "fill_counter": engine.fill_counter,
         "totals": {c: fmt(v) for c, v in engine.account.totals.items()},
         "holds": {c: fmt(v) for c, v in engine.account.holds.items()},
         "sequences": {s: b.sequence for s, b in engine.books.items()},
@@ -86,6 +87,7 @@ def restore(state: SandboxState, document: dict[str, Any]) -> None:
     engine = state.engine
     engine.counter = document["counter"]
     engine.trade_counter = document["trade_counter"]
+    engine.fill_counter = document["fill_counter"]
     engine.account.totals = {c: Decimal(v) for c, v in document["totals"].items()}
     engine.account.holds = {c: Decimal(v) for c, v in document["holds"].items()}
     for symbol, sequence in document["sequences"].items():

@@ -91,6 +91,7 @@ class SandboxState:
     extras: dict[str, Any] = field(default_factory=dict)
     feed_stats: FeedStats = field(default_factory=FeedStats)
     recent_trades: dict[str, deque[TradeEvent]] = field(default_factory=dict)
+    last_prune_ms: int = 0
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -170,6 +171,9 @@ class SandboxState:
             )
         events.extend(self.engine.expire(now))
         self.publish(events)
+        if now - self.last_prune_ms >= 60_000:
+            self.last_prune_ms = now
+            self.engine.prune(now)
 
 
 @dataclass
