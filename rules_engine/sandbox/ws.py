@@ -208,7 +208,9 @@ class Hub:
         for topic in sorted(wanted):
             granularity = CANDLE_TYPES[topic[len(prefix):]]
             start = minute - minute % granularity
-            rows = [minutes[m] for m in sorted(minutes) if start <= m < start + granularity]
+            found = (minutes.get(m) for m in range(start, min(start + granularity, minute + 60),
+                                                    60))
+            rows = [r for r in found if r is not None]
             if not rows:
                 continue
             high = max(r[2] for r in rows)
