@@ -185,6 +185,9 @@ def test_stop_order_triggers_on_last_price() -> None:
                           trade=(D("99.4"), D("0.1"), "sell"))
     assert [x.type for x in events if isinstance(x, StopEvent)] == ["triggered"]
     assert ("filled", "done") in kinds(events)
+    triggered = e.orders[stop.id]  # the order keeps the stop order's id
+    assert triggered.stop_triggered and triggered.deal_size == D("0.1")
+    assert {x.order.id for x in events if isinstance(x, OrderEvent)} == {stop.id}
     assert e.account.total("BTC") == D("1.9")
 
 

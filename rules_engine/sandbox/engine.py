@@ -569,7 +569,8 @@ class Engine:
 
     # ---- placing -----------------------------------------------------------------------
 
-    def place(self, req: OrderRequest, now_ms: int) -> tuple[Order | ApiError, list[Event]]:
+    def place(self, req: OrderRequest, now_ms: int, order_id: str | None = None
+              ) -> tuple[Order | ApiError, list[Event]]:
         error = self.validate(req, now_ms)
         if error is not None:
             return error, []
@@ -587,7 +588,8 @@ class Engine:
             return errors.balance_insufficient(), []
         if self.account.available(info.base_currency) < need_base:
             return errors.balance_insufficient(), []
-        order = Order(self._next_id(), req, now_ms, now_ms)
+        order = Order(order_id or self._next_id(), req, now_ms, now_ms,
+                      stop_triggered=order_id is not None)
         self.orders[order.id] = order
         self.open_ids.setdefault(order.symbol, set()).add(order.id)
         self.by_client_oid[req.client_oid] = order.id
@@ -1051,9 +1053,9 @@ class Engine:
                 name: getattr(stop.req, name) for name in OrderRequest.__dataclass_fields__
                 if name not in ("stop", "stop_price")
             })
-            # The client's id passes to the order the trigger creates.
+            # The order the trigger creates keeps the stop order's id and clientOid.
             self.by_client_oid.pop(plain.client_oid, None)
-            result, more = self.place(plain, now_ms)
+            result, more = self.place(plain, now_ms, order_id=stop.id)
             ok = isinstance(result, Order)
             events.append(self._stop_event(stop, "triggered", ok, now_ms))
             events.extend(more)

@@ -310,13 +310,16 @@ def hf_order(order: Order, state: SandboxState) -> dict[str, Any]:
 def legacy_order(order: Order, state: SandboxState) -> dict[str, Any]:
     req = order.req
     info = state.symbols[order.symbol]
+    stop = state.engine.stop_orders.get(order.id) if order.stop_triggered else None
+    stop_req = stop.req if stop is not None else req
     return {
         "id": order.id, "symbol": order.symbol, "opType": "DEAL", "type": req.type,
         "side": req.side, "price": fmt(order.price), "size": fmt(order.size),
         "funds": fmt(req.funds or Decimal(0)), "dealFunds": fmt(order.deal_funds),
         "dealSize": fmt(order.deal_size), "fee": fmt(order.fee),
-        "feeCurrency": info.quote_currency, "stp": req.stp, "stop": req.stop or "",
-        "stopTriggered": order.stop_triggered, "stopPrice": fmt(req.stop_price or Decimal(0)),
+        "feeCurrency": info.quote_currency, "stp": req.stp, "stop": stop_req.stop or "",
+        "stopTriggered": order.stop_triggered,
+        "stopPrice": fmt(stop_req.stop_price or Decimal(0)),
         "timeInForce": req.time_in_force, "postOnly": req.post_only, "hidden": req.hidden,
         "iceberg": req.iceberg, "visibleSize": fmt(req.visible_size or Decimal(0)),
         "cancelAfter": req.cancel_after if req.time_in_force == "GTT" else 0,
