@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
+from rules_engine.sandbox.engine import OrderRequest
 from rules_engine.sandbox.server import SandboxState, build_state, create_app
 
 
@@ -44,6 +45,36 @@ async def _serve(state: SandboxState, run_feed: bool) -> tuple[web.AppRunner, st
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def bench_engine(seconds: float) -> None:
+    """The matching engine alone (no HTTP): resting limit orders, takers and feed ticks."""
+    state = build_state(SandboxConfig.model_validate(
+        {"balances": {"USDT": "1000000000", "BTC": "100000"},
+         "max_open_orders_per_symbol": 10**9}))
+    state.feed_step(force=True)
+    engine = state.engine
+    _, bids, asks = engine.snapshot("BTC-USDT", 1)
+    bid, ask = bids[0][0], asks[0][0]
+    count = 0
+    started = time.perf_counter()
+    now = state.now_ms()
+    while time.perf_counter() - started < seconds:
+        for n in range(200):
+            side = "buy" if n % 2 else "sell"
+            price = (bid - n % 40) if side == "buy" else (ask + n % 40)
+            req = OrderRequest(symbol="BTC-USDT", side=side, type="limit",
+                               client_oid=f"e{count}", price=price, size=Decimal("0.001"))
+            engine.place(req, now)
+            count += 1
+        taker = OrderRequest(symbol="BTC-USDT", side="buy", type="market",
+                             client_oid=f"t{count}", funds=Decimal("500"))
+        engine.place(taker, now)
+        count += 1
+        now += 1
+    elapsed = time.perf_counter() - started
+    print(f"matching engine alone: {count / elapsed:,.0f} orders/s "
+          f"({count} orders, {len(engine.fills)} fills in {elapsed:.1f} s)")
 
 
 async def bench_orders(seconds: float, workers: int) -> None:
@@ -202,6 +233,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=16)
     args = parser.parse_args()
+    bench_engine(args.seconds)
     await bench_orders(args.seconds, args.workers)
     await bench_level2(args.seconds, 1, "synthetic")
     await bench_level2(args.seconds, 10, "recorded")
