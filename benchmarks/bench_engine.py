@@ -52,14 +52,20 @@ def build(seed: int = 11) -> tuple[str, dict[str, Decimal], dict[str, Decimal]]:
             lines.append(f"when {sym} {field} {op} {level} place limit buy {size} at {level}")
         elif kind < 0.85:
             other = "ask" if field != "ask" else "bid"
-            lines.append(f"rule r{n} on {sym}:\n    when {field} < {level} and {other} > "
-                         f"{level - inc * 300}\n    place limit buy {size} at {level}")
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} < {level} and {other} > "
+                f"{level - inc * 300}\n    place limit buy {size} at {level}"
+            )
         elif kind < 0.95:
-            lines.append(f"rule r{n} on {sym}:\n    when {field} crosses above {level}\n"
-                         f"    place limit buy {size} at {level}\n    repeat every 1m")
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} crosses above {level}\n"
+                f"    place limit buy {size} at {level}\n    repeat every 1m"
+            )
         else:
-            lines.append(f"rule r{n} on {sym}:\n    when {field} > {level} for 30s\n"
-                         f"    place limit buy {size} at {level}")
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} > {level} for 30s\n"
+                f"    place limit buy {size} at {level}"
+            )
     incs = {s: table[s].price_increment for s in chosen}
     return "\n".join(lines) + "\n", start, incs
 
@@ -117,7 +123,10 @@ def main() -> int:
             market[leaf] = new
             for rule in by_symbol[leaf.symbol]:  # type: ignore[attr-defined]
                 states[rule.identity], decision = step(  # type: ignore[attr-defined]
-                    rule, states[rule.identity], market, now  # type: ignore[arg-type,attr-defined]
+                    rule,
+                    states[rule.identity],
+                    market,
+                    now,  # type: ignore[arg-type,attr-defined]
                 )
                 if decision is not None:
                     fired += 1
@@ -129,19 +138,35 @@ def main() -> int:
     indexed_rate, indexed_fired = run_indexed(TICKS)
     baseline_rate, baseline_fired = run_baseline(TICKS // 10)
     ratio = indexed_rate / baseline_rate
-    print(f"evaluation benchmark: {RULES:,} rules over {SYMBOLS} symbols, {TICKS:,} ticks, "
-          f"Python {sys.version.split()[0]}")
-    print(f"  indexed evaluation          {indexed_rate:>12,.0f} ticks/s  ({indexed_fired} "
-          "decisions)")
-    print(f"  every rule of the symbol    {baseline_rate:>12,.0f} ticks/s  (baseline, "
-          f"{TICKS // 10:,} ticks, {baseline_fired} decisions)")
-    print(f"  ratio {ratio:.1f}x (goal >= 3x: {'met' if ratio >= 3 else 'MISSED'}); goal "
-          f"300,000 ticks/s: {'met' if indexed_rate >= 300_000 else 'MISSED'}")
-    print(f"  memory of 10,000 compiled rules, states and index: {memory / 1e6:.1f} MB "
-          "(goal < 200 MB)")
-    print(json.dumps({"ticks_per_s": round(indexed_rate), "baseline_ticks_per_s":
-                      round(baseline_rate), "ratio": round(ratio, 2),
-                      "rules_memory_mb": round(memory / 1e6, 1)}))
+    print(
+        f"evaluation benchmark: {RULES:,} rules over {SYMBOLS} symbols, {TICKS:,} ticks, "
+        f"Python {sys.version.split()[0]}"
+    )
+    print(
+        f"  indexed evaluation          {indexed_rate:>12,.0f} ticks/s  ({indexed_fired} decisions)"
+    )
+    print(
+        f"  every rule of the symbol    {baseline_rate:>12,.0f} ticks/s  (baseline, "
+        f"{TICKS // 10:,} ticks, {baseline_fired} decisions)"
+    )
+    print(
+        f"  ratio {ratio:.1f}x (goal >= 3x: {'met' if ratio >= 3 else 'MISSED'}); goal "
+        f"300,000 ticks/s: {'met' if indexed_rate >= 300_000 else 'MISSED'}"
+    )
+    print(
+        f"  memory of 10,000 compiled rules, states and index: {memory / 1e6:.1f} MB "
+        "(goal < 200 MB)"
+    )
+    print(
+        json.dumps(
+            {
+                "ticks_per_s": round(indexed_rate),
+                "baseline_ticks_per_s": round(baseline_rate),
+                "ratio": round(ratio, 2),
+                "rules_memory_mb": round(memory / 1e6, 1),
+            }
+        )
+    )
     return 0
 
 

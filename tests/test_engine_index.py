@@ -29,14 +29,20 @@ def random_rules(rng: random.Random, count: int) -> str:
             lines.append(f"when {sym} {field} {op} {level} place market buy {10 + n} USDT")
         elif kind < 0.75:
             other = rng.choice([f for f in FIELDS if f != field])
-            lines.append(f"rule r{n} on {sym}:\n    when {field} {op} {level} and {other} > "
-                         f"{rng.randint(90, 110)}\n    place limit buy 1 at {other}")
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} {op} {level} and {other} > "
+                f"{rng.randint(90, 110)}\n    place limit buy 1 at {other}"
+            )
         elif kind < 0.9:
-            lines.append(f"rule r{n} on {sym}:\n    when {field} crosses above {level}\n"
-                         "    place market buy 10 USDT\n    repeat every 5s")
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} crosses above {level}\n"
+                "    place market buy 10 USDT\n    repeat every 5s"
+            )
         else:
-            lines.append(f"rule r{n} on {sym}:\n    when {field} {op} {level} for 3s\n"
-                         "    place market buy 10 USDT")
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} {op} {level} for 3s\n"
+                "    place market buy 10 USDT"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,10 @@ from collections.abc import Callable, Sequence
 __all__ = ["main"]
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("rules_engine.cli.lint",)
+COMMANDS: tuple[str, ...] = (
+    "rules_engine.cli.lint",
+    "rules_engine.cli.sandbox",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

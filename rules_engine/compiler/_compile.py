@@ -613,7 +613,7 @@ class RuleCompiler:
         if isinstance(price, M.Const):
             ok = self._check_price(price.value, place.price, info, side, "price") and ok
         if size is not None:
-            self._check_value(size, price, place, info, otype, side)
+            self._check_value(size, price, place, info)
 
         stop: M.Value | None = None
         if stop_loss is not None:
@@ -717,14 +717,9 @@ class RuleCompiler:
         return M.SizeSpec("base", amount, None)
 
     def _check_value(
-        self,
-        size: M.SizeSpec,
-        price: M.Value | None,
-        place: A.Place,
-        info: SymbolInfo,
-        otype: str,
-        side: str,
+        self, size: M.SizeSpec, price: M.Value | None, place: A.Place, info: SymbolInfo
     ) -> None:
+        otype = place.order_type.text
         node = place.size.amount
         span = node.span
         if not isinstance(size.amount, M.Const) or size.kind == "share":

@@ -313,13 +313,20 @@ def _install_callbacks(lark: Lark, builder: _AstBuilder) -> None:
         expand1 = bool(rule.options.expand1) and not rule.alias  # an alias is always built
         method = getattr(builder, str(name), None)
         callbacks[rule] = _make_callback(
-            keep, len(rule.expansion), splice, inline, expand1, method, str(name)
+            keep,
+            size=len(rule.expansion),
+            splice=splice,
+            inline=inline,
+            expand1=expand1,
+            method=method,
+            name=str(name),
         )
     driver.callbacks = callbacks  # read afresh by every parse
 
 
 def _make_callback(
     keep: list[int],
+    *,
     size: int,
     splice: bool,
     inline: bool,

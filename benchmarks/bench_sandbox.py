@@ -1,0 +1,247 @@
+"""Sandbox throughput over loopback: orders per second (signed HTTP) and level2 messages per
+second pushed over WebSocket, plus the time one feed tick takes with many subscribers.
+
+Run: `.venv/bin/python benchmarks/bench_sandbox.py [--seconds 3] [--workers 16]`.
+Figures are printed; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import statistics
+import time
+from decimal import Decimal
+
+import aiohttp
+from aiohttp import web
+
+from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
+from rules_engine.sandbox.engine import OrderRequest
+from rules_engine.sandbox.feeds import FOLLOWERS
+from rules_engine.sandbox.server import SandboxState, build_state, create_app
+
+
+def _sign(text: str) -> str:
+    return base64.b64encode(hmac.new(DEMO_SECRET.encode(), text.encode(), hashlib.sha256).digest()
+                            ).decode()
+
+
+def _headers(method: str, path: str, body: str) -> dict[str, str]:
+    stamp = str(time.time_ns() // 1_000_000)
+    return {
+        "KC-API-KEY": DEMO_KEY, "KC-API-TIMESTAMP": stamp, "KC-API-KEY-VERSION": "2",
+        "KC-API-SIGN": _sign(stamp + method + path + body),
+        "KC-API-PASSPHRASE": _sign(DEMO_PASSPHRASE), "Content-Type": "application/json",
+    }
+
+
+async def _serve(state: SandboxState, run_feed: bool) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(create_app(state, run_feed=run_feed), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def bench_engine(seconds: float) -> None:
+    """The matching engine alone (no HTTP): resting limit orders, takers and feed ticks."""
+    state = build_state(SandboxConfig.model_validate(
+        {"balances": {"USDT": "1000000000", "BTC": "100000"},
+         "max_open_orders_per_symbol": 10**9}))
+    state.feed_step(force=True)
+    engine = state.engine
+    _, bids, asks = engine.snapshot("BTC-USDT", 1)
+    bid, ask = bids[0][0], asks[0][0]
+    count = 0
+    started = time.perf_counter()
+    now = state.now_ms()
+    while time.perf_counter() - started < seconds:
+        for n in range(200):
+            side = "buy" if n % 2 else "sell"
+            price = (bid - n % 40) if side == "buy" else (ask + n % 40)
+            req = OrderRequest(symbol="BTC-USDT", side=side, type="limit",
+                               client_oid=f"e{count}", price=price, size=Decimal("0.001"))
+            engine.place(req, now)
+            count += 1
+        taker = OrderRequest(symbol="BTC-USDT", side="buy", type="market",
+                             client_oid=f"t{count}", funds=Decimal("500"))
+        engine.place(taker, now)
+        count += 1
+        now += 1
+    elapsed = time.perf_counter() - started
+    print(f"matching engine alone: {count / elapsed:,.0f} orders/s "
+          f"({count} orders, {len(engine.fills)} fills in {elapsed:.1f} s)")
+
+
+async def bench_orders(seconds: float, workers: int) -> None:
+    config = SandboxConfig.model_validate({
+        "quotas": {"spot": 10**9, "public": 10**9, "management": 10**9},
+        "balances": {"USDT": "1000000000", "BTC": "1000"},
+        "max_open_orders_per_symbol": 10**9,
+    })
+    state = build_state(config)
+    runner, url = await _serve(state, run_feed=True)
+    _, bids, _ = state.engine.snapshot("BTC-USDT", 1)
+    price = (bids[0][0] * Decimal("0.9")).quantize(Decimal("0.1"))
+    count = 0
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            body = json.dumps({"symbol": "BTC-USDT", "side": "buy", "type": "limit",
+                               "price": str(price), "size": "0.001"}, separators=(",", ":"))
+            started = time.perf_counter()
+            async with session.post(url + "/api/v1/hf/orders", data=body,
+                                    headers=_headers("POST", "/api/v1/hf/orders", body)) as r:
+                reply = await r.json()
+            assert reply["code"] == "200000", reply
+            latencies.append(time.perf_counter() - started)
+            count += 1
+
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(workers)))
+        elapsed = time.perf_counter() - started
+    await runner.cleanup()
+    latencies.sort()
+    print(f"orders over loopback HTTP: {count / elapsed:,.0f} orders/s "
+          f"({count} signed HF limit orders in {elapsed:.1f} s, {workers} concurrent clients; "
+          f"median {statistics.median(latencies) * 1000:.1f} ms, "
+          f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms)")
+
+
+async def bench_level2(seconds: float, clients: int, feed: str) -> None:
+    state = build_state(SandboxConfig(), feed_name=feed, speed=20.0)
+    runner, url = await _serve(state, run_feed=False)
+    symbols = list(state.symbols)
+    received = 0
+    stop = asyncio.Event()
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal received
+        async with session.post(url + "/api/v1/bullet-public") as r:
+            data = (await r.json())["data"]
+        endpoint = data["instanceServers"][0]["endpoint"]
+        async with session.ws_connect(f"{endpoint}?token={data['token']}&connectId=b") as ws:
+            await ws.receive()
+            topics = ",".join(symbols)
+            for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
+                await ws.send_json({"id": str(n), "type": "subscribe", "topic": prefix + topics,
+                                    "response": True})
+            while not stop.is_set():
+                try:
+                    msg = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                if '"trade.l2update"' in msg.data:
+                    received += 1
+
+    async with aiohttp.ClientSession() as session:
+        tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
+        await asyncio.sleep(0.3)
+        tick_ms: list[float] = []
+        received = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            t = time.perf_counter()
+            state.feed_step()
+            tick_ms.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0)
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*tasks)
+    await runner.cleanup()
+    print(f"level2 pushed ({feed} feed, {len(symbols)} symbols, {clients} clients): "
+          f"{received / elapsed:,.0f} level2 messages/s received "
+          f"({len(tick_ms) / elapsed:,.0f} feed ticks/s; one tick takes "
+          f"median {statistics.median(tick_ms):.2f} ms, max {max(tick_ms):.2f} ms, "
+          f"against a feed interval of {state.config.feed_interval_ms} ms)")
+
+
+async def bench_demo_load(seconds: float) -> None:
+    """The load of a watcher demo on 10 symbols: the feed loop on its own timer, 10 WebSocket
+    clients on every symbol's level2 and ticker, and a REST client placing and cancelling orders;
+    reports how late the feed's ticks started (a sandbox falling behind shows a growing lag)."""
+    symbols10 = ["BTC-USDT", *sorted(FOLLOWERS)]
+    config = SandboxConfig.model_validate({"quotas": {"spot": 10**9, "public": 10**9},
+                                           "synthetic_symbols": symbols10})
+    state = build_state(config, feed_name="synthetic")
+    runner, url = await _serve(state, run_feed=True)
+    symbols = list(state.symbols)
+    stop = asyncio.Event()
+    received = 0
+
+    async def ws_client(session: aiohttp.ClientSession) -> None:
+        nonlocal received
+        async with session.post(url + "/api/v1/bullet-public") as r:
+            data = (await r.json())["data"]
+        endpoint = data["instanceServers"][0]["endpoint"]
+        async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
+            for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
+                await ws.send_json({"id": str(n), "type": "subscribe",
+                                    "topic": prefix + ",".join(symbols), "response": True})
+            while not stop.is_set():
+                try:
+                    msg = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                received += 1
+
+    placed = 0
+
+    async def trader(session: aiohttp.ClientSession) -> None:
+        nonlocal placed
+        while not stop.is_set():
+            body = json.dumps({"symbol": "ETH-USDT", "side": "buy", "type": "limit",
+                               "price": "100", "size": "0.1"}, separators=(",", ":"))
+            async with session.post(url + "/api/v1/hf/orders", data=body,
+                                    headers=_headers("POST", "/api/v1/hf/orders", body)) as r:
+                order_id = (await r.json())["data"]["orderId"]
+            path = f"/api/v1/hf/orders/{order_id}?symbol=ETH-USDT"
+            async with session.delete(url + path, headers=_headers("DELETE", path, "")) as r:
+                await r.read()
+            placed += 1
+            await asyncio.sleep(0.1)
+
+    async with aiohttp.ClientSession() as session:
+        tasks = [asyncio.create_task(ws_client(session)) for _ in range(10)]
+        tasks.append(asyncio.create_task(trader(session)))
+        await asyncio.sleep(seconds)
+        async with session.get(url + "/sandbox/admin/stats") as r:
+            stats = (await r.json())["data"]
+        stop.set()
+        await asyncio.gather(*tasks)
+    await runner.cleanup()
+    feed = stats["feed"]
+    print(f"demo load (synthetic feed, {len(symbols)} symbols, 10 WS clients on level2+ticker, "
+          f"{placed} place+cancel pairs): {feed['ticks']} feed ticks at "
+          f"{state.config.feed_interval_ms} ms, tick start lag mean {feed['mean_lag_ms']:.2f} ms, "
+          f"max {feed['max_lag_ms']:.2f} ms; {received / seconds:,.0f} WS messages/s received")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=16)
+    args = parser.parse_args()
+    bench_engine(args.seconds)
+    await bench_orders(args.seconds, args.workers)
+    await bench_level2(args.seconds, 1, "synthetic")
+    await bench_level2(args.seconds, 10, "recorded")
+    await bench_demo_load(max(args.seconds, 5.0))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
