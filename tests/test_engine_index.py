@@ -25,18 +25,30 @@ def random_rules(rng: random.Random, count: int) -> str:
         level = rng.randint(90, 110)
         op = rng.choice(["<", "<=", ">", ">=", "=="])
         kind = rng.random()
-        if kind < 0.6:
+        if kind < 0.4:
             lines.append(f"when {sym} {field} {op} {level} place market buy {10 + n} USDT")
+        elif kind < 0.6:  # joins the book: the order reads bid, maybe not in its condition
+            lines.append(f"when {sym} {field} {op} {level} place limit buy {1 + n}")
         elif kind < 0.75:
             other = rng.choice([f for f in FIELDS if f != field])
             lines.append(
                 f"rule r{n} on {sym}:\n    when {field} {op} {level} and {other} > "
                 f"{rng.randint(90, 110)}\n    place limit buy 1 at {other}"
             )
-        elif kind < 0.9:
+        elif kind < 0.8:
             lines.append(
                 f"rule r{n} on {sym}:\n    when {field} crosses above {level}\n"
                 "    place market buy 10 USDT\n    repeat every 5s"
+            )
+        elif kind < 0.85:  # an edge, untimed; the order joins the book: it reads bid too
+            lines.append(
+                f"rule r{n} on {sym}:\n    when {field} crosses below {level}\n"
+                "    place limit buy 1"
+            )
+        elif kind < 0.9:  # a conjunction with two atoms on one value
+            lines.append(
+                f"rule r{n} on {sym}:\n    when last > {level} and last < {level + 6} and "
+                f"{field} {op} {level + 3}\n    place market buy 10 USDT"
             )
         else:
             lines.append(
@@ -94,5 +106,6 @@ def test_an_update_selects_only_the_thresholds_it_crosses() -> None:
     assert len(index.affected(bid, Decimal(150), Decimal("150.5"))) == 1  # threshold 150
     assert len(index.affected(bid, Decimal(150), Decimal(160))) == 11
     assert len(index.affected(bid, None, Decimal(160))) == 100
-    assert index.affected(bid, Decimal(150), None) == []
+    # turning unknown restarts `for` and `crosses` baselines: every reader is stepped
+    assert len(index.affected(bid, Decimal(150), None)) == 100
     assert index.timed == []

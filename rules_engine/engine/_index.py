@@ -1,15 +1,24 @@
 """Which rules can a market update change? An index, so a tick costs about log n. Pure.
 
-A *threshold rule* compares one market value with a constant (`BTC-USDT bid < 60000`), with
-nothing timed about it (no `for`, `repeat`, `during`, `expires`, `after`) and an order that
-reads nothing else. Its truth can only change when that value moves across its threshold, so
-such rules are kept sorted by threshold per value: an update from `old` to `new` selects,
-by bisection, the rules whose threshold lies between the two (both ends included). Every
-other rule is selected whenever any value it reads changes. Rules with timed behaviour are
-also listed in `timed`, for the watcher to step on its clock as well as on updates.
+A rule is *indexed by threshold* when its condition is one comparison, or a conjunction of
+comparisons, of a market value with a constant (`bid < 60000`, `last crosses above 3500`,
+`ask <= 58000 and spread < 0.1%`), and it is not an `after` rule. Such a condition can only
+change when one of those values moves across its constant: a move that stays on one side of
+every constant changes nothing, not even the baseline of a `crosses` (the previous
+observation stays on the same side). So each atom is kept sorted by its constant per value,
+and an update from `old` to `new` selects by bisection the rules with a constant between the
+two (both ends included). A value turning unknown selects every indexed rule that reads it
+(a `for` restarts and a `crosses` loses its baseline); a value becoming known again selects
+them all as well. Every other rule is selected whenever any value it reads changes, and the
+values an order reads beyond its condition select their rule when they become known (an
+order priced on unknown data waits for it).
+
+Rules with timed behaviour (`for`, `repeat`, `during`, `expires`, `after`) are also listed in
+`timed`: the watcher steps them on its clock as well, which is what fires a `for` once its
+time has passed or re-arms a `repeat`.
 
 Selecting a rule only means stepping it; `step` decides. Selecting too many is safe, too few
-is not, and `tests/test_engine_index.py` checks that indexed evaluation decides exactly what
+is not: `tests/test_engine_index.py` checks that indexed evaluation decides exactly what
 stepping every rule decides.
 """
 
@@ -25,91 +34,104 @@ from rules_engine.engine._values import leaves
 
 __all__ = ["RuleIndex"]
 
+_LEAF = (M.Field, M.Depth, M.Indicator, M.CandleField)
 
-def _threshold(rule: CompiledRule) -> tuple[object, Decimal] | None:
-    cond = rule.condition
-    if not isinstance(cond, M.Compare) or rule.for_seconds or rule.after is not None:
-        return None
-    if (
-        rule.repeat_seconds is not None
+
+def _atoms(cond: M.Cond | None) -> list[tuple[object, Decimal]] | None:
+    """`(value, constant)` of each atom of a threshold condition, or None if it is not one."""
+    parts = cond.parts if isinstance(cond, M.All) else (cond,) if cond is not None else ()
+    atoms: list[tuple[object, Decimal]] = []
+    for part in parts:
+        if not isinstance(part, M.Compare | M.Crosses):
+            return None
+        left, right = part.left, part.right
+        if isinstance(left, M.Const) and isinstance(part, M.Compare):
+            left, right = right, left
+        if not isinstance(right, M.Const) or not isinstance(left, _LEAF):
+            return None
+        atoms.append((left, right.value))
+    return atoms or None
+
+
+def _order_reads(rule: CompiledRule) -> list[object]:
+    order = rule.order
+    if order is None:
+        return []
+    reads: list[object] = []
+    for part in (order.price, order.size.amount, order.stop_loss):
+        if part is not None:
+            reads.extend(x for x in leaves(part) if x not in reads)
+    if order.order_type == "limit" and order.price is None:
+        reads.append(M.Field(order.symbol, "ask" if order.side == "sell" else "bid"))
+    return reads
+
+
+def _is_timed(rule: CompiledRule) -> bool:
+    return bool(
+        rule.for_seconds
+        or rule.repeat_seconds is not None
         or rule.window is not None
         or rule.expires_in_seconds is not None
         or rule.expires_at is not None
-    ):
-        return None
-    left, right = cond.left, cond.right
-    if isinstance(left, M.Const):
-        left, right = right, left
-    if not isinstance(right, M.Const) or not isinstance(
-        left, M.Field | M.Depth | M.Indicator | M.CandleField
-    ):
-        return None
-    order = rule.order
-    if order is not None:
-        reads: list[object] = []
-        for part in (order.price, order.size.amount, order.stop_loss):
-            if part is not None:
-                reads.extend(leaves(part))
-        if order.order_type == "limit" and order.price is None:
-            reads.append(M.Field(order.symbol, "ask" if order.side == "sell" else "bid"))
-        if any(leaf != left for leaf in reads):
-            return None
-    return left, right.value
+        or rule.after is not None
+    )
 
 
 class RuleIndex:
     def __init__(self, rules: Iterable[CompiledRule]) -> None:
         self._thresholds: dict[object, tuple[list[Decimal], list[CompiledRule]]] = {}
-        self._readers: dict[object, list[CompiledRule]] = {}
+        self._indexed: dict[object, list[CompiledRule]] = {}  # threshold rules, per value
+        self._readers: dict[object, list[CompiledRule]] = {}  # other rules, per value
+        self._on_known: dict[object, list[CompiledRule]] = {}  # order inputs, per value
         self.timed: list[CompiledRule] = []
         pending: dict[object, list[tuple[Decimal, int, CompiledRule]]] = {}
         for position, rule in enumerate(rules):
-            simple = _threshold(rule)
-            if simple is not None:
-                pending.setdefault(simple[0], []).append((simple[1], position, rule))
-                continue
-            read = leaves(rule.condition) if rule.condition is not None else []
-            order = rule.order
-            if order is not None:
-                for part in (order.price, order.size.amount, order.stop_loss):
-                    if part is not None:
-                        read.extend(x for x in leaves(part) if x not in read)
-                if order.order_type == "limit" and order.price is None:
-                    read.append(M.Field(order.symbol, "ask" if order.side == "sell" else "bid"))
-            for leaf in read:
-                self._readers.setdefault(leaf, []).append(rule)
-            timed = (
-                rule.for_seconds
-                or rule.repeat_seconds is not None
-                or rule.window is not None
-                or rule.expires_in_seconds is not None
-                or rule.expires_at is not None
-                or rule.after is not None
-            )
-            if timed:
+            if _is_timed(rule):
                 self.timed.append(rule)
+            atoms = _atoms(rule.condition) if rule.after is None else None
+            if atoms is None:
+                read = leaves(rule.condition) if rule.condition is not None else []
+                read.extend(x for x in _order_reads(rule) if x not in read)
+                for leaf in read:
+                    self._readers.setdefault(leaf, []).append(rule)
+                continue
+            seen: list[object] = []
+            for leaf, level in atoms:
+                pending.setdefault(leaf, []).append((level, position, rule))
+                if leaf not in seen:
+                    seen.append(leaf)
+                    self._indexed.setdefault(leaf, []).append(rule)
+            for leaf in _order_reads(rule):
+                if leaf not in seen:
+                    self._on_known.setdefault(leaf, []).append(rule)
         for leaf, items in pending.items():
             items.sort(key=lambda item: (item[0], item[1]))
             self._thresholds[leaf] = ([t for t, _, _ in items], [r for _, _, r in items])
 
     def leaves(self) -> set[object]:
         """Every market value some rule reads (what the watcher must subscribe to)."""
-        return set(self._thresholds) | set(self._readers)
+        return set(self._indexed) | set(self._readers) | set(self._on_known)
 
     def affected(
         self, leaf: object, old: Decimal | None, new: Decimal | None
     ) -> list[CompiledRule]:
         """The rules an update of `leaf` from `old` to `new` may change (None: unknown)."""
         selected: list[CompiledRule] = list(self._readers.get(leaf, ()))
-        table = self._thresholds.get(leaf)
-        if table is None or new is None:
-            return selected  # a threshold rule whose value turns unknown cannot fire
-        thresholds, rules = table
-        if old is None:
-            selected.extend(rules)  # from unknown to known: any of them may now be true
-            return selected
-        low, high = (old, new) if old <= new else (new, old)
-        start = bisect.bisect_left(thresholds, low)
-        stop = bisect.bisect_right(thresholds, high)
-        selected.extend(rules[start:stop])
+        if old is None or new is None:
+            selected.extend(self._indexed.get(leaf, ()))
+            if old is None and new is not None:
+                selected.extend(self._on_known.get(leaf, ()))
+        else:
+            table = self._thresholds.get(leaf)
+            if table is not None:
+                thresholds, rules = table
+                low, high = (old, new) if old <= new else (new, old)
+                start = bisect.bisect_left(thresholds, low)
+                stop = bisect.bisect_right(thresholds, high)
+                selected.extend(rules[start:stop])
+        if len(selected) > 1:
+            # A rule with two atoms on one value may be selected twice: step it once.
+            unique = {id(rule): rule for rule in selected}
+            if len(unique) != len(selected):
+                selected = list(unique.values())
         return selected
