@@ -22,6 +22,7 @@ from aiohttp import web
 
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
 from rules_engine.sandbox.engine import OrderRequest
+from rules_engine.sandbox.feeds import FOLLOWERS
 from rules_engine.sandbox.server import SandboxState, build_state, create_app
 
 
@@ -168,11 +169,13 @@ async def bench_level2(seconds: float, clients: int, feed: str) -> None:
 
 
 async def bench_demo_load(seconds: float) -> None:
-    """The load of a watcher demo: the feed loop on its own timer, 10 WebSocket clients on every
-    symbol's level2 and ticker, and a REST client placing and cancelling orders; reports how
-    late the feed's ticks started (a sandbox that falls behind its feed shows a growing lag)."""
-    config = SandboxConfig.model_validate({"quotas": {"spot": 10**9, "public": 10**9}})
-    state = build_state(config, feed_name="recorded", speed=1.0)
+    """The load of a watcher demo on 10 symbols: the feed loop on its own timer, 10 WebSocket
+    clients on every symbol's level2 and ticker, and a REST client placing and cancelling orders;
+    reports how late the feed's ticks started (a sandbox falling behind shows a growing lag)."""
+    symbols10 = ["BTC-USDT", *sorted(FOLLOWERS)]
+    config = SandboxConfig.model_validate({"quotas": {"spot": 10**9, "public": 10**9},
+                                           "synthetic_symbols": symbols10})
+    state = build_state(config, feed_name="synthetic")
     runner, url = await _serve(state, run_feed=True)
     symbols = list(state.symbols)
     stop = asyncio.Event()
@@ -201,12 +204,12 @@ async def bench_demo_load(seconds: float) -> None:
     async def trader(session: aiohttp.ClientSession) -> None:
         nonlocal placed
         while not stop.is_set():
-            body = json.dumps({"symbol": "BCHSV-USDT", "side": "buy", "type": "limit",
+            body = json.dumps({"symbol": "ETH-USDT", "side": "buy", "type": "limit",
                                "price": "100", "size": "0.1"}, separators=(",", ":"))
             async with session.post(url + "/api/v1/hf/orders", data=body,
                                     headers=_headers("POST", "/api/v1/hf/orders", body)) as r:
                 order_id = (await r.json())["data"]["orderId"]
-            path = f"/api/v1/hf/orders/{order_id}?symbol=BCHSV-USDT"
+            path = f"/api/v1/hf/orders/{order_id}?symbol=ETH-USDT"
             async with session.delete(url + path, headers=_headers("DELETE", path, "")) as r:
                 await r.read()
             placed += 1
@@ -222,7 +225,7 @@ async def bench_demo_load(seconds: float) -> None:
         await asyncio.gather(*tasks)
     await runner.cleanup()
     feed = stats["feed"]
-    print(f"demo load (recorded feed, {len(symbols)} symbols, 10 WS clients on level2+ticker, "
+    print(f"demo load (synthetic feed, {len(symbols)} symbols, 10 WS clients on level2+ticker, "
           f"{placed} place+cancel pairs): {feed['ticks']} feed ticks at "
           f"{state.config.feed_interval_ms} ms, tick start lag mean {feed['mean_lag_ms']:.2f} ms, "
           f"max {feed['max_lag_ms']:.2f} ms; {received / seconds:,.0f} WS messages/s received")

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sandbox_support import running
 from test_sandbox_ws import ClientBook, _connect, _drain, _subscribe
 
 from rules_engine.sandbox.clock import ManualClock
-from rules_engine.sandbox.feeds import CandleFeed, RecordedFeed, SyntheticFeed, load_candles
+from rules_engine.sandbox.config import SandboxConfig
+from rules_engine.sandbox.feeds import (
+    FOLLOWERS,
+    CandleFeed,
+    RecordedFeed,
+    SyntheticFeed,
+    load_candles,
+)
 
 
 def test_the_synthetic_walk_is_seeded_and_anchored_on_the_last_real_close() -> None:
@@ -75,3 +83,36 @@ async def test_a_client_book_follows_the_recorded_replay_exactly() -> None:
             assert (book.seq, book.bids, book.asks) == (seq, dict(bids), dict(asks))
         assert moved > 10
         await ws.close()
+
+
+def test_the_synthetic_feed_can_serve_ten_symbols_following_btc() -> None:
+    symbols = ("BTC-USDT", *sorted(FOLLOWERS))
+    feed = SyntheticFeed(seed=2, start_ms=0, interval_ms=200, symbols=symbols)
+    assert set(feed.symbols()) == set(symbols) and len(symbols) == 10
+    for step in range(20):
+        ticks = {t.symbol: t for t in feed.step(step * 200)}
+        assert set(ticks) == set(symbols)
+        btc_mid = (ticks["BTC-USDT"].bids[0][0] + ticks["BTC-USDT"].asks[0][0]) / 2
+        for symbol, tick in ticks.items():
+            info = feed.symbols()[symbol]
+            assert tick.bids[0][0] < tick.asks[0][0]
+            assert all(p % info.price_increment == 0 and s >= info.base_min_size
+                       for p, s in tick.bids + tick.asks)
+            if symbol != "BTC-USDT":
+                ratio = FOLLOWERS[symbol][0]
+                assert abs(tick.bids[0][0] / (btc_mid * ratio) - 1) < Decimal("0.02")
+    assert feed.history("DOGE-USDT")[-1].close < 1
+    with pytest.raises(ValueError, match="no synthetic market"):
+        SyntheticFeed(seed=2, start_ms=0, interval_ms=200, symbols=("SOL-USDT",))
+
+
+async def test_a_config_chooses_the_synthetic_symbols() -> None:
+    config = SandboxConfig.model_validate({"synthetic_symbols": ["BTC-USDT", "XRP-USDT"]})
+    async with running(config) as box:
+        rows = await box.ok("GET", "/api/v2/symbols", signed=False)
+        assert {r["symbol"] for r in rows} == {"BTC-USDT", "XRP-USDT"}
+        xrp = next(r for r in rows if r["symbol"] == "XRP-USDT")
+        assert xrp["priceIncrement"] == "0.00001" and xrp["baseMinSize"] == "0.1"
+        book = await box.ok("GET", "/api/v1/market/orderbook/level2_20", {"symbol": "XRP-USDT"},
+                            signed=False)
+        assert len(book["asks"]) == 20

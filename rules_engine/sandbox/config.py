@@ -117,6 +117,7 @@ class SandboxConfig(BaseModel):
     timestamp_window_ms: int = 5000
     done_order_retention_ms: int = 7 * 24 * 3600 * 1000
     level_count: int = Field(default=50, ge=5, le=500)
+    synthetic_symbols: tuple[str, ...] = ("BTC-USDT", "ETH-USDT")
     max_open_orders_per_symbol: int = Field(default=200, gt=0)
     feed_interval_ms: int = Field(default=200, gt=0)
     ping_interval_ms: int = 18_000

@@ -1089,8 +1089,13 @@ class Engine:
         for name in ("asks", "bids"):
             opposite = "bids" if name == "asks" else "asks"
             ordered = sorted(new[name].items(), reverse=(name == "bids"))
+            # Levels come best first: if the best one crosses nothing, none of them does.
+            other = book.best(opposite)
+            crossing = bool(ordered) and other is not None and (
+                other >= ordered[0][0] if name == "asks" else other <= ordered[0][0])
             for price, size in ordered:
-                left = self._feed_takes(symbol, name, opposite, price, size, now_ms, events)
+                left = (self._feed_takes(symbol, name, opposite, price, size, now_ms, events)
+                        if crossing else size)
                 level = book.level(name, price)
                 level.feed = left
                 change = book.touch(name, price, now_ms)
@@ -1109,6 +1114,9 @@ class Engine:
                     now_ms: int, events: list[Event]) -> Decimal:
         book = self.books[symbol]
         left = size
+        best = book.best(opposite)
+        if best is None or (best < price if name == "asks" else best > price):
+            return left  # nothing on the other side crosses this level (the usual case)
         for level_price, level in book.levels(opposite):
             crosses = level_price >= price if name == "asks" else level_price <= price
             if not crosses or left <= 0:

@@ -184,12 +184,41 @@ def _hourly_sigma(candles: list[Candle]) -> float:
     return math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
 
 
+# Synthetic price levels of the symbols that follow BTC-USDT, as a share of its price. These are
+# invented (round figures near early-2026 levels), not market data; only BTC-USDT's path is real.
+FOLLOWERS: dict[str, tuple[Decimal, Decimal]] = {
+    # symbol: (price / BTC price, typical level size in base units)
+    "ETH-USDT": (ETH_RATIO, Decimal("0.8")),
+    "BCH-USDT": (Decimal("0.0065"), Decimal("4")),
+    "LTC-USDT": (Decimal("0.0012"), Decimal("25")),
+    "LINK-USDT": (Decimal("0.0002"), Decimal("150")),
+    "DOT-USDT": (Decimal("0.00006"), Decimal("500")),
+    "XRP-USDT": (Decimal("0.00003"), Decimal("1000")),
+    "ADA-USDT": (Decimal("0.0000095"), Decimal("3000")),
+    "TRX-USDT": (Decimal("0.0000042"), Decimal("8000")),
+    "DOGE-USDT": (Decimal("0.0000025"), Decimal("10000")),
+}
+DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT")
+
+
 class SyntheticFeed:
+    """BTC-USDT walks with the real candles' volatility; every other symbol follows it at its
+    `FOLLOWERS` ratio plus its own noise. `symbols` picks which are served (BTC-USDT always)."""
+
     name = "synthetic"
 
     def __init__(self, *, seed: int, start_ms: int, interval_ms: int, level_count: int = 50,
-                 speed: float = 1.0) -> None:
-        self._symbols = load_symbols()
+                 speed: float = 1.0, symbols: tuple[str, ...] = DEFAULT_SYMBOLS) -> None:
+        unknown = sorted(set(symbols) - set(FOLLOWERS) - {"BTC-USDT"})
+        if unknown:
+            raise ValueError(f"no synthetic market for {unknown}; known: "
+                             f"{['BTC-USDT', *sorted(FOLLOWERS)]}")
+        table = load_symbols()
+        served = {"BTC-USDT", *symbols}
+        self._symbols = SymbolTable(
+            symbols={k: v for k, v in table.symbols.items() if k in served},
+            as_of=table.as_of, source=table.source,
+        )
         self.candles = load_candles()
         self.start_ms = start_ms
         self.rng = random.Random(seed)
@@ -198,36 +227,49 @@ class SyntheticFeed:
         steps_per_hour = HOUR_MS / interval_ms
         self.sigma_frac = sigma_h / math.sqrt(steps_per_hour)
         btc = self._symbols["BTC-USDT"]
-        eth = self._symbols["ETH-USDT"]
         self.btc = _Walker(btc, int(last / btc.price_increment), Decimal("0.05"), level_count,
                            random.Random(self.rng.getrandbits(64)))
-        eth_mid = _quantize(last * ETH_RATIO, eth.price_increment)
-        self.eth = _Walker(eth, int(eth_mid / eth.price_increment), Decimal("0.8"), level_count,
-                           random.Random(self.rng.getrandbits(64)))
+        self.followers: list[tuple[_Walker, Decimal]] = []
+        for symbol, (ratio, size) in FOLLOWERS.items():
+            if symbol not in self._symbols:
+                continue
+            info = self._symbols[symbol]
+            mid = _quantize(last * ratio, info.price_increment)
+            walker = _Walker(info, int(mid / info.price_increment), size, level_count,
+                             random.Random(self.rng.getrandbits(64)))
+            self.followers.append((walker, ratio))
+
+    @property
+    def eth(self) -> _Walker:
+        return next(w for w, _ in self.followers if w.info.symbol == "ETH-USDT")
 
     def symbols(self) -> SymbolTable:
         return self._symbols
 
     def symbol_rows(self) -> list[dict[str, object]]:
-        return raw_symbol_rows()
+        return [r for r in raw_symbol_rows() if r["symbol"] in self._symbols]
+
+    def _follow(self, noise: float) -> list[FeedTick]:
+        btc_mid = self.btc.mid_ticks * self.btc.info.price_increment
+        ticks = []
+        for walker, ratio in self.followers:
+            inc = walker.info.price_increment
+            anchor = int(_quantize(btc_mid * ratio, inc) / inc)
+            ticks.append(walker.tick(self.sigma_frac * walker.mid_ticks * noise, anchor))
+        return ticks
 
     def step(self, now_ms: int) -> list[FeedTick]:
-        btc_sigma = self.sigma_frac * self.btc.mid_ticks
-        first = self.btc.tick(btc_sigma, None)
-        btc_mid = self.btc.mid_ticks * self.btc.info.price_increment
-        eth_inc = self.eth.info.price_increment
-        anchor = int(_quantize(btc_mid * ETH_RATIO, eth_inc) / eth_inc)
-        second = self.eth.tick(self.sigma_frac * self.eth.mid_ticks * 0.3, anchor)
-        return [first, second]
+        first = self.btc.tick(self.sigma_frac * self.btc.mid_ticks, None)
+        return [first, *self._follow(0.3)]
 
     def history(self, symbol: str) -> list[Candle]:
-        """Real candles shifted to end at the start; ETH scaled by the fixed ratio."""
+        """Real candles shifted to end at the start; followers scaled by their ratio."""
         last_start = self.candles[-1].start_s
         shift = (self.start_ms // HOUR_MS) * 3600 - HOUR_MS // 1000 - last_start
-        scale = Decimal(1) if symbol == "BTC-USDT" else ETH_RATIO
         info = self._symbols.get(symbol)
         if info is None:
             return []
+        scale = Decimal(1) if symbol == "BTC-USDT" else FOLLOWERS[symbol][0]
         inc = info.price_increment
 
         def px(value: Decimal) -> Decimal:
@@ -246,9 +288,9 @@ class CandleFeed(SyntheticFeed):
     name = "candles"
 
     def __init__(self, *, seed: int, start_ms: int, interval_ms: int, level_count: int = 50,
-                 speed: float = 60.0) -> None:
+                 speed: float = 60.0, symbols: tuple[str, ...] = DEFAULT_SYMBOLS) -> None:
         super().__init__(seed=seed, start_ms=start_ms, interval_ms=interval_ms,
-                         level_count=level_count, speed=1.0)
+                         level_count=level_count, speed=1.0, symbols=symbols)
         self.speed = speed
         self.replay_start = start_ms
 
@@ -269,13 +311,8 @@ class CandleFeed(SyntheticFeed):
 
     def step(self, now_ms: int) -> list[FeedTick]:
         inc = self.btc.info.price_increment
-        target = int(self.price_at(now_ms) / inc)
-        first = self.btc.tick(0.0, target)
-        btc_mid = self.btc.mid_ticks * inc
-        eth_inc = self.eth.info.price_increment
-        anchor = int(_quantize(btc_mid * ETH_RATIO, eth_inc) / eth_inc)
-        second = self.eth.tick(0.0, anchor)
-        return [first, second]
+        first = self.btc.tick(0.0, int(self.price_at(now_ms) / inc))
+        return [first, *self._follow(0.0)]
 
 
 @dataclass

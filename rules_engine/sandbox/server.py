@@ -1296,10 +1296,12 @@ def build_state(config: SandboxConfig, *, feed_name: str = "synthetic", seed: in
         feed = RecordedFeed(start_ms=start, level_count=config.level_count, speed=speed)
     elif feed_name == "candles":
         feed = CandleFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
-                          level_count=config.level_count, speed=speed if speed != 1.0 else 60.0)
+                          level_count=config.level_count, speed=speed if speed != 1.0 else 60.0,
+                          symbols=config.synthetic_symbols)
     else:
         feed = SyntheticFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
-                             level_count=config.level_count, speed=speed)
+                             level_count=config.level_count, speed=speed,
+                             symbols=config.synthetic_symbols)
     saved = persist.load(state_file) if state_file is not None and state_file.exists() else None
     state = SandboxState(config=config, feed=feed, clock=clock, state_file=state_file,
                          **({"instance_id": saved["instance_id"]} if saved else {}))
