@@ -33,16 +33,25 @@ class FeedStats:
     ticks: int = 0
     max_lag_ms: float = 0.0
     total_lag_ms: float = 0.0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
     def record(self, lag_ms: float) -> None:
         self.ticks += 1
         self.max_lag_ms = max(self.max_lag_ms, lag_ms)
         self.total_lag_ms += lag_ms
+        self.recent.append(lag_ms)
 
     def as_dict(self) -> dict[str, float]:
         mean = self.total_lag_ms / self.ticks if self.ticks else 0.0
+        ordered = sorted(self.recent)
+
+        def pct(q: float) -> float:
+            if not ordered:
+                return 0.0
+            return round(ordered[min(int(len(ordered) * q), len(ordered) - 1)], 3)
+
         return {"ticks": self.ticks, "max_lag_ms": round(self.max_lag_ms, 3),
-                "mean_lag_ms": round(mean, 3)}
+                "mean_lag_ms": round(mean, 3), "p50_lag_ms": pct(0.5), "p99_lag_ms": pct(0.99)}
 
 
 @dataclass
