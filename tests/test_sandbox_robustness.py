@@ -9,7 +9,7 @@ from typing import Any
 from sandbox_support import running
 
 from rules_engine.sandbox.config import SandboxConfig
-from rules_engine.sandbox.server import _routes
+from rules_engine.sandbox.rest import routes
 
 HOSTILE_QUERIES: list[dict[str, str]] = [
     {},
@@ -44,7 +44,7 @@ async def test_every_route_answers_hostile_input_with_a_kucoin_error_not_a_500()
     async with running(SandboxConfig.model_validate({"quotas": quotas})) as box:
         seen = 0
         codes: set[str] = set()
-        for route in _routes():
+        for route in routes():
             path = re.sub(r"\{[^}]+\}", "abc-123", route.path)
             variants = itertools.product(HOSTILE_QUERIES,
                                          HOSTILE_BODIES if route.method == "POST" else [None])

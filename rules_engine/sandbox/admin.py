@@ -25,7 +25,7 @@ from rules_engine.sandbox import persist, ws
 from rules_engine.sandbox.config import FaultConfig
 
 if TYPE_CHECKING:
-    from rules_engine.sandbox.server import SandboxState
+    from rules_engine.sandbox.state import SandboxState
 
 __all__ = ["install"]
 

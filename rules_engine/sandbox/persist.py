@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rules_engine.sandbox.engine import Fill, Order, OrderRequest, fmt
 
 if TYPE_CHECKING:
-    from rules_engine.sandbox.server import SandboxState
+    from rules_engine.sandbox.state import SandboxState
 
 __all__ = ["load", "restore", "save"]
 

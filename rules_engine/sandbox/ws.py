@@ -44,7 +44,7 @@ from rules_engine.sandbox.engine import (
 )
 
 if TYPE_CHECKING:
-    from rules_engine.sandbox.server import SandboxState
+    from rules_engine.sandbox.state import SandboxState
 
 __all__ = ["CANDLE_TYPES", "Hub", "drop_all", "install", "issue_token"]
 

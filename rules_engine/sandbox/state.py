@@ -1,0 +1,183 @@
+"""One running sandbox's state: the engine, the feed, the clock, faults and what clients see.
+
+`build_state` makes it from a config (and a `--state` file, if one exists); `SandboxState`
+applies feed ticks and hands every engine event to its listeners (the WebSocket hub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rules_engine.core.symbols import SymbolTable
+from rules_engine.sandbox import persist
+from rules_engine.sandbox.clock import Clock, SystemClock
+from rules_engine.sandbox.config import SandboxConfig
+from rules_engine.sandbox.engine import Engine, Event, Stats, TradeEvent
+from rules_engine.sandbox.feeds import CandleFeed, Feed, RecordedFeed, SyntheticFeed
+from rules_engine.sandbox.ratelimit import RateLimiter
+
+__all__ = ["FeedStats", "SandboxState", "build_state"]
+
+
+@dataclass
+class FeedStats:
+    """How punctually the feed loop ticks: a tick that starts late means the sandbox lags."""
+
+    ticks: int = 0
+    max_lag_ms: float = 0.0
+    total_lag_ms: float = 0.0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+    def record(self, lag_ms: float) -> None:
+        self.ticks += 1
+        self.max_lag_ms = max(self.max_lag_ms, lag_ms)
+        self.total_lag_ms += lag_ms
+        self.recent.append(lag_ms)
+
+    def as_dict(self) -> dict[str, float]:
+        mean = self.total_lag_ms / self.ticks if self.ticks else 0.0
+        ordered = sorted(self.recent)
+
+        def pct(q: float) -> float:
+            if not ordered:
+                return 0.0
+            return round(ordered[min(int(len(ordered) * q), len(ordered) - 1)], 3)
+
+        return {"ticks": self.ticks, "max_lag_ms": round(self.max_lag_ms, 3),
+                "mean_lag_ms": round(mean, 3), "p50_lag_ms": pct(0.5), "p99_lag_ms": pct(0.99)}
+
+
+@dataclass
+class SandboxState:
+    """Everything one running sandbox holds. The engine is the only place orders live."""
+
+    config: SandboxConfig
+    feed: Feed
+    clock: Clock = field(default_factory=SystemClock)
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    state_file: Path | None = None
+    engine: Engine = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    symbols: SymbolTable = field(init=False)
+    listeners: list[Callable[[list[Event]], None]] = field(default_factory=list)
+    minute_candles: dict[str, dict[int, list[Decimal]]] = field(default_factory=dict)
+    hold_replies: list[asyncio.Future[None]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    feed_stats: FeedStats = field(default_factory=FeedStats)
+    recent_trades: dict[str, deque[TradeEvent]] = field(default_factory=dict)
+    last_prune_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self.symbols = self.feed.symbols()
+        self.clock.offset_ms = self.config.faults.clock_skew_ms
+        self.engine = Engine(
+            self.symbols, self.config.balances, maker_fee=self.config.maker_fee_rate,
+            taker_fee=self.config.taker_fee_rate, id_prefix=self.instance_id[:8],
+            retention_ms=self.config.done_order_retention_ms,
+            max_open_per_symbol=self.config.max_open_orders_per_symbol,
+        )
+        self.limiter = RateLimiter(self.config.quotas)
+        for symbol in self.symbols:
+            history = self.feed.history(symbol)
+            if history:
+                self.engine.stats[symbol].last = history[-1].close
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def stats_24h(self, symbol: str) -> Stats:
+        """Rolling 24 h figures: the feed's history candles, then the sandbox's own trades."""
+        live = self.minute_candles.get(symbol, {})
+        first_live = min(live) if live else None
+        start = self.now_ms() // 1000 - 86_400
+        rows: list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]] = [
+            (c.start_s, c.open, c.close, c.high, c.low, c.volume, c.turnover)
+            for c in self.feed.history(symbol)
+            if c.start_s >= start and (first_live is None or c.start_s + 3600 <= first_live)
+        ]
+        rows += [(m, *r) for m, r in sorted(live.items()) if m >= start]  # type: ignore[misc]
+        current = self.engine.stats[symbol]
+        if not rows:
+            return current
+        return Stats(
+            last=current.last or rows[-1][2], last_size=current.last_size, open=rows[0][1],
+            high=max(r[3] for r in rows), low=min(r[4] for r in rows),
+            vol=sum((r[5] for r in rows), Decimal(0)), vol_value=sum((r[6] for r in rows),
+                                                                       Decimal(0)),
+        )
+
+    def publish(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, TradeEvent):
+                self._candle(event)
+                trades = self.recent_trades.get(event.symbol)
+                if trades is None:
+                    trades = self.recent_trades[event.symbol] = deque(maxlen=100)
+                trades.append(event)
+        if events:
+            for listener in list(self.listeners):
+                listener(events)
+
+    def _candle(self, trade: TradeEvent) -> None:
+        minute = trade.time_ms // 60_000 * 60
+        buckets = self.minute_candles.setdefault(trade.symbol, {})
+        row = buckets.get(minute)
+        price, size = trade.price, trade.size
+        if row is None:
+            buckets[minute] = [price, price, price, price, size, price * size]
+        else:
+            row[1] = price
+            row[2] = max(row[2], price)
+            row[3] = min(row[3], price)
+            row[4] += size
+            row[5] += price * size
+
+    def feed_step(self, *, force: bool = False) -> None:
+        """Apply one tick of the market feed (and expire GTT orders). A stalled feed
+        (`stall_feed` fault) does nothing unless `force` (the book's first seeding)."""
+        if self.config.faults.stall_feed and not force:
+            return
+        now = self.now_ms()
+        events: list[Event] = []
+        for tick in self.feed.step(now):
+            events.extend(
+                self.engine.apply_feed(tick.symbol, tick.bids, tick.asks, now, tick.trade)
+            )
+        events.extend(self.engine.expire(now))
+        self.publish(events)
+        if now - self.last_prune_ms >= 60_000:
+            self.last_prune_ms = now
+            self.engine.prune(now)
+
+
+def build_state(config: SandboxConfig, *, feed_name: str = "synthetic", seed: int = 1,
+                speed: float = 1.0, clock: Clock | None = None,
+                state_file: Path | None = None) -> SandboxState:
+    clock = clock or SystemClock()
+    start = clock.now_ms()
+    feed: Feed
+    if feed_name not in ("synthetic", "candles", "recorded"):
+        raise ValueError(f"unknown feed {feed_name!r}")
+    if feed_name == "recorded":
+        feed = RecordedFeed(start_ms=start, level_count=config.level_count, speed=speed)
+    elif feed_name == "candles":
+        feed = CandleFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
+                          level_count=config.level_count, speed=speed if speed != 1.0 else 60.0,
+                          symbols=config.synthetic_symbols)
+    else:
+        feed = SyntheticFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
+                             level_count=config.level_count, speed=speed,
+                             symbols=config.synthetic_symbols)
+    saved = persist.load(state_file) if state_file is not None and state_file.exists() else None
+    state = SandboxState(config=config, feed=feed, clock=clock, state_file=state_file,
+                         **({"instance_id": saved["instance_id"]} if saved else {}))
+    if saved:
+        persist.restore(state, saved)
+    return state
