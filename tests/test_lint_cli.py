@@ -215,6 +215,26 @@ async def test_fetch_symbols_reads_a_live_exchange_over_http(tmp_path: Path) -> 
     assert seen == ["/api/v2/symbols", "/api/v1/market/allTickers"]
     cached = list((tmp_path / "cache" / "rules-engine").glob("symbols-*.json"))
     assert len(cached) == 1
+    # The exchange is gone now: lint falls back to the cached list and says so.
+    offline = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rules_engine",
+        "lint",
+        "--fetch-symbols",
+        "--exchange-url",
+        f"http://127.0.0.1:{port}",
+        "--format",
+        "json",
+        str(rules),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    out, err = await offline.communicate()
+    assert offline.returncode == 1
+    assert "using the cached symbols list" in err.decode()
+    assert sorted(d["code"] for d in json.loads(out)) == ["E101", "E304", "E305"]
 
 
 def test_tickers_file_enables_the_far_from_market_warning(tmp_path: Path) -> None:

@@ -191,14 +191,26 @@ def _fetch(base_url: str) -> tuple[SymbolTable, MarketSnapshot | None]:
         raise LintUsageError(f"--exchange-url must start with http:// or https://: {base_url}")
     base = base_url.rstrip("/")
     now = datetime.now(UTC)
-    reply = _get(f"{base}/api/v2/symbols")
-    symbols = parse_symbols_reply(reply, source=f"{base}/api/v2/symbols", as_of=now)
-    cache = _cache_dir()
+    host = base.split("://", 1)[1].replace("/", "_").replace(":", "_")
+    cached = _cache_dir() / f"symbols-{host}.json"
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        reply = _get(f"{base}/api/v2/symbols")
+    except LintUsageError as err:
+        if not cached.is_file():
+            raise
+        # Offline: the last list fetched from this exchange, said loudly, with its date.
+        symbols = parse_symbols_reply(json.loads(cached.read_bytes()), source=str(cached))
+        print(
+            f"rules-engine lint: warning: {err}; using the cached symbols list of "
+            f"{symbols.as_of:%Y-%m-%d %H:%M} UTC",
+            file=sys.stderr,
+        )
+        return symbols, None
+    symbols = parse_symbols_reply(reply, source=f"{base}/api/v2/symbols", as_of=now)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
         document = {"as_of": now.isoformat(), "source": symbols.source, "reply": reply}
-        host = base.split("://", 1)[1].replace("/", "_").replace(":", "_")
-        (cache / f"symbols-{host}.json").write_text(json.dumps(document))
+        cached.write_text(json.dumps(document))
     except OSError:
         pass  # the cache is a convenience; lint works without it
     market: MarketSnapshot | None
