@@ -18,12 +18,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from rules_engine.compiler import CompiledRule, Compiler
+from rules_engine.compiler import model as M
+from rules_engine.core.symbols import SymbolTable, parse_symbols_reply
+from rules_engine.dsl import SourceFile
+from rules_engine.engine import OrderIntent, RuleIndex, initial_state, resolve_order, step
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
 from rules_engine.sandbox.engine import OrderRequest
 from rules_engine.sandbox.feeds import FOLLOWERS
@@ -249,6 +255,156 @@ async def _demo_clients(url: str, symbols: list[str], seconds: float) -> None:
           f"{received / seconds:,.0f} WS messages/s received")
 
 
+async def bench_rules_demo(seconds: float) -> None:
+    """The demo with real rules: 100 compiled rules on 10 symbols (10 a symbol, `repeat every
+    2s`, thresholds around each symbol's price), stepped by the evaluator's index on every
+    ticker update and by a 1 s clock, each firing resolved and sent as a signed HF order; plus
+    10 WebSocket clients on every symbol's level2 and ticker. The sandbox runs as its own
+    process; reports how late its feed's ticks started (falling behind shows as growing lag)."""
+    symbols = ["BTC-USDT", *sorted(FOLLOWERS)][:10]
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = Path(tmp) / "config.json"
+        balances = {"USDT": "1000000000", **{s.split("-")[0]: "1000000" for s in symbols}}
+        config_file.write_text(json.dumps({
+            "quotas": {"spot": 10**9, "public": 10**9}, "synthetic_symbols": symbols,
+            "balances": balances}))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rules_engine", "sandbox", "--port", "0",
+             "--config", str(config_file)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            url = json.loads(proc.stdout.readline())["rest_url"]
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url + "/api/v2/symbols") as r:
+                    table = parse_symbols_reply(await r.json(), source="sandbox")
+                lines = []
+                for sym in symbols:
+                    async with session.get(f"{url}/api/v1/market/orderbook/level1?symbol={sym}"
+                                           ) as r:
+                        price = Decimal((await r.json())["data"]["price"])
+                    info = table[sym]
+                    size = info.base_min_size * 10
+                    for k in range(10):
+                        level = (price * (1 + Decimal(k - 5) / 2500)).quantize(
+                            info.price_increment)
+                        name = f"demo_{sym.split('-')[0].lower()}_{k}"
+                        lines.append(f"rule {name} on {sym}:\n    when last < {level}\n"
+                                     f"    place limit buy {size} at bid - 5%\n"
+                                     "    repeat every 2s\n")
+                program = Compiler(table).compile([SourceFile("demo.rules", "".join(lines))])
+                assert len(program.rules) == 100, program.errors[:3]
+                stats = await _rules_demo_clients(
+                    session, url, symbols, seconds, program.rules, table)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+    feed, fired, sent, refused, received = stats
+    print(f"demo with rules (sandbox process, {len(symbols)} symbols, 100 rules, 10 WS clients on "
+          f"level2+ticker): {fired} firings, {sent} orders acknowledged, {refused} refused; "
+          f"{feed['ticks']} feed ticks at 200 ms in {seconds:.0f} s, tick start lag median "
+          f"{feed['p50_lag_ms']:.2f} ms, mean {feed['mean_lag_ms']:.2f} ms, max "
+          f"{feed['max_lag_ms']:.2f} ms; {received / seconds:,.0f} WS messages/s received")
+
+
+async def _rules_demo_clients(  # noqa: PLR0917 - the parts of one demo
+    session: aiohttp.ClientSession, url: str, symbols: list[str], seconds: float,
+    rules: tuple[CompiledRule, ...], table: SymbolTable,
+) -> tuple[dict[str, float], int, int, int, int]:
+    index = RuleIndex(rules)
+    now = datetime.now(UTC)
+    states = {r.identity: initial_state(r, now) for r in rules}
+    market: dict[object, Decimal] = {}
+    stop = asyncio.Event()
+    counts = {"fired": 0, "sent": 0, "refused": 0, "received": 0}
+    orders: asyncio.Queue[tuple[str, OrderIntent]] = asyncio.Queue()
+
+    def decide(selected: list[CompiledRule]) -> None:
+        at = datetime.now(UTC)
+        for rule in selected:
+            states[rule.identity], decision = step(rule, states[rule.identity], market, at)
+            order = rule.order
+            if decision is not None and decision.kind == "fire" and order is not None:
+                counts["fired"] += 1
+                intent = resolve_order(order, market, table[order.symbol])
+                if isinstance(intent, OrderIntent):
+                    orders.put_nowait((f"demo{decision.rule}{decision.firing}", intent))
+
+    async def rules_client() -> None:
+        async with session.post(url + "/api/v1/bullet-public") as r:
+            data = (await r.json())["data"]
+        endpoint = data["instanceServers"][0]["endpoint"]
+        async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
+            await ws.send_json({"id": "t", "type": "subscribe", "response": True,
+                                "topic": "/market/ticker:" + ",".join(symbols)})
+            while not stop.is_set():
+                try:
+                    msg = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                frame = json.loads(msg.data)
+                if frame.get("subject") != "trade.ticker":
+                    continue
+                sym = frame["topic"].split(":", 1)[1]
+                tick = frame["data"]
+                selected: list[CompiledRule] = []
+                for field, key in (("bid", "bestBid"), ("ask", "bestAsk"), ("last", "price")):
+                    leaf = M.Field(sym, field)
+                    new = Decimal(tick[key])
+                    old = market.get(leaf)
+                    market[leaf] = new
+                    selected.extend(index.affected(leaf, old, new))
+                decide(selected)
+
+    async def clock() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            decide(list(index.timed))
+
+    async def sender() -> None:
+        while not stop.is_set() or not orders.empty():
+            try:
+                oid, intent = await asyncio.wait_for(orders.get(), 0.2)
+            except TimeoutError:
+                continue
+            body = json.dumps({"clientOid": oid[-40:], "symbol": intent.symbol,
+                               "side": intent.side, "type": "limit",
+                               "price": str(intent.price), "size": str(intent.size)},
+                              separators=(",", ":"))
+            async with session.post(url + "/api/v1/hf/orders", data=body,
+                                    headers=_headers("POST", "/api/v1/hf/orders", body)) as r:
+                reply = await r.json()
+            counts["sent" if reply.get("code") == "200000" else "refused"] += 1
+
+    async def load_client() -> None:
+        async with session.post(url + "/api/v1/bullet-public") as r:
+            data = (await r.json())["data"]
+        endpoint = data["instanceServers"][0]["endpoint"]
+        async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
+            for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
+                await ws.send_json({"id": str(n), "type": "subscribe",
+                                    "topic": prefix + ",".join(symbols), "response": True})
+            while not stop.is_set():
+                try:
+                    msg = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                counts["received"] += 1
+
+    tasks = [asyncio.create_task(load_client()) for _ in range(10)]
+    tasks += [asyncio.create_task(rules_client()), asyncio.create_task(clock()),
+              asyncio.create_task(sender())]
+    await asyncio.sleep(seconds)
+    async with session.get(url + "/sandbox/admin/stats") as r:
+        feed = (await r.json())["data"]["feed"]
+    stop.set()
+    await asyncio.gather(*tasks)
+    return feed, counts["fired"], counts["sent"], counts["refused"], counts["received"]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -259,6 +415,7 @@ async def main() -> None:
     await bench_level2(args.seconds, 1, "synthetic")
     await bench_level2(args.seconds, 10, "recorded")
     await bench_demo_load(max(args.seconds, 5.0))
+    await bench_rules_demo(max(args.seconds, 10.0))
 
 
 if __name__ == "__main__":
