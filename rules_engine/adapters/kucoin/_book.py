@@ -148,19 +148,24 @@ class Level2Book:
 
     def _apply(self, delta: Delta) -> None:
         floor = self.sequence
+        # A delta that starts right after the book cannot hold a change at or below it:
+        # per-change sequences need checking only when a delta overlaps the book.
+        overlaps = delta.start <= floor
         for side, changes in ((self.bids, delta.bids), (self.asks, delta.asks)):
             for price_text, size_text, seq_text in changes:
-                if int(seq_text) <= floor:
-                    continue
                 if price_text == "0":
                     self.noops += 1
                     continue
-                price = Decimal(price_text)
-                size = Decimal(size_text)
-                if size == _ZERO:
-                    side.pop(price, None)
+                if overlaps and int(seq_text) <= floor:
+                    continue
+                if size_text == "0":
+                    side.pop(Decimal(price_text), None)
                 else:
-                    side[price] = size
+                    size = Decimal(size_text)
+                    if size:
+                        side[Decimal(price_text)] = size
+                    else:
+                        side.pop(Decimal(price_text), None)
         self.sequence = delta.end
 
     def _crossed(self) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 from urllib.parse import quote
 
-__all__ = ["Credentials", "Secret", "Signed", "sign_request", "signature"]
+__all__ = ["Credentials", "Secret", "Signed", "Signer", "sign_request", "signature"]
 
 
 class Secret:
@@ -76,6 +76,58 @@ def _query(params: Sequence[tuple[str, str]] | Mapping[str, str]) -> tuple[str, 
     return wire, signed
 
 
+class Signer:
+    """Signs requests for one key; the passphrase header is computed once."""
+
+    __slots__ = ("_key", "_passphrase", "_secret", "_version")
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._key = credentials.api_key
+        self._secret = credentials.secret.reveal().encode()
+        self._version = credentials.key_version
+        phrase = credentials.passphrase.reveal()
+        self._passphrase = (
+            signature(credentials.secret.reveal(), phrase.encode())
+            if self._version in ("2", "3")
+            else phrase
+        )
+
+    def __repr__(self) -> str:
+        return f"Signer(api_key={self._key!r})"
+
+    def sign(
+        self,
+        method: str,
+        path: str,
+        *,
+        timestamp_ms: int,
+        params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> Signed:
+        """Sign one request. `params` go in the query (GET/DELETE); `body` is the exact JSON
+        sent."""
+        method = method.upper()
+        url_path = signed_path = path
+        if params:
+            wire, decoded = _query(params)
+            url_path = f"{path}?{wire}"
+            signed_path = f"{path}?{decoded}"
+        stamp = str(timestamp_ms)
+        prehash = f"{stamp}{method}{signed_path}".encode() + body
+        headers = {
+            "KC-API-KEY": self._key,
+            "KC-API-SIGN": base64.b64encode(
+                hmac.digest(self._secret, prehash, hashlib.sha256)
+            ).decode(),
+            "KC-API-TIMESTAMP": stamp,
+            "KC-API-PASSPHRASE": self._passphrase,
+            "KC-API-KEY-VERSION": self._version,
+        }
+        if body:
+            headers["Content-Type"] = "application/json"
+        return Signed(url_path, body, headers)
+
+
 def sign_request(
     credentials: Credentials,
     method: str,
@@ -85,27 +137,7 @@ def sign_request(
     params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
     body: bytes = b"",
 ) -> Signed:
-    """Sign one request. `params` go in the query (GET/DELETE); `body` is the exact JSON sent."""
-    method = method.upper()
-    url_path = signed_path = path
-    if params:
-        wire, decoded = _query(params)
-        url_path = f"{path}?{wire}"
-        signed_path = f"{path}?{decoded}"
-    stamp = str(timestamp_ms)
-    prehash = f"{stamp}{method}{signed_path}".encode() + body
-    secret = credentials.secret.reveal()
-    if credentials.key_version in ("2", "3"):
-        passphrase = signature(secret, credentials.passphrase.reveal().encode())
-    else:
-        passphrase = credentials.passphrase.reveal()
-    headers = {
-        "KC-API-KEY": credentials.api_key,
-        "KC-API-SIGN": signature(secret, prehash),
-        "KC-API-TIMESTAMP": stamp,
-        "KC-API-PASSPHRASE": passphrase,
-        "KC-API-KEY-VERSION": credentials.key_version,
-    }
-    if body:
-        headers["Content-Type"] = "application/json"
-    return Signed(url_path, body, headers)
+    """Sign one request with a one-off `Signer`."""
+    return Signer(credentials).sign(
+        method, path, timestamp_ms=timestamp_ms, params=params, body=body
+    )
