@@ -97,10 +97,6 @@ def main() -> int:
     prehash = b"1700000000000POST/api/v1/hf/orders" + body
     key = b"f03a5284-5c39-4aaa-9b20-dea10bdcf8e3"
     hmac_rate = n / best_of(lambda: [hmac.digest(key, prehash, hashlib.sha256) for _ in range(n)])
-    decode_rate = n / best_of(lambda: [orjson.loads(ticker_raw) for _ in range(n)])
-    field_rate = n / best_of(
-        lambda: [orjson.loads(ticker_raw)["data"]["bestBid"] for _ in range(n)]
-    )
 
     print(f"KuCoin adapter benchmark, Python {sys.version.split()[0]}")
     print(
@@ -115,10 +111,6 @@ def main() -> int:
     print(
         f"  order signing: {sign_rate:,.0f}/s; floor hmac.digest {hmac_rate:,.0f}/s, ratio "
         f"{sign_rate / hmac_rate:.2f}"
-    )
-    print(
-        f"  ticker frame decode + field: {field_rate:,.0f}/s; floor orjson.loads "
-        f"{decode_rate:,.0f}/s, ratio {field_rate / decode_rate:.2f}"
     )
     return 0
 
