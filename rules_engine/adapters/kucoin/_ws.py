@@ -1,0 +1,184 @@
+"""KuCoin's WebSocket feed: bullet token, welcome, ping/pong, acked subscriptions, reconnects.
+
+1. `POST /api/v1/bullet-public` (or the signed `bullet-private`) gives a token, the endpoint,
+   and the server's `pingInterval` and `pingTimeout` (ms).
+2. Connect to `endpoint?token=...&connectId=...` and wait for `{"type": "welcome"}`.
+3. Subscribe to every topic, waiting for each `ack`; symbols are batched into one topic
+   (`/market/ticker:A,B,...`) at most `BATCH` at a time, within KuCoin's limits.
+4. Send `{"type": "ping"}` every `pingInterval`; a connection that shows nothing for
+   `pingTimeout` after a ping is dead. Then (and on any drop) the feed is reported stale,
+   and the client reconnects with a fresh token after an exponential backoff with jitter,
+   and subscribes to everything again.
+
+Messages (`"type": "message"`) go to the `on_message` callback as decoded dicts; state changes
+(`live`, `stale` with the reason) go to `on_state`, so consumers always know whether the data
+is fresh: after a reconnect, a book must be resynced from a new snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from rules_engine.adapters.kucoin._errors import Action
+from rules_engine.adapters.kucoin._rest import KucoinRest
+
+__all__ = ["BATCH", "KucoinWs", "batched_topics"]
+
+BATCH = 100  # symbols per subscribe frame
+
+
+def batched_topics(prefix: str, symbols: Iterable[str], size: int = BATCH) -> list[str]:
+    """`/market/ticker:` + up to `size` comma-separated symbols a topic."""
+    ordered = list(dict.fromkeys(symbols))
+    return [prefix + ",".join(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+class KucoinWs:
+    def __init__(
+        self,
+        rest: KucoinRest,
+        *,
+        on_message: Callable[[dict[str, Any]], None],
+        on_state: Callable[[str, str], None] | None = None,
+        private: bool = False,
+        rng: random.Random | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.rest = rest
+        self.on_message = on_message
+        self.on_state = on_state or (lambda state, reason: None)
+        self.private = private
+        self.topics: list[str] = []
+        self.connects = 0
+        self._rng = rng or random.Random()
+        self._max_backoff = max_backoff
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._acks: dict[str, asyncio.Future[bool]] = {}
+        self.last_seen = 0.0  # loop time of the last frame received
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Add topics; they are (re)subscribed on every connection."""
+        for topic in topics:
+            if topic not in self.topics:
+                self.topics.append(topic)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.1
+            except (aiohttp.ClientError, TimeoutError, OSError, ConnectionError) as error:
+                self.on_state("stale", f"connection failed: {type(error).__name__}")
+            if stop.is_set():
+                break
+            await asyncio.sleep(backoff * (1 + self._rng.random()))
+            backoff = min(backoff * 2, self._max_backoff)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        path = "/api/v1/bullet-private" if self.private else "/api/v1/bullet-public"
+        token = await self.rest.call("POST", path, signed=self.private)
+        if token.action is not Action.OK or not isinstance(token.data, dict):
+            self.on_state("stale", f"no WebSocket token: {token.message or token.action.value}")
+            return
+        server = token.data["instanceServers"][0]
+        ping_interval = int(server.get("pingInterval", 18000)) / 1000
+        ping_timeout = int(server.get("pingTimeout", 10000)) / 1000
+        url = f"{server['endpoint']}?token={token.data['token']}&connectId={uuid.uuid4().hex}"
+        session = self.rest._session
+        assert session is not None
+        async with session.ws_connect(url, heartbeat=None, autoping=True) as ws:
+            self._ws = ws
+            welcome = await ws.receive(timeout=ping_timeout)
+            if (
+                welcome.type != aiohttp.WSMsgType.TEXT
+                or orjson.loads(welcome.data).get("type") != "welcome"
+            ):
+                self.on_state("stale", "no welcome from the server")
+                return
+            self.connects += 1
+            reader = asyncio.create_task(self._read(ws))
+            try:
+                for topic in list(self.topics):
+                    if not await self._subscribe(ws, topic, ping_timeout):
+                        self.on_state("stale", f"subscription to {topic} not acknowledged")
+                        return
+                self.on_state("live", "")
+                await self._ping_loop(ws, stop, ping_interval, ping_timeout, reader)
+            finally:
+                reader.cancel()
+                self._ws = None
+        if not stop.is_set():
+            self.on_state("stale", "connection closed")
+
+    async def _subscribe(
+        self, ws: aiohttp.ClientWebSocketResponse, topic: str, timeout: float
+    ) -> bool:
+        frame_id = uuid.uuid4().hex
+        ack: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks[frame_id] = ack
+        await ws.send_str(
+            orjson.dumps(
+                {
+                    "id": frame_id,
+                    "type": "subscribe",
+                    "topic": topic,
+                    "privateChannel": self.private,
+                    "response": True,
+                }
+            ).decode()
+        )
+        try:
+            return await asyncio.wait_for(ack, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._acks.pop(frame_id, None)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.last_seen = asyncio.get_running_loop().time()
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            self.last_seen = asyncio.get_running_loop().time()
+            try:
+                frame = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                continue  # a frame that is not JSON carries nothing we can use
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == "message":
+                self.on_message(frame)
+            elif kind == "ack" and frame.get("id") in self._acks:
+                self._acks[frame["id"]].set_result(True)
+            elif kind == "error" and frame.get("id") in self._acks:
+                self._acks[frame["id"]].set_result(False)
+
+    async def _ping_loop(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        stop: asyncio.Event,
+        interval: float,
+        timeout: float,
+        reader: asyncio.Task[None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set() and not reader.done():
+            sent_at = loop.time()
+            await ws.send_str(orjson.dumps({"id": uuid.uuid4().hex, "type": "ping"}).decode())
+            waited = 0.0
+            while waited < interval and not stop.is_set() and not reader.done():
+                await asyncio.sleep(min(0.05, interval))
+                waited = loop.time() - sent_at
+                if self.last_seen < sent_at and waited > timeout:
+                    self.on_state("stale", "no pong within pingTimeout")
+                    await ws.close()
+                    return
+        if stop.is_set():
+            await ws.close()
