@@ -17,6 +17,7 @@ __all__ = ["main"]
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.lint",
+    "rules_engine.cli.market",
     "rules_engine.cli.sandbox",
 )
 
