@@ -65,6 +65,7 @@ async def test_once_follows_a_moving_market_to_a_live_book() -> None:
         assert code == 0, err
         row = json.loads(out)["BTC-USDT"]
         assert row["state"] == "live" and len(row["bids"]) == 10
+        assert row["last"] is not None
         prices = [float(p) for p, _ in row["bids"]]
         assert prices == sorted(prices, reverse=True)
         assert float(row["bids"][0][0]) < float(row["asks"][0][0])

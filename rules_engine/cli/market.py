@@ -168,6 +168,12 @@ async def _run(args: argparse.Namespace) -> int:
         if probe.action is not Action.OK:
             raise _Fatal(f"cannot reach {args.exchange_url}: {probe.message}")
         market = _Market(rest, list(dict.fromkeys(args.symbols)))
+        for symbol in market.books:  # the ticker's first value, until the feed sends one
+            level1 = await rest.call(
+                "GET", "/api/v1/market/orderbook/level1", params=[("symbol", symbol)]
+            )
+            if level1.action is Action.OK and isinstance(level1.data, dict):
+                market.tickers.setdefault(symbol, level1.data)
         ws = KucoinWs(rest, on_message=market.on_message, on_state=market.on_state)
         ws.subscribe(batched_topics("/market/level2:", market.books))
         ws.subscribe(batched_topics("/market/ticker:", market.books))
