@@ -1,0 +1,212 @@
+"""KuCoin payloads -> core events. The only place KuCoin's field names reach. Pure.
+
+`parse_ws_message` takes one decoded WebSocket frame of `"type": "message"`; spot topics the
+client uses become core events, the level2 topic becomes the book's `Delta`, and everything
+else (futures, margin, indexes, topics the client does not use) raises `UnsupportedPayload`
+with the topic named. A malformed payload of a supported topic raises `MalformedPayload`
+naming the field. Neither is a crash: both are `PayloadError`s the caller logs and drops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rules_engine.adapters.kucoin._book import Delta
+from rules_engine.core.market import (
+    BalanceEvent,
+    Candle,
+    OrderEvent,
+    Stats24h,
+    StopOrderEvent,
+    Ticker,
+)
+
+__all__ = [
+    "MalformedPayload",
+    "PayloadError",
+    "UnsupportedPayload",
+    "parse_candles_reply",
+    "parse_ws_message",
+]
+
+
+class PayloadError(ValueError):
+    """A payload the client cannot turn into a core event."""
+
+
+class UnsupportedPayload(PayloadError):
+    pass
+
+
+class MalformedPayload(PayloadError):
+    pass
+
+
+def _time(value: Any) -> datetime:
+    """KuCoin times are ms, or ns on some private topics, as numbers or strings."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise MalformedPayload(f"not a timestamp: {value!r}") from None
+    if number > 10**17:  # nanoseconds
+        number //= 1_000_000
+    elif number < 10**11:  # seconds (candles)
+        number *= 1000
+    return datetime.fromtimestamp(number / 1000, UTC)
+
+
+def _dec(data: Mapping[str, Any], key: str, *, required: bool = False) -> Decimal | None:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise MalformedPayload(f"field {key!r} is missing")
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise MalformedPayload(f"field {key!r} is not a number: {value!r}") from None
+    if not number.is_finite():
+        raise MalformedPayload(f"field {key!r} is not finite: {value!r}")
+    return number
+
+
+def _need(data: Mapping[str, Any], key: str) -> Decimal:
+    value = _dec(data, key, required=True)
+    assert value is not None
+    return value
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedPayload(f"field {key!r} is missing")
+    return value
+
+
+def _ticker(symbol: str, data: Mapping[str, Any]) -> Ticker:
+    sequence = data.get("sequence")
+    return Ticker(
+        symbol=symbol,
+        price=_dec(data, "price"),
+        size=_dec(data, "size"),
+        best_bid=_dec(data, "bestBid"),
+        best_bid_size=_dec(data, "bestBidSize"),
+        best_ask=_dec(data, "bestAsk"),
+        best_ask_size=_dec(data, "bestAskSize"),
+        sequence=int(sequence) if sequence not in (None, "") else None,
+        time=_time(data.get("time", data.get("Time"))),
+    )
+
+
+def _candle(symbol: str, interval: str, row: list[Any]) -> Candle:
+    if len(row) < 7:
+        raise MalformedPayload(f"a candle has 7 columns, this one {len(row)}")
+    values = dict(zip(("t", "o", "c", "h", "l", "v", "q"), row, strict=False))
+    return Candle(
+        symbol,
+        interval,
+        _time(values["t"]),
+        _need(values, "o"),
+        _need(values, "c"),
+        _need(values, "h"),
+        _need(values, "l"),
+        _need(values, "v"),
+        _need(values, "q"),
+    )
+
+
+def _order(data: Mapping[str, Any]) -> OrderEvent:
+    return OrderEvent(
+        kind=_text(data, "type"),
+        symbol=_text(data, "symbol"),
+        order_id=_text(data, "orderId"),
+        client_oid=data.get("clientOid") or None,
+        side=_text(data, "side"),
+        order_type=_text(data, "orderType"),
+        price=_dec(data, "price"),
+        size=_dec(data, "size"),
+        filled_size=_dec(data, "filledSize"),
+        remain_size=_dec(data, "remainSize"),
+        match_price=_dec(data, "matchPrice"),
+        match_size=_dec(data, "matchSize"),
+        trade_id=data.get("tradeId") or None,
+        time=_time(data.get("ts", data.get("orderTime"))),
+    )
+
+
+def parse_ws_message(frame: Mapping[str, Any]) -> object:
+    """One `"type": "message"` frame -> a core event (or a level2 `Delta`)."""
+    topic = frame.get("topic")
+    data = frame.get("data")
+    if not isinstance(topic, str) or not isinstance(data, dict):
+        raise MalformedPayload("a message needs a topic and a data object")
+    prefix, _, rest = topic.partition(":")
+    try:
+        if prefix == "/market/ticker":
+            symbol = rest if rest != "all" else str(frame.get("subject"))
+            return _ticker(symbol, data)
+        if prefix == "/market/level2":
+            changes = data.get("changes") or {}
+            return Delta(
+                int(data["sequenceStart"]),
+                int(data["sequenceEnd"]),
+                changes.get("bids", []),
+                changes.get("asks", []),
+            )
+        if prefix == "/market/candles":
+            symbol, _, interval = rest.rpartition("_")
+            candles = data.get("candles")
+            if not isinstance(candles, list):
+                raise MalformedPayload("field 'candles' is missing")
+            return _candle(symbol, interval, candles)
+        if prefix == "/market/snapshot":
+            inner = data.get("data")
+            if not isinstance(inner, dict):
+                raise MalformedPayload("field 'data' is missing")
+            return Stats24h(
+                _text(inner, "symbol"),
+                _dec(inner, "lastTradedPrice"),
+                _dec(inner, "changeRate"),
+                _dec(inner, "vol"),
+                _dec(inner, "high"),
+                _dec(inner, "low"),
+                _time(inner.get("datetime")),
+            )
+        if prefix in ("/spotMarket/tradeOrdersV2", "/spotMarket/tradeOrders"):
+            return _order(data)
+        if prefix == "/spotMarket/advancedOrders":
+            return StopOrderEvent(
+                _text(data, "type"),
+                _text(data, "symbol"),
+                _text(data, "orderId"),
+                _text(data, "side"),
+                data.get("stop") or None,
+                _dec(data, "stopPrice"),
+                _dec(data, "size"),
+                _time(data.get("ts", data.get("createdAt"))),
+            )
+        if prefix == "/account/balance":
+            return BalanceEvent(
+                _text(data, "currency"),
+                _need(data, "total"),
+                _need(data, "available"),
+                _need(data, "hold"),
+                data.get("relationEvent") or None,
+                _time(data.get("time")),
+            )
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, PayloadError):
+            raise
+        raise MalformedPayload(f"{topic}: {type(error).__name__}: {error}") from None
+    raise UnsupportedPayload(f"topic {topic!r} is not supported by the spot client")
+
+
+def parse_candles_reply(symbol: str, interval: str, data: Any) -> list[Candle]:
+    """`GET /api/v1/market/candles` rows (newest first, open-close-high-low order) -> candles,
+    oldest first."""
+    if not isinstance(data, list):
+        raise MalformedPayload("candles reply: 'data' is not a list")
+    return sorted((_candle(symbol, interval, row) for row in data), key=lambda c: c.open_time)
