@@ -41,6 +41,9 @@ class BookState(enum.Enum):
     STALE = "stale"
 
 
+_LIVE = BookState.LIVE
+
+
 class Step(enum.Enum):
     """What one input did to the book."""
 
@@ -92,19 +95,21 @@ class Level2Book:
     # ------------------------------------------------------------ inputs
 
     def on_delta(self, delta: Delta, now: datetime) -> Step:
-        if self.state is not BookState.LIVE:
+        if self.state is not _LIVE:
             if len(self._buffer) >= self._max_buffer:
                 self._buffer.pop(0)  # the oldest go first; a snapshot too old is detected
             self._buffer.append(delta)
             return Step.BUFFERED
-        if delta.end <= self.sequence:
+        start, end, _, _ = delta
+        sequence = self.sequence
+        if end <= sequence:
             return Step.DROPPED
-        if delta.start > self.sequence + 1:
-            self._discard(f"sequence gap: expected {self.sequence + 1}, got {delta.start}", now)
+        if start > sequence + 1:
+            self._discard(f"sequence gap: expected {sequence + 1}, got {start}", now)
             self._buffer.append(delta)
             return Step.RESYNC
-        self._apply(delta)
-        if self._crossed():
+        # Only a level that was set can cross the book; removals and no-ops cannot.
+        if self._apply(delta) and self._crossed():
             self._discard("crossed book", now)
             return Step.RESYNC
         return Step.APPLIED
@@ -146,12 +151,17 @@ class Level2Book:
 
     # ------------------------------------------------------------ internals
 
-    def _apply(self, delta: Delta) -> None:
+    def _apply(self, delta: Delta) -> bool:
+        """Apply the changes; True when a level was set (only then can the book cross)."""
+        start, end, bids, asks = delta
         floor = self.sequence
+        grew = False
         # A delta that starts right after the book cannot hold a change at or below it:
         # per-change sequences need checking only when a delta overlaps the book.
-        overlaps = delta.start <= floor
-        for side, changes in ((self.bids, delta.bids), (self.asks, delta.asks)):
+        overlaps = start <= floor
+        for side, changes in ((self.bids, bids), (self.asks, asks)):
+            if not changes:
+                continue
             for price_text, size_text, seq_text in changes:
                 if price_text == "0":
                     self.noops += 1
@@ -164,9 +174,11 @@ class Level2Book:
                     size = Decimal(size_text)
                     if size:
                         side[Decimal(price_text)] = size
+                        grew = True
                     else:
                         side.pop(Decimal(price_text), None)
-        self.sequence = delta.end
+        self.sequence = end
+        return grew
 
     def _crossed(self) -> bool:
         return bool(
