@@ -15,13 +15,21 @@ from rules_engine.adapters.kucoin._book import Delta
 from rules_engine.adapters.kucoin._parsing import (
     MalformedPayload,
     UnsupportedPayload,
+    parse_accounts,
     parse_candles_reply,
+    parse_fills_page,
+    parse_level2,
+    parse_order,
+    parse_orders_page,
+    parse_stats,
     parse_ws_message,
 )
 from rules_engine.core.market import (
+    Balance,
     BalanceEvent,
     Candle,
     OrderEvent,
+    OrderState,
     Stats24h,
     StopOrderEvent,
     Ticker,
@@ -138,3 +146,37 @@ def test_rest_candles_come_newest_first_in_open_close_high_low_order() -> None:
 def test_malformed_payloads_are_clean_errors(frame: dict[str, Any]) -> None:
     with pytest.raises(MalformedPayload):
         parse_ws_message(frame)
+
+
+STATIC = json.loads((DATA / "ccxt_static_response_kucoin.json").read_text())["methods"]
+REST_PARSERS = {
+    "fetchOpenOrders": parse_orders_page,
+    "fetchClosedOrders": parse_orders_page,
+    "fetchOrder": parse_order,
+    "fetchMyTrades": parse_fills_page,
+    "fetchTicker": parse_stats,
+    "fetchOrderBook": parse_level2,
+}
+
+
+def test_recorded_rest_replies_the_client_uses_parse_into_core_types() -> None:
+    parsed = 0
+    for method, parser in REST_PARSERS.items():
+        for case in STATIC[method]:
+            result = parser(case["httpResponse"]["data"])
+            assert result
+            parsed += 1
+    ohlcv = STATIC["fetchOHLCV"][0]["httpResponse"]["data"]
+    assert len(parse_candles_reply("BTC-USDT", "1hour", ohlcv)) == len(ohlcv)
+    order = parse_order(STATIC["fetchOrder"][0]["httpResponse"]["data"])
+    assert isinstance(order, OrderState) and order.symbol == "LTC-USDT" and not order.active
+    assert parsed >= 6
+
+
+def test_spot_balances_parse_and_margin_ones_are_unsupported() -> None:
+    spot, cross, isolated = (c["httpResponse"]["data"] for c in STATIC["fetchBalance"])
+    balances = parse_accounts(spot)
+    assert balances and all(isinstance(b, Balance) for b in balances)
+    for margin in (cross, isolated):
+        with pytest.raises(UnsupportedPayload):
+            parse_accounts(margin)

@@ -84,3 +84,43 @@ class BalanceEvent(NamedTuple):
     hold: Decimal
     reason: str | None  # KuCoin's relationEvent
     time: datetime
+
+
+class OrderState(NamedTuple):
+    """An order as the exchange reports it on a lookup."""
+
+    order_id: str
+    client_oid: str | None
+    symbol: str
+    side: str
+    order_type: str
+    price: Decimal | None
+    size: Decimal | None
+    funds: Decimal | None
+    filled_size: Decimal
+    filled_funds: Decimal
+    fee: Decimal | None
+    fee_currency: str | None
+    active: bool
+    created: datetime
+
+
+class Fill(NamedTuple):
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    size: Decimal
+    funds: Decimal | None
+    fee: Decimal | None
+    fee_currency: str | None
+    liquidity: str | None
+    time: datetime
+
+
+class Balance(NamedTuple):
+    currency: str
+    total: Decimal
+    available: Decimal
+    hold: Decimal

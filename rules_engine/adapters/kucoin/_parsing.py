@@ -16,9 +16,12 @@ from typing import Any
 
 from rules_engine.adapters.kucoin._book import Delta
 from rules_engine.core.market import (
+    Balance,
     BalanceEvent,
     Candle,
+    Fill,
     OrderEvent,
+    OrderState,
     Stats24h,
     StopOrderEvent,
     Ticker,
@@ -28,7 +31,13 @@ __all__ = [
     "MalformedPayload",
     "PayloadError",
     "UnsupportedPayload",
+    "parse_accounts",
     "parse_candles_reply",
+    "parse_fills_page",
+    "parse_level2",
+    "parse_order",
+    "parse_orders_page",
+    "parse_stats",
     "parse_ws_message",
 ]
 
@@ -210,3 +219,126 @@ def parse_candles_reply(symbol: str, interval: str, data: Any) -> list[Candle]:
     if not isinstance(data, list):
         raise MalformedPayload("candles reply: 'data' is not a list")
     return sorted((_candle(symbol, interval, row) for row in data), key=lambda c: c.open_time)
+
+
+def _items(data: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise MalformedPayload("a page needs an 'items' list")
+    items: list[Mapping[str, Any]] = data["items"]
+    return items
+
+
+def parse_order(data: Any) -> OrderState:
+    """An order from a lookup (HF `active`, legacy `isActive`)."""
+    if not isinstance(data, dict):
+        raise MalformedPayload("an order must be an object")
+    active = data.get("active", data.get("isActive"))
+    if not isinstance(active, bool):
+        raise MalformedPayload("field 'active' (or 'isActive') is missing")
+    try:
+        return OrderState(
+            order_id=_text(data, "id"),
+            client_oid=data.get("clientOid") or None,
+            symbol=_text(data, "symbol"),
+            side=_text(data, "side"),
+            order_type=_text(data, "type"),
+            price=_dec(data, "price"),
+            size=_dec(data, "size"),
+            funds=_dec(data, "funds"),
+            filled_size=_need(data, "dealSize"),
+            filled_funds=_need(data, "dealFunds"),
+            fee=_dec(data, "fee"),
+            fee_currency=data.get("feeCurrency") or None,
+            active=active,
+            created=_time(data.get("createdAt")),
+        )
+    except PayloadError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise MalformedPayload(f"order: {error}") from None
+
+
+def parse_orders_page(data: Any) -> list[OrderState]:
+    return [parse_order(item) for item in _items(data)]
+
+
+def parse_fills_page(data: Any) -> list[Fill]:
+    fills = []
+    for item in _items(data):
+        fills.append(
+            Fill(
+                trade_id=str(item.get("tradeId") or ""),
+                order_id=_text(item, "orderId"),
+                symbol=_text(item, "symbol"),
+                side=_text(item, "side"),
+                price=_need(item, "price"),
+                size=_need(item, "size"),
+                funds=_dec(item, "funds"),
+                fee=_dec(item, "fee"),
+                fee_currency=item.get("feeCurrency") or None,
+                liquidity=item.get("liquidity"),
+                time=_time(item.get("createdAt")),
+            )
+        )
+        if not fills[-1].trade_id:
+            raise MalformedPayload("field 'tradeId' is missing")
+    return fills
+
+
+def parse_stats(data: Any) -> Stats24h:
+    """`GET /api/v1/market/stats`."""
+    if not isinstance(data, dict):
+        raise MalformedPayload("stats must be an object")
+    return Stats24h(
+        _text(data, "symbol"),
+        _dec(data, "last"),
+        _dec(data, "changeRate"),
+        _dec(data, "vol"),
+        _dec(data, "high"),
+        _dec(data, "low"),
+        _time(data.get("time")),
+    )
+
+
+def _level(row: Any) -> list[str]:
+    """One `[price, size]` row, both checked to be finite numbers, kept as KuCoin wrote them."""
+    price, size = str(row[0]), str(row[1])
+    if not (Decimal(price).is_finite() and Decimal(size).is_finite()):
+        raise ValueError(f"not a finite level: {row!r}")
+    return [price, size]
+
+
+def parse_level2(data: Any) -> tuple[int, list[list[str]], list[list[str]]]:
+    """A level2 snapshot: (sequence, bids high to low, asks low to high), checked."""
+    if not isinstance(data, dict):
+        raise MalformedPayload("a book must be an object")
+    try:
+        sequence = int(data["sequence"])
+        bids = [_level(row) for row in data.get("bids") or []]
+        asks = [_level(row) for row in data.get("asks") or []]
+    except (KeyError, TypeError, ValueError, IndexError, InvalidOperation) as error:
+        raise MalformedPayload(f"level2: {type(error).__name__}: {error}") from None
+    return sequence, bids, asks
+
+
+def parse_accounts(data: Any) -> list[Balance]:
+    """`GET /api/v1/accounts` (spot accounts). Margin account shapes are unsupported."""
+    if isinstance(data, dict):
+        raise UnsupportedPayload("margin account balances are not supported by the spot client")
+    if not isinstance(data, list):
+        raise MalformedPayload("accounts must be a list")
+    balances = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise MalformedPayload("an account must be an object")
+        if item.get("type") not in ("trade", "trade_hf", "main"):
+            raise UnsupportedPayload(f"account type {item.get('type')!r} is not spot")
+        balances.append(
+            Balance(
+                _text(item, "currency"),
+                _need(item, "balance"),
+                _need(item, "available"),
+                _need(item, "holds"),
+            )
+        )
+    return balances
