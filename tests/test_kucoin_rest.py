@@ -132,3 +132,16 @@ async def test_an_unreachable_exchange_is_an_outcome_not_a_crash() -> None:
     ) as rest:
         outcome = await rest.call("GET", "/api/v1/timestamp")
         assert outcome.action is Action.RETRY and "Connect" in outcome.message
+
+
+async def test_the_server_time_is_measured_again_periodically(box: RunningSandbox) -> None:
+    async with KucoinRest(box.url) as rest:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rest.keep_time(stop, every=0.05))
+        for _ in range(100):
+            if rest.time_syncs >= 3:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert rest.time_syncs >= 3 and abs(rest.offset_ms) < 2_000

@@ -145,6 +145,7 @@ class KucoinRest:
         self.stopped: Outcome | None = None  # set by an auth failure: signed traffic stops
         self._retry_after = 0.0  # a server's Retry-After, in seconds, from the last reply
         self.seen: Counter[Action] = Counter()  # every reply's action, for monitoring
+        self.time_syncs = 0
 
     async def __aenter__(self) -> KucoinRest:
         if self._session is None:
@@ -170,6 +171,16 @@ class KucoinRest:
         if outcome.action is Action.OK and isinstance(outcome.data, int):
             self.offset_ms = outcome.data - (before + after) // 2
         return outcome
+
+    async def keep_time(self, stop: asyncio.Event, every: float = 300.0) -> None:
+        """Measure the server-time offset now and every `every` seconds until `stop`."""
+        while not stop.is_set():
+            await self.sync_time()
+            self.time_syncs += 1
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                continue
 
     async def call(
         self,
