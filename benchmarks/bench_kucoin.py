@@ -7,7 +7,8 @@
   no-ops are counted apart.
 * order signing: `sign_request` for an HF order body. Floor: one `hmac.digest` of the same
   prehash.
-The ticker-decode figure waits for the client's payload parsing layer, not built yet.
+* ticker frame: `orjson.loads` and `parse_ws_message` of a recorded ticker frame into the core
+  `Ticker`. Floor: `orjson.loads` alone.
 Run: python benchmarks/bench_kucoin.py
 """
 
@@ -23,9 +24,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 from sortedcontainers import SortedDict
 
 from rules_engine.adapters.kucoin._book import Delta, Level2Book
+from rules_engine.adapters.kucoin._parsing import parse_ws_message
 from rules_engine.adapters.kucoin._signing import Credentials, Secret, Signer
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "kucoin"
@@ -43,6 +46,7 @@ def best_of(fn: Callable[[], object], repeats: int = 5) -> float:
 
 def main() -> int:
     frames = []
+    ticker_raw = b""
     for line in (DATA / "cryptofeed_kucoin_ws_2021-04-25.ndjson").read_text().splitlines():
         record = json.loads(line)
         msg = record.get("msg") or {}
@@ -56,6 +60,8 @@ def main() -> int:
                     d["changes"]["asks"],
                 )
             )
+        if msg.get("subject") == "trade.ticker" and not ticker_raw:
+            ticker_raw = orjson.dumps(msg)
     changes = sum(len(f.bids) + len(f.asks) for f in frames)
 
     def book_run() -> None:
@@ -98,6 +104,11 @@ def main() -> int:
     key = b"f03a5284-5c39-4aaa-9b20-dea10bdcf8e3"
     hmac_rate = n / best_of(lambda: [hmac.digest(key, prehash, hashlib.sha256) for _ in range(n)])
 
+    decode_rate = n / best_of(lambda: [orjson.loads(ticker_raw) for _ in range(n)])
+    ticker_rate = n / best_of(
+        lambda: [parse_ws_message(orjson.loads(ticker_raw)) for _ in range(n)]
+    )
+
     print(f"KuCoin adapter benchmark, Python {sys.version.split()[0]}")
     print(
         f"  level2 apply: {book_rate:,.0f} changes/s ({changes:,} changes in {len(frames):,} "
@@ -111,6 +122,10 @@ def main() -> int:
     print(
         f"  order signing: {sign_rate:,.0f}/s; floor hmac.digest {hmac_rate:,.0f}/s, ratio "
         f"{sign_rate / hmac_rate:.2f}"
+    )
+    print(
+        f"  ticker frame decoded and parsed: {ticker_rate:,.0f}/s; floor orjson.loads "
+        f"{decode_rate:,.0f}/s, ratio {ticker_rate / decode_rate:.2f}"
     )
     return 0
 
