@@ -203,25 +203,7 @@ async def bench_demo_load(seconds: float) -> None:
 
 async def _demo_clients(url: str, symbols: list[str], seconds: float) -> None:
     stop = asyncio.Event()
-    received = 0
-
-    async def ws_client(session: aiohttp.ClientSession) -> None:
-        nonlocal received
-        async with session.post(url + "/api/v1/bullet-public") as r:
-            data = (await r.json())["data"]
-        endpoint = data["instanceServers"][0]["endpoint"]
-        async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
-            for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
-                await ws.send_json({"id": str(n), "type": "subscribe",
-                                    "topic": prefix + ",".join(symbols), "response": True})
-            while not stop.is_set():
-                try:
-                    msg = await ws.receive(timeout=0.5)
-                except TimeoutError:
-                    continue
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    return
-                received += 1
+    counts = {"received": 0}
 
     placed = 0
 
@@ -240,7 +222,8 @@ async def _demo_clients(url: str, symbols: list[str], seconds: float) -> None:
             await asyncio.sleep(0.1)
 
     async with aiohttp.ClientSession() as session:
-        tasks = [asyncio.create_task(ws_client(session)) for _ in range(10)]
+        tasks = [asyncio.create_task(_ws_load(session, url, symbols, stop, counts))
+                 for _ in range(10)]
         tasks.append(asyncio.create_task(trader(session)))
         await asyncio.sleep(seconds)
         async with session.get(url + "/sandbox/admin/stats") as r:
@@ -252,7 +235,27 @@ async def _demo_clients(url: str, symbols: list[str], seconds: float) -> None:
           f"level2+ticker, {placed} place+cancel pairs): {feed['ticks']} feed ticks at 200 ms "
           f"in {seconds:.0f} s, tick start lag median {feed['p50_lag_ms']:.2f} ms, "
           f"mean {feed['mean_lag_ms']:.2f} ms, max {feed['max_lag_ms']:.2f} ms; "
-          f"{received / seconds:,.0f} WS messages/s received")
+          f"{counts['received'] / seconds:,.0f} WS messages/s received")
+
+
+async def _ws_load(session: aiohttp.ClientSession, url: str, symbols: list[str],
+                   stop: asyncio.Event, counts: dict[str, int]) -> None:
+    """One WebSocket client on every symbol's level2 and ticker, counting what it receives."""
+    async with session.post(url + "/api/v1/bullet-public") as r:
+        data = (await r.json())["data"]
+    endpoint = data["instanceServers"][0]["endpoint"]
+    async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
+        for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
+            await ws.send_json({"id": str(n), "type": "subscribe",
+                                "topic": prefix + ",".join(symbols), "response": True})
+        while not stop.is_set():
+            try:
+                msg = await ws.receive(timeout=0.5)
+            except TimeoutError:
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return
+            counts["received"] += 1
 
 
 async def bench_rules_demo(seconds: float) -> None:
@@ -377,24 +380,8 @@ async def _rules_demo_clients(  # noqa: PLR0917 - the parts of one demo
                 reply = await r.json()
             counts["sent" if reply.get("code") == "200000" else "refused"] += 1
 
-    async def load_client() -> None:
-        async with session.post(url + "/api/v1/bullet-public") as r:
-            data = (await r.json())["data"]
-        endpoint = data["instanceServers"][0]["endpoint"]
-        async with session.ws_connect(f"{endpoint}?token={data['token']}") as ws:
-            for n, prefix in enumerate(("/market/level2:", "/market/ticker:")):
-                await ws.send_json({"id": str(n), "type": "subscribe",
-                                    "topic": prefix + ",".join(symbols), "response": True})
-            while not stop.is_set():
-                try:
-                    msg = await ws.receive(timeout=0.5)
-                except TimeoutError:
-                    continue
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    return
-                counts["received"] += 1
-
-    tasks = [asyncio.create_task(load_client()) for _ in range(10)]
+    tasks = [asyncio.create_task(_ws_load(session, url, symbols, stop, counts))
+             for _ in range(10)]
     tasks += [asyncio.create_task(rules_client()), asyncio.create_task(clock()),
               asyncio.create_task(sender())]
     await asyncio.sleep(seconds)

@@ -147,11 +147,11 @@ def analyse_condition(cond: M.Cond) -> tuple[str, str]:
     if len(keys) == 1 and not opaque:
         key = keys[0]
         if len(set(constants[key])) == 1 and domains[key].why:
-            reason = f": {_label(key)} {domains[key].why}"
+            reason = f": {M.label(key)} {domains[key].why}"
         elif verdict == "never":
-            reason = f": no value of {_label(key)} satisfies all of it"
+            reason = f": no value of {M.label(key)} satisfies all of it"
         else:
-            reason = f": every value of {_label(key)} satisfies it"
+            reason = f": every value of {M.label(key)} satisfies it"
     return verdict, reason
 
 
@@ -185,9 +185,9 @@ def _conjunction(parts: tuple[M.Cond, ...]) -> tuple[str, str] | None:
         truths = [all(_test(op, x, c) for op, c in tests) for x in points]
         if not any(truths):
             why = (
-                f": no value of {_label(key)} satisfies all of it"
+                f": no value of {M.label(key)} satisfies all of it"
                 if len(tests) > 1
-                else (f": {_label(key)} {_domain(key).why}")
+                else (f": {M.label(key)} {_domain(key).why}")
             )
             return "never", why
         all_valid = all_valid and all(truths)
@@ -207,7 +207,7 @@ def _single_compare(cond: M.Compare) -> tuple[str, str] | None:
     satisfiable, valid = _decide(op, right.value, domain)
     if satisfiable and not valid:
         return "depends", ""
-    reason = f": {_label(left)} {domain.why}" if domain.why else ""
+    reason = f": {M.label(left)} {domain.why}" if domain.why else ""
     return ("always" if valid else "never"), reason
 
 
@@ -226,22 +226,6 @@ def _decide(op: str, c: Decimal, d: Domain) -> tuple[bool, bool]:
     if op == "==":
         return d.contains(c), False
     return True, not d.contains(c)
-
-
-def _label(value: M.Value) -> str:
-    if isinstance(value, M.Field):
-        return f"{value.symbol} {value.name}"
-    if isinstance(value, M.Indicator):
-        return f"{value.kind}({value.period}, {value.timeframe})"
-    if isinstance(value, M.CandleField):
-        return f"{value.kind}({value.timeframe})"
-    if isinstance(value, M.Depth):
-        return f"{value.side}_depth"
-    if isinstance(value, M.Fill):
-        return value.kind
-    if isinstance(value, M.Arith):
-        return "spread"
-    return "the value"
 
 
 def crosses_atoms(cond: M.Cond | None) -> list[M.Crosses]:

@@ -43,6 +43,7 @@ __all__ = [
     "Value",
     "Window",
     "digest",
+    "label",
 ]
 
 # ------------------------------------------------------------------ values
@@ -249,3 +250,20 @@ class CompiledProgram:
 
 def digest(text: str, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def label(value: object) -> str:
+    """A compiled value as a person writes it: `BTC-USDT bid`, `rsi(14, 1h)`, `bid_depth`."""
+    if isinstance(value, Field):
+        return f"{value.symbol} {value.name}"
+    if isinstance(value, Indicator):
+        return f"{value.symbol} {value.kind}({value.period}, {value.timeframe})"
+    if isinstance(value, CandleField):
+        return f"{value.symbol} {value.kind}({value.timeframe})"
+    if isinstance(value, Depth):
+        return f"{value.symbol} {value.side}_depth({(value.pct * 100).normalize():f}%)"
+    if isinstance(value, Fill):
+        return value.kind
+    if isinstance(value, Arith) and isinstance(value.left, Field) and value.left.name == "spread":
+        return f"{value.left.symbol} spread"
+    return "the value"

@@ -191,19 +191,7 @@ def _inputs(rule: CompiledRule, market: Market) -> tuple[tuple[str, str], ...]:
         for part in (order.price, order.size.amount, order.stop_loss):
             if part is not None:
                 read.extend(x for x in leaves(part) if x not in read)
-    return tuple((_label(leaf), str(market[leaf])) for leaf in read if leaf in market)
-
-
-def _label(leaf: object) -> str:
-    if isinstance(leaf, M.Field):
-        return f"{leaf.symbol} {leaf.name}"
-    if isinstance(leaf, M.Depth):
-        return f"{leaf.symbol} {leaf.side}_depth({leaf.pct * 100}%)"
-    if isinstance(leaf, M.Indicator):
-        return f"{leaf.symbol} {leaf.kind}({leaf.period}, {leaf.timeframe})"
-    if isinstance(leaf, M.CandleField):
-        return f"{leaf.symbol} {leaf.kind}({leaf.timeframe})"
-    return repr(leaf)
+    return tuple((M.label(leaf), str(market[leaf])) for leaf in read if leaf in market)
 
 
 def step(
