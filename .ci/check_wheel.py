@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 REQUIRED = ("rules_engine/grammar/rules.lark", "rules_engine/data/symbols_snapshot.json",
+            "rules_engine/store/migrations/versions/0001_first_tables.py",
             "rules_engine/py.typed")
 
 

@@ -1,1 +1,21 @@
-"""Package."""
+"""The SQL store (SQLAlchemy 2, alembic): intent first, every transition with its event."""
+
+from rules_engine.store._repo import (
+    FINAL_FIRINGS,
+    FIRING_TRANSITIONS,
+    IllegalTransition,
+    LeaseHeld,
+    Store,
+    VenueMismatch,
+    client_oid,
+)
+
+__all__ = [
+    "FINAL_FIRINGS",
+    "FIRING_TRANSITIONS",
+    "IllegalTransition",
+    "LeaseHeld",
+    "Store",
+    "VenueMismatch",
+    "client_oid",
+]
