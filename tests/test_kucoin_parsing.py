@@ -137,6 +137,22 @@ def test_rest_candles_come_newest_first_in_open_close_high_low_order() -> None:
     [
         {"topic": "/market/ticker:BTC-USDT", "data": {"price": "abc", "time": 1}},
         {"topic": "/market/level2:BTC-USDT", "data": {"sequenceStart": 1}},
+        {
+            "topic": "/market/level2:BTC-USDT",
+            "data": {
+                "sequenceStart": 1,
+                "sequenceEnd": 2,
+                "changes": {"bids": [["abc", "1", "2"]]},
+            },
+        },
+        {
+            "topic": "/market/level2:BTC-USDT",
+            "data": {"sequenceStart": 1, "sequenceEnd": 2, "changes": {"asks": [["1", "1"]]}},
+        },
+        {
+            "topic": "/market/level2:BTC-USDT",
+            "data": {"sequenceStart": 3, "sequenceEnd": 2, "changes": {}},
+        },
         {"topic": "/account/balance", "data": {"currency": "BTC"}},
         {"topic": "/market/candles:BTC-USDT_1min", "data": {"candles": ["1", "2"]}},
         {"topic": "/spotMarket/tradeOrdersV2", "data": {"type": "open"}},

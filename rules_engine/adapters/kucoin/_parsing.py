@@ -146,6 +146,23 @@ def _order(data: Mapping[str, Any]) -> OrderEvent:
     )
 
 
+def _changes(changes: Mapping[str, Any], side: str) -> list[list[str]]:
+    """Level2 rows `[price, size, sequence]`: three strings, numbers all, checked here so the
+    book never meets a malformed one."""
+    rows = changes.get(side, [])
+    if not isinstance(rows, list):
+        raise MalformedPayload(f"changes.{side} is not a list")
+    checked = []
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row)):
+            raise MalformedPayload(f"a {side} change must be [price, size, sequence]: {row!r}")
+        price, size, sequence = row
+        if not (Decimal(price).is_finite() and Decimal(size).is_finite()) or not sequence.isdigit():
+            raise MalformedPayload(f"a {side} change is not numeric: {row!r}")
+        checked.append(row)
+    return checked
+
+
 def parse_ws_message(frame: Mapping[str, Any]) -> object:
     """One `"type": "message"` frame -> a core event (or a level2 `Delta`)."""
     topic = frame.get("topic")
@@ -158,13 +175,13 @@ def parse_ws_message(frame: Mapping[str, Any]) -> object:
             symbol = rest if rest != "all" else str(frame.get("subject"))
             return _ticker(symbol, data)
         if prefix == "/market/level2":
-            changes = data.get("changes") or {}
-            return Delta(
-                int(data["sequenceStart"]),
-                int(data["sequenceEnd"]),
-                changes.get("bids", []),
-                changes.get("asks", []),
-            )
+            changes = data.get("changes")
+            if not isinstance(changes, dict):
+                raise MalformedPayload("field 'changes' is missing")
+            start, end = int(data["sequenceStart"]), int(data["sequenceEnd"])
+            if start > end:
+                raise MalformedPayload(f"sequenceStart {start} is after sequenceEnd {end}")
+            return Delta(start, end, _changes(changes, "bids"), _changes(changes, "asks"))
         if prefix == "/market/candles":
             symbol, _, interval = rest.rpartition("_")
             candles = data.get("candles")
@@ -206,7 +223,7 @@ def parse_ws_message(frame: Mapping[str, Any]) -> object:
                 data.get("relationEvent") or None,
                 _time(data.get("time")),
             )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as error:
         if isinstance(error, PayloadError):
             raise
         raise MalformedPayload(f"{topic}: {type(error).__name__}: {error}") from None
@@ -262,9 +279,16 @@ def parse_orders_page(data: Any) -> list[OrderState]:
     return [parse_order(item) for item in _items(data)]
 
 
+def _object(item: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(item, dict):
+        raise MalformedPayload(f"{what} must be an object")
+    return item
+
+
 def parse_fills_page(data: Any) -> list[Fill]:
     fills = []
-    for item in _items(data):
+    for raw in _items(data):
+        item = _object(raw, "a fill")
         fills.append(
             Fill(
                 trade_id=str(item.get("tradeId") or ""),
