@@ -14,6 +14,13 @@ from rules_engine.engine._evaluate import (
 )
 from rules_engine.engine._index import RuleIndex
 from rules_engine.engine._orders import Blocked, OrderIntent, resolve_order
+from rules_engine.engine._protocol import (
+    Lookup,
+    Resolution,
+    deadline,
+    order_body,
+    resolve_unknown,
+)
 from rules_engine.engine._values import Fill, Market, Truth, leaves, truth, value
 
 __all__ = [
@@ -23,17 +30,22 @@ __all__ = [
     "Decision",
     "Fill",
     "IllegalTransition",
+    "Lookup",
     "Market",
     "OrderIntent",
+    "Resolution",
     "RuleIndex",
     "RuleState",
     "Truth",
     "arm",
+    "deadline",
     "evaluate",
     "in_window",
     "initial_state",
     "leaves",
+    "order_body",
     "resolve_order",
+    "resolve_unknown",
     "step",
     "truth",
     "value",

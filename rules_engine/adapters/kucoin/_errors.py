@@ -86,8 +86,12 @@ CODES: dict[str, Action] = {
     "429000": Action.NOT_SENT,  # rate limit or overload
     # the order exists already
     "126044": Action.DUPLICATE,
+    # 126041 ("clientTimestamp parameter error", probably the expired HF window) is left to
+    # the default: UNKNOWN for an order, so the firing protocol looks it up by clientOid and
+    # proves it absent after the deadline before sending the same firing again.
     # lookups and cancels of orders that are not there (or not open any more)
     "100001": Action.ABSENT,
+    "126043": Action.ABSENT,  # HF: order does not exist
     "100004": Action.ABSENT,
     "order_not_exist": Action.ABSENT,
 }
