@@ -12,6 +12,9 @@ ticks to the engine on a timer; tests call `step` directly.
   snapshots and level2 updates; data from the cryptofeed project).
 * `CandleFeed` — replays the real candles, each one as a path open -> high -> low -> close (or
   open -> low -> high -> close for a falling candle), `speed` candle-hours per hour, looping.
+* `ExternalFeed` — books pushed in by its caller (the watcher's paper mode follows the real
+  KuCoin market with its own client and pushes each book here); `step` returns a tick only for
+  the symbols whose book or print changed since the previous step.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import itertools
 import json
 import math
 import random
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from importlib import resources
@@ -31,6 +36,7 @@ from rules_engine.core.symbols import SymbolInfo, SymbolTable, parse_symbols_rep
 __all__ = [
     "Candle",
     "CandleFeed",
+    "ExternalFeed",
     "Feed",
     "FeedTick",
     "RecordedFeed",
@@ -432,3 +438,165 @@ class RecordedFeed:
                 continue  # a momentarily crossed recorded book is not shown
             ticks.append(FeedTick(symbol, tuple(bids), tuple(asks), trades.get(symbol)))
         return ticks
+
+
+Level = tuple[Decimal, Decimal]
+Trade = tuple[Decimal, Decimal, str]
+
+
+def _plain(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def symbol_row(info: SymbolInfo) -> dict[str, object]:
+    """A `/api/v2/symbols` row made from parsed metadata (for callers that kept no raw rows)."""
+    return {
+        "symbol": info.symbol, "name": info.symbol, "baseCurrency": info.base_currency,
+        "quoteCurrency": info.quote_currency, "feeCurrency": info.quote_currency,
+        "baseMinSize": _plain(info.base_min_size), "quoteMinSize": _plain(info.quote_min_size),
+        "baseMaxSize": _plain(info.base_max_size), "quoteMaxSize": _plain(info.quote_max_size),
+        "baseIncrement": _plain(info.base_increment),
+        "quoteIncrement": _plain(info.quote_increment),
+        "priceIncrement": _plain(info.price_increment), "minFunds": _plain(info.min_funds),
+        "isMarginEnabled": False, "enableTrading": info.enable_trading,
+    }
+
+
+def _levels(symbol: str, name: str, levels: Iterable[Sequence[Decimal]]) -> tuple[Level, ...]:
+    """Checked levels of one side: Decimal (price, size) pairs, both finite and > 0, in book
+    order (bids strictly high to low, asks strictly low to high)."""
+    out: list[Level] = []
+    for index, level in enumerate(levels):
+        if len(level) != 2:
+            raise ValueError(f"{symbol}: {name}[{index}] must be a (price, size) pair, "
+                             f"got {level!r}")
+        price, size = level
+        if not isinstance(price, Decimal) or not isinstance(size, Decimal):
+            raise TypeError(f"{symbol}: {name}[{index}] must hold Decimals, got {level!r}")
+        if not (price.is_finite() and size.is_finite()) or price <= 0 or size <= 0:
+            raise ValueError(f"{symbol}: {name}[{index}] has a non-positive or non-finite "
+                             f"price or size: {price} x {size}")
+        if out and (price >= out[-1][0] if name == "bids" else price <= out[-1][0]):
+            order = "high to low" if name == "bids" else "low to high"
+            raise ValueError(f"{symbol}: {name} must be strictly {order}; {name}[{index}] "
+                             f"at {price} follows {out[-1][0]}")
+        out.append((price, size))
+    return tuple(out)
+
+
+@dataclass(slots=True)
+class _Pushed:
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    trade: Trade | None
+
+
+class ExternalFeed:
+    """A feed whose books come from its caller: `push` stores a symbol's latest full book (and
+    maybe a trade print), `step` hands over what changed since the previous step.
+
+    The symbol table is the caller's (real KuCoin metadata); `symbols` picks the ones carried,
+    which are the sandbox's symbols. `rows` are the matching raw `/api/v2/symbols` rows to serve
+    (rows missing are made from the table). Between two steps only the latest book of a symbol
+    counts, and only the latest print. A step with no push since the previous one returns
+    nothing, so the sandbox's sequences move only when the pushed market does. `level_count`,
+    if given, keeps only the best levels of each side. Pure: no IO and no clock; `push` and
+    `step` may run on different threads.
+    """
+
+    name = "external"
+
+    def __init__(self, table: SymbolTable, symbols: Iterable[str], *,
+                 rows: Iterable[Mapping[str, object]] | None = None,
+                 level_count: int | None = None) -> None:
+        carried = list(dict.fromkeys(symbols))
+        if not carried:
+            raise ValueError("an external feed needs at least one symbol")
+        unknown = [s for s in carried if s not in table]
+        if unknown:
+            raise ValueError(f"symbols not in the symbol table ({table.source}): {unknown}")
+        if level_count is not None and level_count < 1:
+            raise ValueError(f"level_count must be at least 1, got {level_count}")
+        self._symbols = SymbolTable(
+            symbols={s: table[s] for s in carried}, as_of=table.as_of, source=table.source,
+            derived=table.derived,
+        )
+        given = {str(r.get("symbol")): dict(r) for r in rows or ()}
+        self._rows = [given.get(s) or symbol_row(table[s]) for s in carried]
+        self.level_count = level_count
+        self._histories: dict[str, list[Candle]] = {}
+        self._pending: dict[str, _Pushed] = {}
+        self._shown: dict[str, tuple[tuple[Level, ...], tuple[Level, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def _check_symbol(self, symbol: str) -> None:
+        if symbol not in self._symbols:
+            raise ValueError(f"{symbol!r} is not carried by this external feed "
+                             f"(carried: {list(self._symbols)})")
+
+    def push(self, symbol: str, bids: Iterable[Sequence[Decimal]],
+             asks: Iterable[Sequence[Decimal]], trade: Trade | None = None) -> None:
+        """Store `symbol`'s latest full book: bids high to low, asks low to high, Decimal
+        (price, size) pairs. `trade` is a market print (price, size, taker side "buy"/"sell")
+        that moves the last price (and triggers stop orders). A symbol not carried, a level
+        that is not positive or out of order, a crossed book or a bad print raise ValueError
+        (TypeError for non-Decimal values) naming the symbol; nothing is stored then."""
+        self._check_symbol(symbol)
+        checked_bids = _levels(symbol, "bids", bids)
+        checked_asks = _levels(symbol, "asks", asks)
+        if checked_bids and checked_asks and checked_bids[0][0] >= checked_asks[0][0]:
+            raise ValueError(f"{symbol}: crossed book, best bid {checked_bids[0][0]} >= "
+                             f"best ask {checked_asks[0][0]}")
+        if trade is not None:
+            if len(trade) != 3:
+                raise ValueError(f"{symbol}: a trade is (price, size, side), got {trade!r}")
+            price, size, side = trade
+            if not isinstance(price, Decimal) or not isinstance(size, Decimal):
+                raise TypeError(f"{symbol}: trade price and size must be Decimals: {trade!r}")
+            if not (price.is_finite() and size.is_finite()) or price <= 0 or size <= 0:
+                raise ValueError(f"{symbol}: trade price and size must be > 0: {trade!r}")
+            if side not in ("buy", "sell"):
+                raise ValueError(f"{symbol}: trade side must be 'buy' or 'sell', got {side!r}")
+        if self.level_count is not None:
+            checked_bids = checked_bids[: self.level_count]
+            checked_asks = checked_asks[: self.level_count]
+        with self._lock:
+            previous = self._pending.get(symbol)
+            if trade is None and previous is not None:
+                trade = previous.trade  # a print not yet stepped is kept
+            self._pending[symbol] = _Pushed(checked_bids, checked_asks, trade)
+
+    def step(self, now_ms: int) -> list[FeedTick]:
+        """One tick per symbol whose book (or print) changed since the previous step."""
+        if not self._pending:
+            return []
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        ticks = []
+        for symbol, pushed in pending.items():
+            book = (pushed.bids, pushed.asks)
+            if pushed.trade is None and self._shown.get(symbol) == book:
+                continue
+            self._shown[symbol] = book
+            ticks.append(FeedTick(symbol, pushed.bids, pushed.asks, pushed.trade))
+        return ticks
+
+    def has_book(self, symbol: str) -> bool:
+        """Whether a book of `symbol` was pushed (and stepped or waiting for the next step)."""
+        self._check_symbol(symbol)
+        return symbol in self._shown or symbol in self._pending
+
+    def set_history(self, symbol: str, candles: Iterable[Candle]) -> None:
+        """Hourly candles, oldest first, for `/api/v1/market/candles` and 24 h stats. Give them
+        before building the state: its last price starts at the last candle's close."""
+        self._check_symbol(symbol)
+        self._histories[symbol] = sorted(candles, key=lambda c: c.start_s)
+
+    def symbols(self) -> SymbolTable:
+        return self._symbols
+
+    def symbol_rows(self) -> list[dict[str, object]]:
+        return [dict(r) for r in self._rows]
+
+    def history(self, symbol: str) -> list[Candle]:
+        return list(self._histories.get(symbol, ()))

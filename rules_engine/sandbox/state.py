@@ -157,15 +157,24 @@ class SandboxState:
             self.engine.prune(now)
 
 
-def build_state(config: SandboxConfig, *, feed_name: str = "synthetic", seed: int = 1,
-                speed: float = 1.0, clock: Clock | None = None,
-                state_file: Path | None = None) -> SandboxState:
+def build_state(config: SandboxConfig, *, feed_name: str | None = None,
+                feed: Feed | None = None, seed: int = 1, speed: float = 1.0,
+                clock: Clock | None = None, state_file: Path | None = None) -> SandboxState:
+    """A state around a built-in feed (`feed_name`: synthetic, the default, candles or
+    recorded; `seed` and `speed` tune it) or around a feed object given by the caller (`feed`,
+    such as an `ExternalFeed`, whose symbol table becomes the sandbox's)."""
     clock = clock or SystemClock()
     start = clock.now_ms()
-    feed: Feed
-    if feed_name not in ("synthetic", "candles", "recorded"):
+    if feed is not None:
+        if feed_name is not None and feed_name != feed.name:
+            raise ValueError(f"feed_name {feed_name!r} does not match the feed given "
+                             f"({feed.name!r})")
+    elif feed_name == "external":
+        raise ValueError("the external feed is driven by its caller: build an "
+                         "ExternalFeed(table, symbols) and pass it as feed=")
+    elif feed_name not in (None, "synthetic", "candles", "recorded"):
         raise ValueError(f"unknown feed {feed_name!r}")
-    if feed_name == "recorded":
+    elif feed_name == "recorded":
         feed = RecordedFeed(start_ms=start, level_count=config.level_count, speed=speed)
     elif feed_name == "candles":
         feed = CandleFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,

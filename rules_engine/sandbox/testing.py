@@ -55,7 +55,8 @@ async def serve(
     state: SandboxState | None = None, **build: Any,
 ) -> AsyncIterator[RunningSandbox]:
     """A sandbox on the running loop. The feed runs only with `run_feed` (else call
-    `state.feed_step()`); extra keywords go to `build_state` (feed_name, seed, speed...)."""
+    `state.feed_step()`); extra keywords go to `build_state` (feed_name or feed, seed,
+    speed...)."""
     if state is None:
         state = build_state(config or SandboxConfig(), clock=clock, **build)
     runner, url = await _start(state, run_feed)
