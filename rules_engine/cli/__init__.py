@@ -18,6 +18,7 @@ __all__ = ["main"]
 COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.lint",
     "rules_engine.cli.market",
+    "rules_engine.cli.run",
     "rules_engine.cli.sandbox",
 )
 

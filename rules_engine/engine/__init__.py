@@ -1,5 +1,6 @@
 """The pure core of the watcher: evaluate compiled rules on a market snapshot at a moment."""
 
+from rules_engine.engine._codec import dump_state, load_state, restore
 from rules_engine.engine._evaluate import (
     RULE_TRANSITIONS,
     Arm,
@@ -10,6 +11,7 @@ from rules_engine.engine._evaluate import (
     evaluate,
     in_window,
     initial_state,
+    retry_firing,
     step,
 )
 from rules_engine.engine._index import RuleIndex
@@ -39,13 +41,17 @@ __all__ = [
     "Truth",
     "arm",
     "deadline",
+    "dump_state",
     "evaluate",
     "in_window",
     "initial_state",
     "leaves",
+    "load_state",
     "order_body",
     "resolve_order",
     "resolve_unknown",
+    "restore",
+    "retry_firing",
     "step",
     "truth",
     "value",

@@ -13,6 +13,10 @@ Rule lifecycle (the rule transition table, `RULE_TRANSITIONS`):
     cooling  -> armed      D has passed since the firing and the condition was false since
     any live -> expired    `expires in D` (from loading) or `expires at T` has passed
 
+    done     -> blocked    the firing's order was refused by the exchange
+    done|cooling|waiting -> armed   `retry_firing`: the firing's order was proven never
+                           placed, so the same firing is decided again on fresh data
+
 `frozen`, `blocked` and `disarmed` are set by the watcher (an order of unknown outcome, a
 refused order or a risk limit, a removed rule); a rule in them never fires.
 
@@ -44,6 +48,7 @@ __all__ = [
     "evaluate",
     "in_window",
     "initial_state",
+    "retry_firing",
     "step",
 ]
 
@@ -63,6 +68,10 @@ RULE_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         ("frozen", "cooling"),
         ("frozen", "waiting"),
         ("frozen", "done"),
+        ("done", "blocked"),
+        ("done", "armed"),
+        ("cooling", "armed"),
+        ("waiting", "armed"),
     }
 )
 
@@ -127,6 +136,17 @@ def arm(state: RuleState, event: Arm) -> RuleState:
     if state.status == "waiting":
         state = _move(state, "armed")
     return state._replace(arms=(*state.arms, event))
+
+
+def retry_firing(state: RuleState, number: int, pending: Arm | None) -> RuleState:
+    """Firing `number` was proven never placed: decide it again (same number, so the same
+    clientOid) once the condition holds on fresh data, with its parent event back in place."""
+    if state.firings != number:
+        raise IllegalTransition(f"retry of firing {number}, but the rule is at {state.firings}")
+    arms = (pending, *state.arms) if pending is not None else state.arms
+    return _move(state, "armed")._replace(
+        firings=number - 1, rearm_at=None, seen_false=True, true_since=None, arms=arms
+    )
 
 
 def in_window(window: M.Window, now: datetime) -> bool:

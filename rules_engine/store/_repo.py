@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -31,11 +32,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rules_engine.store._schema import Event, Fill, Firing, Lease, Meta
+from rules_engine.store._schema import (
+    Event,
+    Fill,
+    Firing,
+    Lease,
+    Meta,
+    Order,
+    RuleState,
+    RuleVersion,
+)
 
 __all__ = [
     "FINAL_FIRINGS",
+    "FINAL_ORDERS",
     "FIRING_TRANSITIONS",
+    "ORDER_TRANSITIONS",
     "IllegalTransition",
     "LeaseHeld",
     "Store",
@@ -59,6 +71,39 @@ FIRING_TRANSITIONS = frozenset(
     }
 )
 FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked"})
+
+# Orders (the `orders` table), keyed by clientOid and written with the firing's intent:
+#
+#     pending    -> open | filled | canceled | refused | not_placed
+#     open       -> filled | canceled
+#     not_placed -> pending      the same firing sent again, same clientOid
+#
+# `pending` means "sent or about to be": the exchange has not shown it yet. Partial fills
+# change `filled_size` and `filled_value`, not the status.
+ORDER_TRANSITIONS = frozenset(
+    {
+        ("pending", "open"),
+        ("pending", "filled"),
+        ("pending", "canceled"),
+        ("pending", "refused"),
+        ("pending", "not_placed"),
+        ("open", "filled"),
+        ("open", "canceled"),
+        ("not_placed", "pending"),
+    }
+)
+FINAL_ORDERS = frozenset({"filled", "canceled", "refused"})
+
+
+class StateRow(NamedTuple):
+    """A rule's state as the store keeps it (`state` is the evaluator's, serialised)."""
+
+    identity: str
+    version: int
+    status: str
+    firings: int
+    state: dict[str, Any]
+    reason: str | None
 
 
 class IllegalTransition(RuntimeError):
@@ -106,6 +151,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.schema = schema
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._engine_id: str | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -126,11 +172,14 @@ class Store:
 
     def engine_id(self) -> str:
         """Created once with the store and kept: part of every clientOid."""
+        if self._engine_id is not None:
+            return self._engine_id
         with self.session() as session, session.begin():
             row = session.get(Meta, "engine_id")
             if row is None:
                 row = Meta(key="engine_id", value=uuid.uuid4().hex)
                 session.add(row)
+            self._engine_id = row.value
             return row.value
 
     def check_venue(self, instance: str) -> None:
@@ -148,13 +197,26 @@ class Store:
 
     # ------------------------------------------------------------ the lease
 
-    def acquire_lease(self, owner: str, now: datetime, stale_after: timedelta) -> None:
+    def acquire_lease(
+        self,
+        owner: str,
+        now: datetime,
+        stale_after: timedelta,
+        owner_dead: Callable[[str], bool] = lambda owner: False,
+    ) -> None:
+        """Own the store. Refused while another owner's heartbeat is fresh, unless
+        `owner_dead` proves that owner gone (a process of this host that no longer runs)."""
         with self.session() as session, session.begin():
             lease = session.get(Lease, 1, with_for_update=True)
             if lease is None:
                 session.add(Lease(id=1, owner=owner, heartbeat=now, alive=True))
                 return
-            if lease.alive and lease.owner != owner and now - lease.heartbeat < stale_after:
+            if (
+                lease.alive
+                and lease.owner != owner
+                and now - lease.heartbeat < stale_after
+                and not owner_dead(lease.owner)
+            ):
                 raise LeaseHeld(
                     f"another watcher ({lease.owner}) is running on this database "
                     f"(last heartbeat {lease.heartbeat:%Y-%m-%d %H:%M:%S} UTC); stop it first"
@@ -296,3 +358,348 @@ class Store:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    # ------------------------------------------------------------ the watcher's record
+    #
+    # Each method below is one transaction: a state and the events that explain it are
+    # committed together or not at all.
+
+    def log(
+        self,
+        kind: str,
+        now: datetime,
+        payload: dict[str, Any] | None = None,
+        *,
+        identity: str | None = None,
+        oid: str | None = None,
+    ) -> None:
+        """Append one event that changes no state (feed stale or live, resync, an error)."""
+        with self.session() as session, session.begin():
+            session.add(
+                Event(at=now, kind=kind, identity=identity, client_oid=oid, payload=payload or {})
+            )
+
+    def load_rules(
+        self, rules: list[tuple[str, str, str, str]], now: datetime
+    ) -> dict[str, tuple[int, StateRow | None]]:
+        """Record each loaded rule `(identity, fingerprint, canonical, path)`: a new version
+        when its fingerprint is new. Returns, per identity, its current version and the state
+        stored for it (None for a rule never seen), with a `loaded` event each."""
+        out: dict[str, tuple[int, StateRow | None]] = {}
+        with self.session() as session, session.begin():
+            latest: dict[str, RuleVersion] = {}
+            for row in session.scalars(select(RuleVersion).order_by(RuleVersion.version)):
+                latest[row.identity] = row
+            states = {row.identity: row for row in session.scalars(select(RuleState))}
+            for identity, fingerprint, canonical, path in rules:
+                known = latest.get(identity)
+                if known is not None and known.fingerprint == fingerprint:
+                    version = known.version
+                else:
+                    version = 1 if known is None else known.version + 1
+                    session.add(
+                        RuleVersion(
+                            identity=identity,
+                            version=version,
+                            fingerprint=fingerprint,
+                            canonical=canonical,
+                            path=path,
+                            created_at=now,
+                        )
+                    )
+                stored = states.get(identity)
+                out[identity] = (
+                    version,
+                    None
+                    if stored is None
+                    else StateRow(
+                        identity,
+                        stored.version,
+                        stored.status,
+                        stored.firings,
+                        stored.state,
+                        stored.reason,
+                    ),
+                )
+                session.add(
+                    Event(
+                        at=now,
+                        kind="rule.loaded",
+                        identity=identity,
+                        client_oid=None,
+                        payload={"version": version, "path": path, "fingerprint": fingerprint},
+                    )
+                )
+        return out
+
+    @staticmethod
+    def _put_state(session: Session, row: StateRow, now: datetime) -> None:
+        stored = session.get(RuleState, row.identity)
+        if stored is None:
+            session.add(
+                RuleState(
+                    identity=row.identity,
+                    version=row.version,
+                    status=row.status,
+                    firings=row.firings,
+                    state=row.state,
+                    reason=row.reason,
+                    updated_at=now,
+                )
+            )
+            return
+        stored.version, stored.status, stored.firings = row.version, row.status, row.firings
+        stored.state, stored.reason, stored.updated_at = row.state, row.reason, now
+
+    def save_states(
+        self, rows: list[StateRow], now: datetime, events: list[tuple[str, str, dict[str, Any]]]
+    ) -> None:
+        """Rule states and their events `(kind, identity, payload)`, in one transaction."""
+        with self.session() as session, session.begin():
+            for row in rows:
+                self._put_state(session, row, now)
+            for kind, identity, payload in events:
+                session.add(
+                    Event(at=now, kind=kind, identity=identity, client_oid=None, payload=payload)
+                )
+
+    def fire(
+        self,
+        identity: str,
+        number: int,
+        *,
+        version: int,
+        inputs: dict[str, Any],
+        intent: dict[str, Any] | None,
+        order: dict[str, Any] | None,
+        state: StateRow,
+        now: datetime,
+        blocked: str | None = None,
+    ) -> Firing:
+        """Intent first: the firing, the order it sends (status `pending`), the rule's new
+        state and their events, committed together before any byte goes out. The firing is
+        `sent` from this commit on (the bytes may leave at any moment after it); with
+        `blocked` it is recorded as blocked with that reason, and nothing is sent. A firing
+        proven not placed (or never sent) is sent again under its first clientOid."""
+        oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
+        with self.session() as session, session.begin():
+            firing = session.scalars(
+                select(Firing).where(Firing.identity == identity, Firing.number == number)
+            ).one_or_none()
+            resend = firing is not None
+            if firing is None:
+                firing = Firing(
+                    identity=identity,
+                    number=number,
+                    version=version,
+                    client_oid=oid,
+                    inputs=inputs,
+                    intent=intent,
+                    status="intent",
+                    created_at=now,
+                )
+                session.add(firing)
+                session.add(
+                    Event(
+                        at=now,
+                        kind="fired",
+                        identity=identity,
+                        client_oid=oid,
+                        payload={
+                            "number": number,
+                            "version": version,
+                            "inputs": inputs,
+                            "intent": intent,
+                        },
+                    )
+                )
+            else:
+                if firing.status not in ("not_sent", "not_placed"):
+                    raise IllegalTransition(f"{firing.status.upper()} -> SENT")
+                firing.version, firing.inputs, firing.intent = version, inputs, intent
+                session.add(
+                    Event(
+                        at=now,
+                        kind="fired.again",
+                        identity=identity,
+                        client_oid=oid,
+                        payload={"number": number, "version": version, "inputs": inputs,
+                                 "intent": intent},
+                    )
+                )
+            to = "blocked" if blocked is not None else "sent"
+            if (firing.status, to) not in FIRING_TRANSITIONS:
+                raise IllegalTransition(f"{firing.status.upper()} -> {to.upper()}")
+            firing.status = to
+            session.add(
+                Event(
+                    at=now,
+                    kind=f"firing.{to}",
+                    identity=identity,
+                    client_oid=oid,
+                    payload={"reason": blocked} if blocked is not None else {},
+                )
+            )
+            if order is not None and oid is not None and blocked is None:
+                existing = session.get(Order, oid)
+                if existing is None:
+                    session.flush()  # the firing's id, for the order's foreign key
+                    session.add(Order(client_oid=oid, firing_id=firing.id, updated_at=now, **order))
+                else:
+                    self._move_order(session, existing, "pending", now, {"resent": resend})
+                    for key, value in order.items():
+                        setattr(existing, key, value)
+            self._put_state(session, state, now)
+        return firing
+
+    @staticmethod
+    def _move_order(
+        session: Session, order: Order, to: str, now: datetime, payload: dict[str, Any]
+    ) -> None:
+        if order.status == to:
+            return
+        if to == "open" and order.status != "pending":
+            return  # "it exists" arriving after the exchange already showed more of it
+        if (order.status, to) not in ORDER_TRANSITIONS:
+            raise IllegalTransition(f"order {order.status.upper()} -> {to.upper()}")
+        order.status = to
+        order.updated_at = now
+        session.add(
+            Event(
+                at=now,
+                kind=f"order.{to}",
+                identity=None,
+                client_oid=order.client_oid,
+                payload=payload,
+            )
+        )
+
+    def settle(
+        self,
+        oid: str,
+        now: datetime,
+        *,
+        firing_to: str | None = None,
+        order_to: str | None = None,
+        exchange_id: str | None = None,
+        filled: tuple[Decimal, Decimal] | None = None,
+        state: StateRow | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> tuple[Firing | None, Order | None]:
+        """One step of an order's life, in one transaction: the firing's transition (legal
+        moves only; a firing already past it is left alone), the order's status, exchange id
+        and filled totals `(size, value)` as the exchange reports them, and the rule state."""
+        payload = payload or {}
+        with self.session() as session, session.begin():
+            firing = session.scalars(
+                select(Firing).where(Firing.client_oid == oid).with_for_update()
+            ).one_or_none()
+            if firing is not None and firing_to is not None and firing.status != firing_to:
+                if (firing.status, firing_to) not in FIRING_TRANSITIONS:
+                    raise IllegalTransition(f"{firing.status.upper()} -> {firing_to.upper()}")
+                firing.status = firing_to
+                session.add(
+                    Event(
+                        at=now,
+                        kind=f"firing.{firing_to}",
+                        identity=firing.identity,
+                        client_oid=oid,
+                        payload=payload,
+                    )
+                )
+            order = session.get(Order, oid, with_for_update=True)
+            if order is not None:
+                if exchange_id is not None and order.exchange_id != exchange_id:
+                    order.exchange_id = exchange_id
+                if filled is not None and (order.filled_size, order.filled_value) != filled:
+                    order.filled_size, order.filled_value = filled
+                    order.updated_at = now
+                if order_to is not None:
+                    self._move_order(session, order, order_to, now, payload)
+            if state is not None:
+                self._put_state(session, state, now)
+        return firing, order
+
+    def adopt_order(self, order: dict[str, Any], now: datetime, reason: str) -> bool:
+        """An order of this engine's prefix the store did not know: track it (False when it
+        was known after all). The row is built from exchange data only."""
+        with self.session() as session, session.begin():
+            if session.get(Order, order["client_oid"]) is not None:
+                return False
+            session.add(Order(firing_id=None, updated_at=now, **order))
+            session.add(
+                Event(
+                    at=now,
+                    kind="order.adopted",
+                    identity=None,
+                    client_oid=order["client_oid"],
+                    payload={"reason": reason, "exchange_id": order.get("exchange_id")},
+                )
+            )
+        return True
+
+    def add_fill(
+        self,
+        trade_id: str,
+        oid: str,
+        *,
+        price: Decimal,
+        size: Decimal,
+        fee: Decimal | None,
+        fee_currency: str | None,
+        time: datetime,
+    ) -> Order | None:
+        """A fill, once (by trade id), and the order's filled totals with it. Returns the
+        updated order, or None when this trade id was already recorded."""
+        try:
+            with self.session() as session, session.begin():
+                order = session.get(Order, oid, with_for_update=True)
+                if order is None:
+                    raise KeyError(f"no order {oid}")
+                if session.get(Fill, trade_id) is not None:
+                    return None
+                session.add(
+                    Fill(
+                        trade_id=trade_id,
+                        client_oid=oid,
+                        price=price,
+                        size=size,
+                        fee=fee,
+                        fee_currency=fee_currency,
+                        time=time,
+                    )
+                )
+                order.filled_size += size
+                order.filled_value += price * size
+                order.updated_at = time
+                session.add(
+                    Event(
+                        at=time,
+                        kind="fill",
+                        identity=None,
+                        client_oid=oid,
+                        payload={"trade_id": trade_id, "price": str(price), "size": str(size)},
+                    )
+                )
+                return order
+        except IntegrityError:
+            return None
+
+    def orders(self, *, open_only: bool = False) -> list[Order]:
+        with self.session() as session:
+            query = select(Order).order_by(Order.updated_at, Order.client_oid)
+            if open_only:
+                query = query.where(Order.status.not_in(FINAL_ORDERS))
+            return list(session.scalars(query))
+
+    def firing_of(self, oid: str) -> Firing | None:
+        with self.session() as session:
+            return session.scalars(select(Firing).where(Firing.client_oid == oid)).one_or_none()
+
+    def firings(self) -> list[Firing]:
+        with self.session() as session:
+            return list(session.scalars(select(Firing).order_by(Firing.id)))
+
+    def fills(self) -> list[Fill]:
+        with self.session() as session:
+            return list(session.scalars(select(Fill).order_by(Fill.time, Fill.trade_id)))

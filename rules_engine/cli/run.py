@@ -1,0 +1,142 @@
+"""`rules-engine run RULES... [--mode sandbox|paper|live] [--exchange-url URL] [--db URL]
+[--config FILE] [--live] [--duration SECONDS]`: the watcher.
+
+* `sandbox` (default): without `--exchange-url`, a sandbox starts in this process with its
+  demo feed, its state kept in a file beside the database (so a restart meets the same
+  venue); with one, that sandbox (loopback only) and the demo key unless keys are set.
+* `paper`: not built yet; says so (see docs/operations.md).
+* `live`: real KuCoin; needs `--mode live` and `--live` together, API keys, and the risk
+  limits `risk.max_order_notional` and `risk.max_open_orders`. In every other mode signed
+  requests go to loopback addresses only.
+
+Exit codes: 0 after a clean stop (SIGINT, SIGTERM, or `--duration` elapsed), 1 when the rule
+files have errors, 2 for a usage, config, key or exchange problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rules_engine.runtime._config import ConfigError, WatcherConfig, is_loopback, load_config
+
+__all__ = ["register"]
+
+KUCOIN = "https://api.kucoin.com"
+RULE_SUFFIXES = (".rules", ".rule")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="watch the market and fire the rules' orders",
+        description="Run the watcher: evaluate RULES on live market data and place their "
+        "orders exactly once, recording everything in the store.",
+    )
+    parser.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
+    parser.add_argument("--mode", choices=("sandbox", "paper", "live"), default=None)
+    parser.add_argument("--exchange-url", default=None)
+    parser.add_argument("--db", default=None, help="SQLAlchemy URL (default: $RULES_ENGINE_DB, "
+                        "else a SQLite file in the user's state directory)")
+    parser.add_argument("--config", default=None, type=Path, help="TOML config file")
+    parser.add_argument("--live", action="store_true",
+                        help="with --mode live: really trade on KuCoin")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop cleanly after this many seconds")
+    parser.set_defaults(handler=_handle)
+
+
+class _Usage(Exception):
+    pass
+
+
+def _fail(message: str) -> int:
+    print(f"rules-engine run: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _handle(args: argparse.Namespace) -> int:
+    if args.duration is not None and args.duration <= 0:
+        return _fail("--duration must be a number of seconds above zero")
+    try:
+        config = load_config(args.config, {"mode": args.mode, "exchange_url": args.exchange_url,
+                                           "db": args.db})
+        _check_mode(config, args.live)
+        files = _collect(args.rules)
+    except (ConfigError, _Usage) as err:
+        return _fail(str(err))
+    from rules_engine.runtime._run import Fatal, RulesRejected, run_watcher
+
+    try:
+        return asyncio.run(_main(config, files, args.duration, run_watcher))
+    except RulesRejected as err:
+        print(err.report, file=sys.stderr)
+        return 1
+    except Fatal as err:
+        return _fail(str(err))
+
+
+async def _main(config: WatcherConfig, files: list[Path], duration: float | None,
+                run_watcher: Any) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    await run_watcher(config, files, stop)
+    return 0
+
+
+def _check_mode(config: WatcherConfig, live_flag: bool) -> None:
+    if config.mode == "live":
+        if not live_flag:
+            raise _Usage("live mode trades real money: give --mode live and --live together")
+        missing = [name for name in ("max_order_notional", "max_open_orders")
+                   if getattr(config.risk, name) is None]
+        if missing:
+            raise _Usage(
+                "live mode needs risk limits: set "
+                + ", ".join(f"risk.{m}" for m in missing)
+                + " in the config file (see examples/watcher.toml)"
+            )
+        if config.exchange_url is None:
+            config.exchange_url = KUCOIN
+        return
+    if live_flag:
+        raise _Usage("--live only goes with --mode live")
+    if config.mode == "paper":
+        raise _Usage(
+            "paper mode is not built yet: use the sandbox (the default), whose synthetic "
+            "market is anchored on real BTC-USDT candles"
+        )
+    if config.exchange_url is not None and not is_loopback(config.exchange_url):
+        raise _Usage(
+            f"in {config.mode} mode signed requests go to loopback addresses only, and "
+            f"{config.exchange_url} is not one: use a local sandbox URL, or --mode live --live"
+        )
+    if config.exchange_url is not None and not config.exchange_url.startswith(
+        ("http://", "https://")
+    ):
+        raise _Usage("--exchange-url must start with http:// or https://")
+
+
+def _collect(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise _Usage(f"no such rule file or folder: {raw}")
+    if not found:
+        raise _Usage(f"no *.rules files in {', '.join(paths)}")
+    return found

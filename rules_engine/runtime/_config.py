@@ -1,0 +1,159 @@
+"""The watcher's configuration: a TOML file (`--config FILE`) and `RULES_ENGINE_*` environment
+variables (nested keys with `__`: `RULES_ENGINE_RISK__MAX_OPEN_ORDERS=5`), validated by
+pydantic so that a bad value is named with its place and the fix. Precedence, highest first:
+command-line options, environment variables, the config file, the defaults below.
+`examples/watcher.toml` shows every key.
+
+The API key is never in this file: it comes from `RULES_ENGINE_API_KEY`,
+`RULES_ENGINE_API_SECRET`, `RULES_ENGINE_API_PASSPHRASE`, or the owner-only `key_file`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["ConfigError", "RiskLimits", "WatcherConfig", "is_loopback", "load_config"]
+
+KUCOIN_URL = "https://api.kucoin.com"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run: the message names the key and the fix."""
+
+
+class RiskLimits(BaseModel):
+    """Limits no order may break. `live` mode refuses to start without the first two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_order_notional: Decimal | None = Field(
+        default=None, gt=0, description="largest quote value of one order (e.g. 500 for 500 USDT)"
+    )
+    max_open_orders: int | None = Field(
+        default=None, gt=0, description="open orders at any moment"
+    )
+    allowed_symbols: list[str] | None = Field(
+        default=None, description="symbols the watcher may trade; empty or absent: any"
+    )
+
+
+class WatcherConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RULES_ENGINE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    mode: Literal["sandbox", "paper", "live"] = "sandbox"
+    exchange_url: str | None = Field(
+        default=None, description="REST base URL; none: in-process sandbox, or KuCoin (live)"
+    )
+    market_url: str = Field(
+        default=KUCOIN_URL, description="public market data in paper mode"
+    )
+    db: str | None = Field(default=None, description="SQLAlchemy URL of the store")
+    key_file: Path | None = None
+    order_family: Literal["auto", "hf", "legacy"] = "auto"
+    order_window_ms: int = Field(default=10_000, ge=1_000, le=60_000)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    resolve_interval_s: float = Field(default=1.0, gt=0)
+    clock_interval_s: float = Field(default=0.1, gt=0, le=5)
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    lease_stale_s: float = Field(default=15.0, gt=0)
+    log_format: Literal["auto", "json", "text"] = "auto"
+    view: Literal["auto", "rich", "off"] = "auto"
+    max_age: dict[str, float] = Field(
+        default_factory=dict, description="seconds, per field (last, bid, volume, change)"
+    )
+    risk: RiskLimits = Field(default_factory=RiskLimits)
+    sandbox_feed: Literal["synthetic", "candles", "recorded"] = "synthetic"
+    sandbox_seed: int = 1
+    sandbox_speed: float = Field(default=1.0, gt=0)
+
+    @field_validator("max_age")
+    @classmethod
+    def _known_fields(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {"last", "bid", "volume", "change"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"max_age knows {', '.join(sorted(known))} (bid covers the ticker's bid and "
+                f"ask); not {', '.join(unknown)}"
+            )
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("max_age values are seconds above zero")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls, _FILE_DATA.get("data", {})))
+
+
+_FILE_DATA: dict[str, dict[str, Any]] = {}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file's values, below the environment's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> WatcherConfig:
+    """The file (if any), then the environment, then `overrides` (command-line options)."""
+    data: dict[str, Any] = {}
+    where = "the environment"
+    if path is not None:
+        where = f"{path} or the environment"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"cannot read the config file {path}: {err.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    _FILE_DATA["data"] = data
+    try:
+        return WatcherConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            place = ".".join(str(p) for p in error["loc"]) or "(top level)"
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key: see examples/watcher.toml for the keys there are"
+            problems.append(f"{place}: {message}")
+        raise ConfigError(f"bad configuration in {where}: " + "; ".join(problems)) from None
+    finally:
+        _FILE_DATA.clear()
+
+
+def is_loopback(url: str) -> bool:
+    """True when `url`'s host is this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,1074 @@
+"""The watcher: market state from the KuCoin client, the pure evaluator on every relevant
+update, and each firing turned into exactly one order by the firing protocol, every step
+recorded in the store.
+
+    frame -> book/ticker/stats/candles -> MarketState.refresh -> RuleIndex.affected
+          -> step -> Decision -> resolve_order + limits -> Store.fire (durable commit)
+          -> POST order -> acknowledged | refused | unknown | not sent -> Store.settle
+
+Invariants (what the tests check):
+
+* A firing and its order are committed before the order is sent; the order's clientOid is a
+  pure function of (engine id, rule identity, firing number), so a firing can never become
+  two orders: a resend uses the same clientOid, and KuCoin refuses a duplicate.
+* A rule with a firing whose outcome is not proven (sent, unknown) is frozen: it is not
+  stepped until the exchange shows the order (adopted) or proves it absent after the HF
+  deadline with two agreeing lookups (then the same firing is decided again on fresh data).
+* Only fresh values reach the evaluator (`MarketState`): a stale feed or an out-of-sync
+  book makes every value it feeds unknown, and unknown never fires.
+* Every state change is a row with its event (`Store`), in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from rules_engine.adapters.kucoin._book import BookState, Level2Book, Step
+from rules_engine.adapters.kucoin._errors import Action, Outcome
+from rules_engine.adapters.kucoin._market import KucoinMarket
+from rules_engine.adapters.kucoin._parsing import (
+    MalformedPayload,
+    PayloadError,
+    parse_accounts,
+    parse_fills_page,
+    parse_level2,
+    parse_order,
+    parse_orders_page,
+    parse_ws_message,
+)
+from rules_engine.adapters.kucoin._rest import KucoinOrders, KucoinRest
+from rules_engine.adapters.kucoin._ws import KucoinWs, batched_topics
+from rules_engine.compiler import CompiledRule
+from rules_engine.compiler import model as M
+from rules_engine.core.market import Candle, OrderEvent, OrderState, Stats24h, Ticker
+from rules_engine.core.symbols import SymbolTable
+from rules_engine.engine import (
+    Arm,
+    Blocked,
+    Decision,
+    Fill,
+    IllegalTransition,
+    Lookup,
+    OrderIntent,
+    Resolution,
+    RuleIndex,
+    RuleState,
+    arm,
+    deadline,
+    dump_state,
+    initial_state,
+    load_state,
+    order_body,
+    resolve_order,
+    resolve_unknown,
+    restore,
+    retry_firing,
+    step,
+)
+from rules_engine.engine._candles import TIMEFRAME_TYPES, CandleSeries, history_needed
+from rules_engine.runtime._config import WatcherConfig
+from rules_engine.runtime._market import MarketState
+from rules_engine.store import LeaseHeld, Store
+from rules_engine.store._repo import StateRow, client_oid, engine_prefix
+
+__all__ = ["Watcher", "WatcherError", "utc_now"]
+
+log = logging.getLogger("rules_engine.watcher")
+
+UNSUPPORTED = {
+    "trailing-stop": "trailing stops are held by the engine, which this watcher does not do "
+    "yet (issue 6)",
+}
+
+
+class WatcherError(Exception):
+    """The watcher cannot start or must stop: the message says why and what to do."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Pending:
+    """A firing whose order is not proven yet (sent and unanswered, or unknown)."""
+
+    oid: str
+    identity: str
+    number: int
+    symbol: str
+    family: str
+    deadline: datetime | None
+    arm: Arm | None
+    lookups: list[Lookup] = field(default_factory=list)
+    unknown: bool = False
+
+
+@dataclass
+class _Tracked:
+    """An order the store tracks that is not final yet."""
+
+    oid: str
+    identity: str | None
+    number: int | None
+    symbol: str
+    family: str
+    size: Decimal | None
+    exchange_id: str | None = None
+
+
+def _num(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+class Watcher:
+    def __init__(
+        self,
+        rules: Iterable[CompiledRule],
+        *,
+        symbols: SymbolTable,
+        store: Store,
+        rest: KucoinRest,
+        config: WatcherConfig,
+        emit: Callable[[str, dict[str, Any]], None] | None = None,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.symbols = symbols
+        self.store = store
+        self.rest = rest
+        self.config = config
+        self.emit = emit or (lambda kind, data: None)
+        self.now = now
+        self.rules: dict[str, CompiledRule] = {r.identity: r for r in rules}
+        self.blocked_at_load: dict[str, str] = {}
+        for rule in self.rules.values():
+            reason = self._unsupported(rule)
+            if reason is not None:
+                self.blocked_at_load[rule.identity] = reason
+        active = [r for r in self.rules.values() if r.identity not in self.blocked_at_load]
+        self.index = RuleIndex(active)
+        self.market = MarketState(self.index.leaves(), max_age=config.max_age)
+        self.states: dict[str, RuleState] = {}
+        self.versions: dict[str, int] = {}
+        self.reasons: dict[str, str] = {}
+        self.children: dict[str, list[CompiledRule]] = {}
+        for rule in active:
+            if rule.after is not None:
+                self.children.setdefault(rule.after[0], []).append(rule)
+        self.books: dict[str, Level2Book] = {}
+        self.series: dict[tuple[str, str], CandleSeries] = {}
+        self.balances: dict[str, Decimal] = {}
+        self.pending: dict[str, _Pending] = {}  # by identity: the rule is frozen
+        self.tracked: dict[str, _Tracked] = {}  # by clientOid
+        self.orders = KucoinOrders(rest, "hf")
+        self.kucoin = KucoinMarket(rest)
+        self.engine_id = ""
+        self.prefix = ""
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.trading = True
+        self.stop_reason = ""
+        self.public: KucoinWs | None = None
+        self.private: KucoinWs | None = None
+        self.private_live = False
+        self.fired = 0
+        self._fetching: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    # ================================================================ start
+
+    @staticmethod
+    def _unsupported(rule: CompiledRule) -> str | None:
+        order = rule.order
+        if order is None:
+            return None
+        if order.order_type in UNSUPPORTED:
+            return UNSUPPORTED[order.order_type]
+        if order.stop_loss is not None:
+            return "brackets (`stop-loss at`) are held by the engine, which this watcher does " \
+                "not do yet (issue 6)"
+        return None
+
+    async def start(self) -> None:
+        """Own the store, check the venue, load rules and states, recover, then subscribe."""
+        now = self.now()
+        self.store.migrate()
+        try:
+            self.store.acquire_lease(
+                self.owner, now, timedelta(seconds=self.config.lease_stale_s), _owner_dead
+            )
+        except LeaseHeld as err:
+            raise WatcherError(str(err)) from None
+        self.engine_id = self.store.engine_id()
+        self.prefix = engine_prefix(self.engine_id)
+        await self._check_venue()
+        self.orders.family = await self._family()
+        self._load_rules(now)
+        await self._recover()
+        await self._load_balances()
+        await self._load_candles()
+        self._start_feeds()
+        self._spawn(self._clock_loop())
+        self._spawn(self._heartbeat_loop())
+        self._spawn(self._resolve_loop())
+        self._spawn(self._poll_loop())
+        self._ready.set()
+
+    async def _check_venue(self) -> None:
+        status = await self.rest.call("GET", "/api/v1/status")
+        if status.action is not Action.OK:
+            raise WatcherError(
+                f"cannot reach the exchange at {self.rest.base_url}: {status.message}"
+            )
+        key = await self.rest.call("GET", "/api/v1/user/api-key", signed=True)
+        if key.action is not Action.OK or not isinstance(key.data, dict):
+            raise WatcherError(
+                f"the exchange refused the API key ({key.message or key.action.value}): check "
+                "RULES_ENGINE_API_KEY, RULES_ENGINE_API_SECRET and RULES_ENGINE_API_PASSPHRASE"
+            )
+        message = str((status.data or {}).get("msg", "")) if isinstance(status.data, dict) else ""
+        uid = str(key.data.get("uid", ""))
+        venue = f"kucoin uid {uid}"
+        if message.startswith("sandbox "):
+            venue = f"sandbox {message.split(' ', 1)[1]} uid {uid}"
+        try:
+            self.store.check_venue(venue)
+        except Exception as err:  # VenueMismatch: a clear message, never a reconciliation
+            raise WatcherError(str(err)) from None
+        self.venue = venue
+
+    async def _family(self) -> str:
+        if self.config.order_family != "auto":
+            return self.config.order_family
+        return await KucoinOrders.detect_family(self.rest)
+
+    def _load_rules(self, now: datetime) -> None:
+        loaded = self.store.load_rules(
+            [(r.identity, r.fingerprint, r.canonical, r.path) for r in self.rules.values()], now
+        )
+        rows: list[StateRow] = []
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        for identity, rule in self.rules.items():
+            version, stored = loaded[identity]
+            self.versions[identity] = version
+            if stored is not None and stored.version == version:
+                state = restore(load_state(stored.state))
+                if stored.reason:
+                    self.reasons[identity] = stored.reason
+            else:
+                state = initial_state(rule, now)
+                if stored is not None:  # a new version keeps its firing count (clientOids)
+                    state = state._replace(firings=stored.firings)
+                    if rule.max_firings is not None and stored.firings >= rule.max_firings:
+                        state = state._replace(status="done")
+                    events.append(("rule.new_version", identity, {"version": version}))
+            reason = self.blocked_at_load.get(identity)
+            if reason is not None and state.status not in ("blocked", "done", "expired"):
+                state = state._replace(status="blocked")
+                self.reasons[identity] = reason
+                events.append(("rule.blocked", identity, {"reason": reason}))
+            self.states[identity] = state
+            rows.append(self._row(identity))
+        self.store.save_states(rows, now, events)
+
+    def _row(self, identity: str) -> StateRow:
+        state = self.states[identity]
+        return StateRow(
+            identity,
+            self.versions[identity],
+            state.status,
+            state.firings,
+            dump_state(state),
+            self.reasons.get(identity),
+        )
+
+    async def _load_balances(self) -> None:
+        outcome = await self.kucoin.accounts()
+        if outcome.action is Action.OK:
+            with contextlib.suppress(PayloadError):
+                for balance in parse_accounts(outcome.data):
+                    self.balances[balance.currency] = balance.available
+
+    async def _load_candles(self) -> None:
+        now = self.now()
+        for (symbol, timeframe), reads in self.market.candle_leaves().items():
+            kind, seconds = TIMEFRAME_TYPES[timeframe]
+            count = max(
+                history_needed(leaf.kind, leaf.period if isinstance(leaf, M.Indicator) else None)
+                for leaf in reads
+            )
+            if count > 1400:
+                self._event("candles.error", {"symbol": symbol, "timeframe": timeframe,
+                                              "error": f"{count} candles needed, more than "
+                                              "KuCoin serves in one request (1500)"})
+            series = CandleSeries(symbol, timeframe, keep=max(count, 10))
+            start = now - timedelta(seconds=seconds * (min(count, 1400) + 2))
+            try:
+                history = await self.kucoin.candles(symbol, kind, start, now)
+                series.load(history, now)
+            except (ConnectionError, PayloadError) as err:
+                self._event("candles.error", {"symbol": symbol, "timeframe": timeframe,
+                                              "error": str(err)})
+            self.series[(symbol, timeframe)] = series
+            self.market.set_candles(symbol, timeframe, series)
+
+    def _start_feeds(self) -> None:
+        now = self.now()
+        for symbol in self.market.book_symbols():
+            book = Level2Book(symbol, now)
+            self.books[symbol] = book
+            self.market.set_book(symbol, book)
+        symbols = self.market.symbols
+        public = KucoinWs(self.rest, on_message=self.on_public, on_state=self.on_public_state)
+        public.subscribe(batched_topics("/market/ticker:", symbols))
+        if self.books:
+            public.subscribe(batched_topics("/market/level2:", self.books))
+        for symbol in symbols:
+            if self.market.needs_stats(symbol):
+                public.subscribe([f"/market/snapshot:{symbol}"])
+        for symbol, timeframe in self.series:
+            public.subscribe([f"/market/candles:{symbol}_{TIMEFRAME_TYPES[timeframe][0]}"])
+        private = KucoinWs(
+            self.rest, on_message=self.on_private, on_state=self.on_private_state, private=True
+        )
+        private.subscribe(["/spotMarket/tradeOrdersV2", "/account/balance"])
+        self.public, self.private = public, private
+        self._spawn(public.run(self._stop))
+        self._spawn(private.run(self._stop))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("watcher task failed: %r", error)
+            self._event("error", {"error": f"{type(error).__name__}: {error}"})
+            if isinstance(error, IllegalTransition | LeaseHeld):
+                self.stop_reason = str(error)
+                self._stop.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        waiter = asyncio.ensure_future(stop.wait())
+        inner = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({waiter, inner}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            inner.cancel()
+            await self.close()
+
+    async def close(self) -> None:
+        self._stop.set()
+        tasks = list(self._tasks)
+        if tasks:
+            _, running = await asyncio.wait(tasks, timeout=5)
+            for task in running:
+                task.cancel()
+        self.store.release_lease(self.owner)
+        self._event("watcher.stopped", {"reason": self.stop_reason or "asked to stop"})
+
+    def _event(self, kind: str, payload: dict[str, Any], identity: str | None = None,
+               oid: str | None = None) -> None:
+        self.store.log(kind, self.now(), payload, identity=identity, oid=oid)
+        self.emit(kind, {**payload, **({"rule": identity} if identity else {}),
+                         **({"client_oid": oid} if oid else {})})
+
+    # ================================================================ recovery
+
+    async def _recover(self) -> None:
+        """Every firing that is not final is unknown until the exchange says otherwise; every
+        open order is looked up; orders with this engine's prefix the store lacks are adopted.
+        Only then does evaluation start."""
+        now = self.now()
+        for firing in self.store.open_firings():
+            if firing.client_oid is None or firing.intent is None:
+                continue
+            order = firing.intent
+            pending = _Pending(
+                firing.client_oid, firing.identity, firing.number, str(order["symbol"]),
+                str(order.get("family", self.orders.family)), _parse(order.get("deadline")),
+                _arm_of(firing.inputs),
+            )
+            if firing.status in ("not_sent", "not_placed"):
+                self._retry(pending, firing.status, now)  # proven absent: decide it again
+                continue
+            pending.unknown = True
+            if firing.status == "sent":
+                self.store.settle(firing.client_oid, now, firing_to="unknown",
+                                  payload={"why": "recovery: the watcher stopped before the reply"})
+            self.pending[firing.identity] = pending
+            await self._lookup(pending)
+        for row in self.store.orders(open_only=True):
+            if row.status == "not_placed":
+                continue
+            owner = self.store.firing_of(row.client_oid)
+            self.tracked[row.client_oid] = _Tracked(
+                row.client_oid, owner.identity if owner else None,
+                owner.number if owner else None, row.symbol, row.family, row.size,
+                row.exchange_id,
+            )
+        for oid in list(self.tracked):
+            if oid in self.tracked and not any(p.oid == oid for p in self.pending.values()):
+                await self._poll_order(self.tracked[oid])
+        await self._adopt_unknown()
+        self._event("recovered", {"pending": len(self.pending), "open_orders": len(self.tracked)})
+
+    async def _adopt_unknown(self) -> None:
+        known = {row.client_oid for row in self.store.orders()}
+        symbols = sorted({r.order.symbol for r in self.rules.values() if r.order is not None}
+                         | {t.symbol for t in self.tracked.values()})
+        now = self.now()
+        for symbol in symbols:
+            found: list[OrderState] = []
+            active = await self.orders.active(symbol, 1, 100)
+            if active.action is Action.OK:
+                with contextlib.suppress(PayloadError):
+                    found.extend(parse_orders_page(active.data))
+            if self.orders.family == "hf":
+                done = await self.rest.call("GET", "/api/v1/hf/orders/done",
+                                            params=[("symbol", symbol), ("limit", "100")],
+                                            signed=True)
+                if done.action is Action.OK:
+                    with contextlib.suppress(PayloadError):
+                        found.extend(parse_orders_page(done.data))
+            for state in found:
+                oid = state.client_oid
+                if oid is None or not oid.startswith(self.prefix) or oid in known:
+                    continue
+                status = "open" if state.active else (
+                    "filled" if (state.size is not None and state.filled_size >= state.size)
+                    or (state.size is None and state.filled_size > 0) else "canceled")
+                row = {
+                    "client_oid": oid, "exchange_id": state.order_id, "symbol": state.symbol,
+                    "side": state.side, "order_type": state.order_type, "price": state.price,
+                    "size": state.size, "funds": state.funds, "status": status,
+                    "filled_size": state.filled_size, "filled_value": state.filled_funds,
+                    "family": self.orders.family, "deadline": None,
+                }
+                if self.store.adopt_order(row, now, "on the exchange with this engine's "
+                                          "prefix, unknown to the store"):
+                    known.add(oid)
+                    self.emit("order.adopted", {"client_oid": oid, "status": status})
+                    if status == "open":
+                        self.tracked[oid] = _Tracked(oid, None, None, state.symbol,
+                                                     self.orders.family, state.size,
+                                                     state.order_id)
+
+    # ================================================================ market data
+
+    def on_public_state(self, state: str, reason: str) -> None:
+        now = self.now()
+        live = state == "live"
+        if live == self.market.live and not live:
+            return
+        self.market.live = live
+        if live:
+            self._event("feed.live", {})
+            for symbol in self.books:
+                self._resync(symbol, "feed (re)connected")
+        else:
+            self._event("feed.stale", {"reason": reason})
+            for book in self.books.values():
+                book.mark_stale(reason, now)
+        self._apply(self.market.refresh_all(now), now)
+
+    def on_public(self, frame: dict[str, Any]) -> None:
+        subject = frame.get("subject")
+        now = self.now()
+        try:
+            event = parse_ws_message(frame)
+        except PayloadError as err:
+            topic = str(frame.get("topic", ""))
+            self._event("feed.bad_payload", {"topic": topic[:80], "error": str(err)[:200]})
+            if topic.startswith("/market/level2:"):
+                symbol = topic.split(":", 1)[1]
+                book = self.books.get(symbol)
+                if book is not None:
+                    book.mark_stale("a malformed level2 message", now)
+                    book.state = BookState.SYNCING
+                    self._resync(symbol, "malformed level2 message")
+                    self._apply(self.market.refresh(symbol, now), now)
+            return
+        if subject == "trade.l2update":
+            symbol = str(frame["data"].get("symbol") or frame["topic"].split(":", 1)[1])
+            book = self.books.get(symbol)
+            if book is None:
+                return
+            result = book.on_delta(event, now)  # type: ignore[arg-type]
+            if result is Step.RESYNC:
+                self._event("book.gap", {"symbol": symbol, "reason": book.reason})
+                self._resync(symbol, book.reason)
+                self._apply(self.market.refresh(symbol, now), now)
+            elif result is Step.BUFFERED and book.state is not BookState.LIVE:
+                self._resync(symbol, book.reason)
+            elif result is Step.APPLIED:
+                self._apply(self.market.refresh(symbol, now), now)
+        elif isinstance(event, Ticker):
+            self.market.on_ticker(event, now)
+            self._apply(self.market.refresh(event.symbol, now), now)
+        elif isinstance(event, Stats24h):
+            self.market.on_stats(event, now)
+            self._apply(self.market.refresh(event.symbol, now), now)
+        elif isinstance(event, Candle):
+            for (symbol, timeframe), series in self.series.items():
+                same = symbol == event.symbol and TIMEFRAME_TYPES[timeframe].type == event.interval
+                if same and series.update(event, now):
+                    self._apply(self.market.refresh(symbol, now), now)
+
+    def _resync(self, symbol: str, reason: str) -> None:
+        if symbol in self._fetching or self._stop.is_set():
+            return
+        self._fetching.add(symbol)
+        self._spawn(self._snapshot(symbol, reason))
+
+    async def _snapshot(self, symbol: str, reason: str) -> None:
+        try:
+            outcome = await self.kucoin.level2(symbol, 100)
+            book = self.books[symbol]
+            now = self.now()
+            if outcome.action is not Action.OK:
+                self._event("book.snapshot_failed", {"symbol": symbol, "error": outcome.message})
+                return
+            try:
+                sequence, bids, asks = parse_level2(outcome.data)
+            except MalformedPayload as err:
+                self._event("book.snapshot_failed", {"symbol": symbol, "error": str(err)})
+                return
+            result = book.on_snapshot(sequence, bids, asks, now)
+            self._event("book.resync", {"symbol": symbol, "reason": reason,
+                                        "sequence": sequence, "live": book.fresh})
+            if result is Step.APPLIED:
+                self._apply(self.market.refresh(symbol, now), now)
+        finally:
+            self._fetching.discard(symbol)
+        if self.books[symbol].state is not BookState.LIVE and not self._stop.is_set():
+            await asyncio.sleep(0.2)
+            self._resync(symbol, "the snapshot did not join the deltas")
+
+    # ================================================================ evaluation
+
+    def _apply(self, changes: list[Any], now: datetime) -> None:
+        if not changes:
+            return
+        selected: dict[str, CompiledRule] = {}
+        for change in changes:
+            for rule in self.index.affected(change.leaf, change.old, change.new):
+                selected[rule.identity] = rule
+        if selected:
+            self.evaluate(selected.values(), now)
+
+    def evaluate(self, rules: Iterable[CompiledRule], now: datetime) -> None:
+        values = self.market.values
+        for rule in rules:
+            identity = rule.identity
+            if identity in self.pending:
+                continue  # frozen: its last firing's outcome is not proven yet
+            before = self.states[identity]
+            after, decision = step(rule, before, values, now)
+            if decision is None:
+                if after is not before:
+                    self.states[identity] = after
+                continue
+            self.states[identity] = after
+            if decision.kind == "fire":
+                self._fire(rule, decision, now)
+            else:
+                self.store.save_states([self._row(identity)], now,
+                                       [(f"rule.{decision.kind}", identity, {})])
+                self.emit(f"rule.{decision.kind}", {"rule": identity})
+
+    def _fire(self, rule: CompiledRule, decision: Decision, now: datetime) -> None:
+        identity, number = rule.identity, decision.firing
+        inputs: dict[str, Any] = {
+            "values": dict(decision.inputs),
+            "books": {s: {"sequence": b.sequence, "state": b.state.value}
+                      for s in rule.symbols if (b := self.books.get(s)) is not None},
+            "at": now.isoformat(),
+        }
+        if decision.arm is not None:
+            inputs["arm"] = {
+                "parent_firing": decision.arm.parent_firing,
+                "fill": None if decision.arm.fill is None
+                else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
+            }
+        order_spec = rule.order
+        if order_spec is None:
+            self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
+                            intent=None, order=None, state=self._row(identity), now=now)
+            self.fired += 1
+            self.emit("fired", {"rule": identity, "firing": number})
+            self._actions(rule, now)
+            self._arm_children(identity, "fired", number, None, now)
+            return
+        fill = decision.arm.fill if decision.arm is not None else None
+        resolved = resolve_order(order_spec, self.market.values,
+                                 self.symbols[order_spec.symbol], fill=fill,
+                                 balances=self.balances)
+        if isinstance(resolved, OrderIntent):
+            resolved = self._limits(resolved)
+        if not self.trading and isinstance(resolved, OrderIntent):
+            resolved = Blocked(f"trading is stopped: {self.stop_reason}")
+        if isinstance(resolved, Blocked):
+            state = self.states[identity]
+            if state.status != "blocked":
+                self.states[identity] = state._replace(status="blocked")
+            self.reasons[identity] = resolved.reason
+            self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
+                            intent=None, order=None, state=self._row(identity), now=now,
+                            blocked=resolved.reason)
+            self.emit("blocked", {"rule": identity, "firing": number,
+                                  "reason": resolved.reason})
+            return
+        family = "stop" if resolved.order_type == "stop" else self.orders.family
+        oid = client_oid(self.engine_id, identity, number)
+        server_ms = self.rest.server_ms()
+        window = self.config.order_window_ms
+        if family == "stop":
+            body = _stop_body(resolved, oid)
+        else:
+            body = order_body(resolved, oid, family=family, server_ms=server_ms,
+                              window_ms=window)
+        sent_at = datetime.fromtimestamp(server_ms / 1000, UTC)
+        until = deadline(family, sent_at, window, self.config.request_timeout_s)
+        intent = {
+            "symbol": resolved.symbol, "side": resolved.side, "type": resolved.order_type,
+            "size": _num(resolved.size), "funds": _num(resolved.funds),
+            "price": _num(resolved.price), "stop_price": _num(resolved.stop_price),
+            "family": family, "deadline": until.isoformat() if until else None,
+        }
+        order_row = {
+            "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
+            "order_type": resolved.order_type, "price": resolved.price or resolved.stop_price,
+            "size": resolved.size, "funds": resolved.funds, "status": "pending",
+            "filled_size": Decimal(0), "filled_value": Decimal(0), "family": family,
+            "deadline": until,
+        }
+        self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
+                        intent=intent, order=order_row, state=self._row(identity), now=now)
+        pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
+        self.pending[identity] = pending
+        self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
+                                     resolved.size)
+        self.fired += 1
+        self.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
+                            "order": {k: v for k, v in intent.items() if v is not None}})
+        self._spawn(self._send(pending, body))
+        self._actions(rule, now)
+        self._arm_children(identity, "fired", number, None, now)
+
+    def _limits(self, intent: OrderIntent) -> OrderIntent | Blocked:
+        risk = self.config.risk
+        if risk.allowed_symbols and intent.symbol not in risk.allowed_symbols:
+            return Blocked(f"{intent.symbol} is not in risk.allowed_symbols")
+        if risk.max_open_orders is not None:
+            open_count = len(self.tracked)
+            if open_count >= risk.max_open_orders:
+                return Blocked(f"risk.max_open_orders {risk.max_open_orders} reached "
+                               f"({open_count} open or unresolved)")
+        if risk.max_order_notional is not None:
+            worth = intent.funds
+            if worth is None and intent.size is not None:
+                reference = intent.price or intent.stop_price
+                if reference is None:  # a market order by size: valued at the far side
+                    side = "ask" if intent.side == "buy" else "bid"
+                    reference = self.market.values.get(M.Field(intent.symbol, side))
+                if reference is None:
+                    return Blocked("the order's value is not known: no fresh price to value it")
+                worth = intent.size * reference
+            if worth is not None and worth > risk.max_order_notional:
+                return Blocked(f"order value {worth} is above risk.max_order_notional "
+                               f"{risk.max_order_notional}")
+        return intent
+
+    def _actions(self, rule: CompiledRule, now: datetime) -> None:
+        for action in rule.actions:
+            if isinstance(action, M.NotifyAction):
+                self._event("notify", {"text": action.text}, identity=rule.identity)
+            elif isinstance(action, M.CancelAllAction):
+                symbol = action.symbol
+                self._spawn(self._cancel_where(
+                    [t for t in self.tracked.values() if t.symbol == symbol],
+                    f"cancel all of {rule.identity}"))
+            elif isinstance(action, M.CancelOrdersAction):
+                target = action.rule
+                self._spawn(self._cancel_where(
+                    [t for t in self.tracked.values() if t.identity == target],
+                    f"cancel orders of {target}"))
+
+    async def _cancel_where(self, which: list[_Tracked], why: str) -> None:
+        for tracked in which:
+            if tracked.family == "stop":
+                if tracked.exchange_id is None:
+                    continue
+                outcome = await self.kucoin.cancel_stop(tracked.exchange_id)
+            else:
+                outcome = await self.orders.cancel_by_client_oid(tracked.oid, tracked.symbol)
+            self._event("order.cancel_requested", {"why": why, "result": outcome.action.name},
+                        oid=tracked.oid)
+
+    # ================================================================ sending
+
+    async def _send(self, pending: _Pending, body: dict[str, Any]) -> None:
+        if pending.family == "stop":
+            outcome = await self.kucoin.place_stop(body)
+        else:
+            outcome = await self.orders.place(body)
+        now = self.now()
+        action = outcome.action
+        if action is Action.OK and isinstance(outcome.data, dict):
+            exchange_id = str(outcome.data.get("orderId") or outcome.data.get("id") or "")
+            self._acknowledged(pending, exchange_id or None, now, "accepted")
+        elif action is Action.DUPLICATE:
+            self._event("order.duplicate", {"why": "the clientOid exists: looking it up"},
+                        oid=pending.oid)
+            self._mark_unknown(pending, now, "duplicate clientOid: the order exists")
+            await self._lookup(pending)
+        elif action is Action.REJECT:
+            self._refused(pending, outcome, now)
+        elif action in (Action.NOT_SENT, Action.STOP):
+            if action is Action.STOP:
+                self._halt(f"the exchange refused the API key ({outcome.message}); fix the key "
+                           "and restart the watcher")
+            self._retry(pending, "not_sent", now, outcome.message)
+        else:  # UNKNOWN (and anything unexpected): look it up, never resend on a guess
+            self._mark_unknown(pending, now, outcome.message)
+
+    def _acknowledged(self, pending: _Pending, exchange_id: str | None, now: datetime,
+                      why: str) -> None:
+        if self.pending.get(pending.identity) is not pending:
+            return
+        self.pending.pop(pending.identity, None)
+        tracked = self.tracked.get(pending.oid)
+        if tracked is not None and exchange_id:
+            tracked.exchange_id = exchange_id
+        self.store.settle(pending.oid, now, firing_to="acknowledged", order_to="open",
+                          exchange_id=exchange_id, payload={"why": why})
+        self.emit("acknowledged", {"rule": pending.identity, "client_oid": pending.oid,
+                                   "order_id": exchange_id})
+
+    def _refused(self, pending: _Pending, outcome: Outcome, now: datetime) -> None:
+        if self.pending.get(pending.identity) is not pending:
+            return
+        self.pending.pop(pending.identity, None)
+        self.tracked.pop(pending.oid, None)
+        reason = f"refused by the exchange: {outcome.code} {outcome.message}".strip()
+        state = self.states[pending.identity]
+        if state.status in ("done", "cooling", "armed", "waiting"):
+            self.states[pending.identity] = state._replace(status="blocked")
+        self.reasons[pending.identity] = reason
+        self.store.settle(pending.oid, now, firing_to="refused", order_to="refused",
+                          state=self._row(pending.identity), payload={"reason": reason})
+        self.emit("refused", {"rule": pending.identity, "client_oid": pending.oid,
+                              "reason": reason})
+
+    def _mark_unknown(self, pending: _Pending, now: datetime, why: str) -> None:
+        if pending.unknown:
+            return
+        pending.unknown = True
+        self.store.settle(pending.oid, now, firing_to="unknown", payload={"why": why})
+        self.emit("unknown", {"rule": pending.identity, "client_oid": pending.oid, "why": why})
+
+    def _retry(self, pending: _Pending, status: str, now: datetime, why: str = "") -> None:
+        """The order is proven not on the exchange: the rule decides the same firing again
+        (same clientOid) once its condition holds on fresh data."""
+        self.pending.pop(pending.identity, None)
+        self.tracked.pop(pending.oid, None)
+        state = self.states.get(pending.identity)
+        row_state = None
+        if state is not None and state.firings == pending.number and state.status in (
+            "done", "cooling", "armed", "waiting"
+        ):
+            self.states[pending.identity] = retry_firing(state, pending.number, pending.arm)
+            row_state = self._row(pending.identity)
+        firing = self.store.firing_of(pending.oid)
+        firing_to = status if firing is not None and firing.status in ("sent", "unknown") else None
+        self.store.settle(pending.oid, now, firing_to=firing_to, order_to="not_placed",
+                          state=row_state, payload={"why": why or status})
+        self.emit(status, {"rule": pending.identity, "client_oid": pending.oid, "why": why})
+
+    def _halt(self, reason: str) -> None:
+        if self.trading:
+            self.trading = False
+            self.stop_reason = reason
+            self._event("trading.stopped", {"reason": reason})
+            log.error("trading stopped: %s", reason)
+
+    # ================================================================ resolving
+
+    async def _lookup(self, pending: _Pending) -> None:
+        """One lookup by clientOid of an order of unknown outcome, and what it proves."""
+        if pending.family == "stop":
+            outcome = await self.kucoin.stop_by_client_oid(pending.oid, pending.symbol)
+        else:
+            outcome = await self.orders.by_client_oid(pending.oid, pending.symbol)
+        now = self.now()
+        server_now = datetime.fromtimestamp(self.rest.server_ms() / 1000, UTC)
+        state: OrderState | None = None
+        if outcome.action is Action.OK and outcome.data:
+            data = outcome.data
+            if pending.family == "stop" and isinstance(data, list):
+                data = data[0] if data else None
+            if data:
+                try:
+                    state = parse_order(data) if pending.family != "stop" else None
+                except PayloadError:
+                    state = None
+                pending.lookups.append(Lookup("found", server_now))
+            else:
+                pending.lookups.append(Lookup("absent", server_now))
+        elif outcome.action in (Action.ABSENT, Action.OK):
+            pending.lookups.append(Lookup("absent", server_now))
+        else:
+            pending.lookups.append(Lookup("failed", server_now))
+        verdict = resolve_unknown(pending.lookups, pending.deadline)
+        if verdict is Resolution.ADOPT:
+            exchange_id = state.order_id if state is not None else None
+            self._acknowledged(pending, exchange_id, now, "found by clientOid")
+            tracked = self.tracked.get(pending.oid)
+            if state is not None and tracked is not None:
+                await self._update_from(tracked, state)
+        elif verdict is Resolution.NOT_PLACED:
+            self._retry(pending, "not_placed", now,
+                        "absent after the deadline in two lookups")
+
+    async def _resolve_loop(self) -> None:
+        while not self._stop.is_set():
+            await _sleep(self._stop, self.config.resolve_interval_s)
+            for pending in [p for p in self.pending.values() if p.unknown]:
+                await self._lookup(pending)
+
+    # ================================================================ order tracking
+
+    def on_private_state(self, state: str, reason: str) -> None:
+        live = state == "live"
+        if live != self.private_live:
+            self.private_live = live
+            self._event("orders_feed.live" if live else "orders_feed.stale",
+                        {} if live else {"reason": reason})
+            if live:  # events missed while it was down: one REST pass catches them up
+                self._spawn(self._poll_all())
+
+    def on_private(self, frame: dict[str, Any]) -> None:
+        try:
+            event = parse_ws_message(frame)
+        except PayloadError as err:
+            self._event("orders_feed.bad_payload", {"error": str(err)[:200]})
+            return
+        if isinstance(event, OrderEvent):
+            self._on_order_event(event)
+        elif event.__class__.__name__ == "BalanceEvent":
+            self.balances[event.currency] = event.available  # type: ignore[attr-defined]
+
+    def _on_order_event(self, event: OrderEvent) -> None:
+        oid = event.client_oid
+        if oid is None:
+            return
+        tracked = self.tracked.get(oid)
+        if tracked is None:
+            return
+        now = self.now()
+        tracked.exchange_id = event.order_id
+        pending = self.pending.get(tracked.identity or "")
+        if pending is not None and pending.oid == oid:
+            self._acknowledged(pending, event.order_id, now, f"order event {event.kind}")
+        if event.kind == "match" and event.trade_id and event.match_price and event.match_size:
+            self.store.add_fill(event.trade_id, oid, price=event.match_price,
+                                size=event.match_size, fee=None, fee_currency=None,
+                                time=event.time)
+            self.emit("fill", {"client_oid": oid, "price": str(event.match_price),
+                               "size": str(event.match_size)})
+        if event.kind in ("filled", "canceled"):
+            self._final(tracked, "filled" if event.kind == "filled" else "canceled", now)
+        elif event.kind in ("open", "received"):
+            self.store.settle(oid, now, order_to="open", exchange_id=event.order_id)
+
+    def _final(self, tracked: _Tracked, status: str, now: datetime) -> None:
+        if self.tracked.pop(tracked.oid, None) is None:
+            return
+        _, order = self.store.settle(tracked.oid, now, order_to=status,
+                                     exchange_id=tracked.exchange_id)
+        self.emit(f"order.{status}", {"client_oid": tracked.oid})
+        if tracked.identity is None or tracked.number is None or order is None:
+            return
+        fill = None
+        if order.filled_size > 0:
+            fill = Fill(order.filled_value / order.filled_size, order.filled_size)
+            self._arm_children(tracked.identity, "filled", tracked.number, fill, now)
+        if status == "canceled":
+            self._arm_children(tracked.identity, "canceled", tracked.number, fill, now)
+
+    def _arm_children(self, parent: str, event: str, number: int, fill: Fill | None,
+                      now: datetime) -> None:
+        armed = []
+        for child in self.children.get(parent, ()):
+            if child.after is None or child.after[1] != event:
+                continue
+            state = self.states[child.identity]
+            new = arm(state, Arm(number, fill))
+            if new != state:
+                self.states[child.identity] = new
+                armed.append(child)
+                self.store.save_states([self._row(child.identity)], now, [
+                    ("rule.armed", child.identity, {"parent": parent, "event": event,
+                                                    "parent_firing": number})])
+        if armed:
+            self.evaluate(armed, now)
+
+    async def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            await _sleep(self._stop, self.config.poll_interval_s)
+            if not self.private_live:
+                await self._poll_all()
+
+    async def _poll_all(self) -> None:
+        for tracked in list(self.tracked.values()):
+            pending = self.pending.get(tracked.identity or "")
+            if pending is not None and pending.oid == tracked.oid:
+                continue  # the resolver owns it
+            await self._poll_order(tracked)
+
+    async def _poll_order(self, tracked: _Tracked) -> None:
+        if tracked.family == "stop":
+            return
+        outcome = await self.orders.by_client_oid(tracked.oid, tracked.symbol)
+        if outcome.action is Action.OK and isinstance(outcome.data, dict):
+            try:
+                state = parse_order(outcome.data)
+            except PayloadError:
+                return
+            await self._update_from(tracked, state)
+
+    async def _update_from(self, tracked: _Tracked, state: OrderState) -> None:
+        """Bring a tracked order up to what a REST lookup shows: fills, then the status."""
+        tracked.exchange_id = state.order_id
+        if state.filled_size > 0:
+            fills = await self.kucoin.fills(tracked.symbol, self.orders.family, state.order_id)
+            if fills.action is Action.OK:
+                with contextlib.suppress(PayloadError):
+                    for item in parse_fills_page(fills.data):
+                        if item.order_id == state.order_id:
+                            self.store.add_fill(item.trade_id, tracked.oid, price=item.price,
+                                                size=item.size, fee=item.fee,
+                                                fee_currency=item.fee_currency,
+                                                time=item.time)
+        now = self.now()
+        if state.active:
+            self.store.settle(tracked.oid, now, order_to="open", exchange_id=state.order_id)
+            return
+        done = state.filled_size > 0 and (state.size is None or state.filled_size >= state.size)
+        self._final(tracked, "filled" if done else "canceled", now)
+
+    # ================================================================ clocks
+
+    async def _clock_loop(self) -> None:
+        timed = self.index.timed
+        while not self._stop.is_set():
+            await _sleep(self._stop, self.config.clock_interval_s)
+            now = self.now()
+            changes = []
+            for (symbol, _), series in self.series.items():
+                if series.advance(now):
+                    changes.extend(self.market.refresh(symbol, now))
+            if self.market.max_age:
+                changes.extend(self.market.refresh_all(now))
+            self._apply(changes, now)
+            if timed:
+                self.evaluate(timed, now)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            await _sleep(self._stop, self.config.heartbeat_s)
+            self.store.heartbeat(self.owner, self.now())
+
+    async def ready(self) -> None:
+        await self._ready.wait()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the live view shows: each rule's state, open orders, feed health."""
+        rules = []
+        for identity, rule in self.rules.items():
+            state = self.states.get(identity)
+            status = state.status if state else "?"
+            if identity in self.pending:
+                status = "frozen" if self.pending[identity].unknown else "sending"
+            rules.append({"rule": identity if rule.name else identity[:12], "status": status,
+                          "firings": state.firings if state else 0,
+                          "reason": self.reasons.get(identity, "")})
+        return {
+            "feed": "live" if self.market.live else "stale",
+            "orders_feed": "live" if self.private_live else "down (polling)",
+            "books": {s: b.state.value for s, b in self.books.items()},
+            "rules": rules,
+            "open_orders": [{"client_oid": t.oid, "symbol": t.symbol, "rule": t.identity}
+                            for t in self.tracked.values()],
+            "trading": self.trading,
+            "stop_reason": self.stop_reason,
+        }
+
+
+def _parse(value: Any) -> datetime | None:
+    return None if value in (None, "") else datetime.fromisoformat(str(value))
+
+
+def _arm_of(inputs: dict[str, Any]) -> Arm | None:
+    data = inputs.get("arm") if isinstance(inputs, dict) else None
+    if not isinstance(data, dict):
+        return None
+    fill = data.get("fill")
+    return Arm(int(data["parent_firing"]),
+               None if fill is None else Fill(Decimal(fill[0]), Decimal(fill[1])))
+
+
+def _stop_body(intent: OrderIntent, oid: str) -> dict[str, Any]:
+    """A KuCoin stop-market order: `stop` loss for a sell (triggers when last <= stopPrice),
+    entry for a buy (last >= stopPrice)."""
+    body: dict[str, Any] = {
+        "clientOid": oid,
+        "symbol": intent.symbol,
+        "side": intent.side,
+        "type": "market",
+        "stop": "loss" if intent.side == "sell" else "entry",
+        "stopPrice": format(intent.stop_price, "f"),
+    }
+    if intent.funds is not None:
+        body["funds"] = format(intent.funds, "f")
+    else:
+        body["size"] = format(intent.size, "f")
+    return body
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when a lease owner `host:pid:...` is a process of this host that is gone."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
