@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -154,7 +154,13 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
             live.update(render())
 
 
-async def run_watcher(config: WatcherConfig, files: list[Path], stop: asyncio.Event) -> None:
+async def run_watcher(
+    config: WatcherConfig,
+    files: list[Path],
+    stop: asyncio.Event,
+    started: Callable[[Watcher], None] | None = None,
+) -> None:
+    """Run until `stop` is set; `started` receives the watcher once it is built (tests)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     in_process = config.mode == "sandbox" and config.exchange_url is None
@@ -206,6 +212,8 @@ async def run_watcher(config: WatcherConfig, files: list[Path], stop: asyncio.Ev
                           config=config, emit=output)
         output("watcher.starting", {"db": _redact(db), "rules": len(program.rules),
                                     "mode": config.mode, "exchange": url})
+        if started is not None:
+            started(watcher)
         view = asyncio.create_task(_view(watcher, stop)) if output.view else None
         try:
             await watcher.run(stop)

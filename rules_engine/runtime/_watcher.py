@@ -731,6 +731,11 @@ class Watcher:
             outcome = await self.orders.place(body)
         now = self.now()
         action = outcome.action
+        if self.pending.get(pending.identity) is not pending:
+            # The exchange already showed the order (the order channel was faster than the
+            # reply): it is adopted, and this reply, even a timeout, changes nothing.
+            self._event("order.reply_after_ack", {"reply": action.name}, oid=pending.oid)
+            return
         if action is Action.OK and isinstance(outcome.data, dict):
             exchange_id = str(outcome.data.get("orderId") or outcome.data.get("id") or "")
             self._acknowledged(pending, exchange_id or None, now, "accepted")

@@ -1,0 +1,334 @@
+"""The watcher end to end, over real sockets: a sandbox on port 0 whose books the test pushes
+(an `ExternalFeed`, so prices are exactly what each test needs), the real `rules-engine run`
+assembly (`run_watcher`), a real SQLite file. Orders are counted in the sandbox's own record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sandbox_support import Sandbox
+from sqlalchemy import create_engine, text
+
+from rules_engine.runtime._config import load_config
+from rules_engine.runtime._run import run_watcher
+from rules_engine.runtime._watcher import Watcher
+from rules_engine.sandbox.config import SandboxConfig
+from rules_engine.sandbox.feeds import ExternalFeed, load_symbols
+from rules_engine.sandbox.server import SandboxState
+from rules_engine.sandbox.state import build_state
+from rules_engine.sandbox.testing import serve
+from rules_engine.store import Store
+
+D = Decimal
+PG_URL = os.environ.get("RULES_ENGINE_TEST_PG_URL")
+SYMBOL = "BTC-USDT"
+
+
+def book(bid: str, ask: str, size: str = "1") -> tuple[list[tuple[D, D]], list[tuple[D, D]]]:
+    b, a = D(bid), D(ask)
+    return ([(b, D(size)), (b - 10, D(size))], [(a, D(size)), (a + 10, D(size))])
+
+
+@dataclass
+class Rig:
+    url: str
+    state: SandboxState
+    feed: ExternalFeed
+    watcher: Watcher
+    db: str
+    http: aiohttp.ClientSession
+
+    def push(self, bid: str, ask: str, trade: str | None = None) -> None:
+        bids, asks = book(bid, ask)
+        self.feed.push(SYMBOL, bids, asks,
+                       trade=(D(trade), D("0.01"), "buy") if trade is not None else None)
+
+    def orders(self) -> list[Any]:
+        """The sandbox's own record: every order it accepted."""
+        return list(self.state.engine.orders.values())
+
+    async def admin(self, path: str, body: dict[str, Any] | None = None) -> None:
+        async with self.http.post(self.url + "/sandbox/admin/" + path, json=body or {}) as r:
+            assert r.status == 200, await r.text()
+
+    def store(self) -> Store:
+        return Store(self.db)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the condition")
+        await asyncio.sleep(0.02)
+
+
+async def settle(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@dataclass
+class Venue:
+    url: str
+    state: SandboxState
+    feed: ExternalFeed
+    http: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def venue(bid: str = "59000", ask: str = "59010",
+                trade: str | None = "59005") -> AsyncIterator[Venue]:
+    feed = ExternalFeed(load_symbols(), [SYMBOL, "ETH-USDT"])
+    bids, asks = book(bid, ask)
+    feed.push(SYMBOL, bids, asks, trade=(D(trade), D("0.01"), "buy") if trade else None)
+    eb, ea = book("3000", "3001")
+    feed.push("ETH-USDT", eb, ea)
+    cfg = SandboxConfig().model_copy(update={"feed_interval_ms": 20})
+    state = build_state(cfg, feed=feed)
+    async with serve(cfg, state=state, run_feed=True) as box, aiohttp.ClientSession() as http:
+        yield Venue(box.url, state, feed, http)
+
+
+@asynccontextmanager
+async def watch(v: Venue, tmp_path: Path, rules: str, db: str | None = None,
+                **settings: Any) -> AsyncIterator[Rig]:
+    rules_file = tmp_path / "test.rules"
+    rules_file.write_text(rules)
+    db = db or f"sqlite:///{tmp_path / 'watcher.sqlite'}"
+    config = load_config(None, {"exchange_url": v.url, "db": db, "view": "off",
+                                "log_format": "json", "request_timeout_s": 1.0,
+                                "order_window_ms": 1000, "resolve_interval_s": 0.2,
+                                "poll_interval_s": 0.5, **settings})
+    stop = asyncio.Event()
+    holder: list[Watcher] = []
+    task = asyncio.create_task(run_watcher(config, [rules_file], stop, holder.append))
+    await until(lambda: bool(holder) or task.done(), 10)
+    if task.done():
+        task.result()
+    watcher = holder[0]
+    await asyncio.wait_for(watcher.ready(), 10)
+    await until(lambda: watcher.market.live and all(b.fresh for b in watcher.books.values()))
+    try:
+        yield Rig(v.url, v.state, v.feed, watcher, db, v.http)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path, rules: str, *, bid: str = "59000", ask: str = "59010",
+              trade: str | None = "59005", **settings: Any) -> AsyncIterator[Rig]:
+    async with venue(bid, ask, trade) as v, watch(v, tmp_path, rules, **settings) as r:
+        yield r
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'watcher.sqlite'}"
+        return
+    if not PG_URL:
+        pytest.skip("RULES_ENGINE_TEST_PG_URL is not set: PostgreSQL tests need a server")
+    schema = "w_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+async def test_the_briefs_one_liner_places_exactly_one_order(
+    tmp_path: Path, db_url: str
+) -> None:
+    rules = "when BTC-USDT bid < 60000 place limit buy 0.01\n"
+    async with venue() as v, watch(v, tmp_path, rules, db=db_url) as r:
+        await until(lambda: len(r.orders()) == 1)
+        order = r.orders()[0]
+        assert (order.req.side, order.req.type) == ("buy", "limit")
+        assert order.req.size == D("0.01") and order.req.price == D("59000")  # joins the bid
+        for n in range(20):  # the bid stays under 60000: a level condition never re-fires
+            r.push(str(59000 - n), str(59010 - n))
+            await settle(0.03)
+        assert len(r.orders()) == 1
+        store = r.store()
+        [firing] = store.firings()
+        assert firing.status == "acknowledged" and firing.client_oid == order.req.client_oid
+        assert firing.inputs["values"]["BTC-USDT bid"] == "59000"
+        assert firing.inputs["books"][SYMBOL]["state"] == "live"
+        kinds = [e.kind for e in store.events() if e.client_oid == firing.client_oid]
+        assert kinds[:2] == ["fired", "firing.sent"]  # intent first, in one commit
+        assert "firing.acknowledged" in kinds
+        store.close()
+
+
+async def test_a_level_rule_fires_when_it_becomes_true_and_only_once(tmp_path: Path) -> None:
+    rules = "when BTC-USDT ask < 58000 place limit buy 0.001 at 57000\n"
+    async with rig(tmp_path, rules) as r:
+        await settle(0.3)
+        assert r.orders() == []  # ask 59010: false
+        r.push("57900", "57950")
+        await until(lambda: len(r.orders()) == 1)
+        r.push("58500", "58510")  # false again: a rule without `repeat` stays done
+        await settle(0.2)
+        r.push("57800", "57850")
+        await settle(0.4)
+        assert len(r.orders()) == 1
+        [state] = r.watcher.states.values()
+        assert state.status == "done" and state.firings == 1
+
+
+async def test_crosses_fires_only_on_a_crossing(tmp_path: Path) -> None:
+    rules = "when BTC-USDT last crosses above 61000 place market buy 100 USDT\n"
+    async with rig(tmp_path, rules, trade="61500") as r:
+        await settle(0.3)
+        # Already above when first seen: a first observation is a baseline, not an edge.
+        r.push("61400", "61410", trade="61600")
+        await settle(0.3)
+        assert r.orders() == []
+        r.push("60400", "60410", trade="60500")  # below
+        await settle(0.3)
+        assert r.orders() == []
+        r.push("61100", "61110", trade="61200")  # crossing
+        await until(lambda: len(r.orders()) == 1)
+        order = r.orders()[0]
+        assert order.req.type == "market" and order.req.funds == D("100")
+        r.push("60400", "60410", trade="60500")
+        await settle(0.2)
+        r.push("61100", "61110", trade="61300")  # a second crossing: the rule is done
+        await settle(0.4)
+        assert len(r.orders()) == 1
+
+
+async def test_an_out_of_sync_book_never_fires(tmp_path: Path) -> None:
+    rules = "when BTC-USDT bid < 58000 place limit buy 0.001 at 57000\n"
+    async with rig(tmp_path, rules) as r:
+        # The snapshot endpoint fails, and the next level2 message is lost: a gap.
+        await r.admin("faults", {"http_5xx": True, "skip_level2": 1})
+        r.push("59001", "59011")  # lost
+        await settle(0.1)
+        r.push("57500", "57510")  # the rule's condition, in the message after the gap
+        await until(lambda: not r.watcher.books[SYMBOL].fresh)
+        await settle(0.6)
+        assert r.orders() == []
+        assert r.watcher.market.values.get(next(iter(r.watcher.index.leaves()))) is None
+        await r.admin("faults", {"http_5xx": False, "skip_level2": 0})
+        await until(lambda: len(r.orders()) == 1, 10)  # resynced: now it may fire
+        store = r.store()
+        assert any(e.kind == "book.gap" for e in store.events())
+        store.close()
+
+
+async def test_a_stale_feed_never_fires(tmp_path: Path) -> None:
+    rules = "when BTC-USDT last < 58000 place market buy 50 USDT\n"
+    async with rig(tmp_path, rules) as r:
+        # Drop every WebSocket and refuse new tokens: the feed is stale until it is back.
+        await r.admin("faults", {"http_5xx": True})
+        await r.admin("drop-ws")
+        await until(lambda: not r.watcher.market.live)
+        r.push("57500", "57510", trade="57505")
+        await settle(0.6)
+        assert r.orders() == []
+        await r.admin("faults", {"http_5xx": False})
+        await until(lambda: r.watcher.market.live, 10)
+        r.push("57400", "57410", trade="57405")  # a fresh trade on the live connection
+        await until(lambda: len(r.orders()) == 1, 10)
+        store = r.store()
+        kinds = [e.kind for e in store.events()]
+        assert "feed.stale" in kinds and kinds.index("feed.stale") < kinds.index("fired")
+        store.close()
+
+
+async def test_an_order_whose_reply_times_out_is_adopted_not_resent(
+    tmp_path: Path, db_url: str
+) -> None:
+    rules = "when BTC-USDT bid < 58000 place limit buy 0.001 at 57000\n"
+    async with venue() as v, watch(v, tmp_path, rules, db=db_url) as r:
+        await r.admin("faults", {"timeout_after_accept": True})
+        r.push("57900", "57910")
+        await until(lambda: len(r.orders()) == 1)
+        await settle(1.5)  # the reply never comes: the request times out after 1 s
+        await r.admin("faults", {"timeout_after_accept": False})
+        await r.admin("release")
+        await until(lambda: not r.watcher.pending, 10)
+        await settle(0.5)
+        assert len(r.orders()) == 1  # the exchange showed it: adopted, never sent twice
+        store = r.store()
+        [firing] = store.firings()
+        assert firing.status == "acknowledged"
+        assert store.orders()[0].exchange_id == r.orders()[0].id
+        store.close()
+
+
+async def test_an_order_with_the_engines_prefix_unknown_to_the_store_is_adopted(
+    tmp_path: Path,
+) -> None:
+    rules = "when BTC-USDT bid < 1 place limit buy 0.01\n"
+    async with venue() as v:
+        async with watch(v, tmp_path, rules) as r:
+            prefix = r.watcher.prefix
+        # As if a commit had been lost: an order of this engine the store never recorded.
+        box = Sandbox(v.url, v.state, v.http)
+        oid = prefix + "lost0commit0000000000000000"[: 40 - len(prefix)]
+        await box.ok("POST", "/api/v1/hf/orders", body={
+            "clientOid": oid, "symbol": SYMBOL, "side": "buy", "type": "limit",
+            "price": "50000", "size": "0.001"})
+        async with watch(v, tmp_path, rules) as r:
+            assert oid in r.watcher.tracked
+            store = r.store()
+            [row] = [o for o in store.orders() if o.client_oid == oid]
+            assert row.status == "open" and row.price == D("50000")
+            assert any(e.kind == "order.adopted" and e.client_oid == oid
+                       for e in store.events())
+            store.close()
+
+
+async def test_a_refused_order_blocks_its_rule_with_the_reason_and_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    rules = "rule too_big on BTC-USDT:\n    when bid < 60000\n    place limit buy 50 at 58000\n"
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: r.watcher.states["too_big"].status == "blocked")
+        await settle(0.3)
+        assert r.orders() == []  # refused: the sandbox kept nothing
+        assert "200004" in r.watcher.reasons["too_big"]
+        store = r.store()
+        [firing] = store.firings()
+        assert firing.status == "refused"
+        store.close()
+
+
+async def test_a_second_watcher_on_the_same_database_refuses_to_start(tmp_path: Path) -> None:
+    async with rig(tmp_path, "when BTC-USDT bid < 1 place limit buy 0.01\n") as r:
+        config = load_config(None, {"exchange_url": r.url, "db": r.db, "view": "off"})
+        rules_file = tmp_path / "test.rules"
+        from rules_engine.runtime._run import Fatal
+
+        with pytest.raises(Fatal, match="another watcher"):
+            await run_watcher(config, [rules_file], asyncio.Event())
+
+
+async def test_a_fresh_sandbox_is_refused_instead_of_reconciled(tmp_path: Path) -> None:
+    rules = "when BTC-USDT bid < 1 place limit buy 0.01\n"
+    async with rig(tmp_path, rules):
+        pass
+    from rules_engine.runtime._run import Fatal
+
+    with pytest.raises(Fatal, match="another venue"):
+        async with rig(tmp_path, rules):
+            pass
