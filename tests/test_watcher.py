@@ -332,3 +332,30 @@ async def test_a_fresh_sandbox_is_refused_instead_of_reconciled(tmp_path: Path) 
     with pytest.raises(Fatal, match="another venue"):
         async with rig(tmp_path, rules):
             pass
+
+
+async def test_an_unknown_order_proven_absent_after_the_deadline_is_sent_again_once(
+    tmp_path: Path,
+) -> None:
+    rules = "when BTC-USDT bid < 58000 place limit buy 0.001 at 57000\n"
+    async with rig(tmp_path, rules) as r:
+        await r.admin("faults", {"http_5xx": True})  # the POST gets a 503: outcome unknown
+        r.push("57900", "57910")
+        await until(lambda: any(p.unknown for p in r.watcher.pending.values()), 5)
+        assert r.orders() == []
+        await settle(0.5)
+        await r.admin("faults", {"http_5xx": False})
+        # Lookups now answer "no such order"; after the deadline (1 s window + 1 s timeout)
+        # two agreeing lookups prove it absent, and the same firing is decided again.
+        await until(lambda: len(r.orders()) == 1, 15)
+        await until(lambda: not r.watcher.pending, 5)
+        await settle(0.5)
+        assert len(r.orders()) == 1
+        store = r.store()
+        [firing] = store.firings()
+        assert firing.number == 1 and firing.status == "acknowledged"
+        assert r.orders()[0].req.client_oid == firing.client_oid  # the same clientOid
+        kinds = [e.kind for e in store.events() if e.client_oid == firing.client_oid]
+        assert kinds.index("firing.unknown") < kinds.index("firing.not_placed") < kinds.index(
+            "fired.again")
+        store.close()

@@ -806,6 +806,10 @@ class Watcher:
         self.store.settle(pending.oid, now, firing_to=firing_to, order_to="not_placed",
                           state=row_state, payload={"why": why or status})
         self.emit(status, {"rule": pending.identity, "client_oid": pending.oid, "why": why})
+        rule = self.rules.get(pending.identity)
+        if row_state is not None and rule is not None and self._ready.is_set():
+            # Decided again on the values as they are now: no market move needs to select it.
+            self.evaluate([rule], now)
 
     def _halt(self, reason: str) -> None:
         if self.trading:
