@@ -22,9 +22,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 __all__ = ["ConfigError", "RiskLimits", "WatcherConfig", "is_loopback", "load_config"]
 
-KUCOIN_URL = "https://api.kucoin.com"
-
-
 class ConfigError(Exception):
     """A configuration that cannot run: the message names the key and the fix."""
 
@@ -53,9 +50,6 @@ class WatcherConfig(BaseSettings):
     mode: Literal["sandbox", "paper", "live"] = "sandbox"
     exchange_url: str | None = Field(
         default=None, description="REST base URL; none: in-process sandbox, or KuCoin (live)"
-    )
-    market_url: str = Field(
-        default=KUCOIN_URL, description="public market data in paper mode"
     )
     db: str | None = Field(default=None, description="SQLAlchemy URL of the store")
     key_file: Path | None = None

@@ -1,0 +1,126 @@
+"""`rules-engine run` on the command line: bad input gets a clear message and exit 2 (never a
+traceback), rule errors exit 1, and the quickstart fires on the built-in sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rules_engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE = "when BTC-USDT bid < 1 place limit buy 0.01\n"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["run", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    path = tmp_path / "a.rules"
+    path.write_text(RULE)
+    return path
+
+
+def test_live_mode_needs_the_live_flag(capsys: pytest.CaptureFixture[str], rules: Path) -> None:
+    code, err = run(capsys, str(rules), "--mode", "live")
+    assert code == 2 and "--mode live and --live together" in err
+
+
+def test_live_mode_needs_risk_limits(
+    capsys: pytest.CaptureFixture[str], rules: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[risk]\nmax_open_orders = 3\n')
+    code, err = run(capsys, str(rules), "--mode", "live", "--live", "--config", str(config))
+    assert code == 2 and "risk.max_order_notional" in err and "Traceback" not in err
+
+
+def test_the_live_flag_alone_is_refused(capsys: pytest.CaptureFixture[str], rules: Path) -> None:
+    code, err = run(capsys, str(rules), "--live")
+    assert code == 2 and "--live only goes with --mode live" in err
+
+
+def test_signed_requests_go_to_loopback_only_outside_live_mode(
+    capsys: pytest.CaptureFixture[str], rules: Path
+) -> None:
+    code, err = run(capsys, str(rules), "--exchange-url", "https://api.kucoin.com")
+    assert code == 2 and "loopback addresses only" in err
+
+
+def test_paper_mode_says_it_is_not_built(capsys: pytest.CaptureFixture[str], rules: Path) -> None:
+    code, err = run(capsys, str(rules), "--mode", "paper")
+    assert code == 2 and "paper mode is not built yet" in err
+
+
+def test_a_bad_config_key_is_named(
+    capsys: pytest.CaptureFixture[str], rules: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('order_window_ms = 10\nbogus = 1\n[max_age]\nprice = 3\n')
+    code, err = run(capsys, str(rules), "--config", str(config))
+    assert code == 2
+    assert "order_window_ms" in err and "bogus: unknown key" in err and "max_age" in err
+
+
+def test_a_config_that_is_not_toml_is_named(
+    capsys: pytest.CaptureFixture[str], rules: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("mode = [\n")
+    code, err = run(capsys, str(rules), "--config", str(config))
+    assert code == 2 and "not valid TOML" in err
+
+
+def test_missing_rule_files_and_bad_durations_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, rules: Path
+) -> None:
+    code, err = run(capsys, str(tmp_path / "nope.rules"))
+    assert code == 2 and "no such rule file" in err
+    code, err = run(capsys, str(rules), "--duration", "-1")
+    assert code == 2 and "--duration" in err
+
+
+def _cli(*argv: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "RULES_ENGINE_VIEW": "off"}
+    return subprocess.run(
+        [sys.executable, "-m", "rules_engine", "run", *argv],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False,
+    )
+
+
+def test_rule_files_with_errors_exit_1_with_the_diagnostics(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.rules"
+    bad.write_text("when BTC-USDT bidd < 60000 place limit buy 0.01\n")
+    result = _cli(str(bad), "--duration", "5", tmp_path=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "E104" in result.stderr and "bidd" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_quickstart_fires_orders_on_the_built_in_sandbox(tmp_path: Path) -> None:
+    result = _cli("examples/quickstart.rules", "--duration", "6", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("fired") >= 1 and "acknowledged" in kinds
+    # The default store: one SQLite file per account in the user's state directory, with the
+    # sandbox's state beside it (so a restart meets the same venue).
+    folder = tmp_path / "state" / "rules-engine"
+    assert (folder / "sandbox.sqlite").exists()
+    assert (folder / "sandbox.sqlite.sandbox.json").exists()
+    again = _cli("examples/quickstart.rules", "--duration", "4", tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr  # same venue: recovery, no new one-shot firings
+    kinds = [json.loads(x)["event"] for x in again.stderr.splitlines() if x.startswith("{")]
+    assert "recovered" in kinds
+    assert "fired" not in kinds or all(
+        json.loads(x).get("rule") == "quick_exit"
+        for x in again.stderr.splitlines() if x.startswith("{") and '"fired"' in x
+    )
