@@ -55,9 +55,9 @@ def test_signed_requests_go_to_loopback_only_outside_live_mode(
     assert code == 2 and "loopback addresses only" in err
 
 
-def test_paper_mode_says_it_is_not_built(capsys: pytest.CaptureFixture[str], rules: Path) -> None:
-    code, err = run(capsys, str(rules), "--mode", "paper")
-    assert code == 2 and "paper mode is not built yet" in err
+def test_paper_mode_takes_no_exchange_url(capsys: pytest.CaptureFixture[str], rules: Path) -> None:
+    code, err = run(capsys, str(rules), "--mode", "paper", "--exchange-url", "http://127.0.0.1:1")
+    assert code == 2 and "local sandbox it starts itself" in err
 
 
 def test_a_bad_config_key_is_named(

@@ -359,3 +359,41 @@ async def test_an_unknown_order_proven_absent_after_the_deadline_is_sent_again_o
         assert kinds.index("firing.unknown") < kinds.index("firing.not_placed") < kinds.index(
             "fired.again")
         store.close()
+
+
+async def test_paper_mode_fills_orders_locally_against_the_market_it_follows(
+    tmp_path: Path,
+) -> None:
+    """A second sandbox stands in for KuCoin's public feed; the paper watcher's orders go to
+    its own local sandbox, whose books are the followed market's."""
+    market_cfg = SandboxConfig().model_copy(update={"feed_interval_ms": 50})
+    async with serve(market_cfg, run_feed=True) as market:
+        rules = tmp_path / "paper.rules"
+        rules.write_text("when BTC-USDT bid > 1 place market buy 100 USDT\n"
+                         "when BTC-USDT ask > 1 place limit buy 0.001 at bid - 1000\n")
+        config = load_config(None, {"mode": "paper", "market_url": market.url,
+                                    "db": f"sqlite:///{tmp_path / 'paper.sqlite'}",
+                                    "view": "off", "log_format": "json"})
+        stop = asyncio.Event()
+        holder: list[Watcher] = []
+        task = asyncio.create_task(run_watcher(config, [rules], stop, holder.append))
+        await until(lambda: bool(holder) or task.done(), 10)
+        watcher = holder[0]
+        try:
+            await until(lambda: watcher.fired == 2 and not watcher.pending, 15)
+            await until(lambda: len(watcher.tracked) == 1, 10)  # the market order filled
+            store = Store(config.db or "")
+            filled = [o for o in store.orders() if o.status == "filled"]
+            resting = [o for o in store.orders() if o.status == "open"]
+            assert len(filled) == 1 and len(resting) == 1
+            fills = store.fills()
+            assert fills and all(f.client_oid == filled[0].client_oid for f in fills)
+            best_ask = market.state.engine.books[SYMBOL].best("asks")
+            assert best_ask is not None
+            assert abs(fills[0].price - best_ask) / best_ask < D("0.01")  # the market's price
+            store.close()
+            assert watcher.rest.base_url != market.url
+            assert market.state.engine.orders == {}  # nothing was sent to the market itself
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)

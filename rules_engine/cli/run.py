@@ -4,7 +4,8 @@
 * `sandbox` (default): without `--exchange-url`, a sandbox starts in this process with its
   demo feed, its state kept in a file beside the database (so a restart meets the same
   venue); with one, that sandbox (loopback only) and the demo key unless keys are set.
-* `paper`: not built yet; says so (see docs/operations.md).
+* `paper`: market data from KuCoin's public feed (`market_url`), orders signed to a sandbox
+  started in this process whose books are KuCoin's (simulated fills and balances).
 * `live`: real KuCoin; needs `--mode live` and `--live` together, API keys, and the risk
   limits `risk.max_order_notional` and `risk.max_open_orders`. In every other mode signed
   requests go to loopback addresses only.
@@ -112,10 +113,14 @@ def _check_mode(config: WatcherConfig, live_flag: bool) -> None:
     if live_flag:
         raise _Usage("--live only goes with --mode live")
     if config.mode == "paper":
-        raise _Usage(
-            "paper mode is not built yet: use the sandbox (the default), whose synthetic "
-            "market is anchored on real BTC-USDT candles"
-        )
+        if config.exchange_url is not None:
+            raise _Usage(
+                "paper mode places its orders on a local sandbox it starts itself: give the "
+                "market data's URL as market_url in the config, not --exchange-url"
+            )
+        if not config.market_url.startswith(("http://", "https://")):
+            raise _Usage("market_url must start with http:// or https://")
+        return
     if config.exchange_url is not None and not is_loopback(config.exchange_url):
         raise _Usage(
             f"in {config.mode} mode signed requests go to loopback addresses only, and "

@@ -52,6 +52,12 @@ class WatcherConfig(BaseSettings):
         default=None, description="REST base URL; none: in-process sandbox, or KuCoin (live)"
     )
     db: str | None = Field(default=None, description="SQLAlchemy URL of the store")
+    market_url: str = Field(
+        default="https://api.kucoin.com", description="paper mode: where market data comes from"
+    )
+    paper_balances: dict[str, Decimal] | None = Field(
+        default=None, description="paper mode: the simulated account's balances"
+    )
     key_file: Path | None = None
     order_family: Literal["auto", "hf", "legacy"] = "auto"
     order_window_ms: int = Field(default=10_000, ge=1_000, le=60_000)

@@ -127,6 +127,10 @@ class MarketState:
     def set_candles(self, symbol: str, timeframe: str, series: CandleView) -> None:
         self._entry(symbol).candles[timeframe] = series
 
+    def ticker(self, symbol: str) -> Ticker | None:
+        entry = self._symbols.get(symbol)
+        return None if entry is None else entry.ticker
+
     def on_ticker(self, ticker: Ticker, now: datetime) -> None:
         entry = self._symbols.get(ticker.symbol)
         if entry is not None:

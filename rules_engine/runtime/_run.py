@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,7 +23,8 @@ from rules_engine.adapters.kucoin._keys import KeyError_, check_key, load_creden
 from rules_engine.adapters.kucoin._market import KucoinMarket
 from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.adapters.kucoin._signing import Credentials, Secret
-from rules_engine.compiler import Compiler
+from rules_engine.compiler import CompiledRule, Compiler
+from rules_engine.core.symbols import SymbolDataError, SymbolTable
 from rules_engine.dsl import Severity, SourceFile, format_text
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._watcher import Watcher, WatcherError
@@ -57,11 +59,11 @@ def account_name(mode: str, url: str | None, api_key: str | None) -> str:
     return f"{mode}-{digest}"
 
 
-def _credentials(config: WatcherConfig, in_process: bool) -> Credentials:
+def _credentials(config: WatcherConfig, local: bool) -> Credentials:
     from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET
 
     demo = Credentials(DEMO_KEY, Secret(DEMO_SECRET), Secret(DEMO_PASSPHRASE), "2")
-    if in_process:
+    if local:
         return demo
     has_env = any(os.environ.get(k) for k in ("RULES_ENGINE_API_KEY", "RULES_ENGINE_API_SECRET",
                                               "RULES_ENGINE_API_PASSPHRASE"))
@@ -73,6 +75,14 @@ def _credentials(config: WatcherConfig, in_process: bool) -> Credentials:
         raise Fatal(str(err)) from None
 
 
+def _state_file(db: str, name: str) -> Path:
+    """The local venue's state file, beside the store (so a restart meets the same venue)."""
+    path = _sqlite_path(db)
+    if path is not None:
+        return path.parent / f"{path.name}.sandbox.json"
+    return Path(default_db(name)[len("sqlite:///"):]).parent / f"{name}.sandbox.json"
+
+
 def _sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///"):])
@@ -82,17 +92,22 @@ def _sqlite_path(url: str) -> Path | None:
 @contextlib.asynccontextmanager
 async def _sandbox(config: WatcherConfig, db: str) -> AsyncIterator[str]:
     """A sandbox in this process, its state in a file beside the database."""
+    from rules_engine.sandbox.config import SandboxConfig
+    from rules_engine.sandbox.server import build_state
+
+    state = build_state(SandboxConfig(), feed_name=config.sandbox_feed, seed=config.sandbox_seed,
+                        speed=config.sandbox_speed, state_file=_state_file(db, "sandbox"))
+    async with _local_venue(state) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _local_venue(state: Any) -> AsyncIterator[str]:
+    """Serve a sandbox state on 127.0.0.1 (a free port), its feed running."""
     from aiohttp import web
 
-    from rules_engine.sandbox.config import SandboxConfig
-    from rules_engine.sandbox.server import build_state, create_app
+    from rules_engine.sandbox.server import create_app
 
-    path = _sqlite_path(db)
-    folder = path.parent if path is not None else Path(default_db("sandbox")[10:]).parent
-    stem = path.name if path is not None else "sandbox"
-    state_file = folder / f"{stem}.sandbox.json"
-    state = build_state(SandboxConfig(), feed_name=config.sandbox_feed, seed=config.sandbox_seed,
-                        speed=config.sandbox_speed, state_file=state_file)
     runner = web.AppRunner(create_app(state, run_feed=True), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -154,6 +169,94 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
             live.update(render())
 
 
+async def _compile(files: list[Path], symbols: SymbolTable) -> tuple[CompiledRule, ...]:
+    sources = []
+    for path in files:
+        try:
+            sources.append(SourceFile.read(path, display=str(path)))
+        except OSError as err:
+            raise Fatal(f"cannot read {path}: {err.strerror or err}") from None
+    program = Compiler(symbols).compile(sources)
+    errors = [d for d in program.diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        raise RulesRejected(
+            format_text(errors, {s.path: s for s in sources})
+            + f"\n{len(errors)} error(s): nothing runs until `rules-engine lint` is clean"
+        )
+    return program.rules
+
+
+async def _symbols(rest: KucoinRest) -> SymbolTable:
+    synced = await rest.sync_time()
+    if synced.action is not Action.OK:
+        raise Fatal(f"cannot reach the exchange at {rest.base_url}: {synced.message}")
+    try:
+        return await KucoinMarket(rest).symbols()
+    except (ConnectionError, SymbolDataError) as err:
+        raise Fatal(f"cannot read the exchange's symbols at {rest.base_url}: {err}") from None
+
+
+def _traded(rules: tuple[CompiledRule, ...]) -> list[str]:
+    """Every symbol a rule reads or trades, in a stable order."""
+    found: dict[str, None] = {}
+    for rule in rules:
+        for symbol in sorted(rule.symbols):
+            found.setdefault(symbol)
+        if rule.order is not None:
+            found.setdefault(rule.order.symbol)
+    return list(found)
+
+
+@contextlib.asynccontextmanager
+async def _paper_venue(
+    config: WatcherConfig, db: str, table: SymbolTable, symbols: list[str]
+) -> AsyncIterator[tuple[str, _Bridge]]:
+    """A local sandbox whose books are KuCoin's, pushed in by `_bridge`: the watcher's orders
+    are matched against the real market, with simulated balances."""
+    from rules_engine.sandbox.config import SandboxConfig
+    from rules_engine.sandbox.feeds import ExternalFeed
+    from rules_engine.sandbox.server import build_state
+
+    feed = ExternalFeed(table, symbols)
+    sandbox_config = SandboxConfig()
+    if config.paper_balances:
+        sandbox_config = sandbox_config.model_copy(update={"balances": config.paper_balances})
+    state = build_state(sandbox_config, feed=feed, state_file=_state_file(db, "paper"))
+    async with _local_venue(state) as url:
+        yield url, _Bridge(feed, state)
+
+
+class _Bridge:
+    """Paper mode: each time the watcher's copy of a KuCoin book or ticker moves, before any
+    rule sees it, the local venue gets the same book (50 levels a side) and the new last trade,
+    applied at once, so its matching engine fills the watcher's orders at market prices."""
+
+    def __init__(self, feed: Any, state: Any) -> None:
+        self.feed = feed
+        self.state = state
+        self.watcher: Watcher | None = None
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, symbol: str) -> None:
+        watcher = self.watcher
+        book = watcher.books.get(symbol) if watcher is not None else None
+        if watcher is None or book is None or not book.fresh:
+            return
+        bids, asks = book.depth(50)
+        ticker = watcher.market.ticker(symbol)
+        trade = None
+        price = ticker.price if ticker is not None else None
+        if ticker is not None and price is not None and self.last.get(symbol) != price:
+            self.last[symbol] = price
+            trade = (ticker.price, ticker.size or Decimal(0), "buy")
+        try:
+            self.feed.push(symbol, bids, asks, trade=trade)
+        except ValueError as err:  # a book the venue cannot take: say so, keep going
+            watcher.emit("paper.push_refused", {"symbol": symbol, "error": str(err)})
+            return
+        self.state.feed_step(force=True)
+
+
 async def run_watcher(
     config: WatcherConfig,
     files: list[Path],
@@ -163,40 +266,36 @@ async def run_watcher(
     """Run until `stop` is set; `started` receives the watcher once it is built (tests)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    in_process = config.mode == "sandbox" and config.exchange_url is None
-    credentials = _credentials(config, in_process)
-    account = account_name(config.mode, config.exchange_url, credentials.api_key)
+    local = config.mode == "paper" or (config.mode == "sandbox" and config.exchange_url is None)
+    credentials = _credentials(config, local)
+    url_for_account = config.market_url if config.mode == "paper" else config.exchange_url
+    account = account_name(config.mode, url_for_account, credentials.api_key)
     db = config.db or default_db(account)
     output = Output(config)
     async with contextlib.AsyncExitStack() as stack:
-        url = config.exchange_url
-        if in_process:
+        market_rest: KucoinRest | None = None
+        bridge: _Bridge | None = None
+        extra: list[str] = []
+        if config.mode == "paper":
+            market_rest = await stack.enter_async_context(
+                KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
+            )
+            table = await _symbols(market_rest)
+            rules = await _compile(files, table)
+            extra = _traded(rules)
+            url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
+            output("paper.started", {"rest_url": url, "market": config.market_url})
+        elif config.mode == "sandbox" and config.exchange_url is None:
             url = await stack.enter_async_context(_sandbox(config, db))
             output("sandbox.started", {"rest_url": url})
-        assert url is not None
+        else:
+            assert config.exchange_url is not None
+            url = config.exchange_url
         rest = await stack.enter_async_context(
             KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4)
         )
-        synced = await rest.sync_time()
-        if synced.action is not Action.OK:
-            raise Fatal(f"cannot reach the exchange at {url}: {synced.message}")
-        try:
-            symbols = await KucoinMarket(rest).symbols()
-        except ConnectionError as err:
-            raise Fatal(f"cannot read the exchange's symbols at {url}: {err}") from None
-        sources = []
-        for path in files:
-            try:
-                sources.append(SourceFile.read(path, display=str(path)))
-            except OSError as err:
-                raise Fatal(f"cannot read {path}: {err.strerror or err}") from None
-        program = Compiler(symbols).compile(sources)
-        errors = [d for d in program.diagnostics if d.severity is Severity.ERROR]
-        if errors:
-            raise RulesRejected(
-                format_text(errors, {s.path: s for s in sources})
-                + f"\n{len(errors)} error(s): nothing runs until `rules-engine lint` is clean"
-            )
+        symbols = await _symbols(rest)
+        rules = await _compile(files, symbols)
         if config.mode == "live":
             try:
                 checked = await check_key(rest)
@@ -208,9 +307,12 @@ async def run_watcher(
 
         store = Store(db)
         stack.callback(store.close)
-        watcher = Watcher(program.rules, symbols=symbols, store=store, rest=rest,
-                          config=config, emit=output)
-        output("watcher.starting", {"db": _redact(db), "rules": len(program.rules),
+        watcher = Watcher(rules, symbols=symbols, store=store, rest=rest, config=config,
+                          emit=output, market_rest=market_rest, book_symbols=extra,
+                          on_market=bridge)
+        if bridge is not None:
+            bridge.watcher = watcher
+        output("watcher.starting", {"db": _redact(db), "rules": len(rules),
                                     "mode": config.mode, "exchange": url})
         if started is not None:
             started(watcher)
@@ -220,8 +322,8 @@ async def run_watcher(
         except WatcherError as err:
             raise Fatal(str(err)) from None
         finally:
+            stop.set()
             if view is not None:
-                stop.set()
                 await view
         output("run.done", {"fired": watcher.fired})
 

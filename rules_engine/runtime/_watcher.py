@@ -142,7 +142,15 @@ class Watcher:
         config: WatcherConfig,
         emit: Callable[[str, dict[str, Any]], None] | None = None,
         now: Callable[[], datetime] = utc_now,
+        market_rest: KucoinRest | None = None,
+        book_symbols: Iterable[str] = (),
+        on_market: Callable[[str], None] | None = None,
     ) -> None:
+        """`market_rest`: where public market data comes from when it is not the exchange that
+        takes the orders (paper mode: KuCoin's public feed, orders to a local sandbox);
+        `book_symbols`: symbols whose level2 book is followed even if no rule reads it;
+        `on_market(symbol)`: called when a symbol's book or ticker moved, before any rule is
+        evaluated on it (paper mode hands the book to the local venue there)."""
         self.symbols = symbols
         self.store = store
         self.rest = rest
@@ -172,6 +180,10 @@ class Watcher:
         self.tracked: dict[str, _Tracked] = {}  # by clientOid
         self.orders = KucoinOrders(rest, "hf")
         self.kucoin = KucoinMarket(rest)
+        self.market_rest = market_rest or rest
+        self.public_data = KucoinMarket(self.market_rest)
+        self.extra_books = list(dict.fromkeys(book_symbols))
+        self.on_market = on_market
         self.engine_id = ""
         self.prefix = ""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -315,7 +327,7 @@ class Watcher:
             series = CandleSeries(symbol, timeframe, keep=max(count, 10))
             start = now - timedelta(seconds=seconds * (min(count, 1400) + 2))
             try:
-                history = await self.kucoin.candles(symbol, kind, start, now)
+                history = await self.public_data.candles(symbol, kind, start, now)
                 series.load(history, now)
             except (ConnectionError, PayloadError) as err:
                 self._event("candles.error", {"symbol": symbol, "timeframe": timeframe,
@@ -325,12 +337,14 @@ class Watcher:
 
     def _start_feeds(self) -> None:
         now = self.now()
-        for symbol in self.market.book_symbols():
+        for symbol in dict.fromkeys([*self.market.book_symbols(), *self.extra_books]):
             book = Level2Book(symbol, now)
             self.books[symbol] = book
             self.market.set_book(symbol, book)
-        symbols = self.market.symbols
-        public = KucoinWs(self.rest, on_message=self.on_public, on_state=self.on_public_state)
+        symbols = list(dict.fromkeys([*self.market.symbols, *self.extra_books]))
+        public = KucoinWs(
+            self.market_rest, on_message=self.on_public, on_state=self.on_public_state
+        )
         public.subscribe(batched_topics("/market/ticker:", symbols))
         if self.books:
             public.subscribe(batched_topics("/market/level2:", self.books))
@@ -503,7 +517,7 @@ class Watcher:
                     book.mark_stale("a malformed level2 message", now)
                     book.state = BookState.SYNCING
                     self._resync(symbol, "malformed level2 message")
-                    self._apply(self.market.refresh(symbol, now), now)
+                    self._changed(symbol, now)
             return
         if subject == "trade.l2update":
             symbol = str(frame["data"].get("symbol") or frame["topic"].split(":", 1)[1])
@@ -514,22 +528,22 @@ class Watcher:
             if result is Step.RESYNC:
                 self._event("book.gap", {"symbol": symbol, "reason": book.reason})
                 self._resync(symbol, book.reason)
-                self._apply(self.market.refresh(symbol, now), now)
+                self._changed(symbol, now)
             elif result is Step.BUFFERED and book.state is not BookState.LIVE:
                 self._resync(symbol, book.reason)
             elif result is Step.APPLIED:
-                self._apply(self.market.refresh(symbol, now), now)
+                self._changed(symbol, now)
         elif isinstance(event, Ticker):
             self.market.on_ticker(event, now)
-            self._apply(self.market.refresh(event.symbol, now), now)
+            self._changed(event.symbol, now)
         elif isinstance(event, Stats24h):
             self.market.on_stats(event, now)
-            self._apply(self.market.refresh(event.symbol, now), now)
+            self._changed(event.symbol, now)
         elif isinstance(event, Candle):
             for (symbol, timeframe), series in self.series.items():
                 same = symbol == event.symbol and TIMEFRAME_TYPES[timeframe].type == event.interval
                 if same and series.update(event, now):
-                    self._apply(self.market.refresh(symbol, now), now)
+                    self._changed(symbol, now)
 
     def _resync(self, symbol: str, reason: str) -> None:
         if symbol in self._fetching or self._stop.is_set():
@@ -539,7 +553,7 @@ class Watcher:
 
     async def _snapshot(self, symbol: str, reason: str) -> None:
         try:
-            outcome = await self.kucoin.level2(symbol, 100)
+            outcome = await self.public_data.level2(symbol, 100)
             book = self.books[symbol]
             now = self.now()
             if outcome.action is not Action.OK:
@@ -554,7 +568,7 @@ class Watcher:
             self._event("book.resync", {"symbol": symbol, "reason": reason,
                                         "sequence": sequence, "live": book.fresh})
             if result is Step.APPLIED:
-                self._apply(self.market.refresh(symbol, now), now)
+                self._changed(symbol, now)
         finally:
             self._fetching.discard(symbol)
         if self.books[symbol].state is not BookState.LIVE and not self._stop.is_set():
@@ -562,6 +576,11 @@ class Watcher:
             self._resync(symbol, "the snapshot did not join the deltas")
 
     # ================================================================ evaluation
+
+    def _changed(self, symbol: str, now: datetime) -> None:
+        if self.on_market is not None:
+            self.on_market(symbol)
+        self._apply(self.market.refresh(symbol, now), now)
 
     def _apply(self, changes: list[Any], now: datetime) -> None:
         if not changes:
