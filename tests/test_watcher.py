@@ -118,7 +118,9 @@ async def watch(v: Venue, tmp_path: Path, rules: str, db: str | None = None,
     if task.done():
         task.result()
     watcher = holder[0]
-    await asyncio.wait_for(watcher.ready(), 10)
+    await until(lambda: watcher._ready.is_set() or task.done(), 10)
+    if task.done():
+        task.result()  # it stopped at start: its error is the test's
     await until(lambda: watcher.market.live and all(b.fresh for b in watcher.books.values()))
     try:
         yield Rig(v.url, v.state, v.feed, watcher, db, v.http)
