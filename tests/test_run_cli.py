@@ -124,3 +124,24 @@ def test_the_quickstart_fires_orders_on_the_built_in_sandbox(tmp_path: Path) -> 
         json.loads(x).get("rule") == "quick_exit"
         for x in again.stderr.splitlines() if x.startswith("{") and '"fired"' in x
     )
+
+
+def test_sigterm_stops_the_watcher_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "RULES_ENGINE_VIEW": "off"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rules_engine", "run", "examples/quickstart.rules"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )
+    assert process.stderr is not None
+    with process, process.stderr:
+        deadline = time.monotonic() + 30
+        for line in process.stderr:
+            if '"event": "acknowledged"' in line or time.monotonic() > deadline:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert process.wait(timeout=20) == 0
+    assert '"event": "watcher.stopped"' in rest and "Traceback" not in rest

@@ -399,3 +399,49 @@ async def test_paper_mode_fills_orders_locally_against_the_market_it_follows(
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
+
+
+async def test_repeat_re_arms_after_the_cooldown_once_the_condition_was_false(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule again on BTC-USDT:\n    when bid < 58000\n    place limit buy 0.001 at 50000\n"
+             "    repeat every 1s max 2\n")
+    async with rig(tmp_path, rules) as r:
+        r.push("57900", "57910")
+        await until(lambda: len(r.orders()) == 1)
+        await settle(1.3)  # the cooldown passed, but the condition was never false: no firing
+        assert len(r.orders()) == 1
+        r.push("58100", "58110")
+        await settle(0.2)
+        r.push("57800", "57810")
+        await until(lambda: len(r.orders()) == 2)
+        r.push("58100", "58110")
+        await settle(1.2)
+        r.push("57700", "57710")
+        await settle(0.5)
+        assert len(r.orders()) == 2  # max 2
+        assert r.watcher.states["again"].status == "done"
+        oids = {o.req.client_oid for o in r.orders()}
+        assert len(oids) == 2  # firing 1 and firing 2: two clientOids
+
+
+async def test_candle_values_come_from_closed_candles_of_the_exchange(tmp_path: Path) -> None:
+    """The synthetic sandbox serves real hourly BTC-USDT candles as history."""
+    cfg = SandboxConfig().model_copy(update={"feed_interval_ms": 50})
+    async with serve(cfg, run_feed=True) as box, aiohttp.ClientSession() as http:
+        v = Venue(box.url, box.state, None, http)  # type: ignore[arg-type]
+        rules = ("rule candles on BTC-USDT:\n    when close(1h) > 1 and sma(3, 1h) > 1\n"
+                 "    place limit buy 0.001 at 1000\n")
+        async with watch(v, tmp_path, rules) as r:
+            await until(lambda: r.watcher.fired == 1, 10)
+            store = r.store()
+            [firing] = store.firings()
+            store.close()
+        async with http.get(box.url + "/api/v1/market/candles",
+                            params={"symbol": SYMBOL, "type": "1hour"}) as reply:
+            rows = (await reply.json())["data"]
+        closes = [D(row[2]) for row in sorted(rows, key=lambda row: int(row[0]))]
+        # The newest candle is still open: the last closed one is the one before it.
+        assert firing.inputs["values"]["BTC-USDT close(1h)"] == str(closes[-2])
+        expected = sum(closes[-4:-1]) / 3
+        assert abs(D(firing.inputs["values"]["BTC-USDT sma(3, 1h)"]) - expected) < D("0.0001")
