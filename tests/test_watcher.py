@@ -445,3 +445,27 @@ async def test_candle_values_come_from_closed_candles_of_the_exchange(tmp_path: 
         assert firing.inputs["values"]["BTC-USDT close(1h)"] == str(closes[-2])
         expected = sum(closes[-4:-1]) / 3
         assert abs(D(firing.inputs["values"]["BTC-USDT sma(3, 1h)"]) - expected) < D("0.0001")
+
+
+async def test_an_adopted_order_of_a_firing_the_store_lost_is_never_decided_again(
+    tmp_path: Path,
+) -> None:
+    rules = "rule dip on BTC-USDT:\n    when bid < 58000\n    place limit buy 0.001 at 50000\n"
+    async with venue() as v:
+        async with watch(v, tmp_path, rules) as r:
+            engine_id = r.watcher.engine_id
+        # Firing 1 reached the exchange but its commit was lost (as with a power loss on a
+        # disk that lies about fsync): the store knows nothing of it.
+        from rules_engine.store import client_oid
+
+        oid = client_oid(engine_id, "dip", 1)
+        await Sandbox(v.url, v.state, v.http).ok("POST", "/api/v1/hf/orders", body={
+            "clientOid": oid, "symbol": SYMBOL, "side": "buy", "type": "limit",
+            "price": "50000", "size": "0.001"})
+        bids, asks = book("57900", "57910")
+        v.feed.push(SYMBOL, bids, asks)
+        async with watch(v, tmp_path, rules) as r:
+            await settle(0.6)
+            assert r.watcher.states["dip"].status == "done"
+            assert r.watcher.tracked[oid].identity == "dip"
+        assert [o.req.client_oid for o in v.state.engine.orders.values()] == [oid]

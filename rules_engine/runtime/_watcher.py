@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -177,6 +178,7 @@ class Watcher:
         self.series: dict[tuple[str, str], CandleSeries] = {}
         self.balances: dict[str, Decimal] = {}
         self.pending: dict[str, _Pending] = {}  # by identity: the rule is frozen
+        self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.tracked: dict[str, _Tracked] = {}  # by clientOid
         self.orders = KucoinOrders(rest, "hf")
         self.kucoin = KucoinMarket(rest)
@@ -235,6 +237,10 @@ class Watcher:
         self._spawn(self._heartbeat_loop())
         self._spawn(self._resolve_loop())
         self._spawn(self._poll_loop())
+        # What is loaded now lives as long as the watcher: keep the collector off it, so a
+        # full collection never walks the rules, index and books in the middle of a tick.
+        gc.collect()
+        gc.freeze()
         self._ready.set()
 
     async def _check_venue(self) -> None:
@@ -420,6 +426,7 @@ class Watcher:
                 _arm_of(firing.inputs),
             )
             if firing.status in ("not_sent", "not_placed"):
+                self.again.add((firing.identity, firing.number))
                 self._retry(pending, firing.status, now)  # proven absent: decide it again
                 continue
             pending.unknown = True
@@ -478,11 +485,37 @@ class Watcher:
                 if self.store.adopt_order(row, now, "on the exchange with this engine's "
                                           "prefix, unknown to the store"):
                     known.add(oid)
-                    self.emit("order.adopted", {"client_oid": oid, "status": status})
+                    owner = self._owner_of(oid, now)
+                    self.emit("order.adopted", {"client_oid": oid, "status": status,
+                                                "rule": owner[0] if owner else None})
                     if status == "open":
-                        self.tracked[oid] = _Tracked(oid, None, None, state.symbol,
-                                                     self.orders.family, state.size,
-                                                     state.order_id)
+                        self.tracked[oid] = _Tracked(
+                            oid, owner[0] if owner else None, owner[1] if owner else None,
+                            state.symbol, self.orders.family, state.size, state.order_id)
+
+    def _owner_of(self, oid: str, now: datetime) -> tuple[str, int] | None:
+        """The rule firing an adopted order belongs to (its clientOid is a pure function of
+        the rule and the firing number: the next few firings of each rule are tried). The
+        rule's state moves past that firing, so it is never decided twice."""
+        for identity, state in self.states.items():
+            for number in range(state.firings + 1, state.firings + 4):
+                if client_oid(self.engine_id, identity, number) != oid:
+                    continue
+                rule = self.rules[identity]
+                advanced = state._replace(firings=number, true_since=None, seen_false=False)
+                if rule.repeat_seconds is not None and (
+                    rule.max_firings is None or number < rule.max_firings
+                ):
+                    advanced = advanced._replace(
+                        status="cooling" if state.status in ("armed", "cooling") else
+                        state.status, rearm_at=now + timedelta(seconds=rule.repeat_seconds))
+                elif state.status in ("armed", "cooling", "waiting"):
+                    advanced = advanced._replace(status="done")
+                self.states[identity] = advanced
+                self.store.save_states([self._row(identity)], now, [
+                    ("rule.adopted_firing", identity, {"number": number, "client_oid": oid})])
+                return identity, number
+        return None
 
     # ================================================================ market data
 
@@ -503,6 +536,18 @@ class Watcher:
         self._apply(self.market.refresh_all(now), now)
 
     def on_public(self, frame: dict[str, Any]) -> None:
+        try:
+            self._on_public(frame)
+        except Exception as error:  # a bug: stop cleanly with the reason, never loop on it
+            self._fatal(error)
+
+    def _fatal(self, error: BaseException) -> None:
+        log.exception("watcher stopped by an internal error")
+        self.stop_reason = f"internal error: {type(error).__name__}: {error}"
+        self._event("error", {"error": self.stop_reason})
+        self._stop.set()
+
+    def _on_public(self, frame: dict[str, Any]) -> None:
         subject = frame.get("subject")
         now = self.now()
         try:
@@ -629,7 +674,9 @@ class Watcher:
         order_spec = rule.order
         if order_spec is None:
             self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
-                            intent=None, order=None, state=self._row(identity), now=now)
+                            intent=None, order=None, state=self._row(identity), now=now,
+                            again=(identity, number) in self.again)
+            self.again.discard((identity, number))
             self.fired += 1
             self.emit("fired", {"rule": identity, "firing": number})
             self._actions(rule, now)
@@ -650,7 +697,8 @@ class Watcher:
             self.reasons[identity] = resolved.reason
             self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
                             intent=None, order=None, state=self._row(identity), now=now,
-                            blocked=resolved.reason)
+                            blocked=resolved.reason, again=(identity, number) in self.again)
+            self.again.discard((identity, number))
             self.emit("blocked", {"rule": identity, "firing": number,
                                   "reason": resolved.reason})
             return
@@ -679,7 +727,9 @@ class Watcher:
             "deadline": until,
         }
         self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
-                        intent=intent, order=order_row, state=self._row(identity), now=now)
+                        intent=intent, order=order_row, state=self._row(identity), now=now,
+                        again=(identity, number) in self.again)
+        self.again.discard((identity, number))
         pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
         self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
@@ -820,6 +870,7 @@ class Watcher:
         ):
             self.states[pending.identity] = retry_firing(state, pending.number, pending.arm)
             row_state = self._row(pending.identity)
+            self.again.add((pending.identity, pending.number))
         firing = self.store.firing_of(pending.oid)
         firing_to = status if firing is not None and firing.status in ("sent", "unknown") else None
         self.store.settle(pending.oid, now, firing_to=firing_to, order_to="not_placed",
@@ -893,6 +944,12 @@ class Watcher:
                 self._spawn(self._poll_all())
 
     def on_private(self, frame: dict[str, Any]) -> None:
+        try:
+            self._on_private(frame)
+        except Exception as error:
+            self._fatal(error)
+
+    def _on_private(self, frame: dict[str, Any]) -> None:
         try:
             event = parse_ws_message(frame)
         except PayloadError as err:

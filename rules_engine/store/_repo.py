@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -475,12 +475,91 @@ class Store:
         state: StateRow,
         now: datetime,
         blocked: str | None = None,
-    ) -> Firing:
+        again: bool = False,
+    ) -> None:
         """Intent first: the firing, the order it sends (status `pending`), the rule's new
         state and their events, committed together before any byte goes out. The firing is
         `sent` from this commit on (the bytes may leave at any moment after it); with
-        `blocked` it is recorded as blocked with that reason, and nothing is sent. A firing
-        proven not placed (or never sent) is sent again under its first clientOid."""
+        `blocked` it is recorded as blocked with that reason, and nothing is sent.
+
+        `again`: the firing exists, proven not placed (or never sent), and is sent again
+        under its first clientOid. A first firing is written with plain inserts (no reads):
+        this commit is on the path from a market update to the order."""
+        if again:
+            self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
+                             order=order, state=state, now=now, blocked=blocked)
+            return
+        oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
+        to = "blocked" if blocked is not None else "sent"
+        try:
+            self._fire_first(identity, number, oid, to, version, inputs, intent, order, state,
+                             now, blocked)
+        except IntegrityError:  # the firing exists after all: the checked path decides
+            self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
+                             order=order, state=state, now=now, blocked=blocked)
+
+    def _fire_first(  # noqa: PLR0917 - the parts of one firing, in `fire`'s order
+        self,
+        identity: str,
+        number: int,
+        oid: str | None,
+        to: str,
+        version: int,
+        inputs: dict[str, Any],
+        intent: dict[str, Any] | None,
+        order: dict[str, Any] | None,
+        state: StateRow,
+        now: datetime,
+        blocked: str | None,
+    ) -> None:
+        fired = {"number": number, "version": version, "inputs": inputs, "intent": intent}
+        with self.engine.begin() as connection:
+            key = connection.execute(
+                insert(Firing).values(
+                    identity=identity, number=number, version=version, client_oid=oid,
+                    inputs=inputs, intent=intent, status=to, created_at=now,
+                )
+            ).inserted_primary_key
+            assert key is not None
+            firing_id = key[0]
+            connection.execute(
+                insert(Event),
+                [
+                    {"at": now, "kind": "fired", "identity": identity, "client_oid": oid,
+                     "payload": fired},
+                    {"at": now, "kind": f"firing.{to}", "identity": identity, "client_oid": oid,
+                     "payload": {"reason": blocked} if blocked is not None else {}},
+                ],
+            )
+            if order is not None and oid is not None and blocked is None:
+                connection.execute(
+                    insert(Order).values(client_oid=oid, firing_id=firing_id, updated_at=now,
+                                         **order)
+                )
+            values = {"version": state.version, "status": state.status,
+                      "firings": state.firings, "state": state.state, "reason": state.reason,
+                      "updated_at": now}
+            updated = connection.execute(
+                update(RuleState).where(RuleState.identity == state.identity).values(**values)
+            )
+            if updated.rowcount == 0:
+                connection.execute(insert(RuleState).values(identity=state.identity, **values))
+
+    def _fire_again(
+        self,
+        identity: str,
+        number: int,
+        *,
+        version: int,
+        inputs: dict[str, Any],
+        intent: dict[str, Any] | None,
+        order: dict[str, Any] | None,
+        state: StateRow,
+        now: datetime,
+        blocked: str | None = None,
+    ) -> Firing:
+        """`fire` for a firing that exists (in not_sent or not_placed), or one recorded by a
+        watcher that did not know it (then it is created, as `fire` would)."""
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
         with self.session() as session, session.begin():
             firing = session.scalars(
