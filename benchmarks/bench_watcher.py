@@ -200,7 +200,7 @@ class NoCommitStore(Store):
 
     def fire(self, identity: str, number: int, *, version: int, inputs: dict[str, Any],
              intent: dict[str, Any] | None, order: dict[str, Any] | None, state: StateRow,
-             now: datetime, blocked: str | None = None) -> Any:
+             now: datetime, blocked: str | None = None, **more: Any) -> Any:
         self.calls.append((identity, time.perf_counter_ns(), blocked))
         return None
 

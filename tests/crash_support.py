@@ -579,19 +579,15 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
         if state is not None and state.status == "blocked":
             out.add("lost", f"{child} is blocked ({state.reason}): its parent's events are "
                     "dropped")
-        missing = sorted(expected - set(got))
-        if missing:
-            out.add("lost", f"{child}: {len(missing)} {event} firing(s) of {parent} never "
-                    f"armed it: {parent}#{', #'.join(map(str, missing[:20]))}")
-        twice = sorted(n for n, c in got.items() if c > 1)
-        if twice:
-            out.add("duplicates", f"{child} went {len(twice)} time(s) more than once with one "
-                    f"{parent} firing: {parent}#{', #'.join(map(str, twice[:20]))} "
-                    f"({', '.join(str(got[n]) for n in twice[:20])} times)")
-        stray = sorted(n for n in got if n not in (expected if event == "filled" else numbers))
-        if stray:
-            out.add("lost", f"{child} was armed by {parent} firings that have no {event} "
-                    f"event: #{', #'.join(map(str, stray[:20]))}")
+        for number in sorted(expected - set(got)):
+            out.add("lost", f"{child} was never armed by {parent}#{number} ({event})")
+        for number in sorted(n for n, c in got.items() if c > 1):
+            out.add("duplicates", f"{child} went {got[number]} times with {parent}#{number} "
+                    f"({event}): one parent firing, {got[number]} child firings")
+        for number in sorted(n for n in got if n not in (expected if event == "filled"
+                                                        else numbers)):
+            out.add("lost", f"{child} was armed by {parent}#{number}, which has no {event} "
+                    "event")
         out.figures[f"chain {child}"] = f"{sum(got.values())} arms for {len(expected)} " \
             f"{parent} {event}"
 

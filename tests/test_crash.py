@@ -67,7 +67,7 @@ def test_sigkill_at_random_moments_of_a_busy_session_loses_nothing(tmp_path: Pat
     assert result.kills >= 20, where
     figures = result.checked.figures
     assert figures["firings with an order"] >= 150, f"not a busy session: {where}"
-    assert figures["exchange fills"] > 0 and figures["exchange orders open"] >= 0, where
+    assert figures["exchange fills"] > 0, f"nothing filled: {where}"
     assert not result.failures(), where + "\n" + "\n".join(result.failures()[:40])
 
 
@@ -198,4 +198,18 @@ def test_the_checker_flags_a_parent_event_that_never_armed_its_child() -> None:
     del exchange.orders["e2"], exchange.fills["t2/e2"]
     exchange.stats_orders -= 1
     found = check(store, exchange, NOW)
-    assert any("never armed" in m for m in found.problems["lost"]), found.problems
+    assert found.problems["lost"] == ["chain_fill_btc was never armed by mb_btc#1 (filled)"]
+
+
+def test_the_checker_flags_a_child_that_went_twice_for_one_parent_firing() -> None:
+    store, exchange = _clean()
+    again = _firing("chain_fill_btc", 2, "acknowledged", arm=1)
+    assert again.client_oid
+    store.firings.append(again)
+    store.orders[again.client_oid] = _order(again.client_oid, "canceled")
+    store.events.extend(_events([again], {again.client_oid: store.orders[again.client_oid]}, []))
+    exchange.orders["e3"] = _exchange_order(again.client_oid, "e3", dealt="0")
+    exchange.stats_orders += 1
+    found = check(store, exchange, NOW)
+    assert {k: len(v) for k, v in found.problems.items() if v} == {"duplicates": 1}
+    assert "went 2 times with mb_btc#1" in found.problems["duplicates"][0]

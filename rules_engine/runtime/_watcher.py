@@ -301,15 +301,7 @@ class Watcher:
         self.store.save_states(rows, now, events)
 
     def _row(self, identity: str) -> StateRow:
-        state = self.states[identity]
-        return StateRow(
-            identity,
-            self.versions[identity],
-            state.status,
-            state.firings,
-            dump_state(state),
-            self.reasons.get(identity),
-        )
+        return self._row_of(identity, self.states[identity])
 
     async def _load_balances(self) -> None:
         outcome = await self.kucoin.accounts()
@@ -672,15 +664,21 @@ class Watcher:
                 else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
             }
         order_spec = rule.order
+        again = (identity, number) in self.again
+        self.again.discard((identity, number))
+        # `after R fired` goes with the firing itself: armed in its commit, and only once
+        # (a firing sent again after it was proven not placed arms nothing more).
+        arms = [] if again else self._arms(identity, "fired", number, None)
+        also = tuple(self._row_of(c.identity, st) for c, st, _ in arms)
+        armed_events = tuple(("rule.armed", c.identity, e) for c, _, e in arms)
         if order_spec is None:
             self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
                             intent=None, order=None, state=self._row(identity), now=now,
-                            again=(identity, number) in self.again)
-            self.again.discard((identity, number))
+                            again=again, also=also, events=armed_events)
             self.fired += 1
             self.emit("fired", {"rule": identity, "firing": number})
             self._actions(rule, now)
-            self._arm_children(identity, "fired", number, None, now)
+            self._armed(arms, now)
             return
         fill = decision.arm.fill if decision.arm is not None else None
         resolved = resolve_order(order_spec, self.market.values,
@@ -697,8 +695,7 @@ class Watcher:
             self.reasons[identity] = resolved.reason
             self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
                             intent=None, order=None, state=self._row(identity), now=now,
-                            blocked=resolved.reason, again=(identity, number) in self.again)
-            self.again.discard((identity, number))
+                            blocked=resolved.reason, again=again)
             self.emit("blocked", {"rule": identity, "firing": number,
                                   "reason": resolved.reason})
             return
@@ -728,8 +725,7 @@ class Watcher:
         }
         self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
                         intent=intent, order=order_row, state=self._row(identity), now=now,
-                        again=(identity, number) in self.again)
-        self.again.discard((identity, number))
+                        again=again, also=also, events=armed_events)
         pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
         self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
@@ -739,7 +735,7 @@ class Watcher:
                             "order": {k: v for k, v in intent.items() if v is not None}})
         self._spawn(self._send(pending, body))
         self._actions(rule, now)
-        self._arm_children(identity, "fired", number, None, now)
+        self._armed(arms, now)
 
     def _limits(self, intent: OrderIntent) -> OrderIntent | Blocked:
         risk = self.config.risk
@@ -984,36 +980,50 @@ class Watcher:
             self.store.settle(oid, now, order_to="open", exchange_id=event.order_id)
 
     def _final(self, tracked: _Tracked, status: str, now: datetime) -> None:
+        """The order is final: its status, and the `after` rules it arms, in one commit."""
         if self.tracked.pop(tracked.oid, None) is None:
             return
-        _, order = self.store.settle(tracked.oid, now, order_to=status,
-                                     exchange_id=tracked.exchange_id)
+        arms: list[tuple[CompiledRule, RuleState, dict[str, Any]]] = []
+        if tracked.identity is not None and tracked.number is not None:
+            row = self.store.order(tracked.oid)
+            fill = None
+            if row is not None and row.filled_size > 0:
+                fill = Fill(row.filled_value / row.filled_size, row.filled_size)
+                arms += self._arms(tracked.identity, "filled", tracked.number, fill)
+            if status == "canceled":
+                arms += self._arms(tracked.identity, "canceled", tracked.number, fill)
+        self.store.settle(tracked.oid, now, order_to=status, exchange_id=tracked.exchange_id,
+                          also=tuple(self._row_of(c.identity, st) for c, st, _ in arms),
+                          events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
         self.emit(f"order.{status}", {"client_oid": tracked.oid})
-        if tracked.identity is None or tracked.number is None or order is None:
-            return
-        fill = None
-        if order.filled_size > 0:
-            fill = Fill(order.filled_value / order.filled_size, order.filled_size)
-            self._arm_children(tracked.identity, "filled", tracked.number, fill, now)
-        if status == "canceled":
-            self._arm_children(tracked.identity, "canceled", tracked.number, fill, now)
+        self._armed(arms, now)
 
-    def _arm_children(self, parent: str, event: str, number: int, fill: Fill | None,
-                      now: datetime) -> None:
-        armed = []
+    def _arms(self, parent: str, event: str, number: int, fill: Fill | None
+              ) -> list[tuple[CompiledRule, RuleState, dict[str, Any]]]:
+        """The `after PARENT EVENT` rules this event arms, with their new states (committed
+        by the caller together with the event itself, then applied by `_armed`)."""
+        out = []
         for child in self.children.get(parent, ()):
             if child.after is None or child.after[1] != event:
                 continue
             state = self.states[child.identity]
             new = arm(state, Arm(number, fill))
             if new != state:
-                self.states[child.identity] = new
-                armed.append(child)
-                self.store.save_states([self._row(child.identity)], now, [
-                    ("rule.armed", child.identity, {"parent": parent, "event": event,
-                                                    "parent_firing": number})])
-        if armed:
-            self.evaluate(armed, now)
+                out.append((child, new, {"parent": parent, "event": event,
+                                         "parent_firing": number}))
+        return out
+
+    def _armed(self, arms: list[tuple[CompiledRule, RuleState, dict[str, Any]]],
+               now: datetime) -> None:
+        for child, state, detail in arms:
+            self.states[child.identity] = state
+            self.emit("rule.armed", {"rule": child.identity, **detail})
+        if arms:
+            self.evaluate([child for child, _, _ in arms], now)
+
+    def _row_of(self, identity: str, state: RuleState) -> StateRow:
+        return StateRow(identity, self.versions[identity], state.status, state.firings,
+                        dump_state(state), self.reasons.get(identity))
 
     async def _poll_loop(self) -> None:
         while not self._stop.is_set():

@@ -3,7 +3,7 @@ transition written with its event row in one transaction.
 
 Firing transitions (`FIRING_TRANSITIONS`; anything else raises `IllegalTransition("A -> B")`):
 
-    intent   -> sent | blocked            sent: bytes left for the exchange; blocked: a limit
+    intent   -> sent | blocked | done     sent: bytes may leave; blocked: a limit; done: no order
     sent     -> acknowledged | refused | unknown | not_sent
     unknown  -> acknowledged | not_placed (the exchange proved it absent, or a person said so)
     not_sent -> sent                      the same clientOid, later (429, auth before accept)
@@ -60,6 +60,7 @@ FIRING_TRANSITIONS = frozenset(
     {
         ("intent", "sent"),
         ("intent", "blocked"),
+        ("intent", "done"),
         ("sent", "acknowledged"),
         ("sent", "refused"),
         ("sent", "unknown"),
@@ -70,7 +71,7 @@ FIRING_TRANSITIONS = frozenset(
         ("not_placed", "sent"),
     }
 )
-FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked"})
+FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
 
 # Orders (the `orders` table), keyed by clientOid and written with the firing's intent:
 #
@@ -476,11 +477,17 @@ class Store:
         now: datetime,
         blocked: str | None = None,
         again: bool = False,
+        also: tuple[StateRow, ...] = (),
+        events: tuple[tuple[str, str, dict[str, Any]], ...] = (),
     ) -> None:
         """Intent first: the firing, the order it sends (status `pending`), the rule's new
         state and their events, committed together before any byte goes out. The firing is
         `sent` from this commit on (the bytes may leave at any moment after it); with
         `blocked` it is recorded as blocked with that reason, and nothing is sent.
+
+        A firing without an order (only `notify` or `cancel` actions) is `done` at once.
+        `also` and `events`: other rules' states and their events in the same transaction
+        (`after R fired` rules armed by this first firing; never on a firing sent again).
 
         `again`: the firing exists, proven not placed (or never sent), and is sent again
         under its first clientOid. A first firing is written with plain inserts (no reads):
@@ -490,10 +497,10 @@ class Store:
                              order=order, state=state, now=now, blocked=blocked)
             return
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
-        to = "blocked" if blocked is not None else "sent"
+        to = "blocked" if blocked is not None else "sent" if intent is not None else "done"
         try:
-            self._fire_first(identity, number, oid, to, version, inputs, intent, order, state,
-                             now, blocked)
+            self._fire_first(identity, number, oid, to, version, inputs, intent, order,
+                             (state, *also), now, blocked, events)
         except IntegrityError:  # the firing exists after all: the checked path decides
             self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
                              order=order, state=state, now=now, blocked=blocked)
@@ -508,9 +515,10 @@ class Store:
         inputs: dict[str, Any],
         intent: dict[str, Any] | None,
         order: dict[str, Any] | None,
-        state: StateRow,
+        states: tuple[StateRow, ...],
         now: datetime,
         blocked: str | None,
+        events: tuple[tuple[str, str, dict[str, Any]], ...],
     ) -> None:
         fired = {"number": number, "version": version, "inputs": inputs, "intent": intent}
         with self.engine.begin() as connection:
@@ -536,14 +544,23 @@ class Store:
                     insert(Order).values(client_oid=oid, firing_id=firing_id, updated_at=now,
                                          **order)
                 )
-            values = {"version": state.version, "status": state.status,
-                      "firings": state.firings, "state": state.state, "reason": state.reason,
-                      "updated_at": now}
-            updated = connection.execute(
-                update(RuleState).where(RuleState.identity == state.identity).values(**values)
-            )
-            if updated.rowcount == 0:
-                connection.execute(insert(RuleState).values(identity=state.identity, **values))
+            for state in states:
+                values = {"version": state.version, "status": state.status,
+                          "firings": state.firings, "state": state.state,
+                          "reason": state.reason, "updated_at": now}
+                updated = connection.execute(
+                    update(RuleState).where(RuleState.identity == state.identity).values(**values)
+                )
+                if updated.rowcount == 0:
+                    connection.execute(
+                        insert(RuleState).values(identity=state.identity, **values)
+                    )
+            if events:
+                connection.execute(
+                    insert(Event),
+                    [{"at": now, "kind": kind, "identity": who, "client_oid": None,
+                      "payload": extra} for kind, who, extra in events],
+                )
 
     def _fire_again(
         self,
@@ -606,7 +623,7 @@ class Store:
                                  "intent": intent},
                     )
                 )
-            to = "blocked" if blocked is not None else "sent"
+            to = "blocked" if blocked is not None else "sent" if intent is not None else "done"
             if (firing.status, to) not in FIRING_TRANSITIONS:
                 raise IllegalTransition(f"{firing.status.upper()} -> {to.upper()}")
             firing.status = to
@@ -664,10 +681,13 @@ class Store:
         filled: tuple[Decimal, Decimal] | None = None,
         state: StateRow | None = None,
         payload: dict[str, Any] | None = None,
+        also: tuple[StateRow, ...] = (),
+        events: tuple[tuple[str, str, dict[str, Any]], ...] = (),
     ) -> tuple[Firing | None, Order | None]:
         """One step of an order's life, in one transaction: the firing's transition (legal
         moves only; a firing already past it is left alone), the order's status, exchange id
-        and filled totals `(size, value)` as the exchange reports them, and the rule state."""
+        and filled totals `(size, value)` as the exchange reports them, the rule state, and
+        `also` other rules' states with their `events` (`after` rules armed by this step)."""
         payload = payload or {}
         with self.session() as session, session.begin():
             firing = session.scalars(
@@ -697,6 +717,12 @@ class Store:
                     self._move_order(session, order, order_to, now, payload)
             if state is not None:
                 self._put_state(session, state, now)
+            for row in also:
+                self._put_state(session, row, now)
+            for kind, identity, extra in events:
+                session.add(
+                    Event(at=now, kind=kind, identity=identity, client_oid=None, payload=extra)
+                )
         return firing, order
 
     def adopt_order(self, order: dict[str, Any], now: datetime, reason: str) -> bool:
@@ -735,7 +761,7 @@ class Store:
                 order = session.get(Order, oid, with_for_update=True)
                 if order is None:
                     raise KeyError(f"no order {oid}")
-                if session.get(Fill, trade_id) is not None:
+                if session.get(Fill, (trade_id, oid)) is not None:
                     return None
                 session.add(
                     Fill(
@@ -770,6 +796,10 @@ class Store:
             if open_only:
                 query = query.where(Order.status.not_in(FINAL_ORDERS))
             return list(session.scalars(query))
+
+    def order(self, oid: str) -> Order | None:
+        with self.session() as session:
+            return session.get(Order, oid)
 
     def firing_of(self, oid: str) -> Firing | None:
         with self.session() as session:

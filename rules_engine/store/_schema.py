@@ -159,9 +159,14 @@ class Order(Base):
 
 
 class Fill(Base):
+    """One fill of one order. Keyed by (trade id, order): a trade between two of the
+    account's own orders is one trade id on both sides, and each side is a fill."""
+
     __tablename__ = "fills"
     trade_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    client_oid: Mapped[str] = mapped_column(ForeignKey("orders.client_oid"), index=True)
+    client_oid: Mapped[str] = mapped_column(
+        ForeignKey("orders.client_oid"), primary_key=True, index=True
+    )
     price: Mapped[Decimal]
     size: Mapped[Decimal]
     fee: Mapped[Decimal | None]
