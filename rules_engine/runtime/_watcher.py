@@ -448,18 +448,7 @@ class Watcher:
                          | {t.symbol for t in self.tracked.values()})
         now = self.now()
         for symbol in symbols:
-            found: list[OrderState] = []
-            active = await self.orders.active(symbol, 1, 100)
-            if active.action is Action.OK:
-                with contextlib.suppress(PayloadError):
-                    found.extend(parse_orders_page(active.data))
-            if self.orders.family == "hf":
-                done = await self.rest.call("GET", "/api/v1/hf/orders/done",
-                                            params=[("symbol", symbol), ("limit", "100")],
-                                            signed=True)
-                if done.action is Action.OK:
-                    with contextlib.suppress(PayloadError):
-                        found.extend(parse_orders_page(done.data))
+            found = await self._exchange_orders(symbol)
             for state in found:
                 oid = state.client_oid
                 if oid is None or not oid.startswith(self.prefix) or oid in known:
@@ -484,6 +473,46 @@ class Watcher:
                         self.tracked[oid] = _Tracked(
                             oid, owner[0] if owner else None, owner[1] if owner else None,
                             state.symbol, self.orders.family, state.size, state.order_id)
+
+    async def _exchange_orders(self, symbol: str, recent_pages: int = 10) -> list[OrderState]:
+        """Every active order of `symbol` (all pages), and the most recent done ones (HF: up to
+        `recent_pages` pages of 100, newest first, by KuCoin's `lastId` cursor)."""
+        found: list[OrderState] = []
+        page = 1
+        while True:
+            active = await self.orders.active(symbol, page, 100)
+            if active.action is not Action.OK:
+                break
+            try:
+                items = parse_orders_page(active.data)
+            except PayloadError:
+                break
+            found.extend(items)
+            total = active.data.get("totalNum") if isinstance(active.data, dict) else None
+            if len(items) < 100 or (isinstance(total, int) and page * 100 >= total):
+                break
+            page += 1
+        if self.orders.family != "hf":
+            return found
+        last_id: str | None = None
+        for _ in range(recent_pages):
+            params = [("symbol", symbol), ("limit", "100")]
+            if last_id is not None:
+                params.append(("lastId", last_id))
+            done = await self.rest.call("GET", "/api/v1/hf/orders/done", params=params,
+                                        signed=True)
+            if done.action is not Action.OK or not isinstance(done.data, dict):
+                break
+            try:
+                items = parse_orders_page(done.data)
+            except PayloadError:
+                break
+            found.extend(items)
+            cursor = done.data.get("lastId")
+            if len(items) < 100 or cursor in (None, "", 0, last_id):
+                break
+            last_id = str(cursor)
+        return found
 
     def _owner_of(self, oid: str, now: datetime) -> tuple[str, int] | None:
         """The rule firing an adopted order belongs to (its clientOid is a pure function of
