@@ -204,14 +204,27 @@ def _order_inputs_fresh(rule: CompiledRule, market: Market, fill: Fill | None) -
     return True
 
 
-def _inputs(rule: CompiledRule, market: Market) -> tuple[tuple[str, str], ...]:
+# What each rule reads, with labels: computed once per rule (a pure function of it).
+_READS: dict[str, tuple[CompiledRule, tuple[tuple[object, str], ...]]] = {}
+
+
+def _reads(rule: CompiledRule) -> tuple[tuple[object, str], ...]:
+    cached = _READS.get(rule.identity)
+    if cached is not None and cached[0] is rule:
+        return cached[1]
     read: list[object] = leaves(rule.condition) if rule.condition is not None else []
     order = rule.order
     if order is not None:
         for part in (order.price, order.size.amount, order.stop_loss):
             if part is not None:
                 read.extend(x for x in leaves(part) if x not in read)
-    return tuple((M.label(leaf), str(market[leaf])) for leaf in read if leaf in market)
+    labelled = tuple((leaf, M.label(leaf)) for leaf in read)
+    _READS[rule.identity] = (rule, labelled)
+    return labelled
+
+
+def _inputs(rule: CompiledRule, market: Market) -> tuple[tuple[str, str], ...]:
+    return tuple((name, str(market[leaf])) for leaf, name in _reads(rule) if leaf in market)
 
 
 def step(
