@@ -467,7 +467,7 @@ STAGES: list[tuple[str, str, str]] = [
     ("_Pending + _Tracked (dataclasses)", "Watcher._fire", "module._Tracked"),
     ("Watcher.emit (a no-op here)", "Watcher._fire", "watcher.emit"),
     ("Watcher._actions", "Watcher._fire", "watcher._actions"),
-    ("Watcher._arm_children", "Watcher._fire", "watcher._arm_children"),
+    ("Watcher._arms", "Watcher._fire", "watcher._arms"),
 ]
 
 
