@@ -11,7 +11,7 @@ import pytest
 from rules_engine.compiler import compile_sources
 from rules_engine.compiler import model as M
 from rules_engine.dsl import SourceFile
-from rules_engine.engine import Decision, RuleIndex, RuleState, initial_state, step
+from rules_engine.engine import Decision, RuleIndex, RuleState, Timers, initial_state, step
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SYMBOLS = ["BTC-USDT", "ETH-USDT", "XRP-USDT"]
@@ -109,3 +109,77 @@ def test_an_update_selects_only_the_thresholds_it_crosses() -> None:
     # turning unknown restarts `for` and `crosses` baselines: every reader is stepped
     assert len(index.affected(bid, Decimal(150), None)) == 100
     assert index.timed == []
+
+
+def timed_rules(rng: random.Random, count: int) -> str:
+    lines = []
+    for n in range(count):
+        sym, field = rng.choice(SYMBOLS), rng.choice(FIELDS)
+        level, op = rng.randint(92, 108), rng.choice(["<", ">"])
+        kind = rng.random()
+        head = f"rule t{n} on {sym}:\n    when {field} {op} {level}"
+        if kind < 0.25:
+            lines.append(f"{head} for {rng.choice([1, 3, 7])}s\n    place market buy 10 USDT")
+        elif kind < 0.5:
+            lines.append(f"{head}\n    place market buy 10 USDT\n    repeat every "
+                         f"{rng.choice([2, 5])}s max {rng.choice([2, 4])}")
+        elif kind < 0.7:
+            start = rng.randint(0, 3)
+            lines.append(f"{head}\n    place market buy 10 USDT\n    during "
+                         f"12:{start:02d}-12:{start + rng.randint(0, 2):02d} UTC")
+        elif kind < 0.85:
+            lines.append(f"{head}\n    place market buy 10 USDT\n    expires in "
+                         f"{rng.choice([5, 30, 90])}s")
+        else:
+            lines.append(f"{head} for 2s\n    place market buy 10 USDT\n    repeat every 3s\n"
+                         f"    during 12:01-12:04 UTC")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_stepping_timed_rules_only_when_due_matches_stepping_them_on_every_tick(
+    seed: int,
+) -> None:
+    rng = random.Random(100 + seed)
+    program = compile_sources([SourceFile("t.rules", timed_rules(rng, 80))])
+    assert program.errors == (), program.errors[:3]
+    rules = program.rules
+    by_id = {r.identity: r for r in rules}
+    index = RuleIndex(rules)
+    timers = Timers()
+    full: dict[str, RuleState] = {r.identity: initial_state(r, T0) for r in rules}
+    fast = dict(full)
+    for rule in index.timed:
+        timers.update(rule, fast[rule.identity], T0)
+    market: dict[object, Decimal] = {}
+    full_log: list[Decision] = []
+    fast_log: list[Decision] = []
+    now = T0
+    for _ in range(600):
+        now += timedelta(milliseconds=rng.choice([200, 700, 1500, 4000]))
+        leaf = M.Field(rng.choice(SYMBOLS), rng.choice(FIELDS))
+        old = market.get(leaf)
+        if rng.random() < 0.05:
+            market.pop(leaf, None)
+            new = None
+        else:
+            new = Decimal(rng.randint(88, 112))
+            market[leaf] = new
+        for rule in rules:
+            full[rule.identity], decision = step(rule, full[rule.identity], market, now)
+            if decision is not None:
+                full_log.append(decision)
+        selected = {r.identity: r for r in index.affected(leaf, old, new)}
+        for identity in timers.pop_due(now):
+            selected[identity] = by_id[identity]
+        for rule in selected.values():
+            fast[rule.identity], decision = step(rule, fast[rule.identity], market, now)
+            if decision is not None:
+                fast_log.append(decision)
+            timers.update(rule, fast[rule.identity], now)
+    assert sum(d.kind == "fire" for d in full_log) > 10
+    assert sum(d.kind == "expire" for d in full_log) > 0
+    assert sorted(fast_log) == sorted(full_log)
+    assert fast == full or all(
+        fast[i].status == full[i].status and fast[i].firings == full[i].firings for i in full
+    )

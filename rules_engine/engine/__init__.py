@@ -11,10 +11,11 @@ from rules_engine.engine._evaluate import (
     evaluate,
     in_window,
     initial_state,
+    next_due,
     retry_firing,
     step,
 )
-from rules_engine.engine._index import RuleIndex
+from rules_engine.engine._index import RuleIndex, Timers
 from rules_engine.engine._orders import Blocked, OrderIntent, resolve_order
 from rules_engine.engine._protocol import (
     Lookup,
@@ -38,6 +39,7 @@ __all__ = [
     "Resolution",
     "RuleIndex",
     "RuleState",
+    "Timers",
     "Truth",
     "arm",
     "deadline",
@@ -47,6 +49,7 @@ __all__ = [
     "initial_state",
     "leaves",
     "load_state",
+    "next_due",
     "order_body",
     "resolve_order",
     "resolve_unknown",

@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "in_window",
     "initial_state",
+    "next_due",
     "retry_firing",
     "step",
 ]
@@ -279,6 +280,39 @@ def step(
         rearm = now + timedelta(seconds=rule.repeat_seconds)
         return _move(state, "cooling")._replace(rearm_at=rearm), fired
     return _move(state, "done"), fired
+
+
+def _window_opens(window: M.Window, now: datetime) -> datetime:
+    """The next start of `window` after `now` (its first minute, on an allowed day)."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for offset in range(9):
+        start = day + timedelta(days=offset, minutes=window.start_minute)
+        if start > now and (window.days is None or start.isoweekday() in window.days):
+            return start
+    return day + timedelta(days=9)  # no allowed day: unreachable for a checked window
+
+
+def next_due(rule: CompiledRule, state: RuleState, now: datetime) -> datetime | None:
+    """The next moment at which stepping `rule` may decide something although no value it
+    reads has changed: its expiry, the end of a `repeat` cooldown, a `for D` run reaching D,
+    the opening of its `during` window. None: only a market change (or a parent's event) can.
+
+    Stepping a rule at its due time, and on every change the index selects it for, decides
+    exactly what stepping it on every tick decides (`tests/test_engine_index.py`)."""
+    if state.status not in LIVE:
+        return None
+    due: list[datetime] = []
+    if rule.expires_at is not None:
+        due.append(rule.expires_at)
+    if rule.expires_in_seconds is not None:
+        due.append(state.loaded_at + timedelta(seconds=rule.expires_in_seconds))
+    if state.status == "cooling" and state.rearm_at is not None:
+        due.append(state.rearm_at)
+    if rule.for_seconds and state.true_since is not None:
+        due.append(state.true_since + timedelta(seconds=rule.for_seconds))
+    if rule.window is not None and not in_window(rule.window, now):
+        due.append(_window_opens(rule.window, now))
+    return min(due) if due else None
 
 
 def evaluate(

@@ -25,14 +25,18 @@ stepping every rule decides.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
+from rules_engine.engine._evaluate import RuleState, next_due
 from rules_engine.engine._values import leaves
 
-__all__ = ["RuleIndex"]
+__all__ = ["RuleIndex", "Timers"]
 
 _LEAF = (M.Field, M.Depth, M.Indicator, M.CandleField)
 
@@ -135,3 +139,37 @@ class RuleIndex:
             if len(unique) != len(selected):
                 selected = list(unique.values())
         return selected
+
+
+class Timers:
+    """When each timed rule must next be stepped without a market change (`next_due`), in a
+    heap: the clock pops only the rules that are due instead of stepping every timed rule."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._due: dict[str, datetime] = {}
+        self._order = itertools.count()
+
+    def update(self, rule: CompiledRule, state: RuleState, now: datetime) -> None:
+        """After `rule` was stepped (or loaded): when it is due next."""
+        due = next_due(rule, state, now)
+        identity = rule.identity
+        if due is None:
+            self._due.pop(identity, None)
+        elif self._due.get(identity) != due:
+            self._due[identity] = due
+            heapq.heappush(self._heap, (due, next(self._order), identity))
+
+    def pop_due(self, now: datetime) -> list[str]:
+        """The identities due at `now` (each once), removed until `update` sets them again."""
+        ready: list[str] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, identity = heapq.heappop(heap)
+            if self._due.get(identity) == due:  # an entry replaced later is stale: skip it
+                del self._due[identity]
+                ready.append(identity)
+        return ready
+
+    def __len__(self) -> int:
+        return len(self._due)

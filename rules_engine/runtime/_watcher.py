@@ -64,6 +64,7 @@ from rules_engine.engine import (
     Resolution,
     RuleIndex,
     RuleState,
+    Timers,
     arm,
     deadline,
     dump_state,
@@ -166,6 +167,8 @@ class Watcher:
                 self.blocked_at_load[rule.identity] = reason
         active = [r for r in self.rules.values() if r.identity not in self.blocked_at_load]
         self.index = RuleIndex(active)
+        self.timers = Timers()
+        self.timed_ids = {rule.identity for rule in self.index.timed}
         self.market = MarketState(self.index.leaves(), max_age=config.max_age)
         self.states: dict[str, RuleState] = {}
         self.versions: dict[str, int] = {}
@@ -232,6 +235,8 @@ class Watcher:
         await self._recover()
         await self._load_balances()
         await self._load_candles()
+        for identity in self.timed_ids:
+            self._schedule(identity, now)
         self._start_feeds()
         self._spawn(self._clock_loop())
         self._spawn(self._heartbeat_loop())
@@ -533,6 +538,7 @@ class Watcher:
                 elif state.status in ("armed", "cooling", "waiting"):
                     advanced = advanced._replace(status="done")
                 self.states[identity] = advanced
+                self._schedule(identity, now)
                 self.store.save_states([self._row(identity)], now, [
                     ("rule.adopted_firing", identity, {"number": number, "client_oid": oid})])
                 return identity, number
@@ -660,12 +666,15 @@ class Watcher:
 
     def evaluate(self, rules: Iterable[CompiledRule], now: datetime) -> None:
         values = self.market.values
+        timed = self.timed_ids
         for rule in rules:
             identity = rule.identity
             if identity in self.pending:
                 continue  # frozen: its last firing's outcome is not proven yet
             before = self.states[identity]
             after, decision = step(rule, before, values, now)
+            if identity in timed:
+                self.timers.update(rule, after, now)
             if decision is None:
                 if after is not before:
                     self.states[identity] = after
@@ -853,6 +862,7 @@ class Watcher:
         if self.pending.get(pending.identity) is not pending:
             return
         self.pending.pop(pending.identity, None)
+        self._schedule(pending.identity, now)
         tracked = self.tracked.get(pending.oid)
         if tracked is not None and exchange_id:
             tracked.exchange_id = exchange_id
@@ -873,6 +883,7 @@ class Watcher:
         self.reasons[pending.identity] = reason
         self.store.settle(pending.oid, now, firing_to="refused", order_to="refused",
                           state=self._row(pending.identity), payload={"reason": reason})
+        self._schedule(pending.identity, now)
         self.emit("refused", {"rule": pending.identity, "client_oid": pending.oid,
                               "reason": reason})
 
@@ -901,6 +912,7 @@ class Watcher:
         self.store.settle(pending.oid, now, firing_to=firing_to, order_to="not_placed",
                           state=row_state, payload={"why": why or status})
         self.emit(status, {"rule": pending.identity, "client_oid": pending.oid, "why": why})
+        self._schedule(pending.identity, now)
         rule = self.rules.get(pending.identity)
         if row_state is not None and rule is not None and self._ready.is_set():
             # Decided again on the values as they are now: no market move needs to select it.
@@ -1046,6 +1058,7 @@ class Watcher:
                now: datetime) -> None:
         for child, state, detail in arms:
             self.states[child.identity] = state
+            self._schedule(child.identity, now)
             self.emit("rule.armed", {"rule": child.identity, **detail})
         if arms:
             self.evaluate([child for child, _, _ in arms], now)
@@ -1100,8 +1113,14 @@ class Watcher:
 
     # ================================================================ clocks
 
+    def _schedule(self, identity: str, now: datetime) -> None:
+        """A timed rule's state changed outside `step` (loaded, armed, released): when is it
+        due next."""
+        rule = self.rules.get(identity)
+        if rule is not None and identity in self.timed_ids:
+            self.timers.update(rule, self.states[identity], now)
+
     async def _clock_loop(self) -> None:
-        timed = self.index.timed
         while not self._stop.is_set():
             await _sleep(self._stop, self.config.clock_interval_s)
             now = self.now()
@@ -1112,8 +1131,9 @@ class Watcher:
             if self.market.max_age:
                 changes.extend(self.market.refresh_all(now))
             self._apply(changes, now)
-            if timed:
-                self.evaluate(timed, now)
+            due = self.timers.pop_due(now)
+            if due:  # only the timed rules whose moment has come
+                self.evaluate([self.rules[identity] for identity in due], now)
 
     async def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
