@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.lint",
     "rules_engine.cli.market",
     "rules_engine.cli.run",
+    "rules_engine.cli.record",
     "rules_engine.cli.sandbox",
 )
 

@@ -169,7 +169,21 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
             live.update(render())
 
 
-async def _compile(files: list[Path], symbols: SymbolTable) -> tuple[CompiledRule, ...]:
+def rule_sources(rules: tuple[CompiledRule, ...], sources: list[SourceFile]) -> dict[str, str]:
+    """Each rule's lines as written in its file, by identity."""
+    by_path = {source.path: source for source in sources}
+    out: dict[str, str] = {}
+    for rule in rules:
+        source = by_path.get(rule.path)
+        if source is not None:
+            lines = range(rule.span.line, rule.span.end_line + 1)
+            out[rule.identity] = "\n".join(source.line(n) for n in lines)
+    return out
+
+
+async def _compile(
+    files: list[Path], symbols: SymbolTable
+) -> tuple[tuple[CompiledRule, ...], dict[str, str]]:
     sources = []
     for path in files:
         try:
@@ -183,7 +197,7 @@ async def _compile(files: list[Path], symbols: SymbolTable) -> tuple[CompiledRul
             format_text(errors, {s.path: s for s in sources})
             + f"\n{len(errors)} error(s): nothing runs until `rules-engine lint` is clean"
         )
-    return program.rules
+    return program.rules, rule_sources(program.rules, sources)
 
 
 async def _symbols(rest: KucoinRest) -> SymbolTable:
@@ -281,7 +295,7 @@ async def run_watcher(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
             table = await _symbols(market_rest)
-            rules = await _compile(files, table)
+            rules, _ = await _compile(files, table)
             extra = _traded(rules)
             url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
             output("paper.started", {"rest_url": url, "market": config.market_url})
@@ -295,7 +309,7 @@ async def run_watcher(
             KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4)
         )
         symbols = await _symbols(rest)
-        rules = await _compile(files, symbols)
+        rules, texts = await _compile(files, symbols)
         if config.mode == "live":
             try:
                 checked = await check_key(rest)
@@ -309,7 +323,7 @@ async def run_watcher(
         stack.callback(store.close)
         watcher = Watcher(rules, symbols=symbols, store=store, rest=rest, config=config,
                           emit=output, market_rest=market_rest, book_symbols=extra,
-                          on_market=bridge)
+                          on_market=bridge, sources=texts)
         if bridge is not None:
             bridge.watcher = watcher
         output("watcher.starting", {"db": _redact(db), "rules": len(rules),

@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -147,12 +147,14 @@ class Watcher:
         market_rest: KucoinRest | None = None,
         book_symbols: Iterable[str] = (),
         on_market: Callable[[str], None] | None = None,
+        sources: Mapping[str, str] | None = None,
     ) -> None:
         """`market_rest`: where public market data comes from when it is not the exchange that
         takes the orders (paper mode: KuCoin's public feed, orders to a local sandbox);
         `book_symbols`: symbols whose level2 book is followed even if no rule reads it;
         `on_market(symbol)`: called when a symbol's book or ticker moved, before any rule is
-        evaluated on it (paper mode hands the book to the local venue there)."""
+        evaluated on it (paper mode hands the book to the local venue there); `sources`: each
+        rule's text as written, by identity, kept with its version."""
         self.symbols = symbols
         self.store = store
         self.rest = rest
@@ -189,6 +191,7 @@ class Watcher:
         self.public_data = KucoinMarket(self.market_rest)
         self.extra_books = list(dict.fromkeys(book_symbols))
         self.on_market = on_market
+        self.sources = dict(sources or {})
         self.engine_id = ""
         self.prefix = ""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -278,7 +281,9 @@ class Watcher:
 
     def _load_rules(self, now: datetime) -> None:
         loaded = self.store.load_rules(
-            [(r.identity, r.fingerprint, r.canonical, r.path) for r in self.rules.values()], now
+            [(r.identity, r.fingerprint, r.canonical, r.path, self.sources.get(r.identity))
+             for r in self.rules.values()],
+            now,
         )
         rows: list[StateRow] = []
         events: list[tuple[str, str, dict[str, Any]]] = []

@@ -396,18 +396,18 @@ class Store:
             )
 
     def load_rules(
-        self, rules: list[tuple[str, str, str, str]], now: datetime
+        self, rules: list[tuple[str, str, str, str, str | None]], now: datetime
     ) -> dict[str, tuple[int, StateRow | None]]:
-        """Record each loaded rule `(identity, fingerprint, canonical, path)`: a new version
-        when its fingerprint is new. Returns, per identity, its current version and the state
-        stored for it (None for a rule never seen), with a `loaded` event each."""
+        """Record each loaded rule `(identity, fingerprint, canonical, path, source)`: a new
+        version when its fingerprint is new. Returns, per identity, its current version and
+        the state stored for it (None for a rule never seen), with a `loaded` event each."""
         out: dict[str, tuple[int, StateRow | None]] = {}
         with self.session() as session, session.begin():
             latest: dict[str, RuleVersion] = {}
             for row in session.scalars(select(RuleVersion).order_by(RuleVersion.version)):
                 latest[row.identity] = row
             states = {row.identity: row for row in session.scalars(select(RuleState))}
-            for identity, fingerprint, canonical, path in rules:
+            for identity, fingerprint, canonical, path, source in rules:
                 known = latest.get(identity)
                 if known is not None and known.fingerprint == fingerprint:
                     version = known.version
@@ -421,6 +421,7 @@ class Store:
                             canonical=canonical,
                             path=path,
                             created_at=now,
+                            source=source,
                         )
                     )
                 stored = states.get(identity)

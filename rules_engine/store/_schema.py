@@ -110,6 +110,7 @@ class RuleVersion(Base):
     canonical: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(Text)  # the rule as written in its file
 
 
 class RuleState(Base):

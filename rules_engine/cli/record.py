@@ -1,0 +1,226 @@
+"""The commands that read the watcher's record: `status`, `audit`, `why`.
+
+    rules-engine status [--db URL] [--format text|json]
+    rules-engine audit [--rule RULE] [--symbol SYMBOL] [--since T] [--until T] [--kind K]
+                       [--db URL] [--format text|json|csv]
+    rules-engine why CLIENT_OID|ORDER_ID [--db URL] [--format text|json]
+
+They only read the store (any moment is a consistent state: every step is one transaction),
+so they work while a watcher runs and after it stopped. `--db` defaults to `$RULES_ENGINE_DB`,
+else the built-in sandbox's store, as `run` does. Exit 0, 1 when `why` finds no such order, 2
+for a usage error or a store that cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = subparsers.add_parser(
+        "status", help="rules, their states, open orders and feed health, from the store",
+        description="What the watcher on this store is doing: rules, open orders, feeds.",
+    )
+    _common(status, ("text", "json"))
+    status.set_defaults(handler=lambda a: _run(a, _status))
+
+    audit = subparsers.add_parser(
+        "audit", help="the event log, filtered", description="The store's event log, oldest "
+        "first, filtered by rule, symbol, kind and time.",
+    )
+    audit.add_argument("--rule", help="a rule's name (or an unnamed rule's identity)")
+    audit.add_argument("--symbol", help="events of this symbol's orders and rules")
+    audit.add_argument("--kind", help="event kind, or its start (`firing.`, `order.`)")
+    audit.add_argument("--since", type=_time, help="ISO 8601 UTC, e.g. 2026-12-01T09:00Z")
+    audit.add_argument("--until", type=_time, help="ISO 8601 UTC")
+    _common(audit, ("text", "json", "csv"))
+    audit.set_defaults(handler=lambda a: _run(a, _audit))
+
+    why = subparsers.add_parser(
+        "why", help="why an order exists: its rule, version, inputs and every state change",
+        description="The rule (by name) and version that placed an order, the input values "
+        "that fired it, and every state change and fill, in order.",
+    )
+    why.add_argument("order", metavar="CLIENT_OID|ORDER_ID")
+    _common(why, ("text", "json"))
+    why.set_defaults(handler=lambda a: _run(a, _why))
+
+
+def _common(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    parser.add_argument("--db", default=None, help="SQLAlchemy URL of the store (default: "
+                        "$RULES_ENGINE_DB, else the built-in sandbox's store)")
+    parser.add_argument("--format", choices=formats, default="text")
+
+
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-12-01T09:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no timezone: add Z for UTC")
+    return value.astimezone(UTC)
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def store_url(db: str | None) -> str:
+    """`--db`, else `$RULES_ENGINE_DB`, else the built-in sandbox's store (which must exist:
+    reading a store never creates one)."""
+    if db:
+        return db
+    if os.environ.get("RULES_ENGINE_DB"):
+        return os.environ["RULES_ENGINE_DB"]
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    path = base / "rules-engine" / "sandbox.sqlite"
+    if not path.exists():
+        raise _Failed(f"no store at {path}: give --db URL (or set RULES_ENGINE_DB), or run "
+                      "`rules-engine run` first")
+    return f"sqlite:///{path}"
+
+
+def _run(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rules_engine.store import Store
+    from rules_engine.store._record import is_current
+
+    try:
+        url = store_url(args.db)
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+        if path is not None and not Path(path).exists():
+            raise _Failed(f"no store at {path}")
+        store = Store(url)
+        try:
+            if not is_current(store):
+                raise _Failed("this store was not created by this version's watcher (no "
+                              "tables, or older ones): run `rules-engine run` on it first")
+            return body(store, args)
+        finally:
+            store.close()
+    except _Failed as err:
+        print(f"rules-engine {args.command}: error: {err}", file=sys.stderr)
+        return err.code
+    except SQLAlchemyError as err:
+        print(f"rules-engine {args.command}: error: cannot read the store: "
+              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}", file=sys.stderr)
+        return 2
+
+
+def _status(store: Any, args: argparse.Namespace) -> int:
+    from rules_engine.store._record import status_report
+
+    report = status_report(store, datetime.now(UTC))
+    if args.format == "json":
+        print(json.dumps(report, default=str, indent=2))
+        return 0
+    watcher = report["watcher"]
+    if watcher is None:
+        print("watcher: none has run on this store")
+    else:
+        state = "running" if watcher["alive"] else "stopped"
+        print(f"watcher: {state} ({watcher['owner']}, last heartbeat {watcher['heartbeat']}, "
+              f"{watcher['heartbeat_age_s']:.0f} s ago)")
+    print(f"venue: {report['venue'] or '-'}   engine: {report['engine_id']}")
+    feeds = report["feeds"]
+    if watcher is not None and watcher["alive"]:
+        print(f"market feed: {feeds['market']}   orders feed: {feeds['orders']}   "
+              f"trading: {report['trading']}")
+    else:
+        print("feeds: no watcher running")
+    print(f"\nrules ({len(report['rules'])}):")
+    for rule in report["rules"]:
+        reason = f"  ({rule['reason']})" if rule["reason"] else ""
+        print(f"  {rule['rule']:<28} v{rule['version']:<3} {rule['status']:<9} "
+              f"firings {rule['firings']}{reason}")
+    print(f"\nopen orders ({len(report['open_orders'])}):")
+    for order in report["open_orders"]:
+        price = f" at {order['price']}" if order["price"] else ""
+        amount = order["size"] or f"{order['funds']} funds"
+        print(f"  {order['client_oid']}  {order['symbol']} {order['side']} {order['type']} "
+              f"{amount}{price}  {order['status']}  filled {order['filled_size']}  "
+              f"rule {order['rule'] or '(adopted)'}")
+    return 0
+
+
+def _audit(store: Any, args: argparse.Namespace) -> int:
+    from rules_engine.store._record import audit
+
+    rows = audit(store, rule=args.rule, symbol=args.symbol, kind=args.kind,
+                       since=args.since, until=args.until)
+    if args.format == "json":
+        print(json.dumps(rows, default=str, indent=2))
+    elif args.format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["id", "at", "kind", "rule", "client_oid", "payload"])
+        for row in rows:
+            writer.writerow([row["id"], row["at"], row["kind"], row["rule"] or "",
+                             row["client_oid"] or "", json.dumps(row["payload"], default=str)])
+        sys.stdout.write(out.getvalue())
+    else:
+        for row in rows:
+            who = " ".join(x for x in (row["rule"], row["client_oid"]) if x)
+            detail = json.dumps(row["payload"], default=str) if row["payload"] else ""
+            print(f"{row['at']}  {row['kind']:<22} {who}  {detail}".rstrip())
+    return 0
+
+
+def _why(store: Any, args: argparse.Namespace) -> int:
+    from rules_engine.store._record import why
+
+    story = why(store, args.order)
+    if story is None:
+        raise _Failed(f"no order {args.order!r} in this store (a clientOid or an exchange "
+                      "order id)", code=1)
+    if args.format == "json":
+        print(json.dumps(story, default=str, indent=2))
+        return 0
+    order = story["order"]
+    print(f"order {order['client_oid']} (exchange id {order['exchange_id'] or '-'}): "
+          f"{order['symbol']} {order['side']} {order['type']}, {order['status']}, "
+          f"filled {order['filled_size']}")
+    firing = story["firing"]
+    if firing is None:
+        print("rule: none (adopted from the exchange: it carries this engine's prefix)")
+    else:
+        print(f"rule: {firing['rule']} version {firing['version']}, firing {firing['number']}"
+              f" ({firing['status']})")
+        version = story["version"]
+        if version is not None:
+            print(f"  from {version['path']}:")
+            for line in (version["source"] or "(its text was not kept)").splitlines():
+                print(f"    {line}")
+        print("inputs that fired it:")
+        for name, value in (firing["inputs"].get("values") or {}).items():
+            print(f"  {name} = {value}")
+        for symbol, book in (firing["inputs"].get("books") or {}).items():
+            print(f"  {symbol} book: {book['state']}, sequence {book['sequence']}")
+        print(f"  decided at {firing['inputs'].get('at')}")
+    print("every state change:")
+    for event in story["events"]:
+        detail = json.dumps(event["payload"], default=str) if event["payload"] else ""
+        print(f"  {event['at']}  {event['kind']:<22} {detail}".rstrip())
+    if story["fills"]:
+        print("fills:")
+        for fill in story["fills"]:
+            print(f"  {fill['time']}  trade {fill['trade_id']}: {fill['size']} at "
+                  f"{fill['price']}")
+    return 0

@@ -1,0 +1,191 @@
+"""Reading the watcher's record: what `status`, `audit` and `why` show. Read-only queries
+returning plain JSON-ready values (decimals and times as text)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import inspect, select
+
+from rules_engine.store._repo import FINAL_ORDERS, Store
+from rules_engine.store._schema import (
+    Event,
+    Fill,
+    Firing,
+    Lease,
+    Meta,
+    Order,
+    RuleState,
+    RuleVersion,
+)
+
+__all__ = ["audit", "is_current", "status_report", "why"]
+
+_TABLES = {"meta", "rule_versions", "rule_states", "firings", "orders", "fills", "events",
+           "lease", "alembic_version"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else format(value, "f") if hasattr(value, "as_tuple") else (
+        str(value))
+
+
+def is_current(store: Store) -> bool:
+    """The store has the watcher's tables (reading never creates or migrates one)."""
+    with store.engine.connect() as connection:
+        names = set(inspect(connection).get_table_names())
+    return names >= _TABLES
+
+
+def _order_row(order: Order, rule: str | None) -> dict[str, Any]:
+    return {
+        "client_oid": order.client_oid, "exchange_id": order.exchange_id,
+        "symbol": order.symbol, "side": order.side, "type": order.order_type,
+        "price": _text(order.price), "size": _text(order.size), "funds": _text(order.funds),
+        "status": order.status, "filled_size": _text(order.filled_size),
+        "filled_value": _text(order.filled_value), "family": order.family,
+        "deadline": _iso(order.deadline), "updated_at": _iso(order.updated_at), "rule": rule,
+    }
+
+
+def status_report(store: Store, now: datetime) -> dict[str, Any]:
+    with store.session() as session:
+        lease = session.get(Lease, 1)
+        meta = {row.key: row.value for row in session.scalars(select(Meta))}
+        latest: dict[str, RuleVersion] = {}
+        for version in session.scalars(select(RuleVersion).order_by(RuleVersion.version)):
+            latest[version.identity] = version
+        rules = []
+        for state in session.scalars(select(RuleState).order_by(RuleState.identity)):
+            rules.append({
+                "rule": state.identity, "version": state.version, "status": state.status,
+                "firings": state.firings, "reason": state.reason,
+                "path": latest[state.identity].path if state.identity in latest else None,
+                "updated_at": _iso(state.updated_at),
+            })
+        owners = {f.client_oid: f.identity for f in session.scalars(
+            select(Firing).where(Firing.client_oid.is_not(None)))}
+        open_orders = [
+            _order_row(order, owners.get(order.client_oid))
+            for order in session.scalars(
+                select(Order).where(Order.status.not_in(FINAL_ORDERS | {"not_placed"}))
+                .order_by(Order.updated_at)
+            )
+        ]
+        feeds: dict[str, str] = {}
+        for kinds, key in ((("feed.live", "feed.stale"), "market"),
+                           (("orders_feed.live", "orders_feed.stale"), "orders")):
+            last = session.scalars(
+                select(Event).where(Event.kind.in_(kinds)).order_by(Event.id.desc()).limit(1)
+            ).first()
+            feeds[key] = "unknown" if last is None else (
+                f"{last.kind.split('.')[-1]} since {_iso(last.at)}"
+                + (f" ({last.payload.get('reason')})" if last.payload.get("reason") else ""))
+        stopped = session.scalars(
+            select(Event).where(Event.kind.in_(("trading.stopped", "watcher.starting",
+                                                "recovered")))
+            .order_by(Event.id.desc()).limit(1)
+        ).first()
+    watcher = None
+    if lease is not None:
+        age = (now - lease.heartbeat).total_seconds()
+        watcher = {"owner": lease.owner, "alive": lease.alive, "heartbeat": _iso(lease.heartbeat),
+                   "heartbeat_age_s": age}
+    trading = "stopped: " + str(stopped.payload.get("reason")) if (
+        stopped is not None and stopped.kind == "trading.stopped") else "on"
+    return {"watcher": watcher, "venue": meta.get("venue_instance"),
+            "engine_id": meta.get("engine_id"), "feeds": feeds, "trading": trading,
+            "rules": rules, "open_orders": open_orders}
+
+
+def audit(
+    store: Store,
+    *,
+    rule: str | None = None,
+    symbol: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Events, oldest first. `symbol` keeps the events of that symbol's orders, of the rules
+    that traded it, and those whose payload names it."""
+    with store.session() as session:
+        query = select(Event).order_by(Event.id)
+        if rule is not None:
+            query = query.where(Event.identity == rule)
+        if kind is not None:
+            query = query.where(Event.kind.startswith(kind) if kind.endswith(".")
+                                else Event.kind == kind)
+        if since is not None:
+            query = query.where(Event.at >= since)
+        if until is not None:
+            query = query.where(Event.at <= until)
+        events = list(session.scalars(query))
+        oids: set[str] = set()
+        identities: set[str] = set()
+        if symbol is not None:
+            oids = {o.client_oid for o in session.scalars(
+                select(Order).where(Order.symbol == symbol))}
+            identities = {f.identity for f in session.scalars(select(Firing))
+                          if (f.intent or {}).get("symbol") == symbol}
+    rows = []
+    for event in events:
+        if symbol is not None and not (
+            event.client_oid in oids or event.identity in identities
+            or (isinstance(event.payload, dict) and event.payload.get("symbol") == symbol)
+        ):
+            continue
+        rows.append({"id": event.id, "at": _iso(event.at), "kind": event.kind,
+                     "rule": event.identity, "client_oid": event.client_oid,
+                     "payload": event.payload})
+    return rows
+
+
+def why(store: Store, key: str) -> dict[str, Any] | None:
+    """An order by clientOid or exchange id: its firing, rule version, inputs, every event
+    of the order and of its rule from the firing on, and its fills."""
+    with store.session() as session:
+        order = session.get(Order, key)
+        if order is None:
+            order = session.scalars(select(Order).where(Order.exchange_id == key)).first()
+        if order is None:
+            return None
+        firing = session.scalars(
+            select(Firing).where(Firing.client_oid == order.client_oid)).one_or_none()
+        version = None
+        if firing is not None:
+            version = session.scalars(select(RuleVersion).where(
+                RuleVersion.identity == firing.identity, RuleVersion.version == firing.version
+            )).one_or_none()
+        query = select(Event).where(Event.client_oid == order.client_oid)
+        events = list(session.scalars(query.order_by(Event.id)))
+        if firing is not None:
+            rule_events = session.scalars(
+                select(Event).where(Event.identity == firing.identity,
+                                    Event.client_oid.is_(None),
+                                    Event.at >= firing.created_at).order_by(Event.id).limit(50)
+            )
+            events = sorted([*events, *rule_events], key=lambda e: e.id)
+        fills = list(session.scalars(
+            select(Fill).where(Fill.client_oid == order.client_oid).order_by(Fill.time)))
+    return {
+        "order": _order_row(order, firing.identity if firing else None),
+        "firing": None if firing is None else {
+            "rule": firing.identity, "number": firing.number, "version": firing.version,
+            "status": firing.status, "inputs": firing.inputs, "intent": firing.intent,
+            "created_at": _iso(firing.created_at),
+        },
+        "version": None if version is None else {
+            "version": version.version, "fingerprint": version.fingerprint,
+            "canonical": version.canonical, "path": version.path, "source": version.source,
+        },
+        "events": [{"id": e.id, "at": _iso(e.at), "kind": e.kind, "rule": e.identity,
+                    "payload": e.payload} for e in events],
+        "fills": [{"trade_id": f.trade_id, "price": _text(f.price), "size": _text(f.size),
+                   "fee": _text(f.fee), "time": _iso(f.time)} for f in fills],
+    }
