@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.market",
     "rules_engine.cli.run",
     "rules_engine.cli.record",
+    "rules_engine.cli.control",
     "rules_engine.cli.sandbox",
 )
 

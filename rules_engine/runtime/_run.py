@@ -321,6 +321,7 @@ async def run_watcher(
 
         store = Store(db)
         stack.callback(store.close)
+        _control_signals(store)
         watcher = Watcher(rules, symbols=symbols, store=store, rest=rest, config=config,
                           emit=output, market_rest=market_rest, book_symbols=extra,
                           on_market=bridge, sources=texts)
@@ -340,6 +341,24 @@ async def run_watcher(
             if view is not None:
                 await view
         output("run.done", {"fired": watcher.fired})
+
+
+def _control_signals(store: Any) -> None:
+    """SIGUSR1 throws the kill switch (as `rules-engine halt`), SIGUSR2 lifts it: through the
+    store, so it holds across restarts exactly as the command's does."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def halt() -> None:
+        store.request_halt(False, datetime.now(UTC), "signal SIGUSR1")
+
+    def resume() -> None:
+        store.resume(datetime.now(UTC), "signal SIGUSR2")
+
+    for signum, action in ((signal.SIGUSR1, halt), (signal.SIGUSR2, resume)):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, action)
 
 
 def _redact(url: str) -> str:

@@ -127,6 +127,7 @@ class _Tracked:
     family: str
     size: Decimal | None
     exchange_id: str | None = None
+    side: str = ""
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -197,6 +198,7 @@ class Watcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.trading = True
         self.stop_reason = ""
+        self.halted: dict[str, Any] | None = None  # the kill switch, as the store holds it
         self.public: KucoinWs | None = None
         self.private: KucoinWs | None = None
         self.private_live = False
@@ -236,6 +238,9 @@ class Watcher:
         self.orders.family = await self._family()
         self._load_rules(now)
         await self._recover()
+        held = self.store.halt()
+        if held is not None:  # the kill switch holds across restarts
+            await self._halt_now(held)
         await self._load_balances()
         await self._load_candles()
         for identity in self.timed_ids:
@@ -245,6 +250,7 @@ class Watcher:
         self._spawn(self._heartbeat_loop())
         self._spawn(self._resolve_loop())
         self._spawn(self._poll_loop())
+        self._spawn(self._control_loop())
         # What is loaded now lives as long as the watcher: keep the collector off it, so a
         # full collection never walks the rules, index and books in the middle of a tick.
         gc.collect()
@@ -444,7 +450,7 @@ class Watcher:
             self.tracked[row.client_oid] = _Tracked(
                 row.client_oid, owner.identity if owner else None,
                 owner.number if owner else None, row.symbol, row.family, row.size,
-                row.exchange_id,
+                row.exchange_id, row.side,
             )
         for oid in list(self.tracked):
             if oid in self.tracked and not any(p.oid == oid for p in self.pending.values()):
@@ -482,7 +488,8 @@ class Watcher:
                     if status == "open":
                         self.tracked[oid] = _Tracked(
                             oid, owner[0] if owner else None, owner[1] if owner else None,
-                            state.symbol, self.orders.family, state.size, state.order_id)
+                            state.symbol, self.orders.family, state.size, state.order_id,
+                            state.side)
 
     async def _exchange_orders(self, symbol: str, recent_pages: int = 10) -> list[OrderState]:
         """Every active order of `symbol` (all pages), and the most recent done ones (HF: up to
@@ -670,6 +677,8 @@ class Watcher:
             self.evaluate(selected.values(), now)
 
     def evaluate(self, rules: Iterable[CompiledRule], now: datetime) -> None:
+        if self.halted is not None:
+            return  # the kill switch: nothing fires until `rules-engine resume`
         values = self.market.values
         timed = self.timed_ids
         for rule in rules:
@@ -772,7 +781,7 @@ class Watcher:
         pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
         self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
-                                     resolved.size)
+                                     resolved.size, side=resolved.side)
         self.fired += 1
         self.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
                             "order": {k: v for k, v in intent.items() if v is not None}})
@@ -873,6 +882,10 @@ class Watcher:
             tracked.exchange_id = exchange_id
         self.store.settle(pending.oid, now, firing_to="acknowledged", order_to="open",
                           exchange_id=exchange_id, payload={"why": why})
+        if tracked is not None and self.halted is not None and (
+            self.halted.get("all") or not self._protective(tracked)
+        ):  # in flight when the switch was thrown: cancelled as soon as it exists
+            self._spawn(self._cancel_where([tracked], "halt (acknowledged after it)"))
         self.emit("acknowledged", {"rule": pending.identity, "client_oid": pending.oid,
                                    "order_id": exchange_id})
 
@@ -1118,6 +1131,64 @@ class Watcher:
 
     # ================================================================ clocks
 
+    async def _control_loop(self) -> None:
+        """A person's requests, from the store: the kill switch and `resolve`."""
+        while not self._stop.is_set():
+            wanted = self.store.halt()
+            if wanted is not None and (
+                self.halted is None or wanted.get("request") != self.halted.get("request")
+            ):
+                await self._halt_now(wanted)
+            elif wanted is None and self.halted is not None:
+                self._resume_now()
+            for oid, placed in self.store.resolutions().items():
+                self._resolve_by_hand(oid, placed)
+            await _sleep(self._stop, 0.25)
+
+    @staticmethod
+    def _protective(tracked: _Tracked) -> bool:
+        """An exit that protects a position: kept by `halt`, cancelled by `halt --all`. Here:
+        KuCoin stop orders that sell (`place stop sell`); the engine-held stop-loss legs and
+        trailing stops of issue 6 will join them."""
+        return tracked.family == "stop" and tracked.side == "sell"
+
+    async def _halt_now(self, wanted: dict[str, Any]) -> None:
+        self.halted = wanted
+        everything = bool(wanted.get("all"))
+        cancel = [t for t in self.tracked.values()
+                  if everything or not self._protective(t)]
+        kept = len(self.tracked) - len(cancel)
+        self._event("halted", {"all": everything, "cancelling": len(cancel), "kept": kept})
+        await self._cancel_where(cancel, "halt" + (" --all" if everything else ""))
+        self.store.acknowledge_halt(str(wanted.get("request")), self.now(),
+                                    {"cancelled": len(cancel), "kept": kept})
+
+    def _resume_now(self) -> None:
+        now = self.now()
+        self.halted = None
+        # As after a restart: nobody watched while halted, so no `crosses` baseline and no
+        # `for` run survive it; then every rule looks at the market as it is now.
+        for identity, state in self.states.items():
+            self.states[identity] = restore(state)
+            self._schedule(identity, now)
+        self._event("resumed", {})
+        self.evaluate([r for r in self.rules.values()
+                       if r.identity not in self.blocked_at_load], now)
+
+    def _resolve_by_hand(self, oid: str, placed: bool) -> None:
+        """`rules-engine resolve`: a person settles an order the exchange cannot prove."""
+        now = self.now()
+        pending = next((p for p in self.pending.values() if p.oid == oid), None)
+        if pending is not None and pending.unknown:
+            if placed:
+                self._acknowledged(pending, None, now, "settled by a person: placed")
+            else:
+                self._retry(pending, "not_placed", now, "settled by a person: not placed")
+            self._event("resolved", {"placed": placed}, oid=oid)
+        else:
+            self._event("resolve.ignored", {"why": "not an order of unknown outcome"}, oid=oid)
+        self.store.resolution_done(oid)
+
     def _schedule(self, identity: str, now: datetime) -> None:
         """A timed rule's state changed outside `step` (loaded, armed, released): when is it
         due next."""
@@ -1166,7 +1237,8 @@ class Watcher:
             "rules": rules,
             "open_orders": [{"client_oid": t.oid, "symbol": t.symbol, "rule": t.identity}
                             for t in self.tracked.values()],
-            "trading": self.trading,
+            "trading": self.trading and self.halted is None,
+            "halted": self.halted,
             "stop_reason": self.stop_reason,
         }
 

@@ -17,6 +17,7 @@ second one is refused while the first's heartbeat is fresh.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -816,3 +817,79 @@ class Store:
     def fills(self) -> list[Fill]:
         with self.session() as session:
             return list(session.scalars(select(Fill).order_by(Fill.time, Fill.trade_id)))
+
+    # ------------------------------------------------------------ control: halt, resolve
+    #
+    # A person's requests are rows in `meta`, so they reach a running watcher (which polls
+    # them) and hold across restarts; each is answered in the store too.
+
+    def _meta_get(self, key: str) -> str | None:
+        with self.session() as session:
+            row = session.get(Meta, key)
+            return None if row is None else row.value
+
+    def _meta_put(self, session: Session, key: str, value: str | None) -> None:
+        row = session.get(Meta, key)
+        if value is None:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(Meta(key=key, value=value))
+        else:
+            row.value = value
+
+    def request_halt(self, everything: bool, now: datetime, by: str) -> str:
+        """The kill switch: held until `resume`. Returns the request's id, which the watcher
+        writes back as `halt_ack` once it has stopped firing and cancelled what it must."""
+        request = uuid.uuid4().hex
+        value = json.dumps({"all": everything, "at": now.isoformat(), "request": request,
+                            "by": by})
+        with self.session() as session, session.begin():
+            self._meta_put(session, "halt", value)
+            session.add(Event(at=now, kind="halt.requested", identity=None, client_oid=None,
+                              payload={"all": everything, "request": request, "by": by}))
+        return request
+
+    def resume(self, now: datetime, by: str) -> bool:
+        """Lift the kill switch; False when it was not on."""
+        with self.session() as session, session.begin():
+            if session.get(Meta, "halt") is None:
+                return False
+            self._meta_put(session, "halt", None)
+            self._meta_put(session, "halt_ack", None)
+            session.add(Event(at=now, kind="halt.lifted", identity=None, client_oid=None,
+                              payload={"by": by}))
+        return True
+
+    def halt(self) -> dict[str, Any] | None:
+        value = self._meta_get("halt")
+        return None if value is None else dict(json.loads(value))
+
+    def halt_acknowledged(self) -> str | None:
+        return self._meta_get("halt_ack")
+
+    def acknowledge_halt(self, request: str, now: datetime, payload: dict[str, Any]) -> None:
+        with self.session() as session, session.begin():
+            self._meta_put(session, "halt_ack", request)
+            session.add(Event(at=now, kind="halt.acknowledged", identity=None,
+                              client_oid=None, payload={"request": request, **payload}))
+
+    def request_resolution(self, oid: str, placed: bool, now: datetime, by: str) -> None:
+        with self.session() as session, session.begin():
+            self._meta_put(session, f"resolve:{oid}", "placed" if placed else "not-placed")
+            session.add(Event(at=now, kind="resolve.requested", identity=None, client_oid=oid,
+                              payload={"placed": placed, "by": by}))
+
+    def resolutions(self) -> dict[str, bool]:
+        """Pending requests of `rules-engine resolve`: clientOid -> placed."""
+        with self.session() as session:
+            rows = session.scalars(select(Meta).where(Meta.key.startswith("resolve:")))
+            return {row.key[len("resolve:"):]: row.value == "placed" for row in rows}
+
+    def resolution_done(self, oid: str) -> None:
+        with self.session() as session, session.begin():
+            self._meta_put(session, f"resolve:{oid}", None)
+
+    def lease(self) -> Lease | None:
+        with self.session() as session:
+            return session.get(Lease, 1)

@@ -1,0 +1,151 @@
+"""A person's controls over the watcher on a store: the kill switch and settling an order.
+
+    rules-engine halt [--all] [--db URL]
+    rules-engine resume [--db URL]
+    rules-engine resolve CLIENT_OID placed|not-placed [--db URL]
+
+`halt`: the running watcher stops firing and cancels its open orders except protective exits
+(which it keeps managing); `--all` cancels those too. It returns once the watcher has
+acknowledged (exit 0), or after 10 s with exit 2 if none did; either way the switch holds,
+across restarts, until `resume`. A watcher started while it holds starts halted.
+
+`resolve`: for an order whose outcome the exchange cannot prove (a legacy or stop order that
+timed out): `placed` adopts it, `not-placed` lets its firing be decided again under the same
+clientOid. A running watcher applies it within a second; with none running, the store is
+settled directly and the next start acts on it. Exit 1 when the clientOid is not an order of
+unknown outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import socket
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rules_engine.cli.record import _Failed, store_url
+
+__all__ = ["register"]
+
+ACK_TIMEOUT = 10.0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    halt = subparsers.add_parser(
+        "halt", help="the kill switch: stop firing and cancel open orders",
+        description="Stop the watcher on this store from firing and cancel its open orders "
+        "(protective exits kept unless --all); holds across restarts until `resume`.",
+    )
+    halt.add_argument("--all", action="store_true", help="cancel protective exits too")
+    halt.add_argument("--db", default=None)
+    halt.set_defaults(handler=lambda a: _run(a, _halt))
+    resume = subparsers.add_parser("resume", help="lift the kill switch",
+                                   description="Lift the kill switch: the watcher fires again.")
+    resume.add_argument("--db", default=None)
+    resume.set_defaults(handler=lambda a: _run(a, _resume))
+    resolve = subparsers.add_parser(
+        "resolve", help="settle an order whose outcome the exchange cannot prove",
+        description="Settle an order of unknown outcome by hand: placed (adopt it) or "
+        "not-placed (its firing may be decided again, same clientOid).",
+    )
+    resolve.add_argument("client_oid", metavar="CLIENT_OID")
+    resolve.add_argument("outcome", choices=("placed", "not-placed"))
+    resolve.add_argument("--db", default=None)
+    resolve.set_defaults(handler=lambda a: _run(a, _resolve))
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+def _run(args: argparse.Namespace, body: Any) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rules_engine.store import Store
+    from rules_engine.store._record import is_current
+
+    try:
+        store = Store(store_url(args.db))
+        try:
+            if not is_current(store):
+                raise _Failed("this store was not created by this version's watcher: run "
+                              "`rules-engine run` on it first")
+            code: int = body(store, args)
+            return code
+        finally:
+            store.close()
+    except _Failed as err:
+        print(f"rules-engine {args.command}: error: {err}", file=sys.stderr)
+        return err.code
+    except SQLAlchemyError as err:
+        print(f"rules-engine {args.command}: error: cannot use the store: "
+              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}", file=sys.stderr)
+        return 2
+
+
+def _watcher_alive(store: Any, now: datetime) -> bool:
+    lease = store.lease()
+    return bool(lease is not None and lease.alive
+                and now - lease.heartbeat < timedelta(seconds=15))
+
+
+def _halt(store: Any, args: argparse.Namespace) -> int:
+    request = store.request_halt(bool(args.all), datetime.now(UTC), _who())
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while time.monotonic() < deadline:
+        if store.halt_acknowledged() == request:
+            print("halted: the watcher stopped firing and cancelled its open orders"
+                  + ("" if args.all else " (protective exits kept)")
+                  + "; `rules-engine resume` lifts it")
+            return 0
+        time.sleep(0.1)
+    print("rules-engine halt: error: no watcher acknowledged within 10 s; the switch holds "
+          "and a watcher that starts on this store starts halted", file=sys.stderr)
+    return 2
+
+
+def _resume(store: Any, args: argparse.Namespace) -> int:
+    if store.resume(datetime.now(UTC), _who()):
+        print("resumed: the watcher fires again")
+    else:
+        print("the kill switch was not on")
+    return 0
+
+
+def _resolve(store: Any, args: argparse.Namespace) -> int:
+    oid, placed = args.client_oid, args.outcome == "placed"
+    firing = store.firing_of(oid)
+    if firing is None or firing.status not in ("sent", "unknown"):
+        state = "no such order" if firing is None else f"its firing is {firing.status}"
+        raise _Failed(f"{oid} is not an order of unknown outcome ({state})", code=1)
+    now = datetime.now(UTC)
+    if _watcher_alive(store, now):
+        store.request_resolution(oid, placed, now, _who())
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while time.monotonic() < deadline:
+            if oid not in store.resolutions():
+                print(f"{oid}: settled as {args.outcome} by the running watcher")
+                return 0
+            time.sleep(0.1)
+        print("rules-engine resolve: error: the watcher did not take it within 10 s; it "
+              "stays requested", file=sys.stderr)
+        return 2
+    # No watcher: settle the store itself; the next start acts on it.
+    if firing.status == "sent":
+        store.settle(oid, now, firing_to="unknown", payload={"why": "settled by a person"})
+    if placed:
+        store.settle(oid, now, firing_to="acknowledged", order_to="open",
+                     payload={"why": f"settled by {_who()}: placed"})
+    else:
+        store.settle(oid, now, firing_to="not_placed", order_to="not_placed",
+                     payload={"why": f"settled by {_who()}: not placed"})
+    print(f"{oid}: settled as {args.outcome} (no watcher running: the next start acts on it)")
+    return 0

@@ -1,0 +1,81 @@
+"""The kill switch and `resolve`, against a real watcher on a real sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from test_watcher import book, rig, settle, until, venue, watch
+
+from rules_engine.cli import control, main
+from rules_engine.store import Store
+
+ONE_LINER = "when BTC-USDT bid < 60000 place limit buy 0.01\n"
+SECOND = "rule later on BTC-USDT:\n    when ask < 58000\n    place limit buy 0.001 at 50000\n"
+
+
+async def cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_halt_stops_firing_cancels_open_orders_and_holds_until_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with rig(tmp_path, ONE_LINER + SECOND) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        assert await cli("halt", "--db", r.db) == 0
+        assert "halted" in capsys.readouterr().out
+        await until(lambda: r.orders()[0].status == "done")  # cancelled on the exchange
+        assert r.orders()[0].deal_size == 0
+        await until(lambda: not r.watcher.tracked)  # and the store knows it
+        r.push("57900", "57910")  # `later` would fire now
+        await settle(0.6)
+        assert len(r.orders()) == 1
+        assert await cli("resume", "--db", r.db) == 0
+        await until(lambda: len(r.orders()) == 2)  # it looks at the market again at once
+        store = Store(r.db)
+        kinds = [e.kind for e in store.events()]
+        [cancelled] = [o for o in store.orders() if o.status == "canceled"]
+        store.close()
+        assert kinds.index("halt.requested") < kinds.index("halt.acknowledged") < kinds.index(
+            "halt.lifted") < kinds.index("resumed")
+
+
+async def test_a_halt_without_a_watcher_fails_loudly_and_holds_for_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control, "ACK_TIMEOUT", 0.5)
+    async with venue() as v:
+        async with watch(v, tmp_path, SECOND) as r:
+            db = r.db
+        assert await cli("halt", "--db", db) == 2
+        assert "no watcher acknowledged" in capsys.readouterr().err
+        bids, asks = book("57900", "57910")
+        v.feed.push("BTC-USDT", bids, asks)
+        async with watch(v, tmp_path, SECOND) as r:
+            assert r.watcher.halted is not None  # it started halted
+            await settle(0.8)
+            assert r.orders() == []
+            store = Store(db)
+            assert store.halt_acknowledged() is not None
+            store.close()
+
+
+async def test_resolve_settles_an_order_no_lookup_can_prove(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Legacy orders carry no deadline: an unknown one is never proven absent by lookups.
+    async with rig(tmp_path, SECOND, order_family="legacy") as r:
+        await r.admin("faults", {"http_5xx": True})
+        r.push("57900", "57910")
+        await until(lambda: any(p.unknown for p in r.watcher.pending.values()))
+        await r.admin("faults", {"http_5xx": False})
+        await settle(1.0)
+        assert r.orders() == [] and r.watcher.pending  # still frozen: nothing proves it
+        [pending] = r.watcher.pending.values()
+        assert await cli("resolve", "--db", r.db, "nope", "placed") == 1
+        assert await cli("resolve", "--db", r.db, pending.oid, "not-placed") == 0
+        await until(lambda: len(r.orders()) == 1)  # the same firing, the same clientOid
+        assert r.orders()[0].req.client_oid == pending.oid
+    assert "settled as not-placed by the running watcher" in capsys.readouterr().out
