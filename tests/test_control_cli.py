@@ -36,8 +36,9 @@ async def test_halt_stops_firing_cancels_open_orders_and_holds_until_resume(
         await until(lambda: len(r.orders()) == 2)  # it looks at the market again at once
         store = Store(r.db)
         kinds = [e.kind for e in store.events()]
-        [cancelled] = [o for o in store.orders() if o.status == "canceled"]
+        cancelled = [o for o in store.orders() if o.status == "canceled"]
         store.close()
+        assert len(cancelled) == 1
         assert kinds.index("halt.requested") < kinds.index("halt.acknowledged") < kinds.index(
             "halt.lifted") < kinds.index("resumed")
 
