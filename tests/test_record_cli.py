@@ -100,3 +100,25 @@ def test_a_missing_store_or_a_bad_time_is_a_clear_usage_error(
         main(["audit", "--since", "yesterday", "--db", "sqlite:///x"])
     assert exit_info.value.code == 2
     assert "not an ISO 8601 time" in capsys.readouterr().err
+
+
+def test_a_store_of_an_older_schema_is_brought_up_to_date_and_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from rules_engine.store import Store
+    from rules_engine.store._repo import _migrations
+
+    db = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    store = Store(db)
+    config = Config()
+    config.set_main_option("script_location", str(_migrations()))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")  # before rule versions kept their text
+    store.close()
+    code, out, err = run(capsys, "status", "--db", db)
+    assert code == 0, err
+    assert "watcher: none has run on this store" in out

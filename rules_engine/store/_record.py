@@ -36,10 +36,14 @@ def _text(value: Any) -> str | None:
 
 
 def is_current(store: Store) -> bool:
-    """The store has the watcher's tables (reading never creates or migrates one)."""
+    """The store has the watcher's tables; an older schema is brought up to date (as the
+    watcher does at start: migrations only add), but a store is never created here."""
     with store.engine.connect() as connection:
         names = set(inspect(connection).get_table_names())
-    return names >= _TABLES
+    if not names >= _TABLES:
+        return False
+    store.migrate()
+    return True
 
 
 def _order_row(order: Order, rule: str | None) -> dict[str, Any]:
