@@ -469,3 +469,28 @@ async def test_an_adopted_order_of_a_firing_the_store_lost_is_never_decided_agai
             assert r.watcher.states["dip"].status == "done"
             assert r.watcher.tracked[oid].identity == "dip"
         assert [o.req.client_oid for o in v.state.engine.orders.values()] == [oid]
+
+
+async def test_cancel_after_cancels_what_is_still_open_and_a_timer_due_while_down_runs_at_start(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule brief on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.001 at 50000\n"
+             "    cancel after 1s\n")
+    async with venue() as v:
+        async with watch(v, tmp_path, rules) as r:
+            await until(lambda: len(r.orders()) == 1)
+            await until(lambda: r.orders()[0].status == "done", 5)  # cancelled after 1 s
+            await until(lambda: not r.watcher.tracked)
+        rules2 = rules.replace("brief", "slow").replace("1s", "2s")
+        async with watch(v, tmp_path, rules2) as r:
+            await until(lambda: len(r.orders()) == 2 and not r.watcher.pending)
+        await settle(2.2)  # its timer falls due while no watcher runs
+        async with watch(v, tmp_path, rules2) as r:
+            await until(lambda: all(o.status == "done" for o in r.orders()), 5)
+            store = r.store()
+            late = [e for e in store.events() if e.kind == "timer.late"]
+            assert len(late) == 1 and late[0].payload["timer"] == "cancel after"
+            cancels = [e.payload["why"] for e in store.events()
+                       if e.kind == "order.cancel_requested"]
+            assert cancels == ["cancel after", "cancel after"]
+            store.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import heapq
 import logging
 import os
 import socket
@@ -199,6 +200,7 @@ class Watcher:
         self.trading = True
         self.stop_reason = ""
         self.halted: dict[str, Any] | None = None  # the kill switch, as the store holds it
+        self.cancels: list[tuple[datetime, str]] = []  # `cancel after D`: (due, clientOid)
         self.public: KucoinWs | None = None
         self.private: KucoinWs | None = None
         self.private_live = False
@@ -455,8 +457,27 @@ class Watcher:
         for oid in list(self.tracked):
             if oid in self.tracked and not any(p.oid == oid for p in self.pending.values()):
                 await self._poll_order(self.tracked[oid])
+        self._rearm_cancels(now)
         await self._adopt_unknown()
         self._event("recovered", {"pending": len(self.pending), "open_orders": len(self.tracked)})
+
+    def _rearm_cancels(self, now: datetime) -> None:
+        """`cancel after D` timers are a pure function of the store: the firing's decision
+        time plus the rule's D, for each order still open. One due while the watcher was down
+        runs at once, and says so."""
+        for tracked in self.tracked.values():
+            rule = self.rules.get(tracked.identity or "")
+            if rule is None or rule.cancel_after_seconds is None:
+                continue
+            firing = self.store.firing_of(tracked.oid)
+            if firing is None:
+                continue
+            due = firing.created_at + timedelta(seconds=rule.cancel_after_seconds)
+            if due <= now:
+                self._event("timer.late", {"timer": "cancel after", "due": due.isoformat(),
+                                           "late_s": round((now - due).total_seconds(), 3)},
+                            oid=tracked.oid)
+            heapq.heappush(self.cancels, (due, tracked.oid))
 
     async def _adopt_unknown(self) -> None:
         known = {row.client_oid for row in self.store.orders()}
@@ -782,6 +803,9 @@ class Watcher:
         self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
                                      resolved.size, side=resolved.side)
+        if rule.cancel_after_seconds is not None:
+            heapq.heappush(self.cancels, (now + timedelta(seconds=rule.cancel_after_seconds),
+                                          oid))
         self.fired += 1
         self.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
                             "order": {k: v for k, v in intent.items() if v is not None}})
@@ -1210,6 +1234,14 @@ class Watcher:
             due = self.timers.pop_due(now)
             if due:  # only the timed rules whose moment has come
                 self.evaluate([self.rules[identity] for identity in due], now)
+            expired = []
+            while self.cancels and self.cancels[0][0] <= now:
+                _, oid = heapq.heappop(self.cancels)
+                tracked = self.tracked.get(oid)
+                if tracked is not None:
+                    expired.append(tracked)
+            if expired:
+                self._spawn(self._cancel_where(expired, "cancel after"))
 
     async def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
