@@ -494,3 +494,46 @@ async def test_cancel_after_cancels_what_is_still_open_and_a_timer_due_while_dow
                        if e.kind == "order.cancel_requested"]
             assert cancels == ["cancel after", "cancel after"]
             store.close()
+
+
+async def test_many_rules_firing_at_once_stay_within_every_risk_limit(tmp_path: Path) -> None:
+    rules = "".join(
+        f"rule r{n} on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.002 at 50000\n"
+        f"    repeat every 1s max 3\n" for n in range(12)
+    ) + "when BTC-USDT bid < 60000 place market buy 0.01\n"  # about 590 USDT: too big
+    limits = {"max_order_notional": "150", "max_rule_notional": "250",
+              "max_daily_notional": "700", "max_open_orders": 5, "max_firings_per_minute": 6}
+    path = str(tmp_path / "test.rules")
+    async with venue(bid="61000", ask="61010") as v, watch(
+        v, tmp_path, rules, risk=limits, risk_files={path: {"max_order_notional": "120"}}
+    ) as r:
+        r.push("59000", "59010")  # every rule's condition at once
+        await settle(3.0)
+        orders = r.orders()
+        values = [o.req.price * o.req.size for o in orders if o.req.price is not None]
+        assert 0 < len(orders) <= 5 and len(values) == len(orders)  # open orders, per minute
+        assert all(value <= 120 for value in values)  # the file's tighter order limit
+        assert sum(values) <= 700
+        by_rule: dict[str, D] = {}
+        store = r.store()
+        for firing in store.firings():
+            if firing.status == "acknowledged":
+                by_rule[firing.identity] = by_rule.get(firing.identity, D(0)) + D(
+                    firing.intent["notional"])
+        reasons = [e.payload["reason"] for e in store.events() if e.kind == "firing.blocked"]
+        store.close()
+        assert all(total <= 250 for total in by_rule.values())
+        assert any("risk.max_open_orders 5" in reason for reason in reasons)
+        assert any("risk.max_order_notional 120" in reason for reason in reasons)
+
+
+async def test_risk_usage_is_rebuilt_from_the_store_on_restart(tmp_path: Path) -> None:
+    first = "rule one on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.001 at 50000\n"
+    second = first.replace("one", "two")
+    async with venue() as v:
+        async with watch(v, tmp_path, first, risk={"max_open_orders": 1}) as r:
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        async with watch(v, tmp_path, first + second, risk={"max_open_orders": 1}) as r:
+            await until(lambda: r.watcher.states["two"].status == "blocked")
+            assert "risk.max_open_orders 1 reached" in r.watcher.reasons["two"]
+            assert len(r.orders()) == 1

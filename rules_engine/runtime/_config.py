@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rules_engine.engine._risk import Limits
+
 __all__ = ["ConfigError", "RiskLimits", "WatcherConfig", "is_loopback", "load_config"]
 
 class ConfigError(Exception):
@@ -40,6 +42,30 @@ class RiskLimits(BaseModel):
     allowed_symbols: list[str] | None = Field(
         default=None, description="symbols the watcher may trade; empty or absent: any"
     )
+    max_rule_notional: Decimal | None = Field(
+        default=None, gt=0, description="quote value of all the orders one rule ever placed"
+    )
+    max_daily_notional: Decimal | None = Field(
+        default=None, gt=0, description="quote value of all orders placed on one UTC day"
+    )
+    max_firings_per_minute: int | None = Field(
+        default=None, gt=0, description="orders sent in any 60 seconds, all rules together"
+    )
+    max_slippage: Decimal | None = Field(
+        default=None, gt=0, lt=1,
+        description="a market order walking the book may move the price this fraction at most",
+    )
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_order_notional=self.max_order_notional,
+            max_rule_notional=self.max_rule_notional,
+            max_daily_notional=self.max_daily_notional,
+            max_open_orders=self.max_open_orders,
+            max_firings_per_minute=self.max_firings_per_minute,
+            allowed_symbols=frozenset(self.allowed_symbols) if self.allowed_symbols else None,
+            max_slippage=self.max_slippage,
+        )
 
 
 class WatcherConfig(BaseSettings):
@@ -73,6 +99,10 @@ class WatcherConfig(BaseSettings):
         default_factory=dict, description="seconds, per field (last, bid, volume, change)"
     )
     risk: RiskLimits = Field(default_factory=RiskLimits)
+    risk_files: dict[str, RiskLimits] = Field(
+        default_factory=dict,
+        description="per rule file (the path as given to run): limits that tighten `risk`",
+    )
     sandbox_feed: Literal["synthetic", "candles", "recorded"] = "synthetic"
     sandbox_seed: int = 1
     sandbox_speed: float = Field(default=1.0, gt=0)

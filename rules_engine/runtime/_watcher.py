@@ -31,7 +31,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +79,7 @@ from rules_engine.engine import (
     step,
 )
 from rules_engine.engine._candles import TIMEFRAME_TYPES, CandleSeries, history_needed
+from rules_engine.engine._risk import Exposure, check, value_order
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._market import MarketState
 from rules_engine.store import LeaseHeld, Store
@@ -129,6 +130,8 @@ class _Tracked:
     size: Decimal | None
     exchange_id: str | None = None
     side: str = ""
+    value: Decimal = Decimal(0)  # its share of the risk limits
+    day: date | None = None  # the UTC day of its firing
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -201,6 +204,9 @@ class Watcher:
         self.stop_reason = ""
         self.halted: dict[str, Any] | None = None  # the kill switch, as the store holds it
         self.cancels: list[tuple[datetime, str]] = []  # `cancel after D`: (due, clientOid)
+        self.limits = config.risk.limits()
+        self.file_limits = {path: limits.limits() for path, limits in config.risk_files.items()}
+        self.exposure = Exposure()
         self.public: KucoinWs | None = None
         self.private: KucoinWs | None = None
         self.private_live = False
@@ -458,8 +464,36 @@ class Watcher:
             if oid in self.tracked and not any(p.oid == oid for p in self.pending.values()):
                 await self._poll_order(self.tracked[oid])
         self._rearm_cancels(now)
+        self._load_exposure(now)
         await self._adopt_unknown()
         self._event("recovered", {"pending": len(self.pending), "open_orders": len(self.tracked)})
+
+    def _load_exposure(self, now: datetime) -> None:
+        """The risk limits' usage, rebuilt from the store: an order not final keeps its full
+        value and counts as open; a final one keeps what it traded; one refused or proven not
+        placed, nothing."""
+        exposure = Exposure()
+        rows, times = self.store.exposure_rows()
+        for row in rows:
+            value = row["value"]
+            if value is None:  # adopted, or written before values were kept
+                value = row["funds"] or ((row["price"] or Decimal(0)) * (row["size"] or 0))
+            status = row["status"]
+            is_open = status in ("pending", "open")
+            kept = value if is_open else row["filled_value"] if status in (
+                "filled", "canceled") else Decimal(0)
+            if row["rule"] is not None and row["at"] is not None:
+                exposure.add(row["rule"], row["at"].date(), kept, is_open=is_open)
+            elif is_open:
+                exposure.open_orders += 1
+            tracked = self.tracked.get(row["client_oid"])
+            if tracked is not None:
+                tracked.value = value
+                tracked.day = row["at"].date() if row["at"] is not None else None
+        for at in times:
+            if now - at < timedelta(minutes=1):
+                exposure.fired(at)
+        self.exposure = exposure
 
     def _rearm_cancels(self, now: datetime) -> None:
         """`cancel after D` timers are a pure function of the store: the firing's decision
@@ -757,8 +791,13 @@ class Watcher:
         resolved = resolve_order(order_spec, self.market.values,
                                  self.symbols[order_spec.symbol], fill=fill,
                                  balances=self.balances)
+        value = Decimal(0)
         if isinstance(resolved, OrderIntent):
-            resolved = self._limits(resolved)
+            limited = self._limits(rule, resolved, now)
+            if isinstance(limited, Blocked):
+                resolved = limited
+            else:
+                resolved, value = limited
         if not self.trading and isinstance(resolved, OrderIntent):
             resolved = Blocked(f"trading is stopped: {self.stop_reason}")
         if isinstance(resolved, Blocked):
@@ -788,6 +827,7 @@ class Watcher:
             "size": _num(resolved.size), "funds": _num(resolved.funds),
             "price": _num(resolved.price), "stop_price": _num(resolved.stop_price),
             "family": family, "deadline": until.isoformat() if until else None,
+            "notional": format(value, "f"),
         }
         order_row = {
             "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
@@ -802,7 +842,10 @@ class Watcher:
         pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
         self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
-                                     resolved.size, side=resolved.side)
+                                     resolved.size, side=resolved.side, value=value,
+                                     day=now.date())
+        self.exposure.add(identity, now.date(), value)
+        self.exposure.fired(now)
         if rule.cancel_after_seconds is not None:
             heapq.heappush(self.cancels, (now + timedelta(seconds=rule.cancel_after_seconds),
                                           oid))
@@ -813,29 +856,30 @@ class Watcher:
         self._actions(rule, now)
         self._armed(arms, now)
 
-    def _limits(self, intent: OrderIntent) -> OrderIntent | Blocked:
-        risk = self.config.risk
-        if risk.allowed_symbols and intent.symbol not in risk.allowed_symbols:
-            return Blocked(f"{intent.symbol} is not in risk.allowed_symbols")
-        if risk.max_open_orders is not None:
-            open_count = len(self.tracked)
-            if open_count >= risk.max_open_orders:
-                return Blocked(f"risk.max_open_orders {risk.max_open_orders} reached "
-                               f"({open_count} open or unresolved)")
-        if risk.max_order_notional is not None:
-            worth = intent.funds
-            if worth is None and intent.size is not None:
-                reference = intent.price or intent.stop_price
-                if reference is None:  # a market order by size: valued at the far side
-                    side = "ask" if intent.side == "buy" else "bid"
-                    reference = self.market.values.get(M.Field(intent.symbol, side))
-                if reference is None:
-                    return Blocked("the order's value is not known: no fresh price to value it")
-                worth = intent.size * reference
-            if worth is not None and worth > risk.max_order_notional:
-                return Blocked(f"order value {worth} is above risk.max_order_notional "
-                               f"{risk.max_order_notional}")
-        return intent
+    def _limits(self, rule: CompiledRule, intent: OrderIntent,
+                now: datetime) -> tuple[OrderIntent, Decimal] | Blocked:
+        """The order's value and the risk limits (the config's, tightened by the rule
+        file's): the limit it would break blocks it."""
+        limits = self.limits.tighten(self.file_limits[rule.path]) if (
+            rule.path in self.file_limits) else self.limits
+        far_side: Iterable[tuple[Decimal, Decimal]] | None = None
+        book = self.books.get(intent.symbol)
+        if intent.order_type == "market" and book is not None and book.fresh:
+            if intent.side == "buy":
+                far_side = book.asks.items()
+            else:
+                far_side = ((price, book.bids[price]) for price in reversed(book.bids))
+        elif intent.order_type == "market" and intent.size is not None:
+            side = "ask" if intent.side == "buy" else "bid"
+            best = self.market.values.get(M.Field(intent.symbol, side))
+            if best is not None and limits.max_slippage is None:
+                far_side = [(best, intent.size)]  # no book followed: valued at the best price
+        value = value_order(intent, far_side, limits.max_slippage)
+        if isinstance(value, str):
+            return Blocked(value)
+        reason = check(intent, value, rule.identity, limits=limits, exposure=self.exposure,
+                       now=now)
+        return Blocked(reason) if reason is not None else (intent, value)
 
     def _actions(self, rule: CompiledRule, now: datetime) -> None:
         for action in rule.actions:
@@ -913,11 +957,19 @@ class Watcher:
         self.emit("acknowledged", {"rule": pending.identity, "client_oid": pending.oid,
                                    "order_id": exchange_id})
 
+    def _release(self, tracked: _Tracked | None, kept: Decimal) -> None:
+        """A tracked order leaves the open count; of its value it keeps `kept` (what it
+        traded; 0 when it never reached the exchange)."""
+        if tracked is not None and tracked.identity is not None and tracked.day is not None:
+            self.exposure.settle(tracked.identity, tracked.day, tracked.value, kept)
+        elif tracked is not None:
+            self.exposure.open_orders = max(self.exposure.open_orders - 1, 0)
+
     def _refused(self, pending: _Pending, outcome: Outcome, now: datetime) -> None:
         if self.pending.get(pending.identity) is not pending:
             return
         self.pending.pop(pending.identity, None)
-        self.tracked.pop(pending.oid, None)
+        self._release(self.tracked.pop(pending.oid, None), Decimal(0))
         reason = f"refused by the exchange: {outcome.code} {outcome.message}".strip()
         state = self.states[pending.identity]
         if state.status in ("done", "cooling", "armed", "waiting"):
@@ -940,7 +992,7 @@ class Watcher:
         """The order is proven not on the exchange: the rule decides the same firing again
         (same clientOid) once its condition holds on fresh data."""
         self.pending.pop(pending.identity, None)
-        self.tracked.pop(pending.oid, None)
+        self._release(self.tracked.pop(pending.oid, None), Decimal(0))
         state = self.states.get(pending.identity)
         row_state = None
         if state is not None and state.firings == pending.number and state.status in (
@@ -1075,9 +1127,11 @@ class Watcher:
                 arms += self._arms(tracked.identity, "filled", tracked.number, fill)
             if status == "canceled":
                 arms += self._arms(tracked.identity, "canceled", tracked.number, fill)
-        self.store.settle(tracked.oid, now, order_to=status, exchange_id=tracked.exchange_id,
-                          also=tuple(self._row_of(c.identity, st) for c, st, _ in arms),
-                          events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
+        _, final = self.store.settle(
+            tracked.oid, now, order_to=status, exchange_id=tracked.exchange_id,
+            also=tuple(self._row_of(c.identity, st) for c, st, _ in arms),
+            events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
+        self._release(tracked, final.filled_value if final is not None else Decimal(0))
         self.emit(f"order.{status}", {"client_oid": tracked.oid})
         self._armed(arms, now)
 

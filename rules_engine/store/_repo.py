@@ -20,7 +20,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -893,3 +893,27 @@ class Store:
     def lease(self) -> Lease | None:
         with self.session() as session:
             return session.get(Lease, 1)
+
+    def exposure_rows(self) -> tuple[list[dict[str, Any]], list[datetime]]:
+        """Every order with what the risk limits need: its rule and firing time (None for an
+        adopted order), the value it was sent with, its status and what it traded; and the
+        times of every firing that sent an order."""
+        with self.session() as session:
+            firings = {f.client_oid: f for f in session.scalars(
+                select(Firing).where(Firing.client_oid.is_not(None)))}
+            rows = []
+            for order in session.scalars(select(Order)):
+                firing = firings.get(order.client_oid)
+                notional = (firing.intent or {}).get("notional") if firing else None
+                rows.append({
+                    "client_oid": order.client_oid,
+                    "rule": firing.identity if firing else None,
+                    "at": firing.created_at if firing else None,
+                    "value": Decimal(notional) if notional is not None else None,
+                    "status": order.status,
+                    "filled_value": order.filled_value,
+                    "price": order.price, "size": order.size, "funds": order.funds,
+                })
+            recent = [f.created_at for f in firings.values()]
+        rows.sort(key=lambda row: row["at"] or datetime.min.replace(tzinfo=UTC))
+        return rows, sorted(recent)
