@@ -537,3 +537,40 @@ async def test_risk_usage_is_rebuilt_from_the_store_on_restart(tmp_path: Path) -
             await until(lambda: r.watcher.states["two"].status == "blocked")
             assert "risk.max_open_orders 1 reached" in r.watcher.reasons["two"]
             assert len(r.orders()) == 1
+
+
+async def test_a_stop_order_is_tracked_through_its_trigger_and_fill(tmp_path: Path) -> None:
+    rules = ("rule btc_stop on BTC-USDT:\n    when last < 62000\n"
+             "    place stop sell 0.001 at 58000\n")
+    async with rig(tmp_path, rules, trade="59005") as r:
+        await until(lambda: r.watcher.fired == 1 and not r.watcher.pending)
+        [stop] = r.state.engine.stop_orders.values()
+        assert stop.req.stop == "loss" and stop.req.stop_price == D("58000")
+        assert stop.stop_status == "NEW" and r.orders() == []  # not an order until it triggers
+        r.push("57900", "57910", trade="57905")  # the last price falls through 58000
+        await until(lambda: not r.watcher.tracked, 5)
+        store = r.store()
+        [order] = store.orders()
+        assert order.status == "filled" and order.filled_size == D("0.001")
+        assert order.exchange_id == stop.id
+        assert [f.price for f in store.fills()] == [D("57900")]
+        kinds = [e.kind for e in store.events() if e.client_oid == order.client_oid]
+        assert "stop.triggered" in kinds and kinds[-1] == "order.filled"
+        store.close()
+
+
+async def test_cancel_all_cancels_a_stop_order_that_has_not_triggered(tmp_path: Path) -> None:
+    rules = ("rule guard on BTC-USDT:\n    when last < 62000\n    place stop sell 0.001 at 50000\n"
+             "rule panic on BTC-USDT:\n    when last < 58500\n    cancel all\n"
+             '    notify "cancelled every BTC-USDT order"\n')
+    async with rig(tmp_path, rules, trade="59005") as r:
+        await until(lambda: r.watcher.fired == 1 and not r.watcher.pending)
+        r.push("58400", "58410", trade="58405")
+        await until(lambda: not r.watcher.tracked, 5)
+        [stop] = r.state.engine.stop_orders.values()
+        assert stop.stop_status in ("CANCELLED", "CANCELED")
+        store = r.store()
+        assert [o.status for o in store.orders()] == ["canceled"]
+        notes = [e.payload["text"] for e in store.events() if e.kind == "notify"]
+        assert notes == ["cancelled every BTC-USDT order"]
+        store.close()

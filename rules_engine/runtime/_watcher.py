@@ -52,7 +52,14 @@ from rules_engine.adapters.kucoin._rest import KucoinOrders, KucoinRest
 from rules_engine.adapters.kucoin._ws import KucoinWs, batched_topics
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
-from rules_engine.core.market import Candle, OrderEvent, OrderState, Stats24h, Ticker
+from rules_engine.core.market import (
+    Candle,
+    OrderEvent,
+    OrderState,
+    Stats24h,
+    StopOrderEvent,
+    Ticker,
+)
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import (
     Arm,
@@ -378,7 +385,8 @@ class Watcher:
         private = KucoinWs(
             self.rest, on_message=self.on_private, on_state=self.on_private_state, private=True
         )
-        private.subscribe(["/spotMarket/tradeOrdersV2", "/account/balance"])
+        private.subscribe(["/spotMarket/tradeOrdersV2", "/spotMarket/advancedOrders",
+                           "/account/balance"])
         self.public, self.private = public, private
         self._spawn(public.run(self._stop))
         self._spawn(private.run(self._stop))
@@ -623,6 +631,8 @@ class Watcher:
             self._event("feed.live", {})
             for symbol in self.books:
                 self._resync(symbol, "feed (re)connected")
+            # A quiet symbol sends no ticker until it trades: start from REST level1.
+            self._spawn(self._level1(list(self.market.symbols)))
         else:
             self._event("feed.stale", {"reason": reason})
             for book in self.books.values():
@@ -683,6 +693,24 @@ class Watcher:
                 same = symbol == event.symbol and TIMEFRAME_TYPES[timeframe].type == event.interval
                 if same and series.update(event, now):
                     self._changed(symbol, now)
+
+    async def _level1(self, symbols: list[str]) -> None:
+        for symbol in symbols:
+            outcome = await self.public_data.level1(symbol)
+            if outcome.action is not Action.OK or not isinstance(outcome.data, dict):
+                continue
+            try:
+                ticker = parse_ws_message({"topic": f"/market/ticker:{symbol}",
+                                           "data": outcome.data})
+            except PayloadError:
+                continue
+            entry = self.market.ticker(symbol)
+            if isinstance(ticker, Ticker) and (entry is None or (
+                ticker.sequence is not None and entry.sequence is not None
+                and ticker.sequence > entry.sequence
+            )):  # never older than what the feed already sent
+                self.market.on_ticker(ticker, self.now())
+                self._changed(symbol, self.now())
 
     def _resync(self, symbol: str, reason: str) -> None:
         if symbol in self._fetching or self._stop.is_set():
@@ -1088,6 +1116,8 @@ class Watcher:
             return
         if isinstance(event, OrderEvent):
             self._on_order_event(event)
+        elif isinstance(event, StopOrderEvent):
+            self._on_stop_event(event)
         elif event.__class__.__name__ == "BalanceEvent":
             self.balances[event.currency] = event.available  # type: ignore[attr-defined]
 
@@ -1113,6 +1143,22 @@ class Watcher:
             self._final(tracked, "filled" if event.kind == "filled" else "canceled", now)
         elif event.kind in ("open", "received"):
             self.store.settle(oid, now, order_to="open", exchange_id=event.order_id)
+
+    def _on_stop_event(self, event: StopOrderEvent) -> None:
+        """A KuCoin stop order: `open` (resting, untriggered), `triggered` (it entered the book
+        as an ordinary order with the same id and clientOid: its fills come on the order
+        channel), `cancel` (removed before it triggered: final)."""
+        # The event names the order by id only: one not acknowledged yet is settled by its
+        # reply (or a lookup), never by a guess.
+        tracked = next((t for t in self.tracked.values() if t.exchange_id == event.order_id),
+                       None)
+        if tracked is None:
+            return
+        now = self.now()
+        self._event(f"stop.{event.kind}", {"stop_price": _num(event.stop_price)},
+                    oid=tracked.oid)
+        if event.kind == "cancel":
+            self._final(tracked, "canceled", now)
 
     def _final(self, tracked: _Tracked, status: str, now: datetime) -> None:
         """The order is final: its status, and the `after` rules it arms, in one commit."""
@@ -1177,8 +1223,6 @@ class Watcher:
             await self._poll_order(tracked)
 
     async def _poll_order(self, tracked: _Tracked) -> None:
-        if tracked.family == "stop":
-            return
         outcome = await self.orders.by_client_oid(tracked.oid, tracked.symbol)
         if outcome.action is Action.OK and isinstance(outcome.data, dict):
             try:
@@ -1186,6 +1230,18 @@ class Watcher:
             except PayloadError:
                 return
             await self._update_from(tracked, state)
+            return
+        if tracked.family != "stop" or outcome.action not in (Action.OK, Action.ABSENT):
+            return
+        # A stop order not triggered yet is not an order: ask the stop-order endpoint.
+        stop = await self.kucoin.stop_by_client_oid(tracked.oid, tracked.symbol)
+        if stop.action is not Action.OK:
+            return
+        items = stop.data if isinstance(stop.data, list) else [stop.data] if stop.data else []
+        if items and isinstance(items[0], dict):
+            tracked.exchange_id = str(items[0].get("id") or tracked.exchange_id or "") or None
+            return  # still waiting for its trigger
+        self._final(tracked, "canceled", self.now())  # neither an order nor a stop: gone
 
     async def _update_from(self, tracked: _Tracked, state: OrderState) -> None:
         """Bring a tracked order up to what a REST lookup shows: fills, then the status."""
