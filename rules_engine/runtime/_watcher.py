@@ -898,13 +898,22 @@ class Watcher:
             else:
                 far_side = ((price, book.bids[price]) for price in reversed(book.bids))
         elif intent.order_type == "market" and intent.size is not None:
-            side = "ask" if intent.side == "buy" else "bid"
-            best = self.market.values.get(M.Field(intent.symbol, side))
+            # No book followed: valued at the ticker's best price (the slippage cap, which
+            # needs the book's depth, then blocks it).
+            ticker = self.market.ticker(intent.symbol)
+            best = None
+            if ticker is not None:
+                best = (ticker.best_ask if intent.side == "buy" else ticker.best_bid) or (
+                    ticker.price)
             if best is not None and limits.max_slippage is None:
-                far_side = [(best, intent.size)]  # no book followed: valued at the best price
+                far_side = [(best, intent.size)]
         value = value_order(intent, far_side, limits.max_slippage)
         if isinstance(value, str):
-            return Blocked(value)
+            valued = (limits.max_order_notional, limits.max_rule_notional,
+                      limits.max_daily_notional, limits.max_slippage)
+            if any(limit is not None for limit in valued):
+                return Blocked(value)
+            value = Decimal(0)  # no limit needs its value: it is not blocked for lacking one
         reason = check(intent, value, rule.identity, limits=limits, exposure=self.exposure,
                        now=now)
         return Blocked(reason) if reason is not None else (intent, value)
