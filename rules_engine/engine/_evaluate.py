@@ -45,6 +45,7 @@ __all__ = [
     "IllegalTransition",
     "RuleState",
     "arm",
+    "carry_over",
     "evaluate",
     "in_window",
     "initial_state",
@@ -137,6 +138,33 @@ def arm(state: RuleState, event: Arm) -> RuleState:
     if state.status == "waiting":
         state = _move(state, "armed")
     return state._replace(arms=(*state.arms, event))
+
+
+def carry_over(rule: CompiledRule, state: RuleState, now: datetime) -> RuleState:
+    """A rule's state under a new version of the rule (an edit, at reload or restart).
+
+    The lifecycle carries over, so an edit never makes a rule fire again by itself: a rule
+    that is done stays done (give it a new name to run it again), a cooling one keeps its
+    cooldown, and the firing count always carries over (clientOids never repeat). A rule that
+    was waiting, armed, blocked or disarmed starts as a new one would (an edit is how a
+    blocked rule is fixed), keeping the parent events it was armed with if it still has
+    `after`. What the evaluator observed (crosses baselines, `for` runs) starts over."""
+    fresh = initial_state(rule, now)._replace(firings=state.firings)
+    if state.status in ("blocked", "disarmed"):
+        # Its last firing sent nothing: the fixed rule fires again (a new firing number).
+        if rule.after is not None and state.arms:
+            return fresh._replace(status="armed", arms=state.arms)
+        return fresh
+    if rule.max_firings is not None and state.firings >= rule.max_firings:
+        return fresh._replace(status="done")
+    if state.status in ("done", "expired"):
+        return fresh._replace(status=state.status)
+    if state.status == "cooling" and rule.repeat_seconds is not None:
+        return fresh._replace(status="cooling", rearm_at=state.rearm_at,
+                              seen_false=state.seen_false)
+    if rule.after is not None and state.arms:
+        return fresh._replace(status="armed", arms=state.arms)
+    return fresh
 
 
 def retry_firing(state: RuleState, number: int, pending: Arm | None) -> RuleState:

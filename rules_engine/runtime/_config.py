@@ -92,6 +92,12 @@ class WatcherConfig(BaseSettings):
     resolve_interval_s: float = Field(default=1.0, gt=0)
     clock_interval_s: float = Field(default=0.1, gt=0, le=5)
     heartbeat_s: float = Field(default=2.0, gt=0)
+    reload_interval_s: float = Field(
+        default=1.0, ge=0, description="how often rule files are checked for edits (0: never)"
+    )
+    on_removed_rule: Literal["keep", "cancel"] = Field(
+        default="keep", description="a rule removed by a reload: its open orders kept or cancelled"
+    )
     lease_stale_s: float = Field(default=15.0, gt=0)
     log_format: Literal["auto", "json", "text"] = "auto"
     view: Literal["auto", "rich", "off"] = "auto"

@@ -90,12 +90,19 @@ class MarketState:
         self.live = False  # the public feed's connection
         self.max_age = {k: timedelta(seconds=v) for k, v in (max_age or {}).items()}
         self._symbols: dict[str, _Symbol] = {}
+        self.add_leaves(leaves)
+
+    def add_leaves(self, leaves: Iterable[object]) -> list[object]:
+        """Follow more values (a reload); returns the ones that are new."""
+        added = []
         for leaf in leaves:
             symbol = getattr(leaf, "symbol", None)
             if isinstance(symbol, str):
                 entry = self._symbols.setdefault(symbol, _Symbol())
                 if leaf not in entry.leaves:
                     entry.leaves.append(leaf)
+                    added.append(leaf)
+        return added
 
     @property
     def symbols(self) -> list[str]:

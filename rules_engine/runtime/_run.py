@@ -23,10 +23,10 @@ from rules_engine.adapters.kucoin._keys import KeyError_, check_key, load_creden
 from rules_engine.adapters.kucoin._market import KucoinMarket
 from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.adapters.kucoin._signing import Credentials, Secret
-from rules_engine.compiler import CompiledRule, Compiler
+from rules_engine.compiler import CompiledRule
 from rules_engine.core.symbols import SymbolDataError, SymbolTable
-from rules_engine.dsl import Severity, SourceFile, format_text
 from rules_engine.runtime._config import WatcherConfig
+from rules_engine.runtime._reload import RuleFiles, RulesRejected
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
 __all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher"]
@@ -34,12 +34,6 @@ __all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher"
 
 class Fatal(Exception):
     """The watcher cannot run: the message names the problem and the fix."""
-
-
-class RulesRejected(Exception):
-    def __init__(self, report: str) -> None:
-        super().__init__("the rule files have errors")
-        self.report = report
 
 
 def default_db(account: str) -> str:
@@ -169,37 +163,6 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
             live.update(render())
 
 
-def rule_sources(rules: tuple[CompiledRule, ...], sources: list[SourceFile]) -> dict[str, str]:
-    """Each rule's lines as written in its file, by identity."""
-    by_path = {source.path: source for source in sources}
-    out: dict[str, str] = {}
-    for rule in rules:
-        source = by_path.get(rule.path)
-        if source is not None:
-            lines = range(rule.span.line, rule.span.end_line + 1)
-            out[rule.identity] = "\n".join(source.line(n) for n in lines)
-    return out
-
-
-async def _compile(
-    files: list[Path], symbols: SymbolTable
-) -> tuple[tuple[CompiledRule, ...], dict[str, str]]:
-    sources = []
-    for path in files:
-        try:
-            sources.append(SourceFile.read(path, display=str(path)))
-        except OSError as err:
-            raise Fatal(f"cannot read {path}: {err.strerror or err}") from None
-    program = Compiler(symbols).compile(sources)
-    errors = [d for d in program.diagnostics if d.severity is Severity.ERROR]
-    if errors:
-        raise RulesRejected(
-            format_text(errors, {s.path: s for s in sources})
-            + f"\n{len(errors)} error(s): nothing runs until `rules-engine lint` is clean"
-        )
-    return program.rules, rule_sources(program.rules, sources)
-
-
 async def _symbols(rest: KucoinRest) -> SymbolTable:
     synced = await rest.sync_time()
     if synced.action is not Action.OK:
@@ -295,8 +258,7 @@ async def run_watcher(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
             table = await _symbols(market_rest)
-            rules, _ = await _compile(files, table)
-            extra = _traded(rules)
+            extra = _traded(RuleFiles(files, table).load()[0])
             url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
             output("paper.started", {"rest_url": url, "market": config.market_url})
         elif config.mode == "sandbox" and config.exchange_url is None:
@@ -309,7 +271,8 @@ async def run_watcher(
             KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4)
         )
         symbols = await _symbols(rest)
-        rules, texts = await _compile(files, symbols)
+        rule_files = RuleFiles(files, symbols)
+        rules, texts = rule_files.load()
         if config.mode == "live":
             try:
                 checked = await check_key(rest)
@@ -324,7 +287,8 @@ async def run_watcher(
         _control_signals(store)
         watcher = Watcher(rules, symbols=symbols, store=store, rest=rest, config=config,
                           emit=output, market_rest=market_rest, book_symbols=extra,
-                          on_market=bridge, sources=texts)
+                          on_market=bridge, sources=texts,
+                          reloader=rule_files if config.reload_interval_s > 0 else None)
         if bridge is not None:
             bridge.watcher = watcher
         output("watcher.starting", {"db": _redact(db), "rules": len(rules),

@@ -74,6 +74,7 @@ from rules_engine.engine import (
     RuleState,
     Timers,
     arm,
+    carry_over,
     deadline,
     dump_state,
     initial_state,
@@ -89,6 +90,7 @@ from rules_engine.engine._candles import TIMEFRAME_TYPES, CandleSeries, history_
 from rules_engine.engine._risk import Exposure, check, value_order
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._market import MarketState
+from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.store import LeaseHeld, Store
 from rules_engine.store._repo import StateRow, client_oid, engine_prefix
 
@@ -160,37 +162,29 @@ class Watcher:
         book_symbols: Iterable[str] = (),
         on_market: Callable[[str], None] | None = None,
         sources: Mapping[str, str] | None = None,
+        reloader: RuleFiles | None = None,
     ) -> None:
         """`market_rest`: where public market data comes from when it is not the exchange that
         takes the orders (paper mode: KuCoin's public feed, orders to a local sandbox);
         `book_symbols`: symbols whose level2 book is followed even if no rule reads it;
         `on_market(symbol)`: called when a symbol's book or ticker moved, before any rule is
         evaluated on it (paper mode hands the book to the local venue there); `sources`: each
-        rule's text as written, by identity, kept with its version."""
+        rule's text as written, by identity, kept with its version; `reloader`: the rule files,
+        watched for edits (hot reload)."""
         self.symbols = symbols
         self.store = store
         self.rest = rest
         self.config = config
         self.emit = emit or (lambda kind, data: None)
         self.now = now
-        self.rules: dict[str, CompiledRule] = {r.identity: r for r in rules}
-        self.blocked_at_load: dict[str, str] = {}
-        for rule in self.rules.values():
-            reason = self._unsupported(rule)
-            if reason is not None:
-                self.blocked_at_load[rule.identity] = reason
-        active = [r for r in self.rules.values() if r.identity not in self.blocked_at_load]
-        self.index = RuleIndex(active)
+        self.market = MarketState((), max_age=config.max_age)
+        self._install(rules)
         self.timers = Timers()
-        self.timed_ids = {rule.identity for rule in self.index.timed}
-        self.market = MarketState(self.index.leaves(), max_age=config.max_age)
         self.states: dict[str, RuleState] = {}
         self.versions: dict[str, int] = {}
         self.reasons: dict[str, str] = {}
-        self.children: dict[str, list[CompiledRule]] = {}
-        for rule in active:
-            if rule.after is not None:
-                self.children.setdefault(rule.after[0], []).append(rule)
+        self.reloader = reloader
+        self.followed: set[str] = set()  # symbols with a ticker topic, and other topics
         self.books: dict[str, Level2Book] = {}
         self.series: dict[tuple[str, str], CandleSeries] = {}
         self.balances: dict[str, Decimal] = {}
@@ -224,6 +218,24 @@ class Watcher:
         self._ready = asyncio.Event()
 
     # ================================================================ start
+
+    def _install(self, rules: Iterable[CompiledRule]) -> None:
+        """The rule set: which rules run, their index, their `after` children, the values
+        they read (added to the market state: a value nobody reads any more costs nothing)."""
+        self.rules: dict[str, CompiledRule] = {r.identity: r for r in rules}
+        self.blocked_at_load: dict[str, str] = {}
+        for rule in self.rules.values():
+            reason = self._unsupported(rule)
+            if reason is not None:
+                self.blocked_at_load[rule.identity] = reason
+        active = [r for r in self.rules.values() if r.identity not in self.blocked_at_load]
+        self.index = RuleIndex(active)
+        self.timed_ids = {rule.identity for rule in self.index.timed}
+        self.market.add_leaves(self.index.leaves())
+        self.children: dict[str, list[CompiledRule]] = {}
+        for rule in active:
+            if rule.after is not None:
+                self.children.setdefault(rule.after[0], []).append(rule)
 
     @staticmethod
     def _unsupported(rule: CompiledRule) -> str | None:
@@ -266,6 +278,8 @@ class Watcher:
         self._spawn(self._resolve_loop())
         self._spawn(self._poll_loop())
         self._spawn(self._control_loop())
+        if self.reloader is not None:
+            self._spawn(self._reload_loop())
         # What is loaded now lives as long as the watcher: keep the collector off it, so a
         # full collection never walks the rules, index and books in the middle of a tick.
         gc.collect()
@@ -315,13 +329,11 @@ class Watcher:
                 state = restore(load_state(stored.state))
                 if stored.reason:
                     self.reasons[identity] = stored.reason
+            elif stored is not None:  # a new version: its lifecycle carries over
+                state = carry_over(rule, load_state(stored.state), now)
+                events.append(("rule.new_version", identity, {"version": version}))
             else:
                 state = initial_state(rule, now)
-                if stored is not None:  # a new version keeps its firing count (clientOids)
-                    state = state._replace(firings=stored.firings)
-                    if rule.max_firings is not None and stored.firings >= rule.max_firings:
-                        state = state._replace(status="done")
-                    events.append(("rule.new_version", identity, {"version": version}))
             reason = self.blocked_at_load.get(identity)
             if reason is not None and state.status not in ("blocked", "done", "expired"):
                 state = state._replace(status="blocked")
@@ -344,6 +356,8 @@ class Watcher:
     async def _load_candles(self) -> None:
         now = self.now()
         for (symbol, timeframe), reads in self.market.candle_leaves().items():
+            if (symbol, timeframe) in self.series:
+                continue  # loaded already (a reload adds only new series)
             kind, seconds = TIMEFRAME_TYPES[timeframe]
             count = max(
                 history_needed(leaf.kind, leaf.period if isinstance(leaf, M.Indicator) else None)
@@ -364,24 +378,34 @@ class Watcher:
             self.series[(symbol, timeframe)] = series
             self.market.set_candles(symbol, timeframe, series)
 
-    def _start_feeds(self) -> None:
+    def _new_topics(self) -> list[str]:
+        """The public topics the rules need that are not followed yet (all of them at start;
+        after a reload, the new ones), with a book for each new level2 symbol."""
         now = self.now()
-        for symbol in dict.fromkeys([*self.market.book_symbols(), *self.extra_books]):
+        books = [s for s in dict.fromkeys([*self.market.book_symbols(), *self.extra_books])
+                 if s not in self.books]
+        for symbol in books:
             book = Level2Book(symbol, now)
             self.books[symbol] = book
             self.market.set_book(symbol, book)
-        symbols = list(dict.fromkeys([*self.market.symbols, *self.extra_books]))
+        every = list(dict.fromkeys([*self.market.symbols, *self.extra_books]))
+        tickers = [s for s in every if s not in self.followed]
+        self.followed.update(tickers)
+        topics = batched_topics("/market/ticker:", tickers)
+        topics += batched_topics("/market/level2:", books)
+        topics += [f"/market/snapshot:{s}" for s in every
+                   if self.market.needs_stats(s) and f"/market/snapshot:{s}" not in self.followed]
+        topics += [f"/market/candles:{s}_{TIMEFRAME_TYPES[tf].type}" for s, tf in self.series
+                   if f"/market/candles:{s}_{TIMEFRAME_TYPES[tf].type}" not in self.followed]
+        self.followed.update(t for t in topics if not t.startswith(("/market/ticker:",
+                                                                    "/market/level2:")))
+        return topics
+
+    def _start_feeds(self) -> None:
         public = KucoinWs(
             self.market_rest, on_message=self.on_public, on_state=self.on_public_state
         )
-        public.subscribe(batched_topics("/market/ticker:", symbols))
-        if self.books:
-            public.subscribe(batched_topics("/market/level2:", self.books))
-        for symbol in symbols:
-            if self.market.needs_stats(symbol):
-                public.subscribe([f"/market/snapshot:{symbol}"])
-        for symbol, timeframe in self.series:
-            public.subscribe([f"/market/candles:{symbol}_{TIMEFRAME_TYPES[timeframe][0]}"])
+        public.subscribe(self._new_topics())
         private = KucoinWs(
             self.rest, on_message=self.on_private, on_state=self.on_private_state, private=True
         )
@@ -600,9 +624,9 @@ class Watcher:
         rule's state moves past that firing, so it is never decided twice."""
         for identity, state in self.states.items():
             for number in range(state.firings + 1, state.firings + 4):
-                if client_oid(self.engine_id, identity, number) != oid:
+                rule = self.rules.get(identity)
+                if rule is None or client_oid(self.engine_id, identity, number) != oid:
                     continue
-                rule = self.rules[identity]
                 advanced = state._replace(firings=number, true_since=None, seen_false=False)
                 if rule.repeat_seconds is not None and (
                     rule.max_firings is None or number < rule.max_firings
@@ -1331,6 +1355,85 @@ class Watcher:
         else:
             self._event("resolve.ignored", {"why": "not an order of unknown outcome"}, oid=oid)
         self.store.resolution_done(oid)
+
+    async def _reload_loop(self) -> None:
+        assert self.reloader is not None
+        while not self._stop.is_set():
+            await _sleep(self._stop, self.config.reload_interval_s)
+            if self.reloader.changed():
+                await self.apply_reload(self.reloader.reload())
+
+    async def apply_reload(self, result: Reloaded) -> None:
+        """Hot reload, rule by rule. Unchanged rules keep their state. A changed rule gets a
+        new version, and its state carries over (`engine.carry_over`: done stays done, the
+        firing count is kept so clientOids never repeat, a blocked rule starts fresh); its
+        open orders stay tracked, and a firing in flight is resolved as before (the rule stays
+        frozen until it is). A new rule starts as at load. A removed rule is disarmed; its
+        open orders are kept (`on_removed_rule = "keep"`) or cancelled."""
+        now = self.now()
+        for path, report in result.rejected.items():
+            self._event("reload.rejected", {"path": path, "diagnostics": report[:4000]})
+        for path, why in result.unreadable.items():
+            self._event("reload.unreadable", {"path": path, "error": why})
+        old, new = self.rules, {r.identity: r for r in result.rules}
+        added = [i for i in new if i not in old]
+        removed = [i for i in old if i not in new]
+        changed = [i for i in new if i in old and new[i].fingerprint != old[i].fingerprint]
+        if not (added or removed or changed):
+            return
+        self.sources.update(result.sources)
+        loaded = self.store.load_rules(
+            [(new[i].identity, new[i].fingerprint, new[i].canonical, new[i].path,
+              self.sources.get(i)) for i in (*added, *changed)], now)
+        self._install(result.rules)
+        rows: list[StateRow] = []
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        for identity in (*added, *changed):
+            version, stored = loaded[identity]
+            rule = new[identity]
+            previous = self.states.get(identity)
+            if previous is not None and identity in changed:
+                state = carry_over(rule, previous, now)
+            elif stored is not None and stored.version == version:
+                state = restore(load_state(stored.state))
+            elif stored is not None:
+                state = carry_over(rule, load_state(stored.state), now)
+            else:
+                state = initial_state(rule, now)
+            reason = self.blocked_at_load.get(identity)
+            if reason is not None and state.status not in ("done", "expired"):
+                state = state._replace(status="blocked")
+                self.reasons[identity] = reason
+            elif identity in changed:
+                self.reasons.pop(identity, None)  # a new version starts fresh
+            self.versions[identity] = version
+            self.states[identity] = state
+            rows.append(self._row(identity))
+            events.append(("rule.changed" if identity in changed else "rule.added", identity,
+                           {"version": version}))
+        cancel: list[_Tracked] = []
+        for identity in removed:
+            current = self.states.get(identity)
+            if current is not None and current.status not in ("disarmed", "expired"):
+                self.states[identity] = current._replace(status="disarmed")
+                rows.append(self._row(identity))
+            events.append(("rule.removed", identity, {"orders": self.config.on_removed_rule}))
+            if self.config.on_removed_rule == "cancel":
+                cancel += [t for t in self.tracked.values() if t.identity == identity]
+        self.store.save_states(rows, now, events)
+        if cancel:
+            await self._cancel_where(cancel, "its rule was removed")
+        await self._load_candles()
+        topics = self._new_topics()
+        if topics and self.public is not None:
+            self.public.subscribe(topics)
+            await self.public.reconnect()  # the new topics, and fresh snapshots of every book
+        for identity in self.timed_ids:
+            self._schedule(identity, now)
+        self._event("reloaded", {"added": added, "changed": changed, "removed": removed,
+                                 "rejected": sorted(result.rejected)})
+        self.evaluate([new[i] for i in (*added, *changed) if i not in self.blocked_at_load],
+                      now)
 
     def _schedule(self, identity: str, now: datetime) -> None:
         """A timed rule's state changed outside `step` (loaded, armed, released): when is it

@@ -69,6 +69,12 @@ class KucoinWs:
             if topic not in self.topics:
                 self.topics.append(topic)
 
+    async def reconnect(self) -> None:
+        """Close the current connection (if any): `run` opens a new one at once, with a fresh
+        token and every topic subscribed again."""
+        if self._ws is not None:
+            await self._ws.close()
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.1
         while not stop.is_set():

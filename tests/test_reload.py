@@ -1,0 +1,115 @@
+"""Hot reload: a watcher notices edited rule files, rejects a broken file whole, and applies
+the change rule by rule (real files, a real watcher, a real sandbox)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from test_watcher import rig, settle, until
+
+from rules_engine.store import Store
+
+KEEP = "rule keep on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.001 at 50000\n"
+EDIT = "rule edit on BTC-USDT:\n    when bid < 58000\n    place limit buy 0.001 at 51000\n"
+
+
+def rewrite(path: Path, text: str) -> None:
+    path.write_text(text)
+    stamp = time.time_ns() + 1_000_000_000  # a new modification time, even on coarse clocks
+    os.utime(path, ns=(stamp, stamp))
+
+
+def events(db: str, kind: str) -> list[dict[str, object]]:
+    store = Store(db)
+    try:
+        return [dict(e.payload, rule=e.identity) for e in store.events(kind)]
+    finally:
+        store.close()
+
+
+async def test_an_edited_rule_gets_a_new_version_and_the_others_keep_their_state(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, KEEP + EDIT) as r:
+        await until(lambda: len(r.orders()) == 1)  # `keep` fired; `edit` waits for 58000
+        rewrite(tmp_path / "test.rules", KEEP + EDIT.replace("58000", "59500"))
+        await until(lambda: len(r.orders()) == 2, 5)  # the new version fires at once
+        assert r.watcher.states["keep"].firings == 1 and r.watcher.versions["keep"] == 1
+        assert r.watcher.versions["edit"] == 2
+        assert [o.req.price for o in r.orders()] == [50000, 51000]
+        [changed] = events(r.db, "rule.changed")
+        assert changed["rule"] == "edit" and changed["version"] == 2
+
+
+async def test_a_file_with_errors_is_rejected_whole_and_the_running_version_stays(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, EDIT) as r:
+        rewrite(tmp_path / "test.rules",
+                EDIT.replace("58000", "59500") + "when BTC-USDT bidd < 1 place limit buy 1\n")
+        await until(lambda: bool(events(r.db, "reload.rejected")), 5)
+        await settle(0.5)
+        assert r.orders() == []  # still the old version: bid 59000 is not under 58000
+        assert r.watcher.versions["edit"] == 1
+        [rejected] = events(r.db, "reload.rejected")
+        assert "E104" in str(rejected["diagnostics"])
+
+
+async def test_a_removed_rule_is_disarmed_and_its_order_kept_or_cancelled(
+    tmp_path: Path,
+) -> None:
+    for policy, final in (("keep", "open"), ("cancel", "canceled")):
+        folder = tmp_path / policy
+        folder.mkdir()
+        async with rig(folder, KEEP, on_removed_rule=policy) as r:
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+            rewrite(folder / "test.rules", "# nothing here any more\n")
+            await until(lambda: r.watcher.states["keep"].status == "disarmed", 5)
+            if policy == "cancel":
+                await until(lambda: not r.watcher.tracked, 5)
+            else:
+                await settle(0.5)
+            store = r.store()
+            assert [o.status for o in store.orders()] == [final]
+            store.close()
+
+
+async def test_a_rule_on_a_new_symbol_is_followed_after_a_reload(tmp_path: Path) -> None:
+    eth = "rule eth on ETH-USDT:\n    when ask < 4000\n    place limit buy 0.01 at 2000\n"
+    async with rig(tmp_path, EDIT) as r:
+        rewrite(tmp_path / "test.rules", EDIT + eth)
+        await until(lambda: len(r.orders()) == 1, 10)  # ETH's ask is 3001
+        assert r.orders()[0].req.symbol == "ETH-USDT"
+        assert "ETH-USDT" in r.watcher.books
+
+
+async def test_a_reload_during_an_in_flight_order_sends_nothing_twice(tmp_path: Path) -> None:
+    async with rig(tmp_path, EDIT) as r:
+        await r.admin("faults", {"timeout_after_accept": True})
+        r.push("57900", "57910")
+        await until(lambda: len(r.orders()) == 1)
+        rewrite(tmp_path / "test.rules", EDIT.replace("51000", "52000"))  # while in flight
+        await until(lambda: r.watcher.versions["edit"] == 2, 5)
+        await r.admin("faults", {"timeout_after_accept": False})
+        await r.admin("release")
+        await until(lambda: not r.watcher.pending, 10)
+        await settle(0.5)
+        assert len(r.orders()) == 1  # the in-flight firing was adopted, not sent again
+        store = r.store()
+        [firing] = store.firings()
+        assert firing.status == "acknowledged" and firing.version == 1
+        store.close()
+        assert r.watcher.states["edit"].firings == 1  # the new version goes on from firing 1
+
+
+async def test_editing_a_rule_that_is_done_never_makes_it_fire_again(tmp_path: Path) -> None:
+    async with rig(tmp_path, KEEP) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        rewrite(tmp_path / "test.rules", KEEP.replace("50000", "50500"))
+        await until(lambda: r.watcher.versions["keep"] == 2, 5)
+        r.push("58000", "58010")
+        await settle(0.5)
+        assert len(r.orders()) == 1  # done stays done: a new name runs it again
+        assert r.watcher.states["keep"].status == "done"
