@@ -574,3 +574,46 @@ async def test_cancel_all_cancels_a_stop_order_that_has_not_triggered(tmp_path: 
         notes = [e.payload["text"] for e in store.events() if e.kind == "notify"]
         assert notes == ["cancelled every BTC-USDT order"]
         store.close()
+
+
+async def test_notify_reaches_webhooks_with_retries_and_a_dead_one_never_blocks_trading(
+    tmp_path: Path,
+) -> None:
+    from aiohttp import web
+
+    received: list[dict[str, Any]] = []
+    failures = {"left": 2}
+
+    async def hook(request: web.Request) -> web.Response:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            return web.Response(status=503)
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook/secret-token", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    rules = ('rule tell on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.001 at 50000\n'
+             '    notify "BTC under 60k"\n')
+    try:
+        async with rig(tmp_path, rules, webhooks=[
+            f"http://127.0.0.1:{port}/hook/secret-token", "http://127.0.0.1:9/dead"
+        ], webhook_attempts=3) as r:
+            await until(lambda: len(r.orders()) == 1)  # trading goes on regardless
+            await until(lambda: len(received) == 1, 5)
+            assert received[0]["rule"] == "tell" and received[0]["text"] == "BTC under 60k"
+            store = r.store()
+            await until(lambda: any(e.kind == "notify.failed" for e in store.events()), 10)
+            [sent] = [e.payload for e in store.events() if e.kind == "notify.sent"]
+            [failed] = [e.payload for e in store.events() if e.kind == "notify.failed"]
+            store.close()
+            assert sent["attempts"] == 3  # two 503s, then delivered
+            assert failed["webhook"] == "127.0.0.1:9" and failed["attempts"] == 3
+            assert "secret-token" not in str(sent) + str(failed)
+    finally:
+        await runner.cleanup()

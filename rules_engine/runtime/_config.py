@@ -99,6 +99,11 @@ class WatcherConfig(BaseSettings):
         default="keep", description="a rule removed by a reload: its open orders kept or cancelled"
     )
     lease_stale_s: float = Field(default=15.0, gt=0)
+    webhooks: list[str] = Field(
+        default_factory=list, description="URLs each `notify` is POSTed to (JSON)"
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_attempts: int = Field(default=4, ge=1, le=20)
     log_format: Literal["auto", "json", "text"] = "auto"
     view: Literal["auto", "rich", "off"] = "auto"
     max_age: dict[str, float] = Field(
@@ -112,6 +117,14 @@ class WatcherConfig(BaseSettings):
     sandbox_feed: Literal["synthetic", "candles", "recorded"] = "synthetic"
     sandbox_seed: int = 1
     sandbox_speed: float = Field(default=1.0, gt=0)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        bad = [url for url in value if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError("webhooks are http:// or https:// URLs")
+        return value
 
     @field_validator("max_age")
     @classmethod

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
 
 from rules_engine.adapters.kucoin._book import BookState, Level2Book, Step
 from rules_engine.adapters.kucoin._errors import Action, Outcome
@@ -946,6 +949,9 @@ class Watcher:
         for action in rule.actions:
             if isinstance(action, M.NotifyAction):
                 self._event("notify", {"text": action.text}, identity=rule.identity)
+                for url in self.config.webhooks:
+                    self._spawn(self._webhook(url, {"rule": rule.identity, "text": action.text,
+                                                    "at": now.isoformat()}))
             elif isinstance(action, M.CancelAllAction):
                 symbol = action.symbol
                 self._spawn(self._cancel_where(
@@ -956,6 +962,32 @@ class Watcher:
                 self._spawn(self._cancel_where(
                     [t for t in self.tracked.values() if t.identity == target],
                     f"cancel orders of {target}"))
+
+    async def _webhook(self, url: str, payload: dict[str, Any]) -> None:
+        """POST a notification, with retries; a failing webhook never blocks trading (this
+        runs on its own) and is named by its host only (its path may hold a token)."""
+        session = self.rest._session
+        host = urlsplit(url).netloc
+        if session is None:
+            return
+        error = ""
+        for attempt in range(self.config.webhook_attempts):
+            try:
+                async with session.post(url, json=payload, timeout=aiohttp.ClientTimeout(
+                        total=self.config.webhook_timeout_s)) as reply:
+                    if reply.status < 300:
+                        self._event("notify.sent", {"webhook": host, "attempts": attempt + 1},
+                                    identity=payload["rule"])
+                        return
+                    error = f"HTTP {reply.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as err:
+                error = type(err).__name__
+            if self._stop.is_set():
+                break
+            await _sleep(self._stop, min(0.2 * 2 ** attempt, 5.0))
+        self._event("notify.failed", {"webhook": host, "error": error,
+                                      "attempts": self.config.webhook_attempts},
+                    identity=payload["rule"])
 
     async def _cancel_where(self, which: list[_Tracked], why: str) -> None:
         for tracked in which:
