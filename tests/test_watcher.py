@@ -617,3 +617,55 @@ async def test_notify_reaches_webhooks_with_retries_and_a_dead_one_never_blocks_
             assert "secret-token" not in str(sent) + str(failed)
     finally:
         await runner.cleanup()
+
+
+TRAIL = "rule trail on BTC-USDT:\n    when last > 1\n    place trailing-stop sell 0.001 by 2%\n"
+
+
+async def test_a_trailing_stop_follows_its_high_and_sells_once_the_price_falls_back(
+    tmp_path: Path,
+) -> None:
+    async with venue(bid="59000", ask="59010", trade="59005") as v:
+        async with watch(v, tmp_path, TRAIL) as r:
+            await until(lambda: r.watcher.fired == 1)
+            assert r.orders() == []  # held by the engine: nothing on the exchange yet
+            r.push("59990", "60010", trade="60000")  # a new high: the mark follows
+            await until(lambda: r.watcher.held and
+                        next(iter(r.watcher.held.values())).mark == D("60000"))
+            r.push("58890", "58910", trade="58900")  # 1.8% under the high: not yet
+            await settle(0.3)
+            assert r.orders() == []
+        # The mark survives a restart; a fall while it was down triggers it at once.
+        v.feed.push(SYMBOL, *book("58790", "58800"), trade=(D("58795"), D("0.01"), "sell"))
+        async with watch(v, tmp_path, TRAIL) as r:
+            await until(lambda: len(r.orders()) == 1, 5)
+            [order] = r.orders()
+            assert (order.req.side, order.req.type, order.req.size) == ("sell", "market",
+                                                                       D("0.001"))
+            await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+            store = r.store()
+            [row] = store.orders()
+            [firing] = store.firings()
+            kinds = [e.kind for e in store.events() if e.client_oid == row.client_oid]
+            store.close()
+            assert row.status == "filled" and row.client_oid == order.req.client_oid
+            assert firing.intent["triggered"]["mark"] == "60000"
+            assert kinds.index("firing.held") < kinds.index("firing.sent") < kinds.index(
+                "order.filled")
+
+
+async def test_halt_keeps_a_trailing_stop_and_halt_all_cancels_it(tmp_path: Path) -> None:
+    async with rig(tmp_path, TRAIL) as r:
+        await until(lambda: bool(r.watcher.held))
+        from test_control_cli import cli
+
+        assert await cli("halt", "--db", r.db) == 0
+        assert r.watcher.held  # protective: kept, and still managed
+        assert await cli("resume", "--db", r.db) == 0
+        assert await cli("halt", "--all", "--db", r.db) == 0
+        await until(lambda: not r.watcher.held)
+        store = r.store()
+        assert [o.status for o in store.orders()] == ["canceled"]
+        assert [f.status for f in store.firings()] == ["done"]
+        store.close()
+        assert r.orders() == []

@@ -101,10 +101,7 @@ __all__ = ["Watcher", "WatcherError", "utc_now"]
 
 log = logging.getLogger("rules_engine.watcher")
 
-UNSUPPORTED = {
-    "trailing-stop": "trailing stops are held by the engine, which this watcher does not do "
-    "yet (issue 6)",
-}
+UNSUPPORTED: dict[str, str] = {}
 
 
 class WatcherError(Exception):
@@ -144,6 +141,21 @@ class _Tracked:
     side: str = ""
     value: Decimal = Decimal(0)  # its share of the risk limits
     day: date | None = None  # the UTC day of its firing
+
+
+@dataclass
+class _Held:
+    """An engine-held trailing stop: the order it will send, and its water mark (the best
+    `last` since it was placed: the highest for a sell, the lowest for a buy)."""
+
+    oid: str
+    identity: str
+    number: int
+    symbol: str
+    side: str
+    size: Decimal
+    trail: Decimal
+    mark: Decimal | None
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -194,6 +206,7 @@ class Watcher:
         self.pending: dict[str, _Pending] = {}  # by identity: the rule is frozen
         self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.tracked: dict[str, _Tracked] = {}  # by clientOid
+        self.held: dict[str, _Held] = {}  # engine-held trailing stops, by clientOid
         self.orders = KucoinOrders(rest, "hf")
         self.kucoin = KucoinMarket(rest)
         self.market_rest = market_rest or rest
@@ -235,6 +248,10 @@ class Watcher:
         self.index = RuleIndex(active)
         self.timed_ids = {rule.identity for rule in self.index.timed}
         self.market.add_leaves(self.index.leaves())
+        # A trailing stop follows its symbol's last price after it is placed.
+        self.market.add_leaves(
+            M.Field(r.order.symbol, "last") for r in active
+            if r.order is not None and r.order.order_type == "trailing-stop")
         self.children: dict[str, list[CompiledRule]] = {}
         for rule in active:
             if rule.after is not None:
@@ -468,8 +485,8 @@ class Watcher:
         Only then does evaluation start."""
         now = self.now()
         for firing in self.store.open_firings():
-            if firing.client_oid is None or firing.intent is None:
-                continue
+            if firing.client_oid is None or firing.intent is None or firing.status == "held":
+                continue  # a held order is not on the exchange: rebuilt with the orders
             order = firing.intent
             pending = _Pending(
                 firing.client_oid, firing.identity, firing.number, str(order["symbol"]),
@@ -490,13 +507,19 @@ class Watcher:
             if row.status == "not_placed":
                 continue
             owner = self.store.firing_of(row.client_oid)
+            if row.status == "held" and owner is not None and row.size is not None:
+                trail = Decimal(str((owner.intent or {}).get("trail", "0")))
+                self.held[row.client_oid] = _Held(row.client_oid, owner.identity, owner.number,
+                                                  row.symbol, row.side, row.size, trail,
+                                                  row.price)
             self.tracked[row.client_oid] = _Tracked(
                 row.client_oid, owner.identity if owner else None,
                 owner.number if owner else None, row.symbol, row.family, row.size,
                 row.exchange_id, row.side,
             )
         for oid in list(self.tracked):
-            if oid in self.tracked and not any(p.oid == oid for p in self.pending.values()):
+            busy = oid in self.held or any(p.oid == oid for p in self.pending.values())
+            if oid in self.tracked and not busy:
                 await self._poll_order(self.tracked[oid])
         self._rearm_cancels(now)
         self._load_exposure(now)
@@ -514,7 +537,7 @@ class Watcher:
             if value is None:  # adopted, or written before values were kept
                 value = row["funds"] or ((row["price"] or Decimal(0)) * (row["size"] or 0))
             status = row["status"]
-            is_open = status in ("pending", "open")
+            is_open = status in ("pending", "open", "held")
             kept = value if is_open else row["filled_value"] if status in (
                 "filled", "canceled") else Decimal(0)
             if row["rule"] is not None and row["at"] is not None:
@@ -775,6 +798,7 @@ class Watcher:
         if self.on_market is not None:
             self.on_market(symbol)
         self._apply(self.market.refresh(symbol, now), now)
+        self._check_held(symbol, now)
 
     def _apply(self, changes: list[Any], now: datetime) -> None:
         if not changes:
@@ -866,6 +890,10 @@ class Watcher:
             self.emit("blocked", {"rule": identity, "firing": number,
                                   "reason": resolved.reason})
             return
+        if resolved.order_type == "trailing-stop":
+            self._place_held(rule, decision, resolved, value, inputs, again, also,
+                             armed_events, arms, now)
+            return
         family = "stop" if resolved.order_type == "stop" else self.orders.family
         oid = client_oid(self.engine_id, identity, number)
         server_ms = self.rest.server_ms()
@@ -911,6 +939,87 @@ class Watcher:
         self._actions(rule, now)
         self._armed(arms, now)
 
+    def _place_held(  # noqa: PLR0917 - the parts of one firing, from `_fire`
+        self, rule: CompiledRule, decision: Decision, resolved: OrderIntent, value: Decimal,
+        inputs: dict[str, Any], again: bool, also: tuple[StateRow, ...],
+        armed_events: tuple[tuple[str, str, dict[str, Any]], ...],
+        arms: list[tuple[CompiledRule, RuleState, dict[str, Any]]], now: datetime,
+    ) -> None:
+        """A trailing stop: held by the engine, committed with its firing; it sends a market
+        order under the firing's clientOid when the price crosses it (`_check_held`)."""
+        identity, number = rule.identity, decision.firing
+        oid = client_oid(self.engine_id, identity, number)
+        mark = self.market.values.get(M.Field(resolved.symbol, "last"))
+        assert resolved.size is not None and resolved.trail is not None
+        intent = {
+            "symbol": resolved.symbol, "side": resolved.side, "type": "trailing-stop",
+            "size": _num(resolved.size), "trail": _num(resolved.trail),
+            "family": self.orders.family, "notional": format(value, "f"),
+        }
+        order_row = {
+            "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
+            "order_type": "trailing-stop", "price": mark, "size": resolved.size,
+            "funds": None, "status": "held", "filled_size": Decimal(0),
+            "filled_value": Decimal(0), "family": self.orders.family, "deadline": None,
+        }
+        self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
+                        intent=intent, order=order_row, state=self._row(identity), now=now,
+                        again=again, also=also, events=armed_events, held=True)
+        self.held[oid] = _Held(oid, identity, number, resolved.symbol, resolved.side,
+                               resolved.size, resolved.trail, mark)
+        self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, self.orders.family,
+                                     resolved.size, side=resolved.side, value=value,
+                                     day=now.date())
+        self.exposure.add(identity, now.date(), value)
+        self.fired += 1
+        self.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
+                            "order": {k: v for k, v in intent.items() if v is not None},
+                            "held": True})
+        self._actions(rule, now)
+        self._armed(arms, now)
+
+    def _check_held(self, symbol: str, now: datetime) -> None:
+        """Each trailing stop on `symbol`: follow its water mark on a fresh last price, and
+        send its order once the price has come back `trail` from the mark."""
+        if not self.held:
+            return
+        last = self.market.values.get(M.Field(symbol, "last"))
+        if last is None:
+            return  # not proven fresh: a trailing stop never moves or fires on stale data
+        for held in [h for h in self.held.values() if h.symbol == symbol]:
+            sell = held.side == "sell"
+            if held.mark is None or (last > held.mark if sell else last < held.mark):
+                held.mark = last
+                self.store.mark(held.oid, last, now)
+                continue
+            stop = held.mark * (1 - held.trail) if sell else held.mark * (1 + held.trail)
+            if (last <= stop if sell else last >= stop) and held.identity not in self.pending:
+                self._trigger(held, last, stop, now)
+
+    def _trigger(self, held: _Held, last: Decimal, stop: Decimal, now: datetime) -> None:
+        family = self.orders.family
+        intent = OrderIntent(held.symbol, held.side, "market", held.size, None, None, None,
+                             None, "GTC", False, False)
+        server_ms = self.rest.server_ms()
+        window = self.config.order_window_ms
+        body = order_body(intent, held.oid, family=family, server_ms=server_ms,
+                          window_ms=window)
+        until = deadline(family, datetime.fromtimestamp(server_ms / 1000, UTC), window,
+                         self.config.request_timeout_s)
+        detail = {"last": str(last), "mark": str(held.mark), "stop": str(stop)}
+        self.store.trigger(
+            held.oid, now,
+            intent={"type": "market", "deadline": until.isoformat() if until else None,
+                    "triggered": detail},
+            order={"order_type": "market", "deadline": until}, payload=detail,
+        )
+        del self.held[held.oid]
+        pending = _Pending(held.oid, held.identity, held.number, held.symbol, family, until,
+                           None)
+        self.pending[held.identity] = pending
+        self.emit("triggered", {"rule": held.identity, "client_oid": held.oid, **detail})
+        self._spawn(self._send(pending, body))
+
     def _limits(self, rule: CompiledRule, intent: OrderIntent,
                 now: datetime) -> tuple[OrderIntent, Decimal] | Blocked:
         """The order's value and the risk limits (the config's, tightened by the rule
@@ -919,12 +1028,13 @@ class Watcher:
             rule.path in self.file_limits) else self.limits
         far_side: Iterable[tuple[Decimal, Decimal]] | None = None
         book = self.books.get(intent.symbol)
-        if intent.order_type == "market" and book is not None and book.fresh:
+        market_like = intent.order_type in ("market", "trailing-stop")
+        if market_like and book is not None and book.fresh:
             if intent.side == "buy":
                 far_side = book.asks.items()
             else:
                 far_side = ((price, book.bids[price]) for price in reversed(book.bids))
-        elif intent.order_type == "market" and intent.size is not None:
+        elif market_like and intent.size is not None:
             # No book followed: valued at the ticker's best price (the slippage cap, which
             # needs the book's depth, then blocks it).
             ticker = self.market.ticker(intent.symbol)
@@ -934,7 +1044,9 @@ class Watcher:
                     ticker.price)
             if best is not None and limits.max_slippage is None:
                 far_side = [(best, intent.size)]
-        value = value_order(intent, far_side, limits.max_slippage)
+        slippage = None if intent.order_type == "trailing-stop" else limits.max_slippage
+        value = value_order(intent._replace(order_type="market") if market_like else intent,
+                            far_side, slippage)
         if isinstance(value, str):
             valued = (limits.max_order_notional, limits.max_rule_notional,
                       limits.max_daily_notional, limits.max_slippage)
@@ -990,6 +1102,15 @@ class Watcher:
                     identity=payload["rule"])
 
     async def _cancel_where(self, which: list[_Tracked], why: str) -> None:
+        now = self.now()
+        for tracked in [t for t in which if t.oid in self.held]:  # nothing on the exchange
+            del self.held[tracked.oid]
+            self.tracked.pop(tracked.oid, None)
+            self._release(tracked, Decimal(0))
+            self.store.settle(tracked.oid, now, firing_to="done", order_to="canceled",
+                              payload={"why": why})
+            self.emit("order.canceled", {"client_oid": tracked.oid, "why": why})
+        which = [t for t in which if t.oid in self.tracked]
         for tracked in which:
             if tracked.family == "stop":
                 if tracked.exchange_id is None:
@@ -1283,8 +1404,8 @@ class Watcher:
     async def _poll_all(self) -> None:
         for tracked in list(self.tracked.values()):
             pending = self.pending.get(tracked.identity or "")
-            if pending is not None and pending.oid == tracked.oid:
-                continue  # the resolver owns it
+            if (pending is not None and pending.oid == tracked.oid) or tracked.oid in self.held:
+                continue  # the resolver owns it, or it is held by the engine
             await self._poll_order(tracked)
 
     async def _poll_order(self, tracked: _Tracked) -> None:
@@ -1344,12 +1465,10 @@ class Watcher:
                 self._resolve_by_hand(oid, placed)
             await _sleep(self._stop, 0.25)
 
-    @staticmethod
-    def _protective(tracked: _Tracked) -> bool:
+    def _protective(self, tracked: _Tracked) -> bool:
         """An exit that protects a position: kept by `halt`, cancelled by `halt --all`. Here:
-        KuCoin stop orders that sell (`place stop sell`); the engine-held stop-loss legs and
-        trailing stops of issue 6 will join them."""
-        return tracked.family == "stop" and tracked.side == "sell"
+        KuCoin stop orders that sell (`place stop sell`) and trailing stops."""
+        return (tracked.family == "stop" and tracked.side == "sell") or tracked.oid in self.held
 
     async def _halt_now(self, wanted: dict[str, Any]) -> None:
         self.halted = wanted

@@ -62,6 +62,9 @@ FIRING_TRANSITIONS = frozenset(
         ("intent", "sent"),
         ("intent", "blocked"),
         ("intent", "done"),
+        ("intent", "held"),
+        ("held", "sent"),
+        ("held", "done"),
         ("sent", "acknowledged"),
         ("sent", "refused"),
         ("sent", "unknown"),
@@ -79,6 +82,8 @@ FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
 #     pending    -> open | filled | canceled | refused | not_placed
 #     open       -> filled | canceled
 #     not_placed -> pending      the same firing sent again, same clientOid
+#     held       -> pending | canceled   an engine-held order (a trailing stop): sent when
+#                                it triggers, or cancelled before
 #
 # `pending` means "sent or about to be": the exchange has not shown it yet. Partial fills
 # change `filled_size` and `filled_value`, not the status.
@@ -92,6 +97,8 @@ ORDER_TRANSITIONS = frozenset(
         ("open", "filled"),
         ("open", "canceled"),
         ("not_placed", "pending"),
+        ("held", "pending"),
+        ("held", "canceled"),
     }
 )
 FINAL_ORDERS = frozenset({"filled", "canceled", "refused"})
@@ -496,6 +503,7 @@ class Store:
         again: bool = False,
         also: tuple[StateRow, ...] = (),
         events: tuple[tuple[str, str, dict[str, Any]], ...] = (),
+        held: bool = False,
     ) -> None:
         """Intent first: the firing, the order it sends (status `pending`), the rule's new
         state and their events, committed together before any byte goes out. The firing is
@@ -514,7 +522,8 @@ class Store:
                              order=order, state=state, now=now, blocked=blocked)
             return
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
-        to = "blocked" if blocked is not None else "sent" if intent is not None else "done"
+        to = "blocked" if blocked is not None else "done" if intent is None else (
+            "held" if held else "sent")
         try:
             self._fire_first(identity, number, oid, to, version, inputs, intent, order,
                              (state, *also), now, blocked, events)
@@ -794,6 +803,31 @@ class Store:
                 return order
         except IntegrityError:
             return None
+
+    def trigger(self, oid: str, now: datetime, *, intent: dict[str, Any],
+                order: dict[str, Any], payload: dict[str, Any]) -> None:
+        """An engine-held order triggered: the order it now sends, committed (firing `held ->
+        sent`, order `held -> pending`) before the request leaves."""
+        with self.session() as session, session.begin():
+            firing = session.scalars(
+                select(Firing).where(Firing.client_oid == oid).with_for_update()).one()
+            if (firing.status, "sent") not in FIRING_TRANSITIONS:
+                raise IllegalTransition(f"{firing.status.upper()} -> SENT")
+            firing.status, firing.intent = "sent", {**(firing.intent or {}), **intent}
+            session.add(Event(at=now, kind="firing.sent", identity=firing.identity,
+                              client_oid=oid, payload=payload))
+            row = session.get(Order, oid, with_for_update=True)
+            assert row is not None
+            self._move_order(session, row, "pending", now, payload)
+            for key, value in order.items():
+                setattr(row, key, value)
+
+    def mark(self, oid: str, price: Decimal, now: datetime) -> None:
+        """A trailing stop's new high (or low) water mark: state, not an event."""
+        with self.session() as session, session.begin():
+            row = session.get(Order, oid, with_for_update=True)
+            if row is not None and row.status == "held":
+                row.price, row.updated_at = price, now
 
     def orders(self, *, open_only: bool = False) -> list[Order]:
         with self.session() as session:
