@@ -669,3 +669,71 @@ async def test_halt_keeps_a_trailing_stop_and_halt_all_cancels_it(tmp_path: Path
         assert [f.status for f in store.firings()] == ["done"]
         store.close()
         assert r.orders() == []
+
+
+BRACKET = (
+    "rule dip on BTC-USDT:\n    when ask < 60000\n    place market buy 0.002\n"
+    "rule exit on BTC-USDT:\n    after dip filled\n"
+    "    place limit sell filled_size at fill_price + 3%\n"
+    "    stop-loss at fill_price - 2%\n"
+)
+
+
+def sold(r: Rig) -> D:
+    return sum((o.deal_size for o in r.orders() if o.req.side == "sell"), D(0))
+
+
+async def bracket_placed(r: Rig) -> tuple[Any, Any]:
+    await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+    [leg] = r.watcher.legs.values()
+    [tp] = [o for o in r.orders() if o.req.side == "sell"]
+    assert tp.req.type == "limit" and tp.req.size == D("0.002")
+    return leg, tp
+
+
+async def test_a_brackets_stop_loss_cancels_the_take_profit_then_sells_the_position(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, BRACKET) as r:
+        leg, tp = await bracket_placed(r)
+        assert tp.req.price == D("60780.3") and leg.trigger == D("57829.8")  # rounded up
+        r.push("56990", "57000", trade="56995")  # the price falls through the stop-loss
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert tp.status == "done" and tp.deal_size == 0  # cancelled, confirmed first
+        [stop] = [o for o in r.orders() if o.req.side == "sell" and o.req.type == "market"]
+        assert stop.req.client_oid == leg.oid and stop.deal_size == D("0.002")
+        assert sold(r) == D("0.002")  # exactly the position
+
+
+async def test_a_partly_filled_take_profit_leaves_the_stop_loss_only_the_rest(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, BRACKET) as r:
+        leg, tp = await bracket_placed(r)
+        v_bids = [(D("60790"), D("0.001")), (D("60700"), D("1"))]  # 0.001 at or above the TP
+        r.feed.push(SYMBOL, v_bids, [(D("60800"), D("1"))])
+        await until(lambda: tp.deal_size == D("0.001"), 5)
+        r.push("56990", "57000", trade="56995")
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        [stop] = [o for o in r.orders() if o.req.client_oid == leg.oid]
+        assert stop.req.size == D("0.001")  # resized to what the take-profit left
+        assert sold(r) == D("0.002")
+
+
+async def test_bracket_legs_racing_in_one_update_never_sell_more_than_the_position(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, BRACKET) as r:
+        leg, tp = await bracket_placed(r)
+        # One feed update: the bids go through the take-profit (it fills) and a print far
+        # below the stop-loss comes with it (it triggers).
+        r.feed.push(SYMBOL, [(D("60900"), D("1"))], [(D("60910"), D("1"))],
+                    trade=(D("50000"), D("0.01"), "sell"))
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert tp.deal_size == D("0.002")
+        assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []  # never sent
+        assert sold(r) == D("0.002")
+        store = r.store()
+        [row] = [o for o in store.orders() if o.client_oid == leg.oid]
+        store.close()
+        assert row.status == "canceled"

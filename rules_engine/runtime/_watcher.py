@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,6 +89,7 @@ from rules_engine.engine import (
     retry_firing,
     step,
 )
+from rules_engine.engine import value as value_of
 from rules_engine.engine._candles import TIMEFRAME_TYPES, CandleSeries, history_needed
 from rules_engine.engine._risk import Exposure, check, value_order
 from rules_engine.runtime._config import WatcherConfig
@@ -125,6 +126,7 @@ class _Pending:
     arm: Arm | None
     lookups: list[Lookup] = field(default_factory=list)
     unknown: bool = False
+    leg: str | None = None  # a bracket's stop-loss order (its own clientOid, no firing row)
 
 
 @dataclass
@@ -141,6 +143,8 @@ class _Tracked:
     side: str = ""
     value: Decimal = Decimal(0)  # its share of the risk limits
     day: date | None = None  # the UTC day of its firing
+    counted: bool = True  # in the risk limits' usage (a bracket's stop-loss shares its
+    #                       take-profit's position, so it is not counted again)
 
 
 @dataclass
@@ -156,6 +160,23 @@ class _Held:
     size: Decimal
     trail: Decimal
     mark: Decimal | None
+
+
+@dataclass
+class _Leg:
+    """A bracket's stop-loss, held by the engine: the take-profit rests on the exchange and
+    holds the coins, so on trigger the take-profit is cancelled and confirmed final first,
+    and only what it did not fill is sold."""
+
+    oid: str
+    tp_oid: str
+    identity: str
+    number: int
+    symbol: str
+    side: str
+    size: Decimal
+    trigger: Decimal
+    busy: bool = False
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -207,6 +228,7 @@ class Watcher:
         self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.tracked: dict[str, _Tracked] = {}  # by clientOid
         self.held: dict[str, _Held] = {}  # engine-held trailing stops, by clientOid
+        self.legs: dict[str, _Leg] = {}  # bracket stop-losses, by their clientOid
         self.orders = KucoinOrders(rest, "hf")
         self.kucoin = KucoinMarket(rest)
         self.market_rest = market_rest or rest
@@ -251,7 +273,8 @@ class Watcher:
         # A trailing stop follows its symbol's last price after it is placed.
         self.market.add_leaves(
             M.Field(r.order.symbol, "last") for r in active
-            if r.order is not None and r.order.order_type == "trailing-stop")
+            if r.order is not None and (r.order.order_type == "trailing-stop"
+                                        or r.order.stop_loss is not None))
         self.children: dict[str, list[CompiledRule]] = {}
         for rule in active:
             if rule.after is not None:
@@ -264,9 +287,6 @@ class Watcher:
             return None
         if order.order_type in UNSUPPORTED:
             return UNSUPPORTED[order.order_type]
-        if order.stop_loss is not None:
-            return "brackets (`stop-loss at`) are held by the engine, which this watcher does " \
-                "not do yet (issue 6)"
         return None
 
     async def start(self) -> None:
@@ -504,9 +524,14 @@ class Watcher:
             self.pending[firing.identity] = pending
             await self._lookup(pending)
         for row in self.store.orders(open_only=True):
+            owner = self.store.firing_of(row.client_oid)
+            if owner is None and row.firing_id is not None:
+                parent = self.store.firing_by_id(row.firing_id)
+                if parent is not None and parent.client_oid is not None:
+                    self._recover_leg(row, parent)  # a bracket's stop-loss
+                continue
             if row.status == "not_placed":
                 continue
-            owner = self.store.firing_of(row.client_oid)
             if row.status == "held" and owner is not None and row.size is not None:
                 trail = Decimal(str((owner.intent or {}).get("trail", "0")))
                 self.held[row.client_oid] = _Held(row.client_oid, owner.identity, owner.number,
@@ -518,13 +543,33 @@ class Watcher:
                 row.exchange_id, row.side,
             )
         for oid in list(self.tracked):
-            busy = oid in self.held or any(p.oid == oid for p in self.pending.values())
+            busy = oid in self.held or oid in self.legs or any(
+                p.oid == oid for p in self.pending.values())
             if oid in self.tracked and not busy:
                 await self._poll_order(self.tracked[oid])
         self._rearm_cancels(now)
         self._load_exposure(now)
         await self._adopt_unknown()
         self._event("recovered", {"pending": len(self.pending), "open_orders": len(self.tracked)})
+
+    def _recover_leg(self, row: Any, parent: Any) -> None:
+        """A bracket's stop-loss from the store: still held (waiting for its trigger), or
+        proven not placed (sent again at the next price past its trigger), or sent and not
+        settled (unknown: looked up like any order, never sent twice)."""
+        if row.size is None:
+            return
+        intent = parent.intent or {}
+        trigger = Decimal(str((intent.get("stop_loss") or {}).get("trigger") or row.price or 0))
+        leg = _Leg(row.client_oid, parent.client_oid, parent.identity, parent.number,
+                   row.symbol, row.side, row.size, trigger, busy=row.status == "pending")
+        self.legs[leg.oid] = leg
+        self.tracked[leg.oid] = _Tracked(leg.oid, leg.identity, leg.number, leg.symbol,
+                                         row.family, row.size, row.exchange_id, row.side,
+                                         counted=False)
+        if row.status == "pending":
+            key = f"{leg.identity}/stop-loss#{leg.number}"
+            self.pending[key] = _Pending(leg.oid, key, leg.number, leg.symbol, row.family,
+                                         row.deadline, None, unknown=True, leg=leg.identity)
 
     def _load_exposure(self, now: datetime) -> None:
         """The risk limits' usage, rebuilt from the store: an order not final keeps its full
@@ -533,6 +578,8 @@ class Watcher:
         exposure = Exposure()
         rows, times = self.store.exposure_rows()
         for row in rows:
+            if row["client_oid"] in self.legs:
+                continue  # a stop-loss shares its take-profit's position: counted once
             value = row["value"]
             if value is None:  # adopted, or written before values were kept
                 value = row["funds"] or ((row["price"] or Decimal(0)) * (row["size"] or 0))
@@ -799,6 +846,7 @@ class Watcher:
             self.on_market(symbol)
         self._apply(self.market.refresh(symbol, now), now)
         self._check_held(symbol, now)
+        self._check_legs(symbol, now)
 
     def _apply(self, changes: list[Any], now: datetime) -> None:
         if not changes:
@@ -905,7 +953,7 @@ class Watcher:
                               window_ms=window)
         sent_at = datetime.fromtimestamp(server_ms / 1000, UTC)
         until = deadline(family, sent_at, window, self.config.request_timeout_s)
-        intent = {
+        intent: dict[str, Any] = {
             "symbol": resolved.symbol, "side": resolved.side, "type": resolved.order_type,
             "size": _num(resolved.size), "funds": _num(resolved.funds),
             "price": _num(resolved.price), "stop_price": _num(resolved.stop_price),
@@ -919,9 +967,29 @@ class Watcher:
             "filled_size": Decimal(0), "filled_value": Decimal(0), "family": family,
             "deadline": until,
         }
+        leg = self._stop_loss(rule, resolved, oid, number, fill)
+        if isinstance(leg, Blocked):
+            self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
+                            intent=None, order=None, state=self._row(identity), now=now,
+                            blocked=leg.reason, again=again)
+            self.emit("blocked", {"rule": identity, "firing": number, "reason": leg.reason})
+            return
+        legs: tuple[dict[str, Any], ...] = ()
+        if leg is not None:
+            intent["stop_loss"] = {"client_oid": leg.oid, "trigger": _num(leg.trigger)}
+            legs = ({"client_oid": leg.oid, "exchange_id": None, "symbol": leg.symbol,
+                     "side": leg.side, "order_type": "stop-loss", "price": leg.trigger,
+                     "size": leg.size, "funds": None, "status": "held",
+                     "filled_size": Decimal(0), "filled_value": Decimal(0),
+                     "family": family, "deadline": None},)
         self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
                         intent=intent, order=order_row, state=self._row(identity), now=now,
-                        again=again, also=also, events=armed_events)
+                        again=again, also=also, events=armed_events, legs=legs)
+        if leg is not None:
+            self.legs[leg.oid] = leg
+            self.tracked[leg.oid] = _Tracked(leg.oid, identity, number, leg.symbol, family,
+                                             leg.size, side=leg.side, day=now.date(),
+                                             counted=False)
         pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
         self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
@@ -938,6 +1006,101 @@ class Watcher:
         self._spawn(self._send(pending, body))
         self._actions(rule, now)
         self._armed(arms, now)
+
+    def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,
+                   fill: Fill | None) -> _Leg | Blocked | None:
+        """A bracket's stop-loss leg for the take-profit `tp`, its trigger rounded toward the
+        market (it triggers no later than written), or why it cannot be placed."""
+        spec = rule.order
+        if spec is None or spec.stop_loss is None:
+            return None
+        raw = value_of(spec.stop_loss, self.market.values, fill)
+        if raw is None or tp.size is None:
+            return Blocked("the stop-loss depends on data that is not fresh")
+        step = self.symbols[tp.symbol].price_increment
+        sell = tp.side == "sell"
+        units = (raw / step).to_integral_value(ROUND_CEILING if sell else ROUND_FLOOR)
+        trigger = units * step
+        if tp.price is not None and (trigger >= tp.price if sell else trigger <= tp.price):
+            return Blocked(f"the stop-loss {trigger} is not on the losing side of the "
+                           f"take-profit {tp.price}")
+        oid = client_oid(self.engine_id, f"{rule.identity}/stop-loss", number)
+        return _Leg(oid, tp_oid, rule.identity, number, tp.symbol, tp.side, tp.size, trigger)
+
+    def _check_legs(self, symbol: str, now: datetime) -> None:
+        if not self.legs:
+            return
+        last = self.market.values.get(M.Field(symbol, "last"))
+        if last is None:
+            return  # never on stale data
+        for leg in [g for g in self.legs.values() if g.symbol == symbol and not g.busy]:
+            if last <= leg.trigger if leg.side == "sell" else last >= leg.trigger:
+                leg.busy = True
+                self._event("stop_loss.triggered", {"last": str(last),
+                                                    "trigger": str(leg.trigger)}, oid=leg.oid)
+                self._spawn(self._run_stop_loss(leg))
+
+    async def _run_stop_loss(self, leg: _Leg) -> None:
+        """Cancel the take-profit, confirm it is final, then sell what it did not fill: at no
+        moment can both legs sell more than the position."""
+        tp = self.tracked.get(leg.tp_oid)
+        if tp is not None:
+            await self.orders.cancel_by_client_oid(leg.tp_oid, leg.symbol)
+            for _ in range(50):
+                if leg.tp_oid not in self.tracked:
+                    break
+                outcome = await self.orders.by_client_oid(leg.tp_oid, leg.symbol)
+                if outcome.action is Action.OK and isinstance(outcome.data, dict):
+                    with contextlib.suppress(PayloadError):
+                        state = parse_order(outcome.data)
+                        if not state.active:
+                            await self._update_from(tp, state)
+                if leg.tp_oid in self.tracked:
+                    await _sleep(self._stop, 0.1)
+            if leg.tp_oid in self.tracked:  # not proven final: never sell beside it
+                leg.busy = False
+                self._event("stop_loss.waiting", {"why": "the take-profit is not final yet"},
+                            oid=leg.oid)
+                return
+        row = self.store.order(leg.tp_oid)
+        filled = row.filled_size if row is not None else Decimal(0)
+        info = self.symbols[leg.symbol]
+        remaining = ((leg.size - filled) / info.base_increment).to_integral_value(
+            ROUND_FLOOR) * info.base_increment
+        now = self.now()
+        if remaining <= 0 or remaining < info.base_min_size:
+            self._drop_leg(leg, f"nothing left to sell ({filled} of {leg.size} filled by the "
+                                "take-profit)" if remaining <= 0 else
+                           f"what is left ({remaining}) is below baseMinSize", now)
+            return
+        await self._send_leg(leg, remaining)
+
+    async def _send_leg(self, leg: _Leg, size: Decimal) -> None:
+        family = self.orders.family
+        intent = OrderIntent(leg.symbol, leg.side, "market", size, None, None, None, None,
+                             "GTC", False, False)
+        server_ms = self.rest.server_ms()
+        window = self.config.order_window_ms
+        body = order_body(intent, leg.oid, family=family, server_ms=server_ms,
+                          window_ms=window)
+        until = deadline(family, datetime.fromtimestamp(server_ms / 1000, UTC), window,
+                         self.config.request_timeout_s)
+        now = self.now()
+        self.store.send_leg(leg.oid, now, size=size, deadline_at=until)
+        key = f"{leg.identity}/stop-loss#{leg.number}"
+        pending = _Pending(leg.oid, key, leg.number, leg.symbol, family, until, None,
+                           leg=leg.identity)
+        self.pending[key] = pending
+        self.emit("stop_loss.sent", {"rule": leg.identity, "client_oid": leg.oid,
+                                     "size": str(size)})
+        await self._send(pending, body)
+
+    def _drop_leg(self, leg: _Leg, why: str, now: datetime) -> None:
+        self.legs.pop(leg.oid, None)
+        self.tracked.pop(leg.oid, None)
+        self.store.settle(leg.oid, now, order_to="canceled", payload={"why": why})
+        self.emit("stop_loss.dropped", {"rule": leg.identity, "client_oid": leg.oid,
+                                        "why": why})
 
     def _place_held(  # noqa: PLR0917 - the parts of one firing, from `_fire`
         self, rule: CompiledRule, decision: Decision, resolved: OrderIntent, value: Decimal,
@@ -1103,6 +1266,8 @@ class Watcher:
 
     async def _cancel_where(self, which: list[_Tracked], why: str) -> None:
         now = self.now()
+        for tracked in [t for t in which if t.oid in self.legs and not self.legs[t.oid].busy]:
+            self._drop_leg(self.legs[tracked.oid], why, now)
         for tracked in [t for t in which if t.oid in self.held]:  # nothing on the exchange
             del self.held[tracked.oid]
             self.tracked.pop(tracked.oid, None)
@@ -1174,6 +1339,8 @@ class Watcher:
     def _release(self, tracked: _Tracked | None, kept: Decimal) -> None:
         """A tracked order leaves the open count; of its value it keeps `kept` (what it
         traded; 0 when it never reached the exchange)."""
+        if tracked is not None and not tracked.counted:
+            return
         if tracked is not None and tracked.identity is not None and tracked.day is not None:
             self.exposure.settle(tracked.identity, tracked.day, tracked.value, kept)
         elif tracked is not None:
@@ -1185,6 +1352,12 @@ class Watcher:
         self.pending.pop(pending.identity, None)
         self._release(self.tracked.pop(pending.oid, None), Decimal(0))
         reason = f"refused by the exchange: {outcome.code} {outcome.message}".strip()
+        if pending.leg is not None:  # a stop-loss sale refused: a person must look at it
+            self.legs.pop(pending.oid, None)
+            self.store.settle(pending.oid, now, order_to="refused", payload={"reason": reason})
+            self._event("stop_loss.refused", {"reason": reason}, identity=pending.leg,
+                        oid=pending.oid)
+            return
         state = self.states[pending.identity]
         if state.status in ("done", "cooling", "armed", "waiting"):
             self.states[pending.identity] = state._replace(status="blocked")
@@ -1206,6 +1379,13 @@ class Watcher:
         """The order is proven not on the exchange: the rule decides the same firing again
         (same clientOid) once its condition holds on fresh data."""
         self.pending.pop(pending.identity, None)
+        if pending.leg is not None:  # a stop-loss sale proven absent: sent again, same id
+            self.store.settle(pending.oid, now, order_to="not_placed",
+                              payload={"why": why or status})
+            leg = self.legs.get(pending.oid)
+            if leg is not None and not self._stop.is_set():
+                leg.busy = False  # the next fresh price at or past its trigger sends it
+            return
         self._release(self.tracked.pop(pending.oid, None), Decimal(0))
         state = self.states.get(pending.identity)
         row_state = None
@@ -1365,6 +1545,11 @@ class Watcher:
             events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
         self._release(tracked, final.filled_value if final is not None else Decimal(0))
         self.emit(f"order.{status}", {"client_oid": tracked.oid})
+        for leg in [g for g in self.legs.values() if g.tp_oid == tracked.oid and not g.busy]:
+            if final is not None and final.filled_size >= leg.size:
+                self._drop_leg(leg, "the take-profit filled", now)
+        if tracked.oid in self.legs:  # the stop-loss's own order is final: the bracket ends
+            self.legs.pop(tracked.oid)
         self._armed(arms, now)
 
     def _arms(self, parent: str, event: str, number: int, fill: Fill | None
@@ -1467,8 +1652,13 @@ class Watcher:
 
     def _protective(self, tracked: _Tracked) -> bool:
         """An exit that protects a position: kept by `halt`, cancelled by `halt --all`. Here:
-        KuCoin stop orders that sell (`place stop sell`) and trailing stops."""
-        return (tracked.family == "stop" and tracked.side == "sell") or tracked.oid in self.held
+        KuCoin stop orders that sell (`place stop sell`), trailing stops, and brackets'
+        stop-losses."""
+        return (
+            (tracked.family == "stop" and tracked.side == "sell")
+            or tracked.oid in self.held
+            or tracked.oid in self.legs
+        )
 
     async def _halt_now(self, wanted: dict[str, Any]) -> None:
         self.halted = wanted

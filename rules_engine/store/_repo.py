@@ -504,6 +504,7 @@ class Store:
         also: tuple[StateRow, ...] = (),
         events: tuple[tuple[str, str, dict[str, Any]], ...] = (),
         held: bool = False,
+        legs: tuple[dict[str, Any], ...] = (),
     ) -> None:
         """Intent first: the firing, the order it sends (status `pending`), the rule's new
         state and their events, committed together before any byte goes out. The firing is
@@ -519,17 +520,17 @@ class Store:
         this commit is on the path from a market update to the order."""
         if again:
             self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
-                             order=order, state=state, now=now, blocked=blocked)
+                             order=order, state=state, now=now, blocked=blocked, legs=legs)
             return
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
         to = "blocked" if blocked is not None else "done" if intent is None else (
             "held" if held else "sent")
         try:
             self._fire_first(identity, number, oid, to, version, inputs, intent, order,
-                             (state, *also), now, blocked, events)
+                             (state, *also), now, blocked, events, legs)
         except IntegrityError:  # the firing exists after all: the checked path decides
             self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
-                             order=order, state=state, now=now, blocked=blocked)
+                             order=order, state=state, now=now, blocked=blocked, legs=legs)
 
     def _fire_first(  # noqa: PLR0917 - the parts of one firing, in `fire`'s order
         self,
@@ -545,6 +546,7 @@ class Store:
         now: datetime,
         blocked: str | None,
         events: tuple[tuple[str, str, dict[str, Any]], ...],
+        legs: tuple[dict[str, Any], ...],
     ) -> None:
         fired = {"number": number, "version": version, "inputs": inputs, "intent": intent}
         with self.engine.begin() as connection:
@@ -568,6 +570,12 @@ class Store:
                     _INSERT_ORDER,
                     {"client_oid": oid, "firing_id": key[0], "updated_at": now, **order},
                 )
+                for leg in legs:  # a bracket's engine-held stop-loss: an order row of its own
+                    connection.execute(_INSERT_ORDER,
+                                       {"firing_id": key[0], "updated_at": now, **leg})
+                    connection.execute(_INSERT_EVENT, {
+                        "at": now, "kind": "order.held", "identity": identity,
+                        "client_oid": leg["client_oid"], "payload": {"leg": "stop-loss"}})
             for state in states:
                 values = {"version": state.version, "status": state.status,
                           "firings": state.firings, "state": state.state,
@@ -588,6 +596,7 @@ class Store:
         state: StateRow,
         now: datetime,
         blocked: str | None = None,
+        legs: tuple[dict[str, Any], ...] = (),
     ) -> Firing:
         """`fire` for a firing that exists (in not_sent or not_placed), or one recorded by a
         watcher that did not know it (then it is created, as `fire` would)."""
@@ -659,6 +668,10 @@ class Store:
                     self._move_order(session, existing, "pending", now, {"resent": resend})
                     for key, value in order.items():
                         setattr(existing, key, value)
+                for leg in legs:
+                    if session.get(Order, leg["client_oid"]) is None:
+                        session.flush()
+                        session.add(Order(firing_id=firing.id, updated_at=now, **leg))
             self._put_state(session, state, now)
         return firing
 
@@ -821,6 +834,23 @@ class Store:
             self._move_order(session, row, "pending", now, payload)
             for key, value in order.items():
                 setattr(row, key, value)
+
+    def send_leg(self, oid: str, now: datetime, *, size: Decimal,
+                 deadline_at: datetime | None) -> None:
+        """A bracket's stop-loss triggered: the market order it sends (what the take-profit
+        left), committed before the request leaves."""
+        with self.session() as session, session.begin():
+            row = session.get(Order, oid, with_for_update=True)
+            assert row is not None
+            self._move_order(session, row, "pending", now, {"size": str(size),
+                                                             "leg": "stop-loss"})
+            row.order_type, row.size, row.price, row.deadline = "market", size, None, deadline_at
+
+    def firing_by_id(self, firing_id: int | None) -> Firing | None:
+        if firing_id is None:
+            return None
+        with self.session() as session:
+            return session.get(Firing, firing_id)
 
     def mark(self, oid: str, price: Decimal, now: datetime) -> None:
         """A trailing stop's new high (or low) water mark: state, not an event."""
