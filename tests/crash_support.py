@@ -94,7 +94,10 @@ MODES = (
 
 # Rules whose chains are checked: (child, parent, event).
 CHAINS = (("chain_fill_btc", "mb_btc", "filled"), ("chain_fill_eth", "mb_eth", "filled"),
-          ("chain_fired_btc", "lb_btc", "fired"))
+          ("chain_fired_btc", "lb_btc", "fired"), ("bracket_btc", "dip_btc", "filled"))
+# Orders the engine holds until they trigger (trailing stops, brackets' stop-losses): one
+# cancelled or still held never reached the exchange.
+HELD_TYPES = ("trailing-stop", "stop-loss")
 
 
 def rules_text(btc_bid: Decimal, eth_bid: Decimal) -> str:
@@ -200,6 +203,27 @@ rule sweep_eth on ETH-USDT:
 rule chain_fill_eth on ETH-USDT:
     after mb_eth filled
     place market sell filled_size
+
+rule dip_btc on BTC-USDT:
+    when spread > 0.2
+    place market buy 0.0003
+    repeat every 2s
+
+rule bracket_btc on BTC-USDT:
+    after dip_btc filled
+    place limit sell filled_size at fill_price + 0.02%
+    stop-loss at fill_price - 0.01%
+
+rule trail_eth on ETH-USDT:
+    when ask_size > 1
+    place trailing-stop sell 0.005 by 0.01%
+    repeat every 3s
+
+rule timed_btc on BTC-USDT:
+    when spread >= 0.1 for 1s
+    place limit buy 0.0001 at bid - 2%
+    cancel after 3s
+    repeat every 2s
 """
 
 
@@ -451,10 +475,13 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
     # untracked
     adopted = {e.client_oid for e in store.events if e.kind == "order.adopted"}
     firing_oids = {f.client_oid for f in store.firings if f.client_oid}
+    firing_ids = {f.id for f in store.firings}
     for oid, orders in by_oid.items():
         row = store.orders.get(oid)
         if row is None:
             out.add("untracked", f"exchange order {orders[0]['id']} ({oid}) is not in the store")
+        elif oid not in firing_oids and row.firing_id in firing_ids:
+            continue  # a bracket's stop-loss: an order of its firing, with its own clientOid
         elif oid not in firing_oids and not (row.firing_id is None and oid in adopted):
             out.add("untracked", f"exchange order {orders[0]['id']} ({oid}) has no firing and "
                     "was not adopted")
@@ -468,7 +495,8 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
         if e.client_oid and e.kind.startswith("firing."):
             status_events[e.client_oid].append(e.kind.split(".", 1)[1])
         if e.client_oid and e.kind in ("order.open", "order.filled", "order.canceled",
-                                       "order.refused", "order.not_placed", "order.pending"):
+                                       "order.refused", "order.not_placed", "order.pending",
+                                       "order.held"):
             order_events[e.client_oid].append(e.kind.split(".", 1)[1])
     statuses: Counter[str] = Counter()
     for firing in store.firings:
@@ -520,7 +548,7 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
             out.add("lost", f"order {oid} is {row.status} but its last order event is "
                     f"{history[-1] if history else 'none'}")
         if not there:
-            if row.status in ("open", "filled", "canceled"):
+            if row.status in ("open", "filled", "canceled") and row.order_type not in HELD_TYPES:
                 out.add("lost", f"order {oid} is {row.status} in the store but not on the "
                         "exchange")
             continue

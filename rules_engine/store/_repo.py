@@ -570,6 +570,10 @@ class Store:
                     _INSERT_ORDER,
                     {"client_oid": oid, "firing_id": key[0], "updated_at": now, **order},
                 )
+                if order.get("status") == "held":  # every order status has its event
+                    connection.execute(_INSERT_EVENT, {
+                        "at": now, "kind": "order.held", "identity": identity,
+                        "client_oid": oid, "payload": {"type": order.get("order_type")}})
                 for leg in legs:  # a bracket's engine-held stop-loss: an order row of its own
                     connection.execute(_INSERT_ORDER,
                                        {"firing_id": key[0], "updated_at": now, **leg})
