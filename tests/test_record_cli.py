@@ -122,3 +122,24 @@ def test_a_store_of_an_older_schema_is_brought_up_to_date_and_read(
     code, out, err = run(capsys, "status", "--db", db)
     assert code == 0, err
     assert "watcher: none has run on this store" in out
+
+
+def test_status_tells_how_long_ago_the_watcher_last_said_it_was_alive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from freezegun import freeze_time
+
+    from rules_engine.store import Store
+
+    db = f"sqlite:///{tmp_path / 'lease.sqlite'}"
+    store = Store(db)
+    store.migrate()
+    beat = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    store.acquire_lease("host:123:abc", beat, timedelta(seconds=15))
+    store.close()
+    with freeze_time(beat + timedelta(seconds=42)):
+        code, out, _ = run(capsys, "status", "--db", db, "--format", "json")
+    watcher = json.loads(out)["watcher"]
+    assert code == 0 and watcher["alive"] is True and watcher["heartbeat_age_s"] == 42

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from rules_engine.runtime._config import load_config
 from rules_engine.runtime._run import run_watcher
 from rules_engine.runtime._watcher import Watcher
+from rules_engine.sandbox.clock import ManualClock
 from rules_engine.sandbox.config import SandboxConfig
 from rules_engine.sandbox.feeds import ExternalFeed, load_symbols
 from rules_engine.sandbox.server import SandboxState
@@ -34,6 +35,11 @@ from rules_engine.store import Store
 D = Decimal
 PG_URL = os.environ.get("RULES_ENGINE_TEST_PG_URL")
 SYMBOL = "BTC-USDT"
+
+
+def moved_clock() -> ManualClock:
+    """A clock the test moves, starting at the real time."""
+    return ManualClock(current_ms=time.time_ns() // 1_000_000)
 
 
 def book(bid: str, ask: str, size: str = "1") -> tuple[list[tuple[D, D]], list[tuple[D, D]]]:
@@ -85,20 +91,23 @@ class Venue:
     state: SandboxState
     feed: ExternalFeed
     http: aiohttp.ClientSession
+    clock: ManualClock | None = None
 
 
 @asynccontextmanager
-async def venue(bid: str = "59000", ask: str = "59010",
-                trade: str | None = "59005") -> AsyncIterator[Venue]:
+async def venue(bid: str = "59000", ask: str = "59010", trade: str | None = "59005",
+                clock: ManualClock | None = None) -> AsyncIterator[Venue]:
+    """A sandbox whose books the test pushes. With `clock`, the sandbox and the watchers
+    started on it (`watch`) share that time, and the test moves it (no real waiting)."""
     feed = ExternalFeed(load_symbols(), [SYMBOL, "ETH-USDT"])
     bids, asks = book(bid, ask)
     feed.push(SYMBOL, bids, asks, trade=(D(trade), D("0.01"), "buy") if trade else None)
     eb, ea = book("3000", "3001")
     feed.push("ETH-USDT", eb, ea)
     cfg = SandboxConfig().model_copy(update={"feed_interval_ms": 20})
-    state = build_state(cfg, feed=feed)
+    state = build_state(cfg, feed=feed, clock=clock)
     async with serve(cfg, state=state, run_feed=True) as box, aiohttp.ClientSession() as http:
-        yield Venue(box.url, state, feed, http)
+        yield Venue(box.url, state, feed, http, clock)
 
 
 @asynccontextmanager
@@ -113,7 +122,8 @@ async def watch(v: Venue, tmp_path: Path, rules: str, db: str | None = None,
                                 "poll_interval_s": 0.5, **settings})
     stop = asyncio.Event()
     holder: list[Watcher] = []
-    task = asyncio.create_task(run_watcher(config, [rules_file], stop, holder.append))
+    task = asyncio.create_task(
+        run_watcher(config, [rules_file], stop, holder.append, clock=v.clock))
     await until(lambda: bool(holder) or task.done(), 10)
     if task.done():
         task.result()
@@ -131,8 +141,9 @@ async def watch(v: Venue, tmp_path: Path, rules: str, db: str | None = None,
 
 @asynccontextmanager
 async def rig(tmp_path: Path, rules: str, *, bid: str = "59000", ask: str = "59010",
-              trade: str | None = "59005", **settings: Any) -> AsyncIterator[Rig]:
-    async with venue(bid, ask, trade) as v, watch(v, tmp_path, rules, **settings) as r:
+              trade: str | None = "59005", clock: ManualClock | None = None,
+              **settings: Any) -> AsyncIterator[Rig]:
+    async with venue(bid, ask, trade, clock) as v, watch(v, tmp_path, rules, **settings) as r:
         yield r
 
 
@@ -339,16 +350,19 @@ async def test_a_fresh_sandbox_is_refused_instead_of_reconciled(tmp_path: Path) 
 async def test_an_unknown_order_proven_absent_after_the_deadline_is_sent_again_once(
     tmp_path: Path,
 ) -> None:
+    clock = moved_clock()
     rules = "when BTC-USDT bid < 58000 place limit buy 0.001 at 57000\n"
-    async with rig(tmp_path, rules) as r:
+    async with rig(tmp_path, rules, clock=clock) as r:
         await r.admin("faults", {"http_5xx": True})  # the POST gets a 503: outcome unknown
         r.push("57900", "57910")
         await until(lambda: any(p.unknown for p in r.watcher.pending.values()), 5)
         assert r.orders() == []
-        await settle(0.5)
         await r.admin("faults", {"http_5xx": False})
-        # Lookups now answer "no such order"; after the deadline (1 s window + 1 s timeout)
-        # two agreeing lookups prove it absent, and the same firing is decided again.
+        await settle(0.6)  # lookups answer "no such order", but before the deadline
+        assert r.orders() == [] and r.watcher.pending  # that proves nothing yet
+        # After the deadline (1 s window + 1 s timeout, server time) two agreeing lookups
+        # prove it absent, and the same firing is decided again.
+        clock.advance(2_500)
         await until(lambda: len(r.orders()) == 1, 15)
         await until(lambda: not r.watcher.pending, 5)
         await settle(0.5)
@@ -404,21 +418,24 @@ async def test_paper_mode_fills_orders_locally_against_the_market_it_follows(
 async def test_repeat_re_arms_after_the_cooldown_once_the_condition_was_false(
     tmp_path: Path,
 ) -> None:
+    clock = moved_clock()
     rules = ("rule again on BTC-USDT:\n    when bid < 58000\n    place limit buy 0.001 at 50000\n"
              "    repeat every 1s max 2\n")
-    async with rig(tmp_path, rules) as r:
+    async with rig(tmp_path, rules, clock=clock) as r:
         r.push("57900", "57910")
         await until(lambda: len(r.orders()) == 1)
-        await settle(1.3)  # the cooldown passed, but the condition was never false: no firing
+        clock.advance(1_300)  # the cooldown passed, but the condition was never false
+        await settle(0.3)
         assert len(r.orders()) == 1
         r.push("58100", "58110")
         await settle(0.2)
         r.push("57800", "57810")
         await until(lambda: len(r.orders()) == 2)
         r.push("58100", "58110")
-        await settle(1.2)
+        clock.advance(1_200)
+        await settle(0.2)
         r.push("57700", "57710")
-        await settle(0.5)
+        await settle(0.4)
         assert len(r.orders()) == 2  # max 2
         assert r.watcher.states["again"].status == "done"
         oids = {o.req.client_oid for o in r.orders()}
@@ -474,22 +491,28 @@ async def test_an_adopted_order_of_a_firing_the_store_lost_is_never_decided_agai
 async def test_cancel_after_cancels_what_is_still_open_and_a_timer_due_while_down_runs_at_start(
     tmp_path: Path,
 ) -> None:
+    clock = moved_clock()
     rules = ("rule brief on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.001 at 50000\n"
-             "    cancel after 1s\n")
-    async with venue() as v:
+             "    cancel after 10m\n")
+    async with venue(clock=clock) as v:
         async with watch(v, tmp_path, rules) as r:
-            await until(lambda: len(r.orders()) == 1)
-            await until(lambda: r.orders()[0].status == "done", 5)  # cancelled after 1 s
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+            clock.advance(599_000)
+            await settle(0.3)
+            assert r.orders()[0].status != "done"  # not before its 10 minutes
+            clock.advance(1_000)
+            await until(lambda: r.orders()[0].status == "done", 5)  # cancelled at 10 m
             await until(lambda: not r.watcher.tracked)
-        rules2 = rules.replace("brief", "slow").replace("1s", "2s")
+        rules2 = rules.replace("brief", "slow").replace("10m", "1h")
         async with watch(v, tmp_path, rules2) as r:
             await until(lambda: len(r.orders()) == 2 and not r.watcher.pending)
-        await settle(2.2)  # its timer falls due while no watcher runs
+        clock.advance(3_600_000 + 5_000)  # its timer falls due while no watcher runs
         async with watch(v, tmp_path, rules2) as r:
             await until(lambda: all(o.status == "done" for o in r.orders()), 5)
             store = r.store()
             late = [e for e in store.events() if e.kind == "timer.late"]
             assert len(late) == 1 and late[0].payload["timer"] == "cancel after"
+            assert late[0].payload["late_s"] >= 5
             cancels = [e.payload["why"] for e in store.events()
                        if e.kind == "order.cancel_requested"]
             assert cancels == ["cancel after", "cancel after"]

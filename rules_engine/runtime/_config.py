@@ -92,6 +92,12 @@ class WatcherConfig(BaseSettings):
     resolve_interval_s: float = Field(default=1.0, gt=0)
     clock_interval_s: float = Field(default=0.1, gt=0, le=5)
     heartbeat_s: float = Field(default=2.0, gt=0)
+    time_sync_s: float = Field(
+        default=300.0, gt=0, description="how often the server-time offset is measured again"
+    )
+    reconcile_interval_s: float = Field(
+        default=60.0, gt=0, description="open orders looked up over REST even while pushed"
+    )
     reload_interval_s: float = Field(
         default=1.0, ge=0, description="how often rule files are checked for edits (0: never)"
     )

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -239,8 +240,17 @@ async def run_watcher(
     files: list[Path],
     stop: asyncio.Event,
     started: Callable[[Watcher], None] | None = None,
+    clock: Any = None,
 ) -> None:
-    """Run until `stop` is set; `started` receives the watcher once it is built (tests)."""
+    """Run until `stop` is set; `started` receives the watcher once it is built (tests);
+    `clock` (tests): an object with `now_ms()`, the time the watcher decides and signs with,
+    so a test can move the watcher's time and a sandbox's together (a `ManualClock`)."""
+    now: Callable[[], datetime] = (
+        (lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)) if clock is not None
+        else (lambda: datetime.now(UTC))
+    )
+    wall_ms: Callable[[], int] = clock.now_ms if clock is not None else (
+        lambda: time.time_ns() // 1_000_000)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     local = config.mode == "paper" or (config.mode == "sandbox" and config.exchange_url is None)
@@ -268,7 +278,8 @@ async def run_watcher(
             assert config.exchange_url is not None
             url = config.exchange_url
         rest = await stack.enter_async_context(
-            KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4)
+            KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4,
+                       wall_ms=wall_ms)
         )
         symbols = await _symbols(rest)
         rule_files = RuleFiles(files, symbols)
@@ -286,7 +297,7 @@ async def run_watcher(
         stack.callback(store.close)
         _control_signals(store)
         watcher = Watcher(rules, symbols=symbols, store=store, rest=rest, config=config,
-                          emit=output, market_rest=market_rest, book_symbols=extra,
+                          emit=output, now=now, market_rest=market_rest, book_symbols=extra,
                           on_market=bridge, sources=texts,
                           reloader=rule_files if config.reload_interval_s > 0 else None)
         if bridge is not None:

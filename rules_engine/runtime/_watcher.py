@@ -82,6 +82,7 @@ from rules_engine.engine import (
     dump_state,
     initial_state,
     load_state,
+    next_due,
     order_body,
     resolve_order,
     resolve_unknown,
@@ -312,12 +313,19 @@ class Watcher:
         await self._load_candles()
         for identity in self.timed_ids:
             self._schedule(identity, now)
+            due = next_due(self.rules[identity], self.states[identity], now)
+            if due is not None and due < now:  # it fell due while no watcher ran
+                self._event("timer.late", {"timer": "rule", "due": due.isoformat(),
+                                           "late_s": round((now - due).total_seconds(), 3)},
+                            identity=identity)
         self._start_feeds()
         self._spawn(self._clock_loop())
         self._spawn(self._heartbeat_loop())
         self._spawn(self._resolve_loop())
         self._spawn(self._poll_loop())
         self._spawn(self._control_loop())
+        self._spawn(self.rest.keep_time(self._stop, every=self.config.time_sync_s))
+        self._spawn(self._reconcile_loop())
         if self.reloader is not None:
             self._spawn(self._reload_loop())
         # What is loaded now lives as long as the watcher: keep the collector off it, so a
@@ -1584,6 +1592,15 @@ class Watcher:
         while not self._stop.is_set():
             await _sleep(self._stop, self.config.poll_interval_s)
             if not self.private_live:
+                await self._poll_all()
+
+    async def _reconcile_loop(self) -> None:
+        """Every `reconcile_interval_s`, every open order is looked up over REST even while
+        the order channel is live: a lost push (a dropped frame, a missed reconnect) is found
+        within that interval."""
+        while not self._stop.is_set():
+            await _sleep(self._stop, self.config.reconcile_interval_s)
+            if self.private_live and not self._stop.is_set():
                 await self._poll_all()
 
     async def _poll_all(self) -> None:
