@@ -760,3 +760,29 @@ async def test_bracket_legs_racing_in_one_update_never_sell_more_than_the_positi
         [row] = [o for o in store.orders() if o.client_oid == leg.oid]
         store.close()
         assert row.status == "canceled"
+
+
+async def test_a_chain_whose_parent_filled_while_the_watcher_was_down_is_armed_on_restart(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule entry on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.002 at 58500\n"
+             "rule exit on BTC-USDT:\n    after entry filled\n"
+             "    place limit sell filled_size at fill_price + 1%\n")
+    async with venue() as v:
+        async with watch(v, tmp_path, rules) as r:
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+            [entry] = r.orders()
+        # The market falls through the resting buy while no watcher runs: it fills.
+        v.feed.push(SYMBOL, *book("58000", "58400"))
+        await until(lambda: entry.deal_size == D("0.002"), 5)
+        async with watch(v, tmp_path, rules) as r:
+            await until(lambda: len(r.orders()) == 2, 5)  # recovery found the fill, armed
+            exit_order = r.orders()[1]
+            assert exit_order.req.side == "sell" and exit_order.req.size == D("0.002")
+            assert exit_order.req.price == D("59085")  # 58500 + 1%
+            store = r.store()
+            [armed] = [e.payload for e in store.events() if e.kind == "rule.armed"]
+            [child] = [f for f in store.firings() if f.identity == "exit"]
+            store.close()
+            assert armed["parent_firing"] == 1 and armed["event"] == "filled"
+            assert child.inputs["arm"]["fill"] == ["58500", "0.002"]
