@@ -83,7 +83,7 @@ def test_missing_rule_files_and_bad_durations_are_usage_errors(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, rules: Path
 ) -> None:
     code, err = run(capsys, str(tmp_path / "nope.rules"))
-    assert code == 2 and "no such rule file" in err
+    assert code == 2 and "no such file or folder" in err
     code, err = run(capsys, str(rules), "--duration", "-1")
     assert code == 2 and "--duration" in err
 

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rules_engine.cli.record import _Failed, store_url
+from rules_engine.cli.record import _Failed, with_store
 
 __all__ = ["register"]
 
@@ -67,28 +67,7 @@ def _who() -> str:
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from rules_engine.store import Store
-    from rules_engine.store._record import is_current
-
-    try:
-        store = Store(store_url(args.db))
-        try:
-            if not is_current(store):
-                raise _Failed("this store was not created by this version's watcher: run "
-                              "`rules-engine run` on it first")
-            code: int = body(store, args)
-            return code
-        finally:
-            store.close()
-    except _Failed as err:
-        print(f"rules-engine {args.command}: error: {err}", file=sys.stderr)
-        return err.code
-    except SQLAlchemyError as err:
-        print(f"rules-engine {args.command}: error: cannot use the store: "
-              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}", file=sys.stderr)
-        return 2
+    return with_store(args, body)
 
 
 def _watcher_alive(store: Any, now: datetime) -> bool:

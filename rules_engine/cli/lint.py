@@ -104,7 +104,9 @@ def run_lint(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if errors else EXIT_OK
 
 
-def _collect(paths: list[str]) -> list[Path]:
+def collect_rule_files(paths: list[str]) -> list[Path]:
+    """The rule files named, and every `*.rules` file in the folders named, in a stable
+    order; ValueError names a path that does not exist, or paths that hold no rule file."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -113,10 +115,17 @@ def _collect(paths: list[str]) -> list[Path]:
         elif path.exists():
             found.append(path)
         else:
-            raise LintUsageError(f"no such file or folder: {raw}")
+            raise ValueError(f"no such file or folder: {raw}")
     if not found:
-        raise LintUsageError(f"no *.rules files found in {', '.join(paths)}")
+        raise ValueError(f"no *.rules files found in {', '.join(paths)}")
     return found
+
+
+def _collect(paths: list[str]) -> list[Path]:
+    try:
+        return collect_rule_files(paths)
+    except ValueError as err:
+        raise LintUsageError(str(err)) from None
 
 
 def _load_json(path: str, what: str) -> Any:

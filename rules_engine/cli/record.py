@@ -97,6 +97,12 @@ def store_url(db: str | None) -> str:
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
+    return with_store(args, body)
+
+
+def with_store(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
+    """Open the store `--db` names (never creating one; an older schema is brought up to
+    date), run `body` on it, and turn what can go wrong into a message and an exit code."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from rules_engine.store import Store

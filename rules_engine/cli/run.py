@@ -29,7 +29,6 @@ from rules_engine.runtime._config import ConfigError, WatcherConfig, is_loopback
 __all__ = ["register"]
 
 KUCOIN = "https://api.kucoin.com"
-RULE_SUFFIXES = (".rules", ".rule")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -133,15 +132,9 @@ def _check_mode(config: WatcherConfig, live_flag: bool) -> None:
 
 
 def _collect(paths: list[str]) -> list[Path]:
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise _Usage(f"no such rule file or folder: {raw}")
-    if not found:
-        raise _Usage(f"no *.rules files in {', '.join(paths)}")
-    return found
+    from rules_engine.cli.lint import collect_rule_files
+
+    try:
+        return collect_rule_files(paths)
+    except ValueError as err:
+        raise _Usage(str(err)) from None

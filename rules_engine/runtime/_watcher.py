@@ -1083,16 +1083,22 @@ class Watcher:
             return
         await self._send_leg(leg, remaining)
 
-    async def _send_leg(self, leg: _Leg, size: Decimal) -> None:
-        family = self.orders.family
-        intent = OrderIntent(leg.symbol, leg.side, "market", size, None, None, None, None,
-                             "GTC", False, False)
+    def _market_order(self, symbol: str, side: str, size: Decimal,
+                      oid: str) -> tuple[dict[str, Any], datetime | None]:
+        """The body of a market order an engine-held order sends, and its HF deadline."""
+        intent = OrderIntent(symbol, side, "market", size, None, None, None, None, "GTC",
+                             False, False)
         server_ms = self.rest.server_ms()
         window = self.config.order_window_ms
-        body = order_body(intent, leg.oid, family=family, server_ms=server_ms,
-                          window_ms=window)
+        family = self.orders.family
+        body = order_body(intent, oid, family=family, server_ms=server_ms, window_ms=window)
         until = deadline(family, datetime.fromtimestamp(server_ms / 1000, UTC), window,
                          self.config.request_timeout_s)
+        return body, until
+
+    async def _send_leg(self, leg: _Leg, size: Decimal) -> None:
+        family = self.orders.family
+        body, until = self._market_order(leg.symbol, leg.side, size, leg.oid)
         now = self.now()
         self.store.send_leg(leg.oid, now, size=size, deadline_at=until)
         key = f"{leg.identity}/stop-loss#{leg.number}"
@@ -1169,14 +1175,7 @@ class Watcher:
 
     def _trigger(self, held: _Held, last: Decimal, stop: Decimal, now: datetime) -> None:
         family = self.orders.family
-        intent = OrderIntent(held.symbol, held.side, "market", held.size, None, None, None,
-                             None, "GTC", False, False)
-        server_ms = self.rest.server_ms()
-        window = self.config.order_window_ms
-        body = order_body(intent, held.oid, family=family, server_ms=server_ms,
-                          window_ms=window)
-        until = deadline(family, datetime.fromtimestamp(server_ms / 1000, UTC), window,
-                         self.config.request_timeout_s)
+        body, until = self._market_order(held.symbol, held.side, held.size, held.oid)
         detail = {"last": str(last), "mark": str(held.mark), "stop": str(stop)}
         self.store.trigger(
             held.oid, now,

@@ -275,31 +275,21 @@ class Store:
         """Commit a firing, and the order it will send, before anything is sent."""
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
         with self.session() as session, session.begin():
-            firing = Firing(
-                identity=identity,
-                number=number,
-                version=version,
-                client_oid=oid,
-                inputs=inputs,
-                intent=intent,
-                status="intent",
-                created_at=now,
-            )
-            session.add(firing)
-            session.add(
-                Event(
-                    at=now,
-                    kind="fired",
-                    identity=identity,
-                    client_oid=oid,
-                    payload={
-                        "number": number,
-                        "version": version,
-                        "inputs": inputs,
-                        "intent": intent,
-                    },
-                )
-            )
+            return self._new_firing(session, identity, number, version, oid, inputs, intent,
+                                    now)
+
+    @staticmethod
+    def _new_firing(  # noqa: PLR0917 - the columns of one firing
+        session: Session, identity: str, number: int, version: int, oid: str | None,
+        inputs: dict[str, Any], intent: dict[str, Any] | None, now: datetime,
+    ) -> Firing:
+        """A firing in `intent`, with its `fired` event (the caller commits both)."""
+        firing = Firing(identity=identity, number=number, version=version, client_oid=oid,
+                        inputs=inputs, intent=intent, status="intent", created_at=now)
+        session.add(firing)
+        session.add(Event(at=now, kind="fired", identity=identity, client_oid=oid,
+                          payload={"number": number, "version": version, "inputs": inputs,
+                                   "intent": intent}))
         return firing
 
     def move_firing(
@@ -611,31 +601,8 @@ class Store:
             ).one_or_none()
             resend = firing is not None
             if firing is None:
-                firing = Firing(
-                    identity=identity,
-                    number=number,
-                    version=version,
-                    client_oid=oid,
-                    inputs=inputs,
-                    intent=intent,
-                    status="intent",
-                    created_at=now,
-                )
-                session.add(firing)
-                session.add(
-                    Event(
-                        at=now,
-                        kind="fired",
-                        identity=identity,
-                        client_oid=oid,
-                        payload={
-                            "number": number,
-                            "version": version,
-                            "inputs": inputs,
-                            "intent": intent,
-                        },
-                    )
-                )
+                firing = self._new_firing(session, identity, number, version, oid, inputs,
+                                          intent, now)
             else:
                 if firing.status not in ("not_sent", "not_placed"):
                     raise IllegalTransition(f"{firing.status.upper()} -> SENT")
