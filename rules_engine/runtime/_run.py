@@ -315,6 +315,9 @@ async def run_watcher(
             stop.set()
             if view is not None:
                 await view
+        if watcher.failed:
+            raise Fatal(f"the watcher stopped: {watcher.stop_reason}; its record is whole, and "
+                        "the next start recovers from it")
         output("run.done", {"fired": watcher.fired})
 
 

@@ -69,7 +69,6 @@ from rules_engine.engine import (
     Blocked,
     Decision,
     Fill,
-    IllegalTransition,
     Lookup,
     OrderIntent,
     Resolution,
@@ -242,6 +241,7 @@ class Watcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.trading = True
         self.stop_reason = ""
+        self.failed = False  # stopped by an error, not asked to
         self.halted: dict[str, Any] | None = None  # the kill switch, as the store holds it
         self.cancels: list[tuple[datetime, str]] = []  # `cancel after D`: (due, clientOid)
         self.limits = config.risk.limits()
@@ -469,14 +469,18 @@ class Watcher:
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A background task that fails is a bug or a store that cannot be written: the
+        watcher stops with the reason (fail-stop), and the next start recovers, rather than
+        trading on with a loop missing."""
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
             log.error("watcher task failed: %r", error)
-            self._event("error", {"error": f"{type(error).__name__}: {error}"})
-            if isinstance(error, IllegalTransition | LeaseHeld):
-                self.stop_reason = str(error)
-                self._stop.set()
+            self.stop_reason = f"{type(error).__name__}: {error}"
+            self.failed = True
+            with contextlib.suppress(Exception):  # the store may be what failed
+                self._event("error", {"error": self.stop_reason})
+            self._stop.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -753,7 +757,9 @@ class Watcher:
     def _fatal(self, error: BaseException) -> None:
         log.exception("watcher stopped by an internal error")
         self.stop_reason = f"internal error: {type(error).__name__}: {error}"
-        self._event("error", {"error": self.stop_reason})
+        self.failed = True
+        with contextlib.suppress(Exception):
+            self._event("error", {"error": self.stop_reason})
         self._stop.set()
 
     def _on_public(self, frame: dict[str, Any]) -> None:
@@ -1812,7 +1818,7 @@ class Watcher:
             self._apply(changes, now)
             due = self.timers.pop_due(now)
             if due:  # only the timed rules whose moment has come
-                self.evaluate([self.rules[identity] for identity in due], now)
+                self.evaluate([self.rules[i] for i in due if i in self.rules], now)
             expired = []
             while self.cancels and self.cancels[0][0] <= now:
                 _, oid = heapq.heappop(self.cancels)
