@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_watcher import book, rig, settle, until, venue, watch
+from test_watcher import book, moved_clock, rig, settle, until, venue, watch
 
 from rules_engine.cli import control, main
 from rules_engine.store import Store
@@ -67,13 +67,15 @@ async def test_resolve_settles_an_order_no_lookup_can_prove(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Legacy orders carry no deadline: an unknown one is never proven absent by lookups.
-    async with rig(tmp_path, SECOND, order_family="legacy") as r:
+    clock = moved_clock()
+    async with rig(tmp_path, SECOND, order_family="legacy", clock=clock) as r:
         await r.admin("faults", {"http_5xx": True})
         r.push("57900", "57910")
         await until(lambda: any(p.unknown for p in r.watcher.pending.values()))
         await r.admin("faults", {"http_5xx": False})
-        await settle(1.0)
-        assert r.orders() == [] and r.watcher.pending  # still frozen: nothing proves it
+        clock.advance(3_600_000)  # an hour of lookups that find nothing...
+        await settle(0.5)
+        assert r.orders() == [] and r.watcher.pending  # ...prove nothing: still frozen
         [pending] = r.watcher.pending.values()
         assert await cli("resolve", "--db", r.db, "nope", "placed") == 1
         assert await cli("resolve", "--db", r.db, pending.oid, "not-placed") == 0
