@@ -253,6 +253,9 @@ async def run_watcher(
         lambda: time.time_ns() // 1_000_000)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    # A job still running when its next run is due is skipped on purpose (one at a time):
+    # not worth a warning line among the events.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     local = config.mode == "paper" or (config.mode == "sandbox" and config.exchange_url is None)
     credentials = _credentials(config, local)
     url_for_account = config.market_url if config.mode == "paper" else config.exchange_url

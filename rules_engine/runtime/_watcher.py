@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from apscheduler.events import EVENT_JOB_ERROR
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from rules_engine.adapters.kucoin._book import BookState, Level2Book, Step
 from rules_engine.adapters.kucoin._errors import Action, Outcome
@@ -255,6 +257,11 @@ class Watcher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._jobs_running: set[asyncio.Task[Any]] = set()
 
     # ================================================================ start
 
@@ -319,15 +326,7 @@ class Watcher:
                                            "late_s": round((now - due).total_seconds(), 3)},
                             identity=identity)
         self._start_feeds()
-        self._spawn(self._clock_loop())
-        self._spawn(self._heartbeat_loop())
-        self._spawn(self._resolve_loop())
-        self._spawn(self._poll_loop())
-        self._spawn(self._control_loop())
-        self._spawn(self.rest.keep_time(self._stop, every=self.config.time_sync_s))
-        self._spawn(self._reconcile_loop())
-        if self.reloader is not None:
-            self._spawn(self._reload_loop())
+        self._start_jobs()
         # What is loaded now lives as long as the watcher: keep the collector off it, so a
         # full collection never walks the rules, index and books in the middle of a tick.
         gc.collect()
@@ -495,7 +494,9 @@ class Watcher:
 
     async def close(self) -> None:
         self._stop.set()
-        tasks = list(self._tasks)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        tasks = list(self._tasks) + list(self._jobs_running)
         if tasks:
             _, running = await asyncio.wait(tasks, timeout=5)
             for task in running:
@@ -1464,10 +1465,9 @@ class Watcher:
             self._retry(pending, "not_placed", now,
                         "absent after the deadline in two lookups")
 
-    async def _resolve_loop(self) -> None:
-        while not self._stop.is_set():
-            await _sleep(self._stop, self.config.resolve_interval_s)
-            for pending in [p for p in self.pending.values() if p.unknown]:
+    async def _resolve_job(self) -> None:
+        for pending in [p for p in self.pending.values() if p.unknown]:
+            if not self._stop.is_set():
                 await self._lookup(pending)
 
     # ================================================================ order tracking
@@ -1593,20 +1593,16 @@ class Watcher:
         return StateRow(identity, self.versions[identity], state.status, state.firings,
                         dump_state(state), self.reasons.get(identity))
 
-    async def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            await _sleep(self._stop, self.config.poll_interval_s)
-            if not self.private_live:
-                await self._poll_all()
+    async def _poll_job(self) -> None:
+        if not self.private_live:  # the order channel is down: REST is the fallback
+            await self._poll_all()
 
-    async def _reconcile_loop(self) -> None:
+    async def _reconcile_job(self) -> None:
         """Every `reconcile_interval_s`, every open order is looked up over REST even while
         the order channel is live: a lost push (a dropped frame, a missed reconnect) is found
         within that interval."""
-        while not self._stop.is_set():
-            await _sleep(self._stop, self.config.reconcile_interval_s)
-            if self.private_live and not self._stop.is_set():
-                await self._poll_all()
+        if self.private_live:
+            await self._poll_all()
 
     async def _poll_all(self) -> None:
         for tracked in list(self.tracked.values()):
@@ -1658,19 +1654,17 @@ class Watcher:
 
     # ================================================================ clocks
 
-    async def _control_loop(self) -> None:
+    async def _control_job(self) -> None:
         """A person's requests, from the store: the kill switch and `resolve`."""
-        while not self._stop.is_set():
-            wanted = self.store.halt()
-            if wanted is not None and (
-                self.halted is None or wanted.get("request") != self.halted.get("request")
-            ):
-                await self._halt_now(wanted)
-            elif wanted is None and self.halted is not None:
-                self._resume_now()
-            for oid, placed in self.store.resolutions().items():
-                self._resolve_by_hand(oid, placed)
-            await _sleep(self._stop, 0.25)
+        wanted = self.store.halt()
+        if wanted is not None and (
+            self.halted is None or wanted.get("request") != self.halted.get("request")
+        ):
+            await self._halt_now(wanted)
+        elif wanted is None and self.halted is not None:
+            self._resume_now()
+        for oid, placed in self.store.resolutions().items():
+            self._resolve_by_hand(oid, placed)
 
     def _protective(self, tracked: _Tracked) -> bool:
         """An exit that protects a position: kept by `halt`, cancelled by `halt --all`. Here:
@@ -1719,12 +1713,9 @@ class Watcher:
             self._event("resolve.ignored", {"why": "not an order of unknown outcome"}, oid=oid)
         self.store.resolution_done(oid)
 
-    async def _reload_loop(self) -> None:
-        assert self.reloader is not None
-        while not self._stop.is_set():
-            await _sleep(self._stop, self.config.reload_interval_s)
-            if self.reloader.changed():
-                await self.apply_reload(self.reloader.reload())
+    async def _reload_job(self) -> None:
+        if self.reloader is not None and self.reloader.changed():
+            await self.apply_reload(self.reloader.reload())
 
     async def apply_reload(self, result: Reloaded) -> None:
         """Hot reload, rule by rule. Unchanged rules keep their state. A changed rule gets a
@@ -1805,33 +1796,79 @@ class Watcher:
         if rule is not None and identity in self.timed_ids:
             self.timers.update(rule, self.states[identity], now)
 
-    async def _clock_loop(self) -> None:
-        while not self._stop.is_set():
-            await _sleep(self._stop, self.config.clock_interval_s)
-            now = self.now()
-            changes = []
-            for (symbol, _), series in self.series.items():
-                if series.advance(now):
-                    changes.extend(self.market.refresh(symbol, now))
-            if self.market.max_age:
-                changes.extend(self.market.refresh_all(now))
-            self._apply(changes, now)
-            due = self.timers.pop_due(now)
-            if due:  # only the timed rules whose moment has come
-                self.evaluate([self.rules[i] for i in due if i in self.rules], now)
-            expired = []
-            while self.cancels and self.cancels[0][0] <= now:
-                _, oid = heapq.heappop(self.cancels)
-                tracked = self.tracked.get(oid)
-                if tracked is not None:
-                    expired.append(tracked)
-            if expired:
-                self._spawn(self._cancel_where(expired, "cancel after"))
+    async def _clock_job(self) -> None:
+        """The watcher's clock: candles that closed, values past their age limit, the timed
+        rules that are due (`Timers`), the `cancel after` timers that fell due."""
+        now = self.now()
+        changes = []
+        for (symbol, _), series in self.series.items():
+            if series.advance(now):
+                changes.extend(self.market.refresh(symbol, now))
+        if self.market.max_age:
+            changes.extend(self.market.refresh_all(now))
+        self._apply(changes, now)
+        due = self.timers.pop_due(now)
+        if due:  # only the timed rules whose moment has come
+            self.evaluate([self.rules[i] for i in due if i in self.rules], now)
+        expired = []
+        while self.cancels and self.cancels[0][0] <= now:
+            _, oid = heapq.heappop(self.cancels)
+            tracked = self.tracked.get(oid)
+            if tracked is not None:
+                expired.append(tracked)
+        if expired:
+            await self._cancel_where(expired, "cancel after")
 
-    async def _heartbeat_loop(self) -> None:
-        while not self._stop.is_set():
-            await _sleep(self._stop, self.config.heartbeat_s)
-            self.store.heartbeat(self.owner, self.now())
+    async def _heartbeat_job(self) -> None:
+        self.store.heartbeat(self.owner, self.now())
+
+    async def _time_job(self) -> None:
+        await self.rest.sync_time()
+
+    def _start_jobs(self) -> None:
+        """The periodic work, as APScheduler interval jobs on this loop: one run at a time
+        each, a late run coalesced, a failing one stops the watcher (`_job_failed`). What a
+        job decides uses the watcher's clock (`now`), so a test clock reaches it too."""
+        every: list[tuple[Callable[[], Any], float, str]] = [
+            (self._clock_job, self.config.clock_interval_s, "clock"),
+            (self._heartbeat_job, self.config.heartbeat_s, "heartbeat"),
+            (self._resolve_job, self.config.resolve_interval_s, "resolve unknown orders"),
+            (self._poll_job, self.config.poll_interval_s, "poll while the channel is down"),
+            (self._reconcile_job, self.config.reconcile_interval_s, "reconcile"),
+            (self._control_job, 0.25, "halt, resume, resolve"),
+            (self._time_job, self.config.time_sync_s, "time sync"),
+        ]
+        if self.reloader is not None and self.config.reload_interval_s > 0:
+            every.append((self._reload_job, self.config.reload_interval_s, "hot reload"))
+        for job, seconds, name in every:
+            self.scheduler.add_job(self._guarded(job), "interval", seconds=seconds, id=name,
+                                   name=name)
+        self.scheduler.add_listener(self._job_failed, EVENT_JOB_ERROR)
+        self.scheduler.start()
+
+    def _guarded(self, job: Callable[[], Any]) -> Callable[[], Any]:
+        async def run() -> None:
+            if self._stop.is_set():
+                return
+            task = asyncio.current_task()
+            if task is not None:  # `close` waits for a job that is running
+                self._jobs_running.add(task)
+            try:
+                await job()
+            finally:
+                if task is not None:
+                    self._jobs_running.discard(task)
+
+        return run
+
+    def _job_failed(self, event: Any) -> None:
+        error = event.exception
+        log.error("watcher job %s failed: %r", event.job_id, error)
+        self.stop_reason = f"{event.job_id}: {type(error).__name__}: {error}"
+        self.failed = True
+        with contextlib.suppress(Exception):
+            self._event("error", {"error": self.stop_reason})
+        self._stop.set()
 
     async def ready(self) -> None:
         await self._ready.wait()
