@@ -791,3 +791,28 @@ async def test_a_chain_whose_parent_filled_while_the_watcher_was_down_is_armed_o
             store.close()
             assert armed["parent_firing"] == 1 and armed["event"] == "filled"
             assert child.inputs["arm"]["fill"] == ["58500", "0.002"]
+
+
+async def test_a_trailing_stop_whose_order_was_never_placed_is_held_again_and_sent_once(
+    tmp_path: Path,
+) -> None:
+    clock = moved_clock()
+    async with rig(tmp_path, TRAIL, trade="60000", clock=clock) as r:
+        await until(lambda: bool(r.watcher.held))
+        await r.admin("faults", {"http_5xx": True})  # the triggered order's POST: a 503
+        r.push("58700", "58710", trade="58705")  # 2.2% under the mark: it triggers
+        await until(lambda: any(p.unknown for p in r.watcher.pending.values()), 5)
+        await r.admin("faults", {"http_5xx": False})
+        clock.advance(2_500)  # past the HF deadline: two lookups prove it absent
+        await until(lambda: bool(r.watcher.held) and not r.watcher.pending, 10)
+        assert r.orders() == []  # decided again: held again, nothing sent twice
+        r.push("58800", "58810", trade="58805")  # a new mark...
+        r.push("57000", "57010", trade="57005")  # ...and the fall that triggers it
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending, 10)
+        store = r.store()
+        [firing] = store.firings()
+        kinds = [e.kind for e in store.events() if e.client_oid == firing.client_oid]
+        store.close()
+        assert firing.number == 1 and firing.status == "acknowledged"
+        assert r.orders()[0].req.client_oid == firing.client_oid
+        assert kinds.count("firing.held") == 2 and "firing.not_placed" in kinds

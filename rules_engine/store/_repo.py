@@ -6,8 +6,8 @@ Firing transitions (`FIRING_TRANSITIONS`; anything else raises `IllegalTransitio
     intent   -> sent | blocked | done     sent: bytes may leave; blocked: a limit; done: no order
     sent     -> acknowledged | refused | unknown | not_sent
     unknown  -> acknowledged | not_placed (the exchange proved it absent, or a person said so)
-    not_sent -> sent                      the same clientOid, later (429, auth before accept)
-    not_placed -> sent                    the same firing sent again, same clientOid
+    not_sent -> sent | held               the same clientOid, later (429, auth before accept)
+    not_placed -> sent | held             the same firing sent (or held) again, same clientOid
 
 SQLite runs in WAL mode with `synchronous=FULL`, so a committed intent survives a power loss,
 not only a killed process; foreign keys are on. A lease row lets one watcher own a store: a
@@ -73,6 +73,8 @@ FIRING_TRANSITIONS = frozenset(
         ("unknown", "not_placed"),
         ("not_sent", "sent"),
         ("not_placed", "sent"),
+        ("not_sent", "held"),
+        ("not_placed", "held"),
     }
 )
 FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
@@ -99,6 +101,7 @@ ORDER_TRANSITIONS = frozenset(
         ("not_placed", "pending"),
         ("held", "pending"),
         ("held", "canceled"),
+        ("not_placed", "held"),
     }
 )
 FINAL_ORDERS = frozenset({"filled", "canceled", "refused"})
@@ -510,7 +513,8 @@ class Store:
         this commit is on the path from a market update to the order."""
         if again:
             self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
-                             order=order, state=state, now=now, blocked=blocked, legs=legs)
+                             order=order, state=state, now=now, blocked=blocked, legs=legs,
+                             held=held)
             return
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
         to = "blocked" if blocked is not None else "done" if intent is None else (
@@ -520,7 +524,8 @@ class Store:
                              (state, *also), now, blocked, events, legs)
         except IntegrityError:  # the firing exists after all: the checked path decides
             self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
-                             order=order, state=state, now=now, blocked=blocked, legs=legs)
+                             order=order, state=state, now=now, blocked=blocked, legs=legs,
+                             held=held)
 
     def _fire_first(  # noqa: PLR0917 - the parts of one firing, in `fire`'s order
         self,
@@ -591,6 +596,7 @@ class Store:
         now: datetime,
         blocked: str | None = None,
         legs: tuple[dict[str, Any], ...] = (),
+        held: bool = False,
     ) -> Firing:
         """`fire` for a firing that exists (in not_sent or not_placed), or one recorded by a
         watcher that did not know it (then it is created, as `fire` would)."""
@@ -617,7 +623,8 @@ class Store:
                                  "intent": intent},
                     )
                 )
-            to = "blocked" if blocked is not None else "sent" if intent is not None else "done"
+            to = "blocked" if blocked is not None else "done" if intent is None else (
+                "held" if held else "sent")
             if (firing.status, to) not in FIRING_TRANSITIONS:
                 raise IllegalTransition(f"{firing.status.upper()} -> {to.upper()}")
             firing.status = to
@@ -636,7 +643,8 @@ class Store:
                     session.flush()  # the firing's id, for the order's foreign key
                     session.add(Order(client_oid=oid, firing_id=firing.id, updated_at=now, **order))
                 else:
-                    self._move_order(session, existing, "pending", now, {"resent": resend})
+                    self._move_order(session, existing, "held" if held else "pending", now,
+                                     {"resent": resend})
                     for key, value in order.items():
                         setattr(existing, key, value)
                 for leg in legs:
