@@ -16,6 +16,7 @@ second one is refused while the first's heartbeat is fresh.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -145,6 +146,7 @@ class VenueMismatch(RuntimeError):
     """The venue is not the one this store traded on."""
 
 
+@functools.lru_cache(maxsize=64)
 def engine_prefix(engine_id: str) -> str:
     """The start every clientOid of this store shares (to adopt its orders on recovery)."""
     return "re" + hashlib.sha256(engine_id.encode()).hexdigest()[:8] + "-"
