@@ -816,3 +816,24 @@ async def test_a_trailing_stop_whose_order_was_never_placed_is_held_again_and_se
         assert firing.number == 1 and firing.status == "acknowledged"
         assert r.orders()[0].req.client_oid == firing.client_oid
         assert kinds.count("firing.held") == 2 and "firing.not_placed" in kinds
+
+
+async def test_with_the_order_channel_silent_rest_polling_finds_the_fill(tmp_path: Path) -> None:
+    rules = "rule rest on BTC-USDT:\n    when bid < 60000\n    place limit buy 0.002 at 58500\n"
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        # The order channel goes silent (as a dropped subscription would): nothing it sends
+        # reaches the watcher any more.
+        assert r.watcher.private is not None
+        r.watcher.private.on_message = lambda frame: None
+        r.watcher.private.on_state = lambda state, reason: None
+        r.watcher.private_live = False
+        r.push("58000", "58400")  # the buy fills on the exchange
+        await until(lambda: r.orders()[0].deal_size == D("0.002"), 5)
+        await until(lambda: not r.watcher.tracked, 5)  # found by polling (every 0.5 s here)
+        store = r.store()
+        [order] = store.orders()
+        fills = store.fills()
+        store.close()
+        assert order.status == "filled" and order.filled_size == D("0.002")
+        assert sum((f.size for f in fills), D(0)) == D("0.002")  # each fill once, from REST
