@@ -96,7 +96,7 @@ class Venue:
 
 @asynccontextmanager
 async def venue(bid: str = "59000", ask: str = "59010", trade: str | None = "59005",
-                clock: ManualClock | None = None) -> AsyncIterator[Venue]:
+                clock: ManualClock | None = None, **sandbox: Any) -> AsyncIterator[Venue]:
     """A sandbox whose books the test pushes. With `clock`, the sandbox and the watchers
     started on it (`watch`) share that time, and the test moves it (no real waiting)."""
     feed = ExternalFeed(load_symbols(), [SYMBOL, "ETH-USDT"])
@@ -104,7 +104,7 @@ async def venue(bid: str = "59000", ask: str = "59010", trade: str | None = "590
     feed.push(SYMBOL, bids, asks, trade=(D(trade), D("0.01"), "buy") if trade else None)
     eb, ea = book("3000", "3001")
     feed.push("ETH-USDT", eb, ea)
-    cfg = SandboxConfig().model_copy(update={"feed_interval_ms": 20})
+    cfg = SandboxConfig().model_copy(update={"feed_interval_ms": 20, **sandbox})
     state = build_state(cfg, feed=feed, clock=clock)
     async with serve(cfg, state=state, run_feed=True) as box, aiohttp.ClientSession() as http:
         yield Venue(box.url, state, feed, http, clock)
@@ -837,3 +837,32 @@ async def test_with_the_order_channel_silent_rest_polling_finds_the_fill(tmp_pat
         store.close()
         assert order.status == "filled" and order.filled_size == D("0.002")
         assert sum((f.size for f in fills), D(0)) == D("0.002")  # each fill once, from REST
+
+
+async def test_a_real_keys_secrets_never_reach_the_output_or_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pydantic import SecretStr
+
+    from rules_engine.sandbox.config import KeyConfig
+
+    secret, passphrase = "s3cr3t-Value-9f8e7d6c5b4a", "pass-Phrase-1a2b3c4d"
+    key = KeyConfig(api_key="test-key-0001", api_secret=SecretStr(secret),
+                    api_passphrase=SecretStr(passphrase), permissions=("General", "Spot"))
+    monkeypatch.setenv("RULES_ENGINE_API_KEY", "test-key-0001")
+    monkeypatch.setenv("RULES_ENGINE_API_SECRET", secret)
+    monkeypatch.setenv("RULES_ENGINE_API_PASSPHRASE", passphrase)
+    rules = "when BTC-USDT bid < 60000 place limit buy 0.01\n"
+    async with venue(keys=(key,)) as v, watch(v, tmp_path, rules) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        await r.admin("faults", {"http_5xx": True})  # errors are written too: none may leak
+        r.push("59100", "59110")
+        await settle(0.3)
+        await r.admin("faults", {"http_5xx": False})
+    out = capsys.readouterr()
+    written = out.out + out.err
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("watcher.sqlite*"))
+    assert '"event": "fired"' in written and stored  # the session really ran and wrote
+    for hidden in (secret, passphrase):
+        assert hidden not in written
+        assert hidden.encode() not in stored
