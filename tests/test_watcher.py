@@ -866,3 +866,33 @@ async def test_a_real_keys_secrets_never_reach_the_output_or_the_store(
     for hidden in (secret, passphrase):
         assert hidden not in written
         assert hidden.encode() not in stored
+
+
+async def test_a_bracket_whose_stop_loss_cannot_be_placed_blocks_its_rule_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule upside_down on BTC-USDT:\n    when bid < 60000\n"
+             "    place limit sell 0.001 at 60000\n    stop-loss at bid + 5000\n")
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: r.watcher.states["upside_down"].status == "blocked")
+        assert "not on the losing side" in r.watcher.reasons["upside_down"]
+        await settle(0.2)
+        assert r.orders() == [] and not r.watcher.legs  # neither leg was sent or held
+        store = r.store()
+        [firing] = store.firings()
+        [row] = [s for s in store.events() if s.kind == "firing.blocked"]
+        store.close()
+        assert firing.status == "blocked" and "losing side" in row.payload["reason"]
+
+
+async def test_cancel_after_cancels_a_trailing_stop_still_held(tmp_path: Path) -> None:
+    clock = moved_clock()
+    async with rig(tmp_path, TRAIL + "    cancel after 10m\n", trade="60000", clock=clock) as r:
+        await until(lambda: bool(r.watcher.held))
+        clock.advance(600_000)
+        await until(lambda: not r.watcher.held and not r.watcher.tracked, 5)
+        store = r.store()
+        assert [o.status for o in store.orders()] == ["canceled"]
+        assert [f.status for f in store.firings()] == ["done"]
+        store.close()
+        assert r.orders() == []  # it never reached the exchange

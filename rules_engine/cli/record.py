@@ -88,8 +88,9 @@ def store_url(db: str | None) -> str:
         return db
     if os.environ.get("RULES_ENGINE_DB"):
         return os.environ["RULES_ENGINE_DB"]
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    path = base / "rules-engine" / "sandbox.sqlite"
+    from rules_engine.runtime._run import state_dir
+
+    path = state_dir() / "sandbox.sqlite"
     if not path.exists():
         raise _Failed(f"no store at {path}: give --db URL (or set RULES_ENGINE_DB), or run "
                       "`rules-engine run` first")

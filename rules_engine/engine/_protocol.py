@@ -33,7 +33,11 @@ def order_body(
     server_ms: int,
     window_ms: int = DEFAULT_WINDOW_MS,
 ) -> dict[str, Any]:
-    """KuCoin's order fields for a resolved intent (decimals as strings, as KuCoin wants)."""
+    """KuCoin's order fields for a resolved intent (decimals as strings, as KuCoin wants).
+    A stop order is a stop-market order for the stop-order endpoint (`stop` loss for a sell:
+    it triggers when last <= stopPrice; entry for a buy), which has no deadline window."""
+    if intent.order_type == "stop":
+        return _stop_body(intent, client_oid)
     if intent.order_type not in ("market", "limit"):
         raise ValueError(f"{intent.order_type} orders are not sent through the order endpoint")
     body: dict[str, Any] = {
@@ -57,6 +61,22 @@ def order_body(
     if family == "hf":
         body["clientTimestamp"] = server_ms
         body["allowMaxTimeWindow"] = window_ms
+    return body
+
+
+def _stop_body(intent: OrderIntent, client_oid: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "clientOid": client_oid,
+        "symbol": intent.symbol,
+        "side": intent.side,
+        "type": "market",
+        "stop": "loss" if intent.side == "sell" else "entry",
+        "stopPrice": format(intent.stop_price, "f"),
+    }
+    if intent.funds is not None:
+        body["funds"] = format(intent.funds, "f")
+    else:
+        body["size"] = format(intent.size, "f")
     return body
 
 

@@ -30,18 +30,24 @@ from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._reload import RuleFiles, RulesRejected
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
-__all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher"]
+__all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher", "state_dir"]
 
 
 class Fatal(Exception):
     """The watcher cannot run: the message names the problem and the fix."""
 
 
-def default_db(account: str) -> str:
-    """A SQLite file per account in the user's state directory (`$XDG_STATE_HOME`, else
-    `~/.local/state`), so that run, status, audit, why, halt and resolve meet by default."""
+def state_dir() -> Path:
+    """Where the stores live by default: `$XDG_STATE_HOME/rules-engine`, else
+    `~/.local/state/rules-engine` (not created here)."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    folder = base / "rules-engine"
+    return base / "rules-engine"
+
+
+def default_db(account: str) -> str:
+    """A SQLite file per account in the user's state directory (`state_dir`), so that run,
+    status, audit, why, halt and resolve meet by default."""
+    folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in account)
     return f"sqlite:///{folder / (safe + '.sqlite')}"
@@ -99,19 +105,10 @@ async def _sandbox(config: WatcherConfig, db: str) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def _local_venue(state: Any) -> AsyncIterator[str]:
     """Serve a sandbox state on 127.0.0.1 (a free port), its feed running."""
-    from aiohttp import web
+    from rules_engine.sandbox.testing import serve
 
-    from rules_engine.sandbox.server import create_app
-
-    runner = web.AppRunner(create_app(state, run_feed=True), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    address: Any = runner.addresses[0]
-    try:
-        yield f"http://127.0.0.1:{address[1]}"
-    finally:
-        await runner.cleanup()
+    async with serve(state=state, run_feed=True) as box:
+        yield box.url
 
 
 class Output:

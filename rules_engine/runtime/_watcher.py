@@ -58,6 +58,7 @@ from rules_engine.adapters.kucoin._ws import KucoinWs, batched_topics
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
 from rules_engine.core.market import (
+    BalanceEvent,
     Candle,
     OrderEvent,
     OrderState,
@@ -103,9 +104,6 @@ from rules_engine.store._repo import StateRow, client_oid, engine_prefix
 __all__ = ["Watcher", "WatcherError", "utc_now"]
 
 log = logging.getLogger("rules_engine.watcher")
-
-UNSUPPORTED: dict[str, str] = {}
-
 
 class WatcherError(Exception):
     """The watcher cannot start or must stop: the message says why and what to do."""
@@ -269,12 +267,7 @@ class Watcher:
         """The rule set: which rules run, their index, their `after` children, the values
         they read (added to the market state: a value nobody reads any more costs nothing)."""
         self.rules: dict[str, CompiledRule] = {r.identity: r for r in rules}
-        self.blocked_at_load: dict[str, str] = {}
-        for rule in self.rules.values():
-            reason = self._unsupported(rule)
-            if reason is not None:
-                self.blocked_at_load[rule.identity] = reason
-        active = [r for r in self.rules.values() if r.identity not in self.blocked_at_load]
+        active = list(self.rules.values())
         self.index = RuleIndex(active)
         self.timed_ids = {rule.identity for rule in self.index.timed}
         self.market.add_leaves(self.index.leaves())
@@ -287,15 +280,6 @@ class Watcher:
         for rule in active:
             if rule.after is not None:
                 self.children.setdefault(rule.after[0], []).append(rule)
-
-    @staticmethod
-    def _unsupported(rule: CompiledRule) -> str | None:
-        order = rule.order
-        if order is None:
-            return None
-        if order.order_type in UNSUPPORTED:
-            return UNSUPPORTED[order.order_type]
-        return None
 
     async def start(self) -> None:
         """Own the store, check the venue, load rules and states, recover, then subscribe."""
@@ -354,7 +338,6 @@ class Watcher:
             self.store.check_venue(venue)
         except Exception as err:  # VenueMismatch: a clear message, never a reconciliation
             raise WatcherError(str(err)) from None
-        self.venue = venue
 
     async def _family(self) -> str:
         if self.config.order_family != "auto":
@@ -372,21 +355,11 @@ class Watcher:
         for identity, rule in self.rules.items():
             version, stored = loaded[identity]
             self.versions[identity] = version
-            if stored is not None and stored.version == version:
-                state = restore(load_state(stored.state))
-                if stored.reason:
-                    self.reasons[identity] = stored.reason
-            elif stored is not None:  # a new version: its lifecycle carries over
-                state = carry_over(rule, load_state(stored.state), now)
+            if stored is not None and stored.version == version and stored.reason:
+                self.reasons[identity] = stored.reason
+            elif stored is not None and stored.version != version:
                 events.append(("rule.new_version", identity, {"version": version}))
-            else:
-                state = initial_state(rule, now)
-            reason = self.blocked_at_load.get(identity)
-            if reason is not None and state.status not in ("blocked", "done", "expired"):
-                state = state._replace(status="blocked")
-                self.reasons[identity] = reason
-                events.append(("rule.blocked", identity, {"reason": reason}))
-            self.states[identity] = state
+            self.states[identity] = _stored_state(rule, version, stored, now)
             rows.append(self._row(identity))
         self.store.save_states(rows, now, events)
 
@@ -475,11 +448,15 @@ class Watcher:
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
             log.error("watcher task failed: %r", error)
-            self.stop_reason = f"{type(error).__name__}: {error}"
-            self.failed = True
-            with contextlib.suppress(Exception):  # the store may be what failed
-                self._event("error", {"error": self.stop_reason})
-            self._stop.set()
+            self._fail(f"{type(error).__name__}: {error}")
+
+    def _fail(self, reason: str) -> None:
+        """Fail-stop: record why (if the store still can) and stop."""
+        self.stop_reason = reason
+        self.failed = True
+        with contextlib.suppress(Exception):  # the store may be what failed
+            self._event("error", {"error": reason})
+        self._stop.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -536,13 +513,18 @@ class Watcher:
                                   payload={"why": "recovery: the watcher stopped before the reply"})
             self.pending[firing.identity] = pending
             await self._lookup(pending)
-        for row in self.store.orders(open_only=True):
-            owner = self.store.firing_of(row.client_oid)
-            if owner is None and row.firing_id is not None:
-                parent = self.store.firing_by_id(row.firing_id)
-                if parent is not None and parent.client_oid is not None:
-                    self._recover_leg(row, parent)  # a bracket's stop-loss
+        rows = self.store.orders(open_only=True)
+        firings = self.store.firings_by_id({r.firing_id for r in rows if r.firing_id is not None})
+        decided: dict[str, datetime] = {}  # clientOid -> its firing's time (`cancel after`)
+        for row in rows:
+            of = firings.get(row.firing_id) if row.firing_id is not None else None
+            owner = of if of is not None and of.client_oid == row.client_oid else None
+            if of is not None and owner is None:
+                if of.client_oid is not None:
+                    self._recover_leg(row, of)  # a bracket's stop-loss, of that firing
                 continue
+            if owner is not None:
+                decided[row.client_oid] = owner.created_at
             if row.status == "not_placed":
                 continue
             if row.status == "held" and owner is not None and row.size is not None:
@@ -556,11 +538,10 @@ class Watcher:
                 row.exchange_id, row.side,
             )
         for oid in list(self.tracked):
-            busy = oid in self.held or oid in self.legs or any(
-                p.oid == oid for p in self.pending.values())
+            busy = oid in self.held or oid in self.legs or self._pending_for(oid) is not None
             if oid in self.tracked and not busy:
                 await self._poll_order(self.tracked[oid])
-        self._rearm_cancels(now)
+        self._rearm_cancels(decided, now)
         self._load_exposure(now)
         await self._adopt_unknown()
         self._event("recovered", {"pending": len(self.pending), "open_orders": len(self.tracked)})
@@ -613,18 +594,16 @@ class Watcher:
                 exposure.fired(at)
         self.exposure = exposure
 
-    def _rearm_cancels(self, now: datetime) -> None:
+    def _rearm_cancels(self, decided: Mapping[str, datetime], now: datetime) -> None:
         """`cancel after D` timers are a pure function of the store: the firing's decision
-        time plus the rule's D, for each order still open. One due while the watcher was down
-        runs at once, and says so."""
+        time (`decided`, by clientOid) plus the rule's D, for each order still open. One due
+        while the watcher was down runs at once, and says so."""
         for tracked in self.tracked.values():
             rule = self.rules.get(tracked.identity or "")
-            if rule is None or rule.cancel_after_seconds is None:
+            at = decided.get(tracked.oid)
+            if rule is None or rule.cancel_after_seconds is None or at is None:
                 continue
-            firing = self.store.firing_of(tracked.oid)
-            if firing is None:
-                continue
-            due = firing.created_at + timedelta(seconds=rule.cancel_after_seconds)
+            due = at + timedelta(seconds=rule.cancel_after_seconds)
             if due <= now:
                 self._event("timer.late", {"timer": "cancel after", "due": due.isoformat(),
                                            "late_s": round((now - due).total_seconds(), 3)},
@@ -632,7 +611,7 @@ class Watcher:
             heapq.heappush(self.cancels, (due, tracked.oid))
 
     async def _adopt_unknown(self) -> None:
-        known = {row.client_oid for row in self.store.orders()}
+        known = self.store.order_oids()
         symbols = sorted({r.order.symbol for r in self.rules.values() if r.order is not None}
                          | {t.symbol for t in self.tracked.values()})
         now = self.now()
@@ -642,9 +621,7 @@ class Watcher:
                 oid = state.client_oid
                 if oid is None or not oid.startswith(self.prefix) or oid in known:
                     continue
-                status = "open" if state.active else (
-                    "filled" if (state.size is not None and state.filled_size >= state.size)
-                    or (state.size is None and state.filled_size > 0) else "canceled")
+                status = "open" if state.active else _done_status(state)
                 row = {
                     "client_oid": oid, "exchange_id": state.order_id, "symbol": state.symbol,
                     "side": state.side, "order_type": state.order_type, "price": state.price,
@@ -757,11 +734,7 @@ class Watcher:
 
     def _fatal(self, error: BaseException) -> None:
         log.exception("watcher stopped by an internal error")
-        self.stop_reason = f"internal error: {type(error).__name__}: {error}"
-        self.failed = True
-        with contextlib.suppress(Exception):
-            self._event("error", {"error": self.stop_reason})
-        self._stop.set()
+        self._fail(f"internal error: {type(error).__name__}: {error}")
 
     def _on_public(self, frame: dict[str, Any]) -> None:
         subject = frame.get("subject")
@@ -912,37 +885,33 @@ class Watcher:
                 "fill": None if decision.arm.fill is None
                 else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
             }
-        order_spec = rule.order
         again = (identity, number) in self.again
         self.again.discard((identity, number))
-        # `after R fired` goes with the firing itself: armed in its commit, and only once
-        # (a firing sent again after it was proven not placed arms nothing more).
-        arms = [] if again else self._arms(identity, "fired", number, None)
-        also = tuple(self._row_of(c.identity, st) for c, st, _ in arms)
-        armed_events = tuple(("rule.armed", c.identity, e) for c, _, e in arms)
-        if order_spec is None:
-            self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
-                            intent=None, order=None, state=self._row(identity), now=now,
-                            again=again, also=also, events=armed_events)
-            self.fired += 1
-            self.emit("fired", {"rule": identity, "firing": number})
-            self._actions(rule, now)
-            self._armed(arms, now)
-            return
+        order_spec = rule.order
+        oid = client_oid(self.engine_id, identity, number)
         fill = decision.arm.fill if decision.arm is not None else None
-        resolved = resolve_order(order_spec, self.market.values,
-                                 self.symbols[order_spec.symbol], fill=fill,
-                                 balances=self.balances)
+        resolved: OrderIntent | Blocked | None = None
         value = Decimal(0)
-        if isinstance(resolved, OrderIntent):
-            limited = self._limits(rule, resolved, now)
-            if isinstance(limited, Blocked):
-                resolved = limited
-            else:
-                resolved, value = limited
-        if not self.trading and isinstance(resolved, OrderIntent):
-            resolved = Blocked(f"trading is stopped: {self.stop_reason}")
-        if isinstance(resolved, Blocked):
+        leg: _Leg | None = None
+        if order_spec is not None:
+            resolved = resolve_order(order_spec, self.market.values,
+                                     self.symbols[order_spec.symbol], fill=fill,
+                                     balances=self.balances)
+            if isinstance(resolved, OrderIntent):
+                limited = self._limits(rule, resolved, now)
+                if isinstance(limited, Blocked):
+                    resolved = limited
+                else:
+                    resolved, value = limited
+            if isinstance(resolved, OrderIntent) and not self.trading:
+                resolved = Blocked(f"trading is stopped: {self.stop_reason}")
+            if isinstance(resolved, OrderIntent):
+                stop_loss = self._stop_loss(rule, resolved, oid, number, fill)
+                if isinstance(stop_loss, Blocked):
+                    resolved = stop_loss
+                else:
+                    leg = stop_loss
+        if isinstance(resolved, Blocked):  # recorded with the reason; nothing is sent
             state = self.states[identity]
             if state.status != "blocked":
                 self.states[identity] = state._replace(status="blocked")
@@ -953,42 +922,49 @@ class Watcher:
             self.emit("blocked", {"rule": identity, "firing": number,
                                   "reason": resolved.reason})
             return
-        if resolved.order_type == "trailing-stop":
-            self._place_held(rule, decision, resolved, value, inputs, again, also,
-                             armed_events, arms, now)
+        # `after R fired` goes with the firing itself: armed in its commit, and only once
+        # (a firing sent again after it was proven not placed arms nothing more).
+        arms = [] if again else self._arms(identity, "fired", number, None)
+        also = tuple(self._row_of(c.identity, st) for c, st, _ in arms)
+        armed_events = tuple(("rule.armed", c.identity, e) for c, _, e in arms)
+        if resolved is None:  # actions only: nothing to send
+            self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
+                            intent=None, order=None, state=self._row(identity), now=now,
+                            again=again, also=also, events=armed_events)
+            self.fired += 1
+            self.emit("fired", {"rule": identity, "firing": number})
+            self._actions(rule, now)
+            self._armed(arms, now)
             return
+        held = resolved.order_type == "trailing-stop"  # kept by the engine until it triggers
         family = "stop" if resolved.order_type == "stop" else self.orders.family
-        oid = client_oid(self.engine_id, identity, number)
-        server_ms = self.rest.server_ms()
-        window = self.config.order_window_ms
-        if family == "stop":
-            body = _stop_body(resolved, oid)
-        else:
+        body: dict[str, Any] | None = None
+        until: datetime | None = None
+        if not held:
+            server_ms = self.rest.server_ms()
+            window = self.config.order_window_ms
             body = order_body(resolved, oid, family=family, server_ms=server_ms,
                               window_ms=window)
-        sent_at = datetime.fromtimestamp(server_ms / 1000, UTC)
-        until = deadline(family, sent_at, window, self.config.request_timeout_s)
+            until = deadline(family, datetime.fromtimestamp(server_ms / 1000, UTC), window,
+                             self.config.request_timeout_s)
         intent: dict[str, Any] = {
             "symbol": resolved.symbol, "side": resolved.side, "type": resolved.order_type,
             "size": _num(resolved.size), "funds": _num(resolved.funds),
             "price": _num(resolved.price), "stop_price": _num(resolved.stop_price),
+            "trail": _num(resolved.trail) if held else None,
             "family": family, "deadline": until.isoformat() if until else None,
             "notional": format(value, "f"),
         }
+        mark = self.market.values.get(M.Field(resolved.symbol, "last")) if held else None
         order_row = {
             "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
-            "order_type": resolved.order_type, "price": resolved.price or resolved.stop_price,
-            "size": resolved.size, "funds": resolved.funds, "status": "pending",
+            "order_type": resolved.order_type,
+            "price": mark if held else resolved.price or resolved.stop_price,
+            "size": resolved.size, "funds": resolved.funds,
+            "status": "held" if held else "pending",
             "filled_size": Decimal(0), "filled_value": Decimal(0), "family": family,
             "deadline": until,
         }
-        leg = self._stop_loss(rule, resolved, oid, number, fill)
-        if isinstance(leg, Blocked):
-            self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
-                            intent=None, order=None, state=self._row(identity), now=now,
-                            blocked=leg.reason, again=again)
-            self.emit("blocked", {"rule": identity, "firing": number, "reason": leg.reason})
-            return
         legs: tuple[dict[str, Any], ...] = ()
         if leg is not None:
             intent["stop_loss"] = {"client_oid": leg.oid, "trigger": _num(leg.trigger)}
@@ -999,26 +975,34 @@ class Watcher:
                      "family": family, "deadline": None},)
         self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
                         intent=intent, order=order_row, state=self._row(identity), now=now,
-                        again=again, also=also, events=armed_events, legs=legs)
+                        again=again, also=also, events=armed_events, legs=legs, held=held)
         if leg is not None:
             self.legs[leg.oid] = leg
             self.tracked[leg.oid] = _Tracked(leg.oid, identity, number, leg.symbol, family,
                                              leg.size, side=leg.side, day=now.date(),
                                              counted=False)
-        pending = _Pending(oid, identity, number, resolved.symbol, family, until, decision.arm)
-        self.pending[identity] = pending
         self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, family,
                                      resolved.size, side=resolved.side, value=value,
                                      day=now.date())
         self.exposure.add(identity, now.date(), value)
-        self.exposure.fired(now)
         if rule.cancel_after_seconds is not None:
             heapq.heappush(self.cancels, (now + timedelta(seconds=rule.cancel_after_seconds),
                                           oid))
         self.fired += 1
         self.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
-                            "order": {k: v for k, v in intent.items() if v is not None}})
-        self._spawn(self._send(pending, body))
+                            "order": {k: v for k, v in intent.items() if v is not None},
+                            **({"held": True} if held else {})})
+        if held:
+            assert resolved.size is not None and resolved.trail is not None
+            self.held[oid] = _Held(oid, identity, number, resolved.symbol, resolved.side,
+                                   resolved.size, resolved.trail, mark)
+        else:
+            assert body is not None
+            self.exposure.fired(now)  # an order sent: it counts in the firings per minute
+            pending = _Pending(oid, identity, number, resolved.symbol, family, until,
+                               decision.arm)
+            self.pending[identity] = pending
+            self._spawn(self._send(pending, body))
         self._actions(rule, now)
         self._armed(arms, now)
 
@@ -1123,45 +1107,6 @@ class Watcher:
         self.emit("stop_loss.dropped", {"rule": leg.identity, "client_oid": leg.oid,
                                         "why": why})
 
-    def _place_held(  # noqa: PLR0917 - the parts of one firing, from `_fire`
-        self, rule: CompiledRule, decision: Decision, resolved: OrderIntent, value: Decimal,
-        inputs: dict[str, Any], again: bool, also: tuple[StateRow, ...],
-        armed_events: tuple[tuple[str, str, dict[str, Any]], ...],
-        arms: list[tuple[CompiledRule, RuleState, dict[str, Any]]], now: datetime,
-    ) -> None:
-        """A trailing stop: held by the engine, committed with its firing; it sends a market
-        order under the firing's clientOid when the price crosses it (`_check_held`)."""
-        identity, number = rule.identity, decision.firing
-        oid = client_oid(self.engine_id, identity, number)
-        mark = self.market.values.get(M.Field(resolved.symbol, "last"))
-        assert resolved.size is not None and resolved.trail is not None
-        intent = {
-            "symbol": resolved.symbol, "side": resolved.side, "type": "trailing-stop",
-            "size": _num(resolved.size), "trail": _num(resolved.trail),
-            "family": self.orders.family, "notional": format(value, "f"),
-        }
-        order_row = {
-            "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
-            "order_type": "trailing-stop", "price": mark, "size": resolved.size,
-            "funds": None, "status": "held", "filled_size": Decimal(0),
-            "filled_value": Decimal(0), "family": self.orders.family, "deadline": None,
-        }
-        self.store.fire(identity, number, version=self.versions[identity], inputs=inputs,
-                        intent=intent, order=order_row, state=self._row(identity), now=now,
-                        again=again, also=also, events=armed_events, held=True)
-        self.held[oid] = _Held(oid, identity, number, resolved.symbol, resolved.side,
-                               resolved.size, resolved.trail, mark)
-        self.tracked[oid] = _Tracked(oid, identity, number, resolved.symbol, self.orders.family,
-                                     resolved.size, side=resolved.side, value=value,
-                                     day=now.date())
-        self.exposure.add(identity, now.date(), value)
-        self.fired += 1
-        self.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
-                            "order": {k: v for k, v in intent.items() if v is not None},
-                            "held": True})
-        self._actions(rule, now)
-        self._armed(arms, now)
-
     def _check_held(self, symbol: str, now: datetime) -> None:
         """Each trailing stop on `symbol`: follow its water mark on a fresh last price, and
         send its order once the price has come back `trail` from the mark."""
@@ -1222,8 +1167,7 @@ class Watcher:
             if best is not None and limits.max_slippage is None:
                 far_side = [(best, intent.size)]
         slippage = None if intent.order_type == "trailing-stop" else limits.max_slippage
-        value = value_order(intent._replace(order_type="market") if market_like else intent,
-                            far_side, slippage)
+        value = value_order(intent, far_side, slippage)
         if isinstance(value, str):
             valued = (limits.max_order_notional, limits.max_rule_notional,
                       limits.max_daily_notional, limits.max_slippage)
@@ -1497,8 +1441,8 @@ class Watcher:
             self._on_order_event(event)
         elif isinstance(event, StopOrderEvent):
             self._on_stop_event(event)
-        elif event.__class__.__name__ == "BalanceEvent":
-            self.balances[event.currency] = event.available  # type: ignore[attr-defined]
+        elif isinstance(event, BalanceEvent):
+            self.balances[event.currency] = event.available
 
     def _on_order_event(self, event: OrderEvent) -> None:
         oid = event.client_oid
@@ -1509,8 +1453,8 @@ class Watcher:
             return
         now = self.now()
         tracked.exchange_id = event.order_id
-        pending = self.pending.get(tracked.identity or "")
-        if pending is not None and pending.oid == oid:
+        pending = self._pending_for(oid)
+        if pending is not None:
             self._acknowledged(pending, event.order_id, now, f"order event {event.kind}")
         if event.kind == "match" and event.trade_id and event.match_price and event.match_size:
             self.store.add_fill(event.trade_id, oid, price=event.match_price,
@@ -1606,8 +1550,7 @@ class Watcher:
 
     async def _poll_all(self) -> None:
         for tracked in list(self.tracked.values()):
-            pending = self.pending.get(tracked.identity or "")
-            if (pending is not None and pending.oid == tracked.oid) or tracked.oid in self.held:
+            if self._pending_for(tracked.oid) is not None or tracked.oid in self.held:
                 continue  # the resolver owns it, or it is held by the engine
             await self._poll_order(tracked)
 
@@ -1649,8 +1592,7 @@ class Watcher:
         if state.active:
             self.store.settle(tracked.oid, now, order_to="open", exchange_id=state.order_id)
             return
-        done = state.filled_size > 0 and (state.size is None or state.filled_size >= state.size)
-        self._final(tracked, "filled" if done else "canceled", now)
+        self._final(tracked, _done_status(state), now)
 
     # ================================================================ clocks
 
@@ -1696,13 +1638,12 @@ class Watcher:
             self.states[identity] = restore(state)
             self._schedule(identity, now)
         self._event("resumed", {})
-        self.evaluate([r for r in self.rules.values()
-                       if r.identity not in self.blocked_at_load], now)
+        self.evaluate(list(self.rules.values()), now)
 
     def _resolve_by_hand(self, oid: str, placed: bool) -> None:
         """`rules-engine resolve`: a person settles an order the exchange cannot prove."""
         now = self.now()
-        pending = next((p for p in self.pending.values() if p.oid == oid), None)
+        pending = self._pending_for(oid)
         if pending is not None and pending.unknown:
             if placed:
                 self._acknowledged(pending, None, now, "settled by a person: placed")
@@ -1748,18 +1689,9 @@ class Watcher:
             previous = self.states.get(identity)
             if previous is not None and identity in changed:
                 state = carry_over(rule, previous, now)
-            elif stored is not None and stored.version == version:
-                state = restore(load_state(stored.state))
-            elif stored is not None:
-                state = carry_over(rule, load_state(stored.state), now)
-            else:
-                state = initial_state(rule, now)
-            reason = self.blocked_at_load.get(identity)
-            if reason is not None and state.status not in ("done", "expired"):
-                state = state._replace(status="blocked")
-                self.reasons[identity] = reason
-            elif identity in changed:
                 self.reasons.pop(identity, None)  # a new version starts fresh
+            else:
+                state = _stored_state(rule, version, stored, now)
             self.versions[identity] = version
             self.states[identity] = state
             rows.append(self._row(identity))
@@ -1786,8 +1718,11 @@ class Watcher:
             self._schedule(identity, now)
         self._event("reloaded", {"added": added, "changed": changed, "removed": removed,
                                  "rejected": sorted(result.rejected)})
-        self.evaluate([new[i] for i in (*added, *changed) if i not in self.blocked_at_load],
-                      now)
+        self.evaluate([new[i] for i in (*added, *changed)], now)
+
+    def _pending_for(self, oid: str) -> _Pending | None:
+        """The unproven firing (or stop-loss sale) a clientOid belongs to, if any."""
+        return next((p for p in self.pending.values() if p.oid == oid), None)
 
     def _schedule(self, identity: str, now: datetime) -> None:
         """A timed rule's state changed outside `step` (loaded, armed, released): when is it
@@ -1864,11 +1799,7 @@ class Watcher:
     def _job_failed(self, event: Any) -> None:
         error = event.exception
         log.error("watcher job %s failed: %r", event.job_id, error)
-        self.stop_reason = f"{event.job_id}: {type(error).__name__}: {error}"
-        self.failed = True
-        with contextlib.suppress(Exception):
-            self._event("error", {"error": self.stop_reason})
-        self._stop.set()
+        self._fail(f"{event.job_id}: {type(error).__name__}: {error}")
 
     async def ready(self) -> None:
         await self._ready.wait()
@@ -1897,6 +1828,25 @@ class Watcher:
         }
 
 
+def _stored_state(rule: CompiledRule, version: int, stored: StateRow | None,
+                  now: datetime) -> RuleState:
+    """A rule's state from the store: the same version as after a restart (`restore`), a
+    new version carried over (`carry_over`), or a rule never seen."""
+    if stored is None:
+        return initial_state(rule, now)
+    if stored.version == version:
+        return restore(load_state(stored.state))
+    return carry_over(rule, load_state(stored.state), now)
+
+
+def _done_status(state: OrderState) -> str:
+    """A done order as the store records it: filled when it traded its whole size (or, by
+    funds, anything at all), else canceled (after a partial fill, or none)."""
+    if state.filled_size > 0 and (state.size is None or state.filled_size >= state.size):
+        return "filled"
+    return "canceled"
+
+
 def _parse(value: Any) -> datetime | None:
     return None if value in (None, "") else datetime.fromisoformat(str(value))
 
@@ -1908,24 +1858,6 @@ def _arm_of(inputs: dict[str, Any]) -> Arm | None:
     fill = data.get("fill")
     return Arm(int(data["parent_firing"]),
                None if fill is None else Fill(Decimal(fill[0]), Decimal(fill[1])))
-
-
-def _stop_body(intent: OrderIntent, oid: str) -> dict[str, Any]:
-    """A KuCoin stop-market order: `stop` loss for a sell (triggers when last <= stopPrice),
-    entry for a buy (last >= stopPrice)."""
-    body: dict[str, Any] = {
-        "clientOid": oid,
-        "symbol": intent.symbol,
-        "side": intent.side,
-        "type": "market",
-        "stop": "loss" if intent.side == "sell" else "entry",
-        "stopPrice": format(intent.stop_price, "f"),
-    }
-    if intent.funds is not None:
-        body["funds"] = format(intent.funds, "f")
-    else:
-        body["size"] = format(intent.size, "f")
-    return body
 
 
 def _owner_dead(owner: str) -> bool:

@@ -1,4 +1,5 @@
-"""Run a sandbox inside tests: a real server on 127.0.0.1, port 0.
+"""Run a sandbox in this process: a real server on 127.0.0.1, port 0 (tests, and the
+watcher's in-process venues).
 
     async with serve(SandboxConfig(), clock=ManualClock()) as box:
         ...  # box.url, box.state (engine, clock, faults), box.credentials()

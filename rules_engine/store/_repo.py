@@ -827,11 +827,17 @@ class Store:
                                                              "leg": "stop-loss"})
             row.order_type, row.size, row.price, row.deadline = "market", size, None, deadline_at
 
-    def firing_by_id(self, firing_id: int | None) -> Firing | None:
-        if firing_id is None:
-            return None
+    def firings_by_id(self, ids: set[int]) -> dict[int, Firing]:
+        """The firings of these ids, in one query (recovery reads those of its open orders)."""
+        if not ids:
+            return {}
         with self.session() as session:
-            return session.get(Firing, firing_id)
+            return {f.id: f for f in session.scalars(select(Firing).where(Firing.id.in_(ids)))}
+
+    def order_oids(self) -> set[str]:
+        """Every clientOid the store knows, without loading the orders."""
+        with self.session() as session:
+            return set(session.scalars(select(Order.client_oid)))
 
     def mark(self, oid: str, price: Decimal, now: datetime) -> None:
         """A trailing stop's new high (or low) water mark: state, not an event."""
