@@ -159,6 +159,16 @@ def client_oid(engine_id: str, identity: str, number: int) -> str:
     return engine_prefix(engine_id) + digest[:26]
 
 
+def _decided(blocked: str | None, intent: dict[str, Any] | None, held: bool) -> str:
+    """What a decided firing is: blocked (nothing sent), done (no order: actions only), held
+    (an engine-held order), or sent."""
+    if blocked is not None:
+        return "blocked"
+    if intent is None:
+        return "done"
+    return "held" if held else "sent"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=5000"):
@@ -519,8 +529,7 @@ class Store:
                              held=held)
             return
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
-        to = "blocked" if blocked is not None else "done" if intent is None else (
-            "held" if held else "sent")
+        to = _decided(blocked, intent, held)
         try:
             self._fire_first(identity, number, oid, to, version, inputs, intent, order,
                              (state, *also), now, blocked, events, legs)
@@ -625,8 +634,7 @@ class Store:
                                  "intent": intent},
                     )
                 )
-            to = "blocked" if blocked is not None else "done" if intent is None else (
-                "held" if held else "sent")
+            to = _decided(blocked, intent, held)
             if (firing.status, to) not in FIRING_TRANSITIONS:
                 raise IllegalTransition(f"{firing.status.upper()} -> {to.upper()}")
             firing.status = to
