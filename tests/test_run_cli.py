@@ -145,3 +145,46 @@ def test_sigterm_stops_the_watcher_cleanly(tmp_path: Path) -> None:
         rest = process.stderr.read()
         assert process.wait(timeout=20) == 0
     assert '"event": "watcher.stopped"' in rest and "Traceback" not in rest
+
+
+def test_sigusr1_throws_the_kill_switch_through_the_store_and_sigusr2_lifts_it(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import time
+
+    from rules_engine.store import Store
+
+    db = f"sqlite:///{tmp_path / 'signals.sqlite'}"
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "RULES_ENGINE_VIEW": "off"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rules_engine", "run", "examples/quickstart.rules", "--db", db],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )
+    assert process.stderr is not None
+    with process, process.stderr:
+        for line in process.stderr:
+            if '"event": "acknowledged"' in line:
+                break
+        process.send_signal(signal.SIGUSR1)
+        seen: list[str] = []
+        for line in process.stderr:
+            seen.append(line)
+            if '"event": "halted"' in line:
+                break
+        store = Store(db)
+        deadline = time.monotonic() + 10
+        while store.halt_acknowledged() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.halt() is not None and store.halt_acknowledged() is not None
+        process.send_signal(signal.SIGUSR2)
+        for line in process.stderr:
+            if '"event": "resumed"' in line:
+                break
+        assert store.halt() is None
+        kinds = [e.kind for e in store.events() if e.kind.startswith("halt.")]
+        store.close()
+        process.send_signal(signal.SIGTERM)
+        process.stderr.read()
+        assert process.wait(timeout=20) == 0
+    assert kinds == ["halt.requested", "halt.acknowledged", "halt.lifted"]
