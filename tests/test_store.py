@@ -205,3 +205,39 @@ def test_the_migrations_create_exactly_the_models(store: Store) -> None:
         context = MigrationContext.configure(connection)
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+def test_a_stop_loss_dropped_before_it_was_sent_is_held_again_with_its_firing(
+    store: Store,
+) -> None:
+    from rules_engine.store._repo import StateRow
+
+    state = StateRow("exit", 1, "done", 1, {"status": "done"}, None)
+    order = {"exchange_id": None, "symbol": "BTC-USDT", "side": "sell", "order_type": "limit",
+             "price": Decimal("60000"), "size": Decimal("0.001"), "funds": None,
+             "status": "pending", "filled_size": Decimal(0), "filled_value": Decimal(0),
+             "family": "hf", "deadline": NOW}
+    leg = {"client_oid": "re-leg-1", "exchange_id": None, "symbol": "BTC-USDT", "side": "sell",
+           "order_type": "stop-loss", "price": Decimal("58000"), "size": Decimal("0.001"),
+           "funds": None, "status": "held", "filled_size": Decimal(0),
+           "filled_value": Decimal(0), "family": "hf", "deadline": None}
+    intent = {"symbol": "BTC-USDT"}
+    store.fire("exit", 1, version=1, inputs={}, intent=intent, order=order, state=state,
+               now=NOW, legs=(leg,))
+    tp = client_oid(store.engine_id(), "exit", 1)
+    store.settle("re-leg-1", NOW, order_to="canceled", payload={"why": "cancel all"})
+    store.settle(tp, NOW, firing_to="unknown")
+    store.settle(tp, NOW, firing_to="not_placed", order_to="not_placed")
+    store.fire("exit", 1, version=1, inputs={}, intent=intent, order=order, state=state,
+               now=NOW, legs=(leg,), again=True)
+    rows = {o.client_oid: o for o in store.orders()}
+    assert rows["re-leg-1"].status == "held" and rows[tp].status == "pending"
+    store.send_leg("re-leg-1", NOW, size=Decimal("0.001"), deadline_at=None)  # can be sent
+    assert {o.client_oid: o.status for o in store.orders()}["re-leg-1"] == "pending"
+    # One that reached the exchange is never held again.
+    store.settle("re-leg-1", NOW, order_to="canceled", exchange_id="x1")
+    store.settle(tp, NOW, firing_to="unknown")
+    store.settle(tp, NOW, firing_to="not_placed", order_to="not_placed")
+    with pytest.raises(IllegalTransition, match="CANCELED -> HELD"):
+        store.fire("exit", 1, version=1, inputs={}, intent=intent, order=order, state=state,
+                   now=NOW, legs=(leg,), again=True)

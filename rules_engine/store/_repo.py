@@ -87,6 +87,9 @@ FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
 #     not_placed -> pending      the same firing sent again, same clientOid
 #     held       -> pending | canceled   an engine-held order (a trailing stop): sent when
 #                                it triggers, or cancelled before
+#     not_placed | canceled -> held    held again with its firing sent again (a canceled
+#                                one only if it never reached the exchange: a bracket's
+#                                stop-loss dropped while its take-profit was unproven)
 #
 # `pending` means "sent or about to be": the exchange has not shown it yet. Partial fills
 # change `filled_size` and `filled_value`, not the status.
@@ -103,6 +106,7 @@ ORDER_TRANSITIONS = frozenset(
         ("held", "pending"),
         ("held", "canceled"),
         ("not_placed", "held"),
+        ("canceled", "held"),
     }
 )
 FINAL_ORDERS = frozenset({"filled", "canceled", "refused"})
@@ -658,9 +662,22 @@ class Store:
                     for key, value in order.items():
                         setattr(existing, key, value)
                 for leg in legs:
-                    if session.get(Order, leg["client_oid"]) is None:
+                    kept = session.get(Order, leg["client_oid"])
+                    if kept is None:
                         session.flush()
                         session.add(Order(firing_id=firing.id, updated_at=now, **leg))
+                        session.add(Event(at=now, kind="order.held", identity=identity,
+                                          client_oid=leg["client_oid"],
+                                          payload={"leg": "stop-loss"}))
+                    elif kept.status != "held":
+                        # Dropped (by `cancel all`, say) while its take-profit was unproven,
+                        # never sent: the bracket starts again with its firing.
+                        if kept.exchange_id is not None:
+                            raise IllegalTransition(f"order {kept.status.upper()} -> HELD")
+                        self._move_order(session, kept, "held", now,
+                                         {"leg": "stop-loss", "resent": True})
+                        for key, value in leg.items():
+                            setattr(kept, key, value)
             self._put_state(session, state, now)
         return firing
 
