@@ -142,3 +142,73 @@ async def test_a_feed_stalled_from_the_config_still_starts_with_a_book() -> None
         again = await box.ok("GET", "/api/v1/market/orderbook/level2_20", {"symbol": "ETH-USDT"},
                              signed=False)
         assert again["sequence"] == seq
+
+
+async def test_a_429_storm_refuses_every_rest_request_with_rate_limit_headers() -> None:
+    async with running() as box:
+        await _faults(box, http_429=True)
+        for path, signed in (("/api/v1/timestamp", False), ("/api/v1/accounts", True)):
+            status, body, headers = await box.call("GET", path, signed=signed)
+            assert (status, body["code"]) == (429, "429000")
+            assert headers["gw-ratelimit-remaining"] == "0"
+            assert headers["gw-ratelimit-reset"] == "1000"
+        await _faults(box, http_429=False)
+        await box.ok("GET", "/api/v1/accounts")
+
+
+async def test_a_silent_websocket_stays_open_and_sends_nothing_not_even_pongs() -> None:
+    async with running() as box:
+        data = await box.ok("POST", "/api/v1/bullet-public", signed=False)
+        endpoint = data["instanceServers"][0]["endpoint"]
+        ws = await box.http.ws_connect(f"{endpoint}?token={data['token']}&connectId=q")
+        assert (await ws.receive_json(timeout=2))["type"] == "welcome"
+        await ws.send_json({"id": "s", "type": "subscribe", "topic": "/market/level2:BTC-USDT",
+                            "response": True})
+        assert (await ws.receive_json(timeout=2)) == {"id": "s", "type": "ack"}
+        await _faults(box, ws_silent=True)
+        await ws.send_json({"id": "p1", "type": "ping"})
+        for _ in range(3):
+            box.state.feed_step()
+        try:
+            msg = await ws.receive(timeout=0.3)
+        except TimeoutError:
+            msg = None
+        assert msg is None and not ws.closed
+        await _faults(box, ws_silent=False)
+        await ws.send_json({"id": "p2", "type": "ping"})
+        # What was queued while silent is lost; the next replies arrive again.
+        seen = []
+        for _ in range(20):
+            reply = await ws.receive_json(timeout=2)
+            seen.append(reply.get("id"))
+            if reply.get("type") == "pong":
+                break
+        assert "p2" in seen and "p1" not in seen
+        await ws.close()
+
+
+async def test_history_records_each_book_change_with_its_best_levels() -> None:
+    config = SandboxConfig(record_history=True)
+    async with running(config) as box:
+        for _ in range(5):
+            box.state.feed_step()
+        await box.ok("POST", "/api/v1/hf/orders", body={
+            "clientOid": "hist-1", "symbol": "BTC-USDT", "side": "buy", "type": "limit",
+            "price": "1000", "size": "0.001"})
+        async with box.http.get(box.url + "/sandbox/admin/history",
+                                params={"symbol": "BTC-USDT"}) as r:
+            data = (await r.json())["data"]
+        rows = data["rows"]
+        assert len(rows) >= 5
+        assert [row[0] for row in rows] == sorted(row[0] for row in rows)
+        seq, bids, asks = box.state.engine.snapshot("BTC-USDT", 1)
+        assert rows[-1][0] == seq  # every change of the book was recorded
+        assert rows[-1][2:] == [str(bids[0][0]), str(bids[0][1]), str(asks[0][0]),
+                                str(asks[0][1])]
+        assert data["open_orders_peak"] >= 1
+        async with box.http.get(box.url + "/sandbox/admin/history",
+                                params={"symbol": "NOPE-USDT"}) as r:
+            assert r.status == 400 and "unknown symbol" in (await r.json())["msg"]
+    async with running() as box, box.http.get(box.url + "/sandbox/admin/history",
+                                              params={"symbol": "BTC-USDT"}) as r:
+        assert r.status == 400 and "record_history" in (await r.json())["msg"]

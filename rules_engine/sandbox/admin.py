@@ -2,12 +2,16 @@
 
 `GET /sandbox/admin/faults` shows the active faults; `POST /sandbox/admin/faults` with a JSON
 object sets any of: `delay_ms`, `http_5xx`, `html_errors`, `timeout_after_accept`, `stall_feed`,
-`skip_level2` (drop the next N level2 messages), `duplicate_level2` (send the next N twice),
-`clock_skew_ms`. `POST /sandbox/admin/drop-ws` closes every WebSocket connection;
+`http_429` (every REST request refused for its rate limit), `skip_level2` (drop the next N
+level2 messages), `duplicate_level2` (send the next N twice), `ws_silent` (WebSocket
+connections stay open but send nothing, pongs included), `clock_skew_ms`.
+`POST /sandbox/admin/drop-ws` closes every WebSocket connection;
 `POST /sandbox/admin/release` answers the replies held by `timeout_after_accept` with HTTP 504;
 `POST /sandbox/admin/feed-step` applies one feed tick; `GET /sandbox/admin/stats` shows how
 late feed ticks started (lag), WebSocket connections and messages pushed;
-`POST /sandbox/admin/save` writes the state file. Any other address gets 403 and KuCoin's `400007`.
+`POST /sandbox/admin/save` writes the state file; `GET /sandbox/admin/history?symbol=S`
+(with config `record_history`) gives the book's best levels after each change and the peak
+of open orders. Any other address gets 403 and KuCoin's `400007`.
 """
 
 from __future__ import annotations
@@ -101,7 +105,23 @@ def install(app: web.Application, state: SandboxState) -> None:
             "orders": len(state.engine.orders),
         }})
 
+    async def history(request: web.Request) -> web.Response:
+        if not state.config.record_history:
+            return _json({"code": "400100", "msg": "history is kept only with config "
+                          "record_history: true"}, 400)
+        symbol = request.query.get("symbol", "")
+        if symbol not in state.symbols:
+            return _json({"code": "400100", "msg": f"unknown symbol {symbol!r}: "
+                          "?symbol=BASE-QUOTE"}, 400)
+        rows = state.history.books.get(symbol, ())
+        return _json({"code": "200000", "data": {
+            "symbol": symbol, "columns": ["sequence", "time_ms", "bid", "bid_size", "ask",
+                                          "ask_size"],
+            "rows": list(rows), "open_orders_peak": state.history.open_orders_peak,
+        }})
+
     app.router.add_get("/sandbox/admin/faults", guarded(get_faults))
+    app.router.add_get("/sandbox/admin/history", guarded(history))
     app.router.add_get("/sandbox/admin/stats", guarded(stats))
     app.router.add_post("/sandbox/admin/faults", guarded(set_faults))
     app.router.add_post("/sandbox/admin/drop-ws", guarded(drop_ws))

@@ -81,12 +81,14 @@ class FaultConfig(BaseModel):
 
     delay_ms: int = Field(default=0, ge=0)
     http_5xx: bool = False
+    http_429: bool = False  # a rate-limit storm: every REST request refused with 429000
     html_errors: bool = False
     timeout_after_accept: bool = False
     stall_feed: bool = False
     skip_level2: int = Field(default=0, ge=0)
     duplicate_level2: int = Field(default=0, ge=0)
-    clock_skew_ms: int = 0
+    ws_silent: bool = False  # connections stay open but nothing is sent: no data, no pongs
+    clock_skew_ms: int = Field(default=0, ge=-3_600_000, le=3_600_000)
 
 
 def _demo_key() -> KeyConfig:
@@ -122,6 +124,9 @@ class SandboxConfig(BaseModel):
     feed_interval_ms: int = Field(default=200, gt=0)
     ping_interval_ms: int = 18_000
     ping_timeout_ms: int = 10_000
+    # Keep what the market showed after each book change (sequence, time, best bid and ask)
+    # and the peak of open orders, for `GET /sandbox/admin/history` (soak audits).
+    record_history: bool = False
 
     @field_validator("balances")
     @classmethod

@@ -66,6 +66,10 @@ def _make_handler(state: SandboxState, route: Route) -> Callable[[web.Request], 
             await asyncio.sleep(faults.delay_ms / 1000)
         if faults.http_5xx:
             return _error(state, ApiError("503000", "Service Unavailable", 503))
+        if faults.http_429:
+            return _error(state, errors.too_many_requests(), {
+                "gw-ratelimit-limit": "0", "gw-ratelimit-remaining": "0",
+                "gw-ratelimit-reset": "1000"})
         raw = await request.read()
         key: KeyConfig | None = None
         if route.signed:

@@ -19,11 +19,24 @@ from rules_engine.core.symbols import SymbolTable
 from rules_engine.sandbox import persist
 from rules_engine.sandbox.clock import Clock, SystemClock
 from rules_engine.sandbox.config import SandboxConfig
-from rules_engine.sandbox.engine import Engine, Event, Stats, TradeEvent
+from rules_engine.sandbox.engine import Engine, Event, L2Change, Stats, TradeEvent
 from rules_engine.sandbox.feeds import CandleFeed, Feed, RecordedFeed, SyntheticFeed
 from rules_engine.sandbox.ratelimit import RateLimiter
 
-__all__ = ["FeedStats", "SandboxState", "build_state"]
+__all__ = ["HISTORY_ROWS", "FeedStats", "History", "SandboxState", "build_state"]
+
+HISTORY_ROWS = 500_000  # per symbol: about 3 hours of a busy synthetic feed
+
+
+@dataclass
+class History:
+    """What the market showed (config `record_history`): after each book change, per symbol,
+    `(sequence, time_ms, bid, bid_size, ask, ask_size)` as text, with the time on the
+    sandbox's unskewed clock; and the most orders that were open at one moment. Soak audits
+    check a watcher's decisions against it."""
+
+    books: dict[str, deque[tuple[int, int, str, str, str, str]]] = field(default_factory=dict)
+    open_orders_peak: int = 0
 
 
 @dataclass
@@ -73,6 +86,7 @@ class SandboxState:
     feed_stats: FeedStats = field(default_factory=FeedStats)
     recent_trades: dict[str, deque[TradeEvent]] = field(default_factory=dict)
     last_prune_ms: int = 0
+    history: History = field(default_factory=History)
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -121,9 +135,27 @@ class SandboxState:
                 if trades is None:
                     trades = self.recent_trades[event.symbol] = deque(maxlen=100)
                 trades.append(event)
+        if events and self.config.record_history:
+            self._record(events)
         if events:
             for listener in list(self.listeners):
                 listener(events)
+
+    def _record(self, events: list[Event]) -> None:
+        changed = {e.symbol for e in events if isinstance(e, L2Change)}
+        now = self.clock.base_ms()
+        for symbol in changed:
+            seq, bids, asks = self.engine.snapshot(symbol, 1)
+            rows = self.history.books.get(symbol)
+            if rows is None:
+                rows = self.history.books[symbol] = deque(maxlen=HISTORY_ROWS)
+            bid, bid_size = (str(bids[0][0]), str(bids[0][1])) if bids else ("", "")
+            ask, ask_size = (str(asks[0][0]), str(asks[0][1])) if asks else ("", "")
+            rows.append((seq, now, bid, bid_size, ask, ask_size))
+        engine = self.engine
+        open_now = sum(len(ids) for ids in engine.open_ids.values()) + sum(
+            1 for order in engine.stop_orders.values() if order.active)
+        self.history.open_orders_peak = max(self.history.open_orders_peak, open_now)
 
     def _candle(self, trade: TradeEvent) -> None:
         minute = trade.time_ms // 60_000 * 60

@@ -373,6 +373,8 @@ def install(app: web.Application, state: SandboxState) -> None:
                 item = await conn.queue.get()
                 if item is None or ws.closed:
                     return
+                if state.config.faults.ws_silent:
+                    continue  # fault: the connection stays open and goes quiet (lost)
                 await ws.send_str(item.decode("utf-8"))
 
         await ws.send_str(orjson.dumps({"id": connect_id, "type": "welcome"}).decode())
