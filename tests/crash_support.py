@@ -238,16 +238,17 @@ def _sign(secret: str, text: str) -> str:
 class SandboxProcess:
     """`rules-engine sandbox --port 0` in its own process, and signed reads of its record."""
 
-    def __init__(self, workdir: Path, seed: int) -> None:
+    def __init__(self, workdir: Path, seed: int, config: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.seed = seed
+        self.config = SANDBOX_CONFIG if config is None else config
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         config = self.workdir / "sandbox.json"
-        config.write_text(json.dumps(SANDBOX_CONFIG, indent=1), encoding="utf-8")
+        config.write_text(json.dumps(self.config, indent=1), encoding="utf-8")
         out = self.workdir / "sandbox.stdout"
         with out.open("wb") as stdout, (self.workdir / "sandbox.stderr").open("wb") as stderr:
             self.proc = await asyncio.create_subprocess_exec(
@@ -817,9 +818,10 @@ class CrashSession:
         self.rng = random.Random(seed)
         self.log = log
         self.converge_timeout = converge_timeout
-        self.sandbox = SandboxProcess(workdir, seed)
+        self.sandbox = SandboxProcess(workdir, seed, self.sandbox_config())
         self.db = workdir / "store.sqlite"
         self.rules = workdir / "crash.rules"
+        self.rule_paths = [self.rules]
         self.config = workdir / "watcher.toml"
         self.result = CrashResult(seed, kills, workdir=workdir)
         self.n = 0
@@ -829,27 +831,45 @@ class CrashSession:
         await self.sandbox.start()
         try:
             await self._prepare()
-            while self.result.kills < self.kills:
-                if self.n >= self.kills * 3 + 10:
-                    raise RuntimeError(f"{self.n} watchers started, only {self.result.kills} "
-                                       "kills delivered")
+            while self.more():
                 await self._cycle()
+            await self.before_final()
             await self._final()
         finally:
             await self.sandbox.stop()
             self.result.elapsed_s = time.monotonic() - started
         return self.result
 
+    # Hooks a longer session (the soak, `benchmarks/soak_session.py`) overrides.
+
+    def sandbox_config(self) -> dict[str, Any]:
+        return SANDBOX_CONFIG
+
+    def write_files(self, btc_bid: Decimal, eth_bid: Decimal) -> None:
+        self.rules.write_text(rules_text(btc_bid, eth_bid), encoding="utf-8")
+        self.config.write_text(WATCHER_TOML, encoding="utf-8")
+
+    def watcher_env(self) -> dict[str, str]:
+        return _clean_env()
+
+    def more(self) -> bool:
+        """Whether to start another watcher (to be killed)."""
+        if self.n >= self.kills * 3 + 10:
+            raise RuntimeError(f"{self.n} watchers started, only {self.result.kills} "
+                               "kills delivered")
+        return self.result.kills < self.kills
+
+    async def before_final(self) -> None:
+        """Called once the killing is over, before the market is stalled for the last run."""
+
     async def _prepare(self) -> None:
         btc = await self.sandbox.public("/api/v1/market/orderbook/level1",
                                         {"symbol": "BTC-USDT"})
         eth = await self.sandbox.public("/api/v1/market/orderbook/level1",
                                         {"symbol": "ETH-USDT"})
-        self.rules.write_text(rules_text(Decimal(btc["bestBid"]), Decimal(eth["bestBid"])),
-                              encoding="utf-8")
-        self.config.write_text(WATCHER_TOML, encoding="utf-8")
+        self.write_files(Decimal(btc["bestBid"]), Decimal(eth["bestBid"]))
         lint = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rules_engine", "lint", str(self.rules),
+            sys.executable, "-m", "rules_engine", "lint", *map(str, self.rule_paths),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=_clean_env())
         out, _ = await lint.communicate()
         if lint.returncode != 0:
@@ -861,11 +881,11 @@ class CrashSession:
     async def _spawn(self) -> Incarnation:
         self.n += 1
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rules_engine", "run", str(self.rules),
+            sys.executable, "-m", "rules_engine", "run", *map(str, self.rule_paths),
             "--exchange-url", self.sandbox.url, "--db", f"sqlite:///{self.db}",
             "--config", str(self.config),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=_clean_env(), limit=1 << 22,
+            stderr=asyncio.subprocess.PIPE, env=self.watcher_env(), limit=1 << 22,
         )
         return Incarnation(proc, self.workdir / f"watcher-{self.n:04d}.log")
 
@@ -912,6 +932,11 @@ class CrashSession:
                     if not inc.kill_sent:
                         how = f"{mode} (timeout)"
             inc.kill()
+        await self._account(inc, how, t0)
+        await asyncio.sleep(self.rng.choice([0.0, 0.0, self.rng.uniform(0.0, 0.3)]))
+
+    async def _account(self, inc: Incarnation, how: str, t0: float) -> None:
+        """Wait for a killed watcher to end, and count how it ended."""
         code = await inc.finish()
         alive_for = time.monotonic() - t0
         if code == -signal.SIGKILL:
@@ -925,7 +950,6 @@ class CrashSession:
         self.log(f"  watcher {self.n:3d}: {how:<24} after {alive_for:5.2f} s -> exit {code}; "
                  f"fired {inc.counts['fired']}, acknowledged {inc.counts['acknowledged']}, "
                  f"fills {inc.counts['fill']} (kills {self.result.kills}/{self.kills})")
-        await asyncio.sleep(self.rng.choice([0.0, 0.0, self.rng.uniform(0.0, 0.3)]))
 
     async def _final(self) -> None:
         """Stall the market (nothing moves behind the store's back any more), then one
