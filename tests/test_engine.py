@@ -110,11 +110,13 @@ def test_for_fires_after_the_condition_held_without_a_break() -> None:
     rule = rules(
         "rule hold on BTC-USDT:\n    when last > 3600 for 30s\n    place market sell 0.01\n"
     )["hold"]
-    high, low = {LAST: Decimal(3700)}, {LAST: Decimal(3500)}
+    # The bid is there because a market sell by size waits for the price it takes.
+    high = {LAST: Decimal(3700), BID: Decimal(3699)}
+    low = {LAST: Decimal(3500), BID: Decimal(3499)}
     ticks = [
         (s(0), high),
         (s(20), high),
-        (s(25), {}),
+        (s(25), {BID: Decimal(3699)}),
         (s(26), high),
         (s(50), high),
         (s(55), low),
@@ -228,3 +230,21 @@ def test_an_order_priced_on_data_that_is_not_fresh_does_not_fire() -> None:
     assert fired == [] and state.status == "armed"
     fired, _ = run(rule, [(s(1), {eth: Decimal(1900), BID: Decimal(60000)})], state)
     assert fired == [1]
+
+
+def test_a_market_order_by_size_waits_for_a_fresh_price_to_take_one_by_funds_does_not() -> None:
+    compiled = rules(
+        "rule seller on BTC-USDT:\n    when last > 3600\n    place market sell 0.01\n\n"
+        "rule buyer on BTC-USDT:\n    when last > 3600\n    place market buy 0.01\n\n"
+        "rule by_funds on BTC-USDT:\n    when last > 3600\n    place market buy 20 USDT\n"
+    )
+    no_book = {LAST: Decimal(3700)}
+    # The bid (what a sell takes) unknown: the sell waits, then fires once it is fresh.
+    fired, _ = run(compiled["seller"], [(s(0), no_book), (s(1), {**no_book, ASK: Decimal(3701)}),
+                                      (s(2), {**no_book, BID: Decimal(3699)})])
+    assert fired == [2]
+    fired, _ = run(compiled["buyer"], [(s(0), {**no_book, BID: Decimal(3699)}),
+                                     (s(1), {**no_book, ASK: Decimal(3701)})])
+    assert fired == [1]
+    fired, _ = run(compiled["by_funds"], [(s(0), no_book)])
+    assert fired == [0]

@@ -219,6 +219,19 @@ def _cross_verdicts(
     return verdicts, tuple(baselines)
 
 
+def far_side(order: M.OrderSpec) -> M.Field | None:
+    """The price a market order by size takes (the ask for a buy, the bid for a sell): the
+    order is valued on it, so it waits until that price is fresh, as an order priced on
+    unknown data does. A market order by funds (a buy of a share of the quote) names its
+    value and needs none."""
+    if order.order_type != "market":
+        return None
+    by_funds = order.size.kind == "funds" or (order.size.kind == "share" and order.side == "buy")
+    if by_funds:
+        return None
+    return M.Field(order.symbol, "ask" if order.side == "buy" else "bid")
+
+
 def _order_inputs_fresh(rule: CompiledRule, market: Market, fill: Fill | None) -> bool:
     order = rule.order
     if order is None:
@@ -227,6 +240,9 @@ def _order_inputs_fresh(rule: CompiledRule, market: Market, fill: Fill | None) -
         side = M.Field(order.symbol, "ask" if order.side == "sell" else "bid")
         if side not in market:
             return False
+    far = far_side(order)
+    if far is not None and far not in market:
+        return False
     for part in (order.price, order.size.amount, order.stop_loss):
         if part is not None and value(part, market, fill) is None:
             return False

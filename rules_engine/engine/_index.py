@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
-from rules_engine.engine._evaluate import RuleState, next_due
+from rules_engine.engine._evaluate import RuleState, far_side, next_due
 from rules_engine.engine._values import leaves
 
 __all__ = ["RuleIndex", "Timers"]
@@ -67,6 +67,9 @@ def _order_reads(rule: CompiledRule) -> list[object]:
             reads.extend(x for x in leaves(part) if x not in reads)
     if order.order_type == "limit" and order.price is None:
         reads.append(M.Field(order.symbol, "ask" if order.side == "sell" else "bid"))
+    far = far_side(order)
+    if far is not None and far not in reads:
+        reads.append(far)
     return reads
 
 
