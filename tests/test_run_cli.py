@@ -188,3 +188,48 @@ def test_sigusr1_throws_the_kill_switch_through_the_store_and_sigusr2_lifts_it(
         process.stderr.read()
         assert process.wait(timeout=20) == 0
     assert kinds == ["halt.requested", "halt.acknowledged", "halt.lifted"]
+
+
+def test_a_start_waits_for_an_exchange_that_is_down_then_trades(tmp_path: Path) -> None:
+    """5xx at start: `exchange.unreachable` lines with growing pauses, then the watcher starts
+    once the exchange answers (a watcher that gave up would leave its orders untracked)."""
+    import time
+
+    from rules_engine.sandbox.config import FaultConfig, SandboxConfig
+    from rules_engine.sandbox.testing import serve_in_thread
+
+    config = SandboxConfig(faults=FaultConfig(http_5xx=True))
+    with serve_in_thread(config) as box:
+        env = {**os.environ, "RULES_ENGINE_VIEW": "off", "RULES_ENGINE_LOG_FORMAT": "json"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rules_engine", "run", "examples/quickstart.rules",
+             "--exchange-url", box.url, "--db", f"sqlite:///{tmp_path / 's.sqlite'}",
+             "--duration", "4"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+        )
+        assert process.stderr is not None
+        with process, process.stderr:
+            lines = []
+            deadline = time.monotonic() + 30
+            for line in process.stderr:
+                lines.append(line)
+                if sum('"exchange.unreachable"' in x for x in lines) >= 2:
+                    break
+                assert time.monotonic() < deadline, lines
+            box.state.config.faults = FaultConfig()  # the exchange is back
+            rest = process.stderr.read()
+            assert process.wait(timeout=30) == 0, "".join(lines) + rest
+    misses = [json.loads(x) for x in lines if '"exchange.unreachable"' in x]
+    assert "Service Unavailable" in misses[0]["why"]
+    assert misses[1]["retry_in_s"] > misses[0]["retry_in_s"]
+    assert '"event": "watcher.starting"' in rest and '"event": "recovered"' in rest
+
+
+def test_a_start_gives_up_after_its_patience_with_the_reason(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("start_patience_s = 1.5\n")
+    result = _cli("examples/quickstart.rules", "--exchange-url", "http://127.0.0.1:9",
+                  "--config", str(config), tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach the exchange at http://127.0.0.1:9" in result.stderr
+    assert "start_patience_s" in result.stderr and "Traceback" not in result.stderr

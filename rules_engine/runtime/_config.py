@@ -105,6 +105,10 @@ class WatcherConfig(BaseSettings):
         default="keep", description="a rule removed by a reload: its open orders kept or cancelled"
     )
     lease_stale_s: float = Field(default=15.0, gt=0)
+    start_patience_s: float = Field(
+        default=120.0, ge=0,
+        description="how long a start waits for an exchange that is down or rate-limiting",
+    )
     webhooks: list[str] = Field(
         default_factory=list, description="URLs each `notify` is POSTed to (JSON)"
     )

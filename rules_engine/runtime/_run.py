@@ -161,14 +161,33 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
             live.update(render())
 
 
-async def _symbols(rest: KucoinRest) -> SymbolTable:
-    synced = await rest.sync_time()
-    if synced.action is not Action.OK:
-        raise Fatal(f"cannot reach the exchange at {rest.base_url}: {synced.message}")
-    try:
-        return await KucoinMarket(rest).symbols()
-    except (ConnectionError, SymbolDataError) as err:
-        raise Fatal(f"cannot read the exchange's symbols at {rest.base_url}: {err}") from None
+TRANSIENT = (Action.RETRY, Action.UNKNOWN, Action.NOT_SENT)
+
+
+async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> SymbolTable:
+    """The exchange's clock offset and symbols. An exchange that is down, overloaded or
+    rate-limiting (5xx, 429, a timeout, a reply that does not parse) is tried again with
+    growing pauses for `patience_s`, each miss an `exchange.unreachable` line; anything
+    else (or patience run out) stops the start with the reason."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.5
+    while True:
+        synced = await rest.sync_time()
+        problem: str
+        if synced.action is Action.OK:
+            try:
+                return await KucoinMarket(rest).symbols()
+            except (ConnectionError, SymbolDataError) as err:
+                problem = f"cannot read the exchange's symbols at {rest.base_url}: {err}"
+        else:
+            problem = f"cannot reach the exchange at {rest.base_url}: {synced.message}"
+            if synced.action not in TRANSIENT:
+                raise Fatal(problem)
+        if time.monotonic() + pause > deadline:
+            raise Fatal(f"{problem} (still, after {patience_s:g} s: start_patience_s)")
+        output("exchange.unreachable", {"why": problem, "retry_in_s": pause})
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 10.0)
 
 
 def _traded(rules: tuple[CompiledRule, ...]) -> list[str]:
@@ -267,7 +286,7 @@ async def run_watcher(
             market_rest = await stack.enter_async_context(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
-            table = await _symbols(market_rest)
+            table = await _symbols(market_rest, output, config.start_patience_s)
             extra = _traded(RuleFiles(files, table).load()[0])
             url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
             output("paper.started", {"rest_url": url, "market": config.market_url})
@@ -281,7 +300,7 @@ async def run_watcher(
             KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4,
                        wall_ms=wall_ms)
         )
-        symbols = await _symbols(rest)
+        symbols = await _symbols(rest, output, config.start_patience_s)
         rule_files = RuleFiles(files, symbols)
         rules, texts = rule_files.load()
         if config.mode == "live":
