@@ -353,12 +353,15 @@ class SandboxProcess:
         fills: dict[str, dict[str, Any]] = {}
         for symbol in SYMBOLS:
             active = await self.signed("/api/v1/hf/orders/active", [("symbol", symbol)])
+            done: dict[str, dict[str, Any]] = {}
+            for item in await self.paged("/api/v1/hf/orders/done", symbol):
+                if item["id"] in done:
+                    raise AssertionError(f"order {item['id']} listed twice (paging)")
+                done[item["id"]] = item
+            # An order can end between the two reads (a watcher still runs): done is newer.
             for item in active or []:
                 orders[item["id"]] = item
-            for item in await self.paged("/api/v1/hf/orders/done", symbol):
-                if item["id"] in orders:
-                    raise AssertionError(f"order {item['id']} listed twice (paging)")
-                orders[item["id"]] = item
+            orders.update(done)
             for item in await self.paged("/api/v1/hf/fills", symbol):
                 fills[f"{item['tradeId']}/{item['orderId']}"] = item
         stats = await self.admin("GET", "stats")
@@ -835,6 +838,7 @@ class CrashSession:
                 await self._cycle()
             await self.before_final()
             await self._final()
+            await self.after_final()
         finally:
             await self.sandbox.stop()
             self.result.elapsed_s = time.monotonic() - started
@@ -861,6 +865,9 @@ class CrashSession:
 
     async def before_final(self) -> None:
         """Called once the killing is over, before the market is stalled for the last run."""
+
+    async def after_final(self) -> None:
+        """Called after the last run and its check, while the sandbox still runs."""
 
     async def _prepare(self) -> None:
         btc = await self.sandbox.public("/api/v1/market/orderbook/level1",

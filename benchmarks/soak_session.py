@@ -1,0 +1,549 @@
+"""The fault-injection soak behind `benchmarks/soak`: the crash harness (`tests/crash_support.py`)
+with a few hundred rules, every fault of the sandbox switched on and off at random while
+watchers run and are killed, and an audit of the sandbox's record against the store.
+
+What runs (everything real: processes, loopback sockets, SQLite on disk):
+
+* a sandbox process (`rules-engine sandbox`, busy synthetic feed) configured with a non-demo
+  key made up for this run, pings every 3 s with a 2 s timeout, and `record_history` (the
+  book's best levels after every change, on the sandbox's unskewed clock);
+* watchers (`rules-engine run`) on one SQLite store, signing with that key (from the
+  environment, as a user would), with risk limits, each killed with SIGKILL: at the crash
+  test's moments (start-up, recovery, right after `fired` and `order.filled` lines, a busy
+  moment), or after a longer life of 6 to 20 s (so that faults play out inside one process);
+* a fault injector that, every 0.3 to 2 s, turns one fault on for a while: WebSocket drops,
+  sequence gaps (level2 messages dropped), duplicated level2 messages, a stalled feed, a silent
+  connection (no data and no pongs: only the ping timeout reveals it), 429 storms, 5xx replies,
+  HTML error pages, orders accepted whose reply never comes, slow replies, and the server
+  clock moved by up to 30 s either way.
+
+At the end every fault is turned off and held replies are released, the market is stalled, a
+last watcher catches up and is stopped with SIGTERM, and the audit counts, each of which must
+be 0:
+
+* duplicate orders, lost firings, untracked orders and stuck firings: the crash test's
+  `check()`, the store against the exchange's signed REST record;
+* fires on stale data: a firing whose book was not live, or whose book sequence the sandbox
+  had moved past more than pingInterval + pingTimeout + 1 s before the decision (the longest a
+  live connection can be silently behind);
+* fires on data the exchange never showed: a firing whose recorded book sequence is not one
+  the sandbox's book passed through, or whose bid, ask or their sizes differ from the
+  sandbox's at that sequence;
+* limit breaches, from the exchange's record: an order above `max_order_notional`, the capped
+  rules' orders above `max_rule_notional`, more open orders at one moment than
+  `max_open_orders`, an order on a symbol outside `allowed_symbols`;
+* secrets: the key's secret and passphrase (and the passphrase as signed) found in any
+  watcher's output, the sandbox's output, the rule and config files or the store's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import contextlib
+import copy
+import hashlib
+import hmac
+import json
+import random
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from crash_support import (  # the shared harness, in tests/
+    HARNESS_KEY,
+    HARNESS_PASSPHRASE,
+    HARNESS_SECRET,
+    SANDBOX_CONFIG,
+    WATCHER_TOML,
+    CrashSession,
+    StoreRecord,
+    _clean_env,
+    read_store,
+    rules_text,
+)
+
+__all__ = ["SoakResult", "SoakSession", "run_soak"]
+
+BOOK_FIELDS = ("bid", "ask", "mid", "spread", "bid_size", "ask_size")  # runtime/_market.py
+
+PING_INTERVAL_MS = 3000
+PING_TIMEOUT_MS = 2000
+# The longest a live connection may be silently behind the market: a ping is due at most
+# one interval after the last sign of life, and the connection is dead a timeout later.
+STALE_BOUND_MS = PING_INTERVAL_MS + PING_TIMEOUT_MS + 1000
+
+MAX_ORDER_NOTIONAL = Decimal(40)
+MAX_RULE_NOTIONAL = Decimal(60)  # for the rules of capped.rules
+MAX_OPEN_ORDERS = 150
+ALLOWED_SYMBOLS = ("BTC-USDT", "ETH-USDT")
+# A market order by size is valued by walking the book at the decision; the book it meets on
+# the exchange may have moved a little since. Its traded value may exceed the cap by this.
+WALK_TOLERANCE = Decimal("1.05")
+
+# Faults: (name, weight). Durations are drawn in `FaultInjector._one`.
+FAULTS = (
+    ("ws drop", 3), ("sequence gap", 3), ("duplicate level2", 2), ("feed stall", 2),
+    ("silent connection", 2), ("429 storm", 2), ("5xx", 2), ("html errors", 2),
+    ("accepted, reply timed out", 2), ("slow replies", 1), ("clock skew", 2),
+)
+
+
+def _sign(secret: str, text: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
+                            ).decode()
+
+
+def extra_rules(btc: Decimal, eth: Decimal) -> str:
+    """About 300 rules beside the crash test's busy ones: thresholds far from the market
+    (evaluated on every tick, never true), level crossings in a band around the price (each
+    fires once as the walk passes it), `for` runs with `cancel after`, and rules whose orders
+    break `max_order_notional` (they must be blocked, never sent)."""
+    out = ["# Generated by benchmarks/soak_session.py: the soak's quiet majority.", ""]
+    for i in range(120):
+        out += [f"rule far_btc_{i} on BTC-USDT:",
+                f"    when bid < {(btc * Decimal('0.5') - i).quantize(Decimal('0.1'))}",
+                "    place limit buy 0.0001 at bid - 1%", ""]
+    for i in range(120):
+        out += [f"rule far_eth_{i} on ETH-USDT:",
+                f"    when ask > {(eth * 2 + i).quantize(Decimal('0.01'))}",
+                "    place limit sell 0.001 at ask + 1%", ""]
+    for i in range(1, 21):
+        up = (btc * (1 + Decimal(i) / 4000)).quantize(Decimal("0.1"))
+        down = (btc * (1 - Decimal(i) / 4000)).quantize(Decimal("0.1"))
+        out += [f"rule band_up_{i} on BTC-USDT:", f"    when last crosses above {up}",
+                "    place market buy 11 USDT", "",
+                f"rule band_down_{i} on BTC-USDT:", f"    when last crosses below {down}",
+                "    place market sell 0.0002", ""]
+    for i in range(10):
+        out += [f"rule held_{i} on ETH-USDT:",
+                f"    when spread >= {Decimal('0.01') * (i + 1)} for 2s",
+                "    place limit buy 0.002 at bid - 4%",
+                "    cancel after 4s",
+                "    repeat every 5s", ""]
+    out += ["rule too_big_market on BTC-USDT:", "    when bid_size > 0.05",
+            "    place market buy 80 USDT", "    repeat every 2s", "",
+            "rule too_big_limit on ETH-USDT:", "    when ask_size > 0.5",
+            "    place limit buy 0.05 at bid - 3%", "    repeat every 2s", ""]
+    return "\n".join(out)
+
+
+CAPPED_RULES = """\
+# Generated by benchmarks/soak_session.py: rules under max_rule_notional (risk_files).
+
+rule capped_a on BTC-USDT:
+    when bid_size > 0.05
+    place market buy 11 USDT
+    repeat every 1s
+
+rule capped_b on ETH-USDT:
+    when ask_size > 0.5
+    place market buy 11 USDT
+    repeat every 1s
+
+rule capped_c on BTC-USDT:
+    when spread > 0.1
+    place market buy 11 USDT
+    repeat every 2s
+"""
+
+
+@dataclass
+class Audit:
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, kind: str, message: str) -> None:
+        self.problems.setdefault(kind, []).append(message)
+
+    def count(self, kind: str) -> int:
+        return len(self.problems.get(kind, ()))
+
+
+AUDIT_KINDS = ("duplicate orders", "lost firings", "untracked orders", "stuck firings",
+               "fires on stale data", "fires on data the exchange never showed",
+               "limit breaches", "secrets found", "watchers that ended on their own")
+
+
+@dataclass
+class SoakResult:
+    seed: int
+    seconds: float
+    faults: Counter[str] = field(default_factory=Counter)
+    audit: Audit = field(default_factory=Audit)
+    crash_summary: str = ""
+    kills: int = 0
+    kill_modes: Counter[str] = field(default_factory=Counter)
+    watchers: int = 0
+    elapsed_s: float = 0.0
+    workdir: Path | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {kind: self.audit.count(kind) for kind in AUDIT_KINDS}
+
+    def failed(self) -> bool:
+        return any(self.counts().values())
+
+
+class FaultInjector:
+    """Turns one fault on every 0.3 to 2 s, for a random while, through the admin endpoint.
+    Faults overlap; each is switched off on its own schedule."""
+
+    def __init__(self, session: SoakSession, rng: random.Random) -> None:
+        self.session = session
+        self.rng = rng
+        self.counts: Counter[str] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        names = [name for name, _ in FAULTS]
+        weights = [w for _, w in FAULTS]
+        while not self.stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), self.rng.uniform(0.3, 2.0))
+            if self.stopped.is_set():
+                return
+            name = self.rng.choices(names, weights)[0]
+            try:
+                await self._one(name)
+            except (OSError, RuntimeError) as exc:  # the sandbox is busy: try the next one
+                self.session.log(f"  fault {name} not set: {exc}")
+                continue
+            self.counts[name] += 1
+
+    async def _one(self, name: str) -> None:
+        admin = self.session.sandbox.admin
+        rng = self.rng
+        if name == "ws drop":
+            await admin("POST", "drop-ws")
+        elif name == "sequence gap":
+            await admin("POST", "faults", {"skip_level2": rng.randint(1, 4)})
+        elif name == "duplicate level2":
+            await admin("POST", "faults", {"duplicate_level2": rng.randint(1, 3)})
+        elif name == "feed stall":
+            await self._for({"stall_feed": True}, {"stall_feed": False}, rng.uniform(1, 8))
+        elif name == "silent connection":
+            await self._for({"ws_silent": True}, {"ws_silent": False}, rng.uniform(1, 9))
+        elif name == "429 storm":
+            await self._for({"http_429": True}, {"http_429": False}, rng.uniform(0.5, 5))
+        elif name == "5xx":
+            await self._for({"http_5xx": True}, {"http_5xx": False}, rng.uniform(0.3, 3))
+        elif name == "html errors":
+            await self._for({"http_5xx": True, "html_errors": True},
+                            {"http_5xx": False, "html_errors": False}, rng.uniform(0.3, 3))
+        elif name == "accepted, reply timed out":
+            await self._for({"timeout_after_accept": True}, {"timeout_after_accept": False},
+                            rng.uniform(0.5, 4), release=True)
+        elif name == "slow replies":
+            await self._for({"delay_ms": rng.randint(200, 1500)}, {"delay_ms": 0},
+                            rng.uniform(1, 4))
+        elif name == "clock skew":
+            # Held until the next skew: the server's clock jumps, the watcher must resync.
+            await admin("POST", "faults", {"clock_skew_ms": rng.randint(-30_000, 30_000)})
+        else:
+            raise AssertionError(name)
+
+    async def _for(self, on: dict[str, Any], off: dict[str, Any], seconds: float, *,
+                   release: bool = False) -> None:
+        await self.session.sandbox.admin("POST", "faults", on)
+
+        async def later() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), seconds)
+            await self.session.sandbox.admin("POST", "faults", off)
+            if release:
+                await self.session.sandbox.admin("POST", "release")
+
+        task = asyncio.ensure_future(later())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stop(self) -> None:
+        """Every fault off, every held reply answered."""
+        self.stopped.set()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.session.sandbox.admin("POST", "faults", {
+            "stall_feed": False, "ws_silent": False, "http_429": False, "http_5xx": False,
+            "html_errors": False, "timeout_after_accept": False, "delay_ms": 0,
+            "skip_level2": 0, "duplicate_level2": 0, "clock_skew_ms": 0})
+        await self.session.sandbox.admin("POST", "release")
+
+
+class SoakSession(CrashSession):
+    """A crash session that runs for a time, with faults, a non-demo key and risk limits."""
+
+    def __init__(self, workdir: Path, *, seconds: float, seed: int,
+                 log: Callable[[str], None] = print) -> None:
+        self.seconds = seconds
+        self.key = f"soak-key-{secrets.token_hex(4)}"
+        self.secret = f"soak-secret-{secrets.token_hex(16)}"
+        self.passphrase = f"soak-pass-{secrets.token_hex(8)}"
+        super().__init__(workdir, kills=1, seed=seed, log=log, converge_timeout=60.0)
+        self.capped = workdir / "capped.rules"
+        self.rule_paths = [self.rules, self.capped]
+        self.injector = FaultInjector(self, random.Random(seed ^ 0x5EED))
+        self.injecting: asyncio.Task[None] | None = None
+        self.started = 0.0
+        self.soak = SoakResult(seed, seconds, workdir=workdir)
+
+    # ---- the crash harness's hooks
+
+    def sandbox_config(self) -> dict[str, Any]:
+        config = copy.deepcopy(SANDBOX_CONFIG)
+        config["keys"] = [
+            {"api_key": self.key, "api_secret": self.secret, "api_passphrase": self.passphrase,
+             "permissions": ["General", "Spot"], "remark": "soak (not the demo key)"},
+            {"api_key": HARNESS_KEY, "api_secret": HARNESS_SECRET,
+             "api_passphrase": HARNESS_PASSPHRASE, "permissions": ["General", "Spot"],
+             "remark": "soak audit (reads only)"},
+        ]
+        config["ping_interval_ms"] = PING_INTERVAL_MS
+        config["ping_timeout_ms"] = PING_TIMEOUT_MS
+        config["record_history"] = True
+        return config
+
+    def write_files(self, btc_bid: Decimal, eth_bid: Decimal) -> None:
+        self.rules.write_text(rules_text(btc_bid, eth_bid) + "\n" + extra_rules(btc_bid, eth_bid),
+                              encoding="utf-8")
+        self.capped.write_text(CAPPED_RULES, encoding="utf-8")
+        allowed = ", ".join(f'"{s}"' for s in ALLOWED_SYMBOLS)
+        self.config.write_text(
+            WATCHER_TOML
+            + f"\n[risk]\nmax_order_notional = {MAX_ORDER_NOTIONAL}\n"
+            f"max_open_orders = {MAX_OPEN_ORDERS}\nallowed_symbols = [{allowed}]\n"
+            f'\n[risk_files."{self.capped}"]\nmax_rule_notional = {MAX_RULE_NOTIONAL}\n',
+            encoding="utf-8")
+
+    def watcher_env(self) -> dict[str, str]:
+        env = _clean_env()
+        env["RULES_ENGINE_API_KEY"] = self.key
+        env["RULES_ENGINE_API_SECRET"] = self.secret
+        env["RULES_ENGINE_API_PASSPHRASE"] = self.passphrase
+        return env
+
+    def more(self) -> bool:
+        if not self.started:
+            self.started = time.monotonic()
+            self.injecting = asyncio.ensure_future(self.injector.run())
+        return time.monotonic() - self.started < self.seconds
+
+    async def _cycle(self) -> None:
+        if self.rng.random() < 0.3:
+            await self._long_life()
+        else:
+            await super()._cycle()
+
+    async def _long_life(self) -> None:
+        """A watcher that lives 6 to 20 s (faults play out inside it), then SIGKILL."""
+        inc = await self._spawn()
+        t0 = time.monotonic()
+        how = "long life"
+        if await inc.wait_for("recovered", 30):
+            left = self.seconds - (time.monotonic() - self.started)
+            await asyncio.wait([asyncio.ensure_future(inc.eof.wait())],
+                               timeout=max(min(self.rng.uniform(6, 20), left), 0.5))
+        else:
+            how = "long life (no recovered line)"
+        inc.kill()
+        await self._account(inc, how, t0)
+
+    async def before_final(self) -> None:
+        if self.injecting is not None:
+            await self.injector.stop()
+            await self.injecting
+        self.log(f"  faults off after {time.monotonic() - self.started:.1f} s: "
+                 f"{dict(sorted(self.injector.counts.items()))}")
+
+    # ---- the audit
+
+    async def audit(self) -> Audit:
+        out = Audit()
+        checked = self.result.checked
+        for mine, theirs in (("duplicate orders", "duplicates"), ("lost firings", "lost"),
+                             ("untracked orders", "untracked"), ("stuck firings", "stuck")):
+            for message in checked.problems.get(theirs, ()):
+                out.add(mine, message)
+        for message in self.result.self_exits:
+            out.add("watchers that ended on their own", message)
+        if self.result.final_exit != 0:
+            out.add("watchers that ended on their own",
+                    f"the last watcher did not stop cleanly on SIGTERM "
+                    f"(exit {self.result.final_exit})")
+        store = read_store(self.db)
+        exchange = await self.sandbox.record()
+        history = {s: await self.sandbox.admin("GET", f"history?symbol={s}")
+                   for s in ALLOWED_SYMBOLS}
+        self._audit_data(store, history, out)
+        self._audit_limits(store, exchange.orders, history, out)
+        self._audit_secrets(out)
+        out.figures.update(checked.figures)
+        return out
+
+    def _audit_data(self, store: StoreRecord, history: dict[str, Any], out: Audit) -> None:
+        rows = {s: h["rows"] for s, h in history.items()}
+        seqs = {s: [int(r[0]) for r in rs] for s, rs in rows.items()}
+        checked = unchecked = 0
+        worst_ms = 0
+        for firing in store.firings:
+            inputs = firing.inputs or {}
+            books = inputs.get("books") or {}
+            at = inputs.get("at")
+            if not books or not at:
+                continue
+            at_ms = int(datetime.fromisoformat(at).timestamp() * 1000)
+            values = inputs.get("values") or {}
+            name = f"{firing.identity}#{firing.number}"
+            for symbol, book in books.items():
+                if symbol not in seqs or not any(
+                        f"{symbol} {f}" in values for f in BOOK_FIELDS):
+                    continue  # the decision read nothing of this book (a fill price, say)
+                if book.get("state") != "live":
+                    out.add("fires on stale data",
+                            f"{name}: the {symbol} book was {book.get('state')}")
+                    continue
+                seq = int(book["sequence"])
+                known = seqs[symbol]
+                if not known or seq < known[0]:
+                    unchecked += 1  # older than the history kept
+                    continue
+                i = bisect.bisect_left(known, seq)
+                if i >= len(known) or known[i] != seq:
+                    out.add("fires on data the exchange never showed",
+                            f"{name}: the {symbol} book never had sequence {seq}")
+                    continue
+                checked += 1
+                row = rows[symbol][i]
+                for field_, column in (("bid", 2), ("bid_size", 3), ("ask", 4),
+                                       ("ask_size", 5)):
+                    seen = values.get(f"{symbol} {field_}")
+                    if seen is not None and row[column] and Decimal(seen) != Decimal(row[column]):
+                        out.add("fires on data the exchange never showed",
+                                f"{name}: {symbol} {field_} {seen}, the exchange's at "
+                                f"sequence {seq} was {row[column]}")
+                if i + 1 < len(known):
+                    behind = at_ms - int(rows[symbol][i + 1][1])
+                    worst_ms = max(worst_ms, behind)
+                    if behind > STALE_BOUND_MS:
+                        out.add("fires on stale data",
+                                f"{name}: decided on {symbol} sequence {seq}, which the "
+                                f"exchange had moved past {behind} ms earlier (bound "
+                                f"{STALE_BOUND_MS} ms)")
+        out.figures["book inputs checked"] = checked
+        out.figures["book inputs older than the history"] = unchecked
+        out.figures["most a firing's book was behind (ms)"] = worst_ms
+
+    def _audit_limits(self, store: StoreRecord, orders: dict[str, dict[str, Any]],
+                      history: dict[str, Any], out: Audit) -> None:
+        prefix = store.prefix
+        rule_of = {f.client_oid: f.identity for f in store.firings if f.client_oid}
+        by_rule: dict[str, Decimal] = {}
+        capped = {"capped_a", "capped_b", "capped_c"}
+        for order in orders.values():
+            oid = str(order.get("clientOid") or "")
+            if not oid.startswith(prefix):
+                continue
+            symbol = order.get("symbol")
+            if symbol not in ALLOWED_SYMBOLS:
+                out.add("limit breaches", f"order {oid} on {symbol}, not in allowed_symbols")
+            value, cap = _value(order)
+            if value > cap:
+                out.add("limit breaches", f"order {oid} worth {value} USDT, above "
+                        f"max_order_notional {MAX_ORDER_NOTIONAL}")
+            rule = rule_of.get(oid, "")
+            if rule.rsplit(":", 1)[-1] in capped or rule in capped:
+                by_rule[rule] = by_rule.get(rule, Decimal(0)) + value
+        for rule, total in sorted(by_rule.items()):
+            if total > MAX_RULE_NOTIONAL:
+                out.add("limit breaches", f"the orders of {rule} total {total} USDT, above "
+                        f"max_rule_notional {MAX_RULE_NOTIONAL}")
+        peak = max(int(h["open_orders_peak"]) for h in history.values())
+        if peak > MAX_OPEN_ORDERS:
+            out.add("limit breaches", f"{peak} orders were open at one moment, above "
+                    f"max_open_orders {MAX_OPEN_ORDERS}")
+        out.figures["capped rules' totals (USDT)"] = {r: str(t) for r, t in by_rule.items()}
+        out.figures["open orders at the peak"] = peak
+        out.figures["blocked firings"] = sum(1 for f in store.firings if f.status == "blocked")
+
+    def _audit_secrets(self, out: Audit) -> None:
+        needles = {"the API secret": self.secret, "the passphrase": self.passphrase,
+                   "the signed passphrase": _sign(self.secret, self.passphrase)}
+        scanned = 0
+        for path in sorted(self.workdir.iterdir()):
+            if path.name == "sandbox.json" or not path.is_file():
+                continue  # the exchange's own key file: where the secret belongs
+            data = path.read_bytes()
+            scanned += len(data)
+            for what, needle in needles.items():
+                hits = data.count(needle.encode())
+                if hits:
+                    out.add("secrets found", f"{what} is in {path.name} ({hits} times)")
+        out.figures["bytes scanned for secrets"] = scanned
+
+    async def after_final(self) -> None:
+        self.soak.audit = await self.audit()
+
+    async def run_soak(self) -> SoakResult:
+        started = time.monotonic()
+        result = await self.run()
+        self.soak.faults = self.injector.counts
+        self.soak.kills = result.kills
+        self.soak.kill_modes = result.kill_modes
+        self.soak.watchers = self.n
+        self.soak.crash_summary = result.summary()
+        self.soak.elapsed_s = time.monotonic() - started
+        return self.soak
+
+
+def _value(order: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """An exchange order's quote value and the cap it is held to."""
+    def dec(key: str) -> Decimal:
+        raw = order.get(key)
+        return Decimal(str(raw)) if raw not in (None, "") else Decimal(0)
+
+    if order.get("type") == "limit":
+        return dec("price") * dec("size"), MAX_ORDER_NOTIONAL
+    if dec("funds") > 0:
+        return dec("funds"), MAX_ORDER_NOTIONAL
+    return dec("dealFunds"), MAX_ORDER_NOTIONAL * WALK_TOLERANCE
+
+
+def run_soak(workdir: Path, *, seconds: float, seed: int,
+             log: Callable[[str], None] = print) -> SoakResult:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(SoakSession(workdir, seconds=seconds, seed=seed, log=log).run_soak())
+
+
+def report(result: SoakResult) -> str:
+    counts = result.counts()
+    faults = result.faults
+    width = max(len(k) for k in (*counts, *(n for n, _ in FAULTS)))
+    lines = [f"seed {result.seed}, {result.seconds:g} s of faults, {result.watchers} watchers, "
+             f"{result.kills} killed with SIGKILL, total {result.elapsed_s:.1f} s", "",
+             f"{'fault injected':<{width}}  count"]
+    lines += [f"{name:<{width}}  {faults.get(name, 0)}" for name, _ in FAULTS]
+    lines += [f"{'SIGKILL of the watcher':<{width}}  {result.kills}", "",
+              f"{'audit (each must be 0)':<{width}}  count"]
+    lines += [f"{kind:<{width}}  {n}" for kind, n in counts.items()]
+    f = result.audit.figures
+    lines += ["", "figures: " + json.dumps({k: f[k] for k in (
+        "firings", "firings with an order", "firing statuses", "exchange orders",
+        "exchange fills", "store fills", "adopted", "blocked firings", "book inputs checked",
+        "book inputs older than the history", "most a firing's book was behind (ms)",
+        "open orders at the peak", "capped rules' totals (USDT)", "bytes scanned for secrets")
+        if k in f}, default=str)]
+    for kind in AUDIT_KINDS:
+        for message in result.audit.problems.get(kind, ())[:20]:
+            lines.append(f"  {kind}: {message}")
+    return "\n".join(lines)
