@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sandbox_support import Sandbox, auth_headers, running
@@ -353,3 +354,28 @@ async def test_24h_stats_roll_over_real_history_and_the_sandbox_trades(sb: Sandb
     day = [r for r in rows if int(r[0]) >= sb.state.now_ms() // 1000 - 86_400]
     assert high == max([*(Decimal(r[3]) for r in day), last])
     assert open_ == Decimal(day[-1][1])
+
+
+async def test_done_order_pages_never_repeat_an_order_when_the_clock_jumps_back() -> None:
+    """The soak found it: pages were sorted by createdAt but cut by the id cursor, so orders
+    created after a backwards clock skew came back on a second page."""
+    clock = ManualClock()
+    async with running(clock=clock) as box:
+        for n in range(7):
+            if n == 3:
+                box.state.clock.offset_ms = -30_000  # the server's clock jumps back 30 s
+            await box.ok("POST", "/api/v1/hf/orders", body={
+                "clientOid": f"page-{n}", "symbol": "BTC-USDT", "side": "buy",
+                "type": "market", "funds": "10"})
+        seen: list[str] = []
+        last_id = 0
+        for _ in range(10):
+            params: dict[str, Any] = {"symbol": "BTC-USDT", "limit": 2}
+            if last_id:
+                params["lastId"] = last_id
+            page = await box.ok("GET", "/api/v1/hf/orders/done", params)
+            if not page["items"]:
+                break
+            seen.extend(item["clientOid"] for item in page["items"])
+            last_id = page["lastId"]
+        assert seen == [f"page-{n}" for n in reversed(range(7))]

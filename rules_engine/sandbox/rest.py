@@ -774,7 +774,10 @@ async def h_hf_done(ctx: Ctx) -> Any:
                                                           symbol=symbol))
     limit = min(max(_int(ctx.q("limit"), "limit", 20), 1), 100)
     last_id = _int(ctx.q("lastId"), "lastId", 0)
-    numbered = [(int(o.id[-16:], 16), o) for o in orders]
+    # Newest first by the id the cursor is (ids grow with each order); not by createdAt,
+    # which a skewed server clock can move backwards, and a page would then repeat orders.
+    numbered = sorted(((int(o.id[-16:], 16), o) for o in orders), key=lambda pair: pair[0],
+                      reverse=True)
     if last_id:
         numbered = [(n, o) for n, o in numbered if n < last_id]
     chosen = numbered[:limit]
