@@ -58,6 +58,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import MetaData, create_engine, select, text
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from crash_support import (  # the shared harness, in tests/
@@ -285,7 +287,7 @@ class SoakSession(CrashSession):
     """A crash session that runs for a time, with faults, a non-demo key and risk limits."""
 
     def __init__(self, workdir: Path, *, seconds: float, seed: int,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, pg_url: str | None = None) -> None:
         self.seconds = seconds
         self.key = f"soak-key-{secrets.token_hex(4)}"
         self.secret = f"soak-secret-{secrets.token_hex(16)}"
@@ -297,6 +299,11 @@ class SoakSession(CrashSession):
         self.injecting: asyncio.Task[None] | None = None
         self.started = 0.0
         self.soak = SoakResult(seed, seconds, workdir=workdir)
+        self.pg_url = pg_url
+        self.schema = f"soak_{secrets.token_hex(4)}"
+        if pg_url is not None:
+            joiner = "&" if "?" in pg_url else "?"
+            self.db_url = f"{pg_url}{joiner}options=-csearch_path%3D{self.schema}"
 
     # ---- the crash harness's hooks
 
@@ -338,6 +345,10 @@ class SoakSession(CrashSession):
             self.started = time.monotonic()
             self.injecting = asyncio.ensure_future(self.injector.run())
         return time.monotonic() - self.started < self.seconds
+
+    def progress(self) -> str:
+        return (f"kills {self.result.kills}, {time.monotonic() - self.started:.0f} of "
+                f"{self.seconds:g} s")
 
     async def _cycle(self) -> None:
         if self.rng.random() < 0.3:
@@ -381,7 +392,7 @@ class SoakSession(CrashSession):
             out.add("watchers that ended on their own",
                     f"the last watcher did not stop cleanly on SIGTERM "
                     f"(exit {self.result.final_exit})")
-        store = read_store(self.db)
+        store = read_store(self.db_url)
         exchange = await self.sandbox.record()
         history = {s: await self.sandbox.admin("GET", f"history?symbol={s}")
                    for s in ALLOWED_SYMBOLS}
@@ -480,6 +491,23 @@ class SoakSession(CrashSession):
         needles = {"the API secret": self.secret, "the passphrase": self.passphrase,
                    "the signed passphrase": _sign(self.secret, self.passphrase)}
         scanned = 0
+        if Path(self.db).exists() or self.pg_url is not None:
+            # Every row of every table, as text (for PostgreSQL, the only way to read it;
+            # for SQLite, on top of the raw file bytes below).
+            engine = create_engine(self.db_url)
+            try:
+                meta = MetaData()
+                meta.reflect(engine)
+                with engine.connect() as conn:
+                    for table in meta.sorted_tables:
+                        dump = "\n".join(repr(tuple(row)) for row in conn.execute(select(table)))
+                        scanned += len(dump)
+                        for what, needle in needles.items():
+                            if needle in dump:
+                                out.add("secrets found", f"{what} is in the store's table "
+                                        f"{table.name}")
+            finally:
+                engine.dispose()
         for path in sorted(self.workdir.iterdir()):
             if path.name == "sandbox.json" or not path.is_file():
                 continue  # the exchange's own key file: where the secret belongs
@@ -494,9 +522,32 @@ class SoakSession(CrashSession):
     async def after_final(self) -> None:
         self.soak.audit = await self.audit()
 
+    async def prepare_store(self) -> None:
+        if self.pg_url is not None:
+            engine = create_engine(self.pg_url)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"CREATE SCHEMA {self.schema}"))
+            finally:
+                engine.dispose()
+            self.log(f"  store: PostgreSQL schema {self.schema}")
+
+    def drop_store(self) -> None:
+        if self.pg_url is not None:
+            engine = create_engine(self.pg_url)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE"))
+            finally:
+                engine.dispose()
+
     async def run_soak(self) -> SoakResult:
         started = time.monotonic()
-        result = await self.run()
+        await self.prepare_store()
+        try:
+            result = await self.run()
+        finally:
+            self.drop_store()
         self.soak.faults = self.injector.counts
         self.soak.kills = result.kills
         self.soak.kill_modes = result.kill_modes
@@ -519,10 +570,11 @@ def _value(order: dict[str, Any]) -> tuple[Decimal, Decimal]:
     return dec("dealFunds"), MAX_ORDER_NOTIONAL * WALK_TOLERANCE
 
 
-def run_soak(workdir: Path, *, seconds: float, seed: int,
-             log: Callable[[str], None] = print) -> SoakResult:
+def run_soak(workdir: Path, *, seconds: float, seed: int, log: Callable[[str], None] = print,
+             pg_url: str | None = None) -> SoakResult:
     workdir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(SoakSession(workdir, seconds=seconds, seed=seed, log=log).run_soak())
+    session = SoakSession(workdir, seconds=seconds, seed=seed, log=log, pg_url=pg_url)
+    return asyncio.run(session.run_soak())
 
 
 def report(result: SoakResult) -> str:

@@ -390,8 +390,9 @@ class StoreRecord:
     states: dict[str, RuleState]
 
 
-def read_store(db: Path) -> StoreRecord:
-    engine = create_engine(f"sqlite:///{db}")
+def read_store(db: Path | str) -> StoreRecord:
+    """The whole store: `db` is a SQLite file or a SQLAlchemy URL."""
+    engine = create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
     try:
         with Session(engine) as session:
             meta = session.get(Meta, "engine_id")
@@ -823,6 +824,7 @@ class CrashSession:
         self.converge_timeout = converge_timeout
         self.sandbox = SandboxProcess(workdir, seed, self.sandbox_config())
         self.db = workdir / "store.sqlite"
+        self.db_url = f"sqlite:///{self.db}"  # a longer session may use PostgreSQL instead
         self.rules = workdir / "crash.rules"
         self.rule_paths = [self.rules]
         self.config = workdir / "watcher.toml"
@@ -863,6 +865,9 @@ class CrashSession:
                                "kills delivered")
         return self.result.kills < self.kills
 
+    def progress(self) -> str:
+        return f"kills {self.result.kills}/{self.kills}"
+
     async def before_final(self) -> None:
         """Called once the killing is over, before the market is stalled for the last run."""
 
@@ -889,7 +894,7 @@ class CrashSession:
         self.n += 1
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "rules_engine", "run", *map(str, self.rule_paths),
-            "--exchange-url", self.sandbox.url, "--db", f"sqlite:///{self.db}",
+            "--exchange-url", self.sandbox.url, "--db", self.db_url,
             "--config", str(self.config),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, env=self.watcher_env(), limit=1 << 22,
@@ -956,7 +961,7 @@ class CrashSession:
                 f"watcher {self.n} exit {code}: " + " | ".join(inc.tail[-5:]))
         self.log(f"  watcher {self.n:3d}: {how:<24} after {alive_for:5.2f} s -> exit {code}; "
                  f"fired {inc.counts['fired']}, acknowledged {inc.counts['acknowledged']}, "
-                 f"fills {inc.counts['fill']} (kills {self.result.kills}/{self.kills})")
+                 f"fills {inc.counts['fill']} ({self.progress()})")
 
     async def _final(self) -> None:
         """Stall the market (nothing moves behind the store's back any more), then one
@@ -969,7 +974,7 @@ class CrashSession:
             deadline = time.monotonic() + self.converge_timeout
             await asyncio.sleep(1.0)
             while time.monotonic() < deadline and not inc.eof.is_set():
-                store = read_store(self.db)
+                store = read_store(self.db_url)
                 if settled(store):
                     result = check(store, await self.sandbox.record(), datetime.now(UTC))
                     if not result.behind and not result.count("stuck"):
@@ -988,7 +993,7 @@ class CrashSession:
                  f"{self.result.final_exit}; caught up after {converged} s; fired "
                  f"{inc.counts['fired']}, acknowledged {inc.counts['acknowledged']}, "
                  f"not placed {inc.counts['not_placed']}, adopted {inc.counts['order.adopted']}")
-        self.result.checked = check(read_store(self.db), await self.sandbox.record(),
+        self.result.checked = check(read_store(self.db_url), await self.sandbox.record(),
                                     datetime.now(UTC))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -106,8 +107,18 @@ def test_secrets_are_found_in_any_file_but_the_exchanges_own(session: SoakSessio
     session._audit_secrets(out)
     assert out.problems == {}
     (workdir / "watcher-0002.log").write_text(f"oops {session.passphrase}\n")
-    (workdir / "store.sqlite").write_bytes(
-        b"\x00" + _sign(session.secret, session.passphrase).encode() + b"\x00")
     out = Audit()
     session._audit_secrets(out)
-    assert out.count("secrets found") == 2
+    assert out.problems["secrets found"] == ["the passphrase is in watcher-0002.log (1 times)"]
+    (workdir / "watcher-0002.log").unlink()
+    # A store row holding the passphrase as signed: found in the table (and the file).
+    engine = create_engine(session.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE events (payload TEXT)"))
+        conn.execute(text("INSERT INTO events VALUES (:p)"),
+                     {"p": "header " + _sign(session.secret, session.passphrase)})
+    engine.dispose()
+    out = Audit()
+    session._audit_secrets(out)
+    found = out.problems["secrets found"]
+    assert "the signed passphrase is in the store's table events" in found
