@@ -188,6 +188,7 @@ class SoakResult:
     kill_modes: Counter[str] = field(default_factory=Counter)
     watchers: int = 0
     elapsed_s: float = 0.0
+    caught_up_s: float | None = None  # the last watcher, until the store matched the exchange
     workdir: Path | None = None
 
     def counts(self) -> dict[str, int]:
@@ -553,6 +554,7 @@ class SoakSession(CrashSession):
         self.soak.kill_modes = result.kill_modes
         self.soak.watchers = self.n
         self.soak.crash_summary = result.summary()
+        self.soak.caught_up_s = result.converged_s
         self.soak.elapsed_s = time.monotonic() - started
         return self.soak
 
@@ -582,7 +584,8 @@ def report(result: SoakResult) -> str:
     faults = result.faults
     width = max(len(k) for k in (*counts, *(n for n, _ in FAULTS)))
     lines = [f"seed {result.seed}, {result.seconds:g} s of faults, {result.watchers} watchers, "
-             f"{result.kills} killed with SIGKILL, total {result.elapsed_s:.1f} s", "",
+             f"{result.kills} killed with SIGKILL, total {result.elapsed_s:.1f} s; the last "
+             f"watcher caught up in {result.caught_up_s} s", "",
              f"{'fault injected':<{width}}  count"]
     lines += [f"{name:<{width}}  {faults.get(name, 0)}" for name, _ in FAULTS]
     lines += [f"{'SIGKILL of the watcher':<{width}}  {result.kills}", "",
