@@ -17,11 +17,33 @@ import argparse
 import random
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from crash_support import run_crash_session  # the shared harness, in tests/
+
+
+def measure(kills: int, seed: int, workdir: Path,
+            log: Callable[[str], None] = lambda line: None) -> tuple[Any, dict[str, Any]]:
+    """One crash session; returns the harness's result and its counts."""
+    result = run_crash_session(workdir, kills=kills, seed=seed, log=log)
+    figures = result.checked.figures
+    failures = result.failures()
+    if result.kills < kills:
+        failures.append(f"only {result.kills} kills delivered of {kills}")
+    return result, {
+        "kills": result.kills, "seed": seed,
+        "watchers": result.kills + len(result.self_exits) + len(result.missed) + 1,
+        "firings": figures.get("firings"),
+        "firings_with_order": figures.get("firings with an order"),
+        "exchange_orders": figures.get("exchange orders"),
+        "exchange_fills": figures.get("exchange fills"), "store_fills": figures.get("store fills"),
+        "duplicates": result.duplicates, "untracked": result.untracked, "lost": result.lost,
+        "stuck": result.stuck, "elapsed_s": result.elapsed_s, "failures": failures,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,28 +56,24 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-crash-"))
     print(f"seed {seed}, {args.kills} kills, work directory {workdir}", flush=True)
-    result = run_crash_session(
-        workdir, kills=args.kills, seed=seed,
-        log=(lambda line: None) if args.quiet else (lambda line: print(line, flush=True)),
+    result, counts = measure(
+        args.kills, seed, workdir,
+        (lambda line: None) if args.quiet else (lambda line: print(line, flush=True)),
     )
-    figures = result.checked.figures
     print()
     print(result.summary())
     print()
-    print(f"kills          {result.kills}")
-    print(f"watchers       {result.kills + len(result.self_exits) + len(result.missed) + 1}")
-    print(f"firings        {figures.get('firings')} "
-          f"({figures.get('firings with an order')} with an order)")
-    print(f"exchange orders {figures.get('exchange orders')}")
-    print(f"exchange fills {figures.get('exchange fills')} (store {figures.get('store fills')})")
-    print(f"duplicates     {result.duplicates}")
-    print(f"untracked      {result.untracked}")
-    print(f"lost           {result.lost}")
-    print(f"stuck          {result.stuck}")
-    print(f"elapsed        {result.elapsed_s:.1f} s")
-    failures = result.failures()
-    if result.kills < args.kills:
-        failures.append(f"only {result.kills} kills delivered of {args.kills}")
+    print(f"kills          {counts['kills']}")
+    print(f"watchers       {counts['watchers']}")
+    print(f"firings        {counts['firings']} ({counts['firings_with_order']} with an order)")
+    print(f"exchange orders {counts['exchange_orders']}")
+    print(f"exchange fills {counts['exchange_fills']} (store {counts['store_fills']})")
+    print(f"duplicates     {counts['duplicates']}")
+    print(f"untracked      {counts['untracked']}")
+    print(f"lost           {counts['lost']}")
+    print(f"stuck          {counts['stuck']}")
+    print(f"elapsed        {counts['elapsed_s']:.1f} s")
+    failures = counts["failures"]
     if failures:
         print(f"\n{len(failures)} problem(s):")
         for line in failures:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sortedcontainers import SortedDict
@@ -44,7 +45,9 @@ def best_of(fn: Callable[[], object], repeats: int = 5) -> float:
     return best
 
 
-def main() -> int:
+def measure(repeats: int = 5, n: int = 20_000) -> dict[str, Any]:
+    """Each figure with its floor (per second, best of `repeats`; `n` signatures and ticker
+    frames a run)."""
     frames = []
     ticker_raw = b""
     for line in (DATA / "cryptofeed_kucoin_ws_2021-04-25.ndjson").read_text().splitlines():
@@ -84,35 +87,52 @@ def main() -> int:
     probe.on_snapshot(frames[0].start - 1, [], [], NOW)
     for frame in frames:
         probe.on_delta(frame, NOW)
-    book_rate = changes / best_of(book_run)
-    floor_rate = changes / best_of(floor_run)
+    book_rate = changes / best_of(book_run, repeats)
+    floor_rate = changes / best_of(floor_run, repeats)
 
     creds = Credentials("key", Secret("f03a5284-5c39-4aaa-9b20-dea10bdcf8e3"), Secret("p"))
     body = (
         b'{"clientOid":"re-1a2b3c","side":"buy","symbol":"BTC-USDT","type":"limit",'
         b'"price":"30000","size":"0.001"}'
     )
-    n = 20_000
     signer = Signer(creds)
     sign_rate = n / best_of(
         lambda: [
             signer.sign("POST", "/api/v1/hf/orders", timestamp_ms=1700000000000 + i, body=body)
             for i in range(n)
-        ]
+        ],
+        repeats,
     )
     prehash = b"1700000000000POST/api/v1/hf/orders" + body
     key = b"f03a5284-5c39-4aaa-9b20-dea10bdcf8e3"
-    hmac_rate = n / best_of(lambda: [hmac.digest(key, prehash, hashlib.sha256) for _ in range(n)])
-
-    decode_rate = n / best_of(lambda: [orjson.loads(ticker_raw) for _ in range(n)])
-    ticker_rate = n / best_of(
-        lambda: [parse_ws_message(orjson.loads(ticker_raw)) for _ in range(n)]
+    hmac_rate = n / best_of(
+        lambda: [hmac.digest(key, prehash, hashlib.sha256) for _ in range(n)], repeats
     )
 
+    decode_rate = n / best_of(lambda: [orjson.loads(ticker_raw) for _ in range(n)], repeats)
+    ticker_rate = n / best_of(
+        lambda: [parse_ws_message(orjson.loads(ticker_raw)) for _ in range(n)], repeats
+    )
+
+    return {
+        "level2_changes_per_s": book_rate, "level2_floor_per_s": floor_rate,
+        "level2_ratio": book_rate / floor_rate, "level2_changes": changes,
+        "level2_deltas": len(frames), "level2_noops": probe.noops,
+        "sign_per_s": sign_rate, "hmac_per_s": hmac_rate,
+        "ticker_per_s": ticker_rate, "decode_per_s": decode_rate,
+    }
+
+
+def main() -> int:
+    r = measure()
+    book_rate, floor_rate = r["level2_changes_per_s"], r["level2_floor_per_s"]
+    sign_rate, hmac_rate = r["sign_per_s"], r["hmac_per_s"]
+    ticker_rate, decode_rate = r["ticker_per_s"], r["decode_per_s"]
     print(f"KuCoin adapter benchmark, Python {sys.version.split()[0]}")
     print(
-        f"  level2 apply: {book_rate:,.0f} changes/s ({changes:,} changes in {len(frames):,} "
-        f"deltas, best bid/ask read after each; {probe.noops} price-0 no-ops among them)"
+        f"  level2 apply: {book_rate:,.0f} changes/s ({r['level2_changes']:,} changes in "
+        f"{r['level2_deltas']:,} deltas, best bid/ask read after each; {r['level2_noops']} "
+        "price-0 no-ops among them)"
     )
     print(
         f"    floor (bare SortedDict writes): {floor_rate:,.0f}/s, ratio "

@@ -18,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -58,7 +60,7 @@ async def _serve(state: SandboxState, run_feed: bool) -> tuple[web.AppRunner, st
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
-def bench_engine(seconds: float) -> None:
+def bench_engine(seconds: float, say: Callable[[str], None] = print) -> dict[str, Any]:
     """The matching engine alone (no HTTP): resting limit orders, takers and feed ticks."""
     state = build_state(SandboxConfig.model_validate(
         {"balances": {"USDT": "1000000000", "BTC": "100000"},
@@ -84,11 +86,15 @@ def bench_engine(seconds: float) -> None:
         count += 1
         now += 1
     elapsed = time.perf_counter() - started
-    print(f"matching engine alone: {count / elapsed:,.0f} orders/s "
-          f"({count} orders, {len(engine.fills)} fills in {elapsed:.1f} s)")
+    say(f"matching engine alone: {count / elapsed:,.0f} orders/s "
+        f"({count} orders, {len(engine.fills)} fills in {elapsed:.1f} s)")
+    return {"orders_per_s": count / elapsed, "orders": count, "fills": len(engine.fills),
+            "seconds": elapsed}
 
 
-async def bench_orders(seconds: float, workers: int) -> None:
+async def bench_orders(seconds: float, workers: int, say: Callable[[str], None] = print
+                       ) -> dict[str, Any]:
+    """Signed HF limit orders over loopback HTTP from `workers` concurrent clients."""
     config = SandboxConfig.model_validate({
         "quotas": {"spot": 10**9, "public": 10**9, "management": 10**9},
         "balances": {"USDT": "1000000000", "BTC": "1000"},
@@ -121,10 +127,13 @@ async def bench_orders(seconds: float, workers: int) -> None:
         elapsed = time.perf_counter() - started
     await runner.cleanup()
     latencies.sort()
-    print(f"orders over loopback HTTP: {count / elapsed:,.0f} orders/s "
-          f"({count} signed HF limit orders in {elapsed:.1f} s, {workers} concurrent clients; "
-          f"median {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms)")
+    median_ms = statistics.median(latencies) * 1000
+    p99_ms = latencies[int(len(latencies) * 0.99)] * 1000
+    say(f"orders over loopback HTTP: {count / elapsed:,.0f} orders/s "
+        f"({count} signed HF limit orders in {elapsed:.1f} s, {workers} concurrent clients; "
+        f"median {median_ms:.1f} ms, p99 {p99_ms:.1f} ms)")
+    return {"orders_per_s": count / elapsed, "orders": count, "workers": workers,
+            "seconds": elapsed, "median_ms": median_ms, "p99_ms": p99_ms}
 
 
 async def bench_level2(seconds: float, clients: int, feed: str) -> None:

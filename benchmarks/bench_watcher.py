@@ -681,7 +681,9 @@ async def loopback(text: str, syms: list[Sym], tmp: Path, count: int, floor_coun
     finally:
         probe.uninstall()
         await runner.cleanup()
-    result["commit"] = commit_alone(db, result.pop("sample"), result.pop("unfired"))
+    unfired = result.pop("unfired")  # each measured firing takes a rule not fired yet
+    result["commit"] = commit_alone(db, result.pop("sample"), unfired,
+                                    count=max(1, min(100, (len(unfired) - 101) // 4)))
     result["phase_s"] = time.perf_counter() - started
     return result
 
@@ -941,14 +943,12 @@ def _gc(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k} x{v['n']} (longest {v['max_ms']:.1f} ms)" for k, v in summary.items())
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    parser.add_argument("--loopback", type=int, default=400, help="loopback measurements")
-    parser.add_argument("--floor", type=int, default=200, help="loopback floor measurements")
-    parser.add_argument("--profile", action="store_true",
-                        help="also print cProfile listings (decision run, Store.fire)")
-    args = parser.parse_args()
+async def measure(*, loopback_count: int = 400, floor_count: int = 200,
+                  attribution: bool = True, profile: bool = False,
+                  memory_traced: bool = True) -> dict[str, Any]:
+    """Every part's results: `memory` (a watcher's memory, traced: the compile is about 4x
+    slower under tracemalloc), `decision`, `attribution` (a second watcher with timers),
+    `profile` (cProfile listings), `loopback`; "figures" holds the JSON figures."""
     began = time.perf_counter()
     table = shipped_symbols()
     syms = plan(table)
@@ -958,24 +958,93 @@ async def main() -> int:
     def phase(name: str) -> None:
         phases[name] = time.perf_counter() - began - sum(phases.values())
 
+    mem_steps: list[tuple[str, float]] = []
+    mem_peak: float | None = None
+    where: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        rules, mem_steps, mem_peak, spare = memory(table, syms, text, tmp)
-        phase("memory")
+        spare: SigningWatcher | None = None
+        if memory_traced:
+            rules, mem_steps, mem_peak, spare = memory(table, syms, text, tmp)
+            phase("memory")
+        else:
+            rules = compile_rules(table, text)
+            phase("compile")
         dec = await decision(rules, table, syms, tmp)
         phase("decision")
-        where = await attribute(spare, frames_for(syms), rules)
-        spare.store.close()
-        del spare
-        phase("attribution")
-        if args.profile:
+        if attribution:
+            if spare is None:
+                spare = build_watcher(rules, table, syms, f"sqlite:///{tmp / 'spare.sqlite'}")
+            where = await attribute(spare, frames_for(syms), rules)
+            phase("attribution")
+        if spare is not None:
+            spare.store.close()
+            del spare
+        if profile:
             dec["profile"] = await profile_decision(rules, table, syms, tmp)
             phase("profile")
-        loop = await loopback(text, syms, tmp, args.loopback, args.floor)
+        loop = await loopback(text, syms, tmp, loopback_count, floor_count)
         phase("loopback")
     emit_us = _emit_cost()
     elapsed = time.perf_counter() - began
+    result: dict[str, Any] = {
+        "phases": phases, "elapsed": elapsed, "memory_steps": mem_steps,
+        "memory_peak": mem_peak, "decision": dec, "attribution": where, "loopback": loop,
+        "emit_us": emit_us,
+    }
+    result["figures"] = figures(result)
+    return result
 
+
+def figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures `--json` prints."""
+    dec, loop = result["decision"], result["loopback"]
+    s, idle, dcd = dec["signed"], dec["idle"], dec["decode"]
+    t, fl, cm = loop["total"], loop["floor"], loop["commit"]
+    mem = result["memory_steps"][-1][1] if result["memory_steps"] else None
+    peak = result["memory_peak"]
+    return {
+        "decision_p50_us": round(s["p50"], 1), "decision_p99_us": round(s["p99"], 1),
+        "decision_max_us": round(s["max"], 1),
+        "decision_to_fire_p50_us": round(dec["to_fire_call"]["p50"], 1),
+        "baseline_idle_p50_us": round(idle["p50"], 1),
+        "baseline_idle_p99_us": round(idle["p99"], 1),
+        "baseline_decode_p50_us": round(dcd["p50"], 2),
+        "decision_ratio": round(s["p50"] / idle["p50"], 2),
+        "loopback_p50_ms": round(t["p50"] / 1000, 3),
+        "loopback_p99_ms": round(t["p99"] / 1000, 3),
+        "loopback_max_ms": round(t["max"] / 1000, 3),
+        "loopback_to_fire_p50_ms": round(loop["to_fire"]["p50"] / 1000, 3),
+        "loopback_commit_p50_ms": round(loop["commit_in_path"]["p50"] / 1000, 3),
+        "loopback_after_commit_p50_ms": round(loop["after_commit"]["p50"] / 1000, 3),
+        "loopback_floor_p50_ms": round(fl["p50"] / 1000, 3),
+        "loopback_floor_p99_ms": round(fl["p99"] / 1000, 3),
+        "loopback_ratio": round(t["p50"] / fl["p50"], 2),
+        **{f"fire_{k}_{q}_ms": round(cm[k][q] / 1000, 3)
+           for k in ("full", "off", "full_idle", "off_idle") for q in ("p50", "p99")},
+        "fire_sql_statements": sum(cm["statements"].values()),
+        "full_gc_ms": round(dec["full_gc_ms"], 1),
+        "memory_mb": round(mem, 1) if mem is not None else None,
+        "memory_peak_mb": round(peak, 1) if peak is not None else None,
+        "rules": RULES, "firings_decision": dec["firings"], "firings_loopback": t["n"],
+        "seconds": round(result["elapsed"], 1),
+    }
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--loopback", type=int, default=400, help="loopback measurements")
+    parser.add_argument("--floor", type=int, default=200, help="loopback floor measurements")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print cProfile listings (decision run, Store.fire)")
+    args = parser.parse_args()
+    result = await measure(loopback_count=args.loopback, floor_count=args.floor,
+                           profile=args.profile)
+    phases, elapsed = result["phases"], result["elapsed"]
+    mem_steps, mem_peak = result["memory_steps"], result["memory_peak"]
+    dec, where, loop = result["decision"], result["attribution"], result["loopback"]
+    emit_us = result["emit_us"]
     s, idle, dcd = dec["signed"], dec["idle"], dec["decode"]
     ratio = s["p50"] / idle["p50"]
     t, fl, cm = loop["total"], loop["floor"], loop["commit"]
@@ -1044,33 +1113,7 @@ async def main() -> int:
     for what, mb in mem_steps[:-1]:
         print(f"  {what:<44} {mb:7.1f} MB")
     if args.json:
-        figures = {
-            "decision_p50_us": round(s["p50"], 1), "decision_p99_us": round(s["p99"], 1),
-            "decision_max_us": round(s["max"], 1),
-            "decision_to_fire_p50_us": round(dec["to_fire_call"]["p50"], 1),
-            "baseline_idle_p50_us": round(idle["p50"], 1),
-            "baseline_idle_p99_us": round(idle["p99"], 1),
-            "baseline_decode_p50_us": round(dcd["p50"], 2),
-            "decision_ratio": round(ratio, 2),
-            "loopback_p50_ms": round(t["p50"] / 1000, 3),
-            "loopback_p99_ms": round(t["p99"] / 1000, 3),
-            "loopback_max_ms": round(t["max"] / 1000, 3),
-            "loopback_to_fire_p50_ms": round(loop["to_fire"]["p50"] / 1000, 3),
-            "loopback_commit_p50_ms": round(loop["commit_in_path"]["p50"] / 1000, 3),
-            "loopback_after_commit_p50_ms": round(loop["after_commit"]["p50"] / 1000, 3),
-            "loopback_floor_p50_ms": round(fl["p50"] / 1000, 3),
-            "loopback_floor_p99_ms": round(fl["p99"] / 1000, 3),
-            "loopback_ratio": round(t["p50"] / fl["p50"], 2),
-            **{f"fire_{k}_{q}_ms": round(cm[k][q] / 1000, 3)
-               for k in ("full", "off", "full_idle", "off_idle") for q in ("p50", "p99")},
-            "fire_sql_statements": sum(cm["statements"].values()),
-            "full_gc_ms": round(dec["full_gc_ms"], 1),
-            "memory_mb": round(mem, 1),
-            "memory_peak_mb": round(mem_peak, 1),
-            "rules": RULES, "firings_decision": dec["firings"], "firings_loopback": t["n"],
-            "seconds": round(elapsed, 1),
-        }
-        print(json.dumps(figures))
+        print(json.dumps(result["figures"]))
     if args.profile:
         print("cProfile of the decision run on a fresh watcher (10,000 firing and 10,000 quiet "
               "frames), by own time:")
