@@ -66,7 +66,9 @@ def test_sigkill_at_random_moments_of_a_busy_session_loses_nothing(tmp_path: Pat
     where = f"seed {SEED}, files in {result.workdir}\n{result.summary()}"
     assert result.kills >= 20, where
     figures = result.checked.figures
-    assert figures["firings with an order"] >= 150, f"not a busy session: {where}"
+    # About 200 on a quiet machine; a loaded one (CI beside other work) gives 120 to 130.
+    # The floor only proves the kills hit a session with orders in flight.
+    assert figures["firings with an order"] >= 80, f"not a busy session: {where}"
     assert figures["exchange fills"] > 0, f"nothing filled: {where}"
     assert not result.failures(), where + "\n" + "\n".join(result.failures()[:40])
 

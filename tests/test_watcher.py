@@ -896,3 +896,22 @@ async def test_cancel_after_cancels_a_trailing_stop_still_held(tmp_path: Path) -
         assert [f.status for f in store.firings()] == ["done"]
         store.close()
         assert r.orders() == []  # it never reached the exchange
+
+
+async def test_a_stop_waits_for_a_running_job_instead_of_cancelling_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while a job ran used to cancel it: APScheduler logged the CancelledError
+    with a traceback, and the watcher counted it as a failed job (seen once under load)."""
+    original = Watcher._clock_job
+
+    async def slow_clock(self: Watcher) -> None:
+        await original(self)
+        await asyncio.sleep(0.3)  # longer than its 0.1 s interval: almost always running
+
+    monkeypatch.setattr(Watcher, "_clock_job", slow_clock)
+    async with rig(tmp_path, "when BTC-USDT bid < 1 place limit buy 0.01\n") as r:
+        await until(lambda: bool(r.watcher._jobs_running))
+    assert not r.watcher.failed, r.watcher.stop_reason
+    assert not [rec for rec in caplog.records
+                if rec.name.startswith("apscheduler") and rec.levelno >= 40]

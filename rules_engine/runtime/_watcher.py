@@ -472,12 +472,14 @@ class Watcher:
     async def close(self) -> None:
         self._stop.set()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()  # no new runs; a running job ends on its own, not cancelled
         tasks = list(self._tasks) + list(self._jobs_running)
         if tasks:
             _, running = await asyncio.wait(tasks, timeout=5)
             for task in running:
                 task.cancel()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         self.store.release_lease(self.owner)
         self._event("watcher.stopped", {"reason": self.stop_reason or "asked to stop"})
 
