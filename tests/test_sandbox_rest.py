@@ -379,3 +379,9 @@ async def test_done_order_pages_never_repeat_an_order_when_the_clock_jumps_back(
             seen.extend(item["clientOid"] for item in page["items"])
             last_id = page["lastId"]
         assert seen == [f"page-{n}" for n in reversed(range(7))]
+        # Pages read from the newest end of the engine's orders; orders held out of id order
+        # (a state file written another way) are sorted instead, with the same pages.
+        engine = box.state.engine
+        engine.orders = dict(reversed(list(engine.orders.items())))
+        page = await box.ok("GET", "/api/v1/hf/orders/done", {"symbol": "BTC-USDT", "limit": 3})
+        assert [item["clientOid"] for item in page["items"]] == ["page-6", "page-5", "page-4"]

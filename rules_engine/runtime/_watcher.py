@@ -572,7 +572,7 @@ class Watcher:
         value and counts as open; a final one keeps what it traded; one refused or proven not
         placed, nothing."""
         exposure = Exposure()
-        rows, times = self.store.exposure_rows()
+        rows, times = self.store.exposure_rows(since=now - timedelta(minutes=1))
         for row in rows:
             if row["client_oid"] in self.legs:
                 continue  # a stop-loss shares its take-profit's position: counted once

@@ -768,19 +768,46 @@ async def h_hf_active_symbols(ctx: Ctx) -> Any:
     return {"symbols": sorted({o.symbol for o in orders})}
 
 
+def _newest_done(ctx: Ctx, symbol: str | None, last_id: int, limit: int
+                 ) -> list[tuple[int, Order]] | None:
+    """One page of done orders, newest first by id, read from the newest end of the
+    engine's orders (kept in the order they were placed, so ids grow): a page costs its
+    length, not the whole history. None if the ids are not in order there."""
+    engine = ctx.state.engine
+    now = ctx.state.now_ms()
+    chosen: list[tuple[int, Order]] = []
+    previous: int | None = None
+    for order in reversed(engine.orders.values()):
+        number = int(order.id[-16:], 16)
+        if previous is not None and number >= previous:
+            return None
+        previous = number
+        if (last_id and number >= last_id) or order.active or (
+                symbol is not None and order.symbol != symbol):
+            continue
+        if not engine._retained(order, now) or not _filtered(ctx, [order]):
+            continue
+        chosen.append((number, order))
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
 async def h_hf_done(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
-    orders = _filtered(ctx, ctx.state.engine.list_orders(ctx.state.now_ms(), active=False,
-                                                          symbol=symbol))
     limit = min(max(_int(ctx.q("limit"), "limit", 20), 1), 100)
     last_id = _int(ctx.q("lastId"), "lastId", 0)
-    # Newest first by the id the cursor is (ids grow with each order); not by createdAt,
-    # which a skewed server clock can move backwards, and a page would then repeat orders.
-    numbered = sorted(((int(o.id[-16:], 16), o) for o in orders), key=lambda pair: pair[0],
-                      reverse=True)
-    if last_id:
-        numbered = [(n, o) for n, o in numbered if n < last_id]
-    chosen = numbered[:limit]
+    chosen = _newest_done(ctx, symbol, last_id, limit)
+    if chosen is None:
+        # Newest first by the id the cursor is (ids grow with each order); not by
+        # createdAt, which a skewed server clock can move backwards (pages would repeat).
+        orders = _filtered(ctx, ctx.state.engine.list_orders(ctx.state.now_ms(), active=False,
+                                                              symbol=symbol))
+        numbered = sorted(((int(o.id[-16:], 16), o) for o in orders),
+                          key=lambda pair: pair[0], reverse=True)
+        if last_id:
+            numbered = [(n, o) for n, o in numbered if n < last_id]
+        chosen = numbered[:limit]
     return {"lastId": chosen[-1][0] if chosen else 0,
             "items": [hf_order(o, ctx.state) for _n, o in chosen]}
 

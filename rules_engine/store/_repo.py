@@ -970,26 +970,46 @@ class Store:
         with self.session() as session:
             return session.get(Lease, 1)
 
-    def exposure_rows(self) -> tuple[list[dict[str, Any]], list[datetime]]:
+    def exposure_rows(self, since: datetime | None = None
+                      ) -> tuple[list[dict[str, Any]], list[datetime]]:
         """Every order with what the risk limits need: its rule and firing time (None for an
         adopted order), the value it was sent with, its status and what it traded; and the
-        times of every firing that sent an order."""
+        times of the firings that sent an order (only those from `since` on, if given).
+        A final order (filled or canceled) needs only its rule, time and traded value, so
+        those are read as three plain columns; the rest with their firing's intent. A store
+        with 100,000 past orders is read in a fraction of what loading them as objects (with
+        every firing's inputs) took."""
+        final = ("filled", "canceled")
+        done = (
+            select(Order.client_oid, Order.status, Order.filled_value, Firing.identity,
+                   Firing.created_at)
+            .join(Firing, Firing.client_oid == Order.client_oid)
+            .where(Order.status.in_(final))
+        )
+        live = (
+            select(Order.client_oid, Order.status, Order.filled_value, Order.price,
+                   Order.size, Order.funds, Firing.identity, Firing.created_at, Firing.intent)
+            .select_from(Order)
+            .outerjoin(Firing, Firing.client_oid == Order.client_oid)
+            .where(Order.status.not_in(final))
+        )
+        times = select(Firing.created_at).where(Firing.client_oid.is_not(None))
+        if since is not None:
+            times = times.where(Firing.created_at >= since)
         with self.session() as session:
-            firings = {f.client_oid: f for f in session.scalars(
-                select(Firing).where(Firing.client_oid.is_not(None)))}
-            rows = []
-            for order in session.scalars(select(Order)):
-                firing = firings.get(order.client_oid)
-                notional = (firing.intent or {}).get("notional") if firing else None
+            rows = [{"client_oid": oid, "rule": rule, "at": at, "value": None,
+                     "status": status, "filled_value": filled, "price": None, "size": None,
+                     "funds": None}
+                    for oid, status, filled, rule, at in session.execute(done)]
+            for oid, status, filled, price, size, funds, rule, at, intent in session.execute(
+                    live):
+                notional = (intent or {}).get("notional") if rule is not None else None
                 rows.append({
-                    "client_oid": order.client_oid,
-                    "rule": firing.identity if firing else None,
-                    "at": firing.created_at if firing else None,
+                    "client_oid": oid, "rule": rule, "at": at,
                     "value": Decimal(notional) if notional is not None else None,
-                    "status": order.status,
-                    "filled_value": order.filled_value,
-                    "price": order.price, "size": order.size, "funds": order.funds,
+                    "status": status, "filled_value": filled,
+                    "price": price, "size": size, "funds": funds,
                 })
-            recent = [f.created_at for f in firings.values()]
+            recent = list(session.scalars(times))
         rows.sort(key=lambda row: row["at"] or datetime.min.replace(tzinfo=UTC))
         return rows, sorted(recent)
