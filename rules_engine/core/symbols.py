@@ -58,6 +58,8 @@ class SymbolInfo:
                 raise SymbolDataError(message) from None
             if not number.is_finite() or number < 0:
                 raise SymbolDataError(f"{where}: field {key!r} must be finite and >= 0")
+            if number and not -40 <= number.adjusted() <= 40:
+                raise SymbolDataError(f"{where}: field {key!r} must be between 1e-40 and 1e40")
             return number
 
         def need(key: str) -> Decimal:

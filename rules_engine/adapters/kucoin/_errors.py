@@ -120,7 +120,7 @@ def classify_reply(status: int, body: bytes, *, order: bool) -> Outcome:
     unproven is UNKNOWN rather than RETRY)."""
     try:
         document = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can read
         document = None
     if not isinstance(document, dict) or "code" not in document:
         snippet = body[:80].decode("utf-8", "replace").strip().replace("\n", " ")

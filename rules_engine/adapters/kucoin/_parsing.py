@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from rules_engine.adapters.kucoin._book import Delta
 from rules_engine.core.market import (
@@ -28,15 +28,18 @@ from rules_engine.core.market import (
 )
 
 __all__ = [
+    "Bullet",
     "MalformedPayload",
     "PayloadError",
     "UnsupportedPayload",
     "parse_accounts",
+    "parse_bullet",
     "parse_candles_reply",
     "parse_fills_page",
     "parse_level2",
     "parse_order",
     "parse_orders_page",
+    "parse_server_time",
     "parse_stats",
     "parse_ws_message",
 ]
@@ -54,16 +57,31 @@ class MalformedPayload(PayloadError):
     pass
 
 
+_LAST_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
+# No price, size or amount KuCoin sends is above 1e40 or (other than zero) below 1e-40: such
+# a number is finite for Decimal, but the evaluator's arithmetic on it would overflow.
+MAX_EXPONENT = 40
+
+
+def _in_range(number: Decimal) -> bool:
+    """Finite, and zero or of a magnitude between 1e-40 and 1e40."""
+    return number.is_finite() and (not number or -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT)
+
+
 def _time(value: Any) -> datetime:
     """KuCoin times are ms, or ns on some private topics, as numbers or strings."""
+    if isinstance(value, bool):
+        raise MalformedPayload(f"not a timestamp: {value!r}")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         raise MalformedPayload(f"not a timestamp: {value!r}") from None
     if number > 10**17:  # nanoseconds
         number //= 1_000_000
     elif number < 10**11:  # seconds (candles)
         number *= 1000
+    if not 0 <= number <= _LAST_MS:
+        raise MalformedPayload(f"timestamp out of range: {value!r}")
     return datetime.fromtimestamp(number / 1000, UTC)
 
 
@@ -79,6 +97,8 @@ def _dec(data: Mapping[str, Any], key: str, *, required: bool = False) -> Decima
         raise MalformedPayload(f"field {key!r} is not a number: {value!r}") from None
     if not number.is_finite():
         raise MalformedPayload(f"field {key!r} is not finite: {value!r}")
+    if not _in_range(number):
+        raise MalformedPayload(f"field {key!r} is out of range: {value!r}")
     return number
 
 
@@ -95,8 +115,30 @@ def _text(data: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _opt_text(data: Mapping[str, Any], key: str) -> str | None:
+    """An optional text field: a string, or None when absent or empty."""
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedPayload(f"field {key!r} is not a string: {value!r}")
+    return value
+
+
+def _opt_id(data: Mapping[str, Any], key: str) -> str | None:
+    """An optional id KuCoin writes as a string or a number (tradeId): as text, or None."""
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedPayload(f"field {key!r} is not an id: {value!r}")
+    return str(value)
+
+
 def _ticker(symbol: str, data: Mapping[str, Any]) -> Ticker:
     sequence = data.get("sequence")
+    if isinstance(sequence, bool | float):
+        raise MalformedPayload(f"field 'sequence' is not an integer: {sequence!r}")
     return Ticker(
         symbol=symbol,
         price=_dec(data, "price"),
@@ -110,7 +152,9 @@ def _ticker(symbol: str, data: Mapping[str, Any]) -> Ticker:
     )
 
 
-def _candle(symbol: str, interval: str, row: list[Any]) -> Candle:
+def _candle(symbol: str, interval: str, row: Any) -> Candle:
+    if not isinstance(row, list):
+        raise MalformedPayload(f"a candle must be a list of 7 columns: {row!r}")
     if len(row) < 7:
         raise MalformedPayload(f"a candle has 7 columns, this one {len(row)}")
     values = dict(zip(("t", "o", "c", "h", "l", "v", "q"), row, strict=False))
@@ -132,7 +176,7 @@ def _order(data: Mapping[str, Any]) -> OrderEvent:
         kind=_text(data, "type"),
         symbol=_text(data, "symbol"),
         order_id=_text(data, "orderId"),
-        client_oid=data.get("clientOid") or None,
+        client_oid=_opt_text(data, "clientOid"),
         side=_text(data, "side"),
         order_type=_text(data, "orderType"),
         price=_dec(data, "price"),
@@ -141,7 +185,7 @@ def _order(data: Mapping[str, Any]) -> OrderEvent:
         remain_size=_dec(data, "remainSize"),
         match_price=_dec(data, "matchPrice"),
         match_size=_dec(data, "matchSize"),
-        trade_id=data.get("tradeId") or None,
+        trade_id=_opt_id(data, "tradeId"),
         time=_time(data.get("ts", data.get("orderTime"))),
     )
 
@@ -157,10 +201,30 @@ def _changes(changes: Mapping[str, Any], side: str) -> list[list[str]]:
         if not (isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row)):
             raise MalformedPayload(f"a {side} change must be [price, size, sequence]: {row!r}")
         price, size, sequence = row
-        if not (Decimal(price).is_finite() and Decimal(size).is_finite()) or not sequence.isdigit():
+        number, amount = Decimal(price), Decimal(size)
+        if not (_in_range(number) and _in_range(amount)) or not _digits(sequence):
             raise MalformedPayload(f"a {side} change is not numeric: {row!r}")
-        checked.append(row)
+        if number < 0 or amount < 0:
+            raise MalformedPayload(f"a {side} change is negative: {row!r}")
+        # "0.0" is the no-op price too, which the book knows only as "0"
+        checked.append(row if number or price == "0" else ["0", size, sequence])
     return checked
+
+
+def _digits(text: str) -> bool:
+    """At most 20 ASCII digits (`str.isdigit` also accepts superscripts, which `int` refuses,
+    and `int` refuses more than 4300 digits)."""
+    return len(text) <= 20 and text.isascii() and text.isdigit()
+
+
+def _sequence(data: Mapping[str, Any], key: str) -> int:
+    """A sequence number: a non-negative integer, or a string of ASCII digits."""
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _digits(value):
+        return int(value)
+    raise MalformedPayload(f"field {key!r} is not a sequence number: {value!r}")
 
 
 def parse_ws_message(frame: Mapping[str, Any]) -> object:
@@ -178,7 +242,7 @@ def parse_ws_message(frame: Mapping[str, Any]) -> object:
             changes = data.get("changes")
             if not isinstance(changes, dict):
                 raise MalformedPayload("field 'changes' is missing")
-            start, end = int(data["sequenceStart"]), int(data["sequenceEnd"])
+            start, end = _sequence(data, "sequenceStart"), _sequence(data, "sequenceEnd")
             if start > end:
                 raise MalformedPayload(f"sequenceStart {start} is after sequenceEnd {end}")
             return Delta(start, end, _changes(changes, "bids"), _changes(changes, "asks"))
@@ -209,7 +273,7 @@ def parse_ws_message(frame: Mapping[str, Any]) -> object:
                 _text(data, "symbol"),
                 _text(data, "orderId"),
                 _text(data, "side"),
-                data.get("stop") or None,
+                _opt_text(data, "stop"),
                 _dec(data, "stopPrice"),
                 _dec(data, "size"),
                 _time(data.get("ts", data.get("createdAt"))),
@@ -220,7 +284,7 @@ def parse_ws_message(frame: Mapping[str, Any]) -> object:
                 _need(data, "total"),
                 _need(data, "available"),
                 _need(data, "hold"),
-                data.get("relationEvent") or None,
+                _opt_text(data, "relationEvent"),
                 _time(data.get("time")),
             )
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as error:
@@ -235,7 +299,13 @@ def parse_candles_reply(symbol: str, interval: str, data: Any) -> list[Candle]:
     oldest first."""
     if not isinstance(data, list):
         raise MalformedPayload("candles reply: 'data' is not a list")
-    return sorted((_candle(symbol, interval, row) for row in data), key=lambda c: c.open_time)
+    try:
+        candles = [_candle(symbol, interval, row) for row in data]
+    except (TypeError, ValueError, ArithmeticError) as error:
+        if isinstance(error, PayloadError):
+            raise
+        raise MalformedPayload(f"candles reply: {type(error).__name__}: {error}") from None
+    return sorted(candles, key=lambda c: c.open_time)
 
 
 def _items(data: Any) -> list[Mapping[str, Any]]:
@@ -255,7 +325,7 @@ def parse_order(data: Any) -> OrderState:
     try:
         return OrderState(
             order_id=_text(data, "id"),
-            client_oid=data.get("clientOid") or None,
+            client_oid=_opt_text(data, "clientOid"),
             symbol=_text(data, "symbol"),
             side=_text(data, "side"),
             order_type=_text(data, "type"),
@@ -265,14 +335,14 @@ def parse_order(data: Any) -> OrderState:
             filled_size=_need(data, "dealSize"),
             filled_funds=_need(data, "dealFunds"),
             fee=_dec(data, "fee"),
-            fee_currency=data.get("feeCurrency") or None,
+            fee_currency=_opt_text(data, "feeCurrency"),
             active=active,
             created=_time(data.get("createdAt")),
         )
     except PayloadError:
         raise
-    except (TypeError, ValueError) as error:
-        raise MalformedPayload(f"order: {error}") from None
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise MalformedPayload(f"order: {type(error).__name__}: {error}") from None
 
 
 def parse_orders_page(data: Any) -> list[OrderState]:
@@ -291,7 +361,7 @@ def parse_fills_page(data: Any) -> list[Fill]:
         item = _object(raw, "a fill")
         fills.append(
             Fill(
-                trade_id=str(item.get("tradeId") or ""),
+                trade_id=_opt_id(item, "tradeId") or "",
                 order_id=_text(item, "orderId"),
                 symbol=_text(item, "symbol"),
                 side=_text(item, "side"),
@@ -299,8 +369,8 @@ def parse_fills_page(data: Any) -> list[Fill]:
                 size=_need(item, "size"),
                 funds=_dec(item, "funds"),
                 fee=_dec(item, "fee"),
-                fee_currency=item.get("feeCurrency") or None,
-                liquidity=item.get("liquidity"),
+                fee_currency=_opt_text(item, "feeCurrency"),
+                liquidity=_opt_text(item, "liquidity"),
                 time=_time(item.get("createdAt")),
             )
         )
@@ -325,11 +395,24 @@ def parse_stats(data: Any) -> Stats24h:
 
 
 def _level(row: Any) -> list[str]:
-    """One `[price, size]` row, both checked to be finite numbers, kept as KuCoin wrote them."""
+    """One `[price, size]` row, both checked to be finite numbers that are not negative,
+    kept as KuCoin wrote them."""
+    if not isinstance(row, list) or len(row) < 2:
+        raise ValueError(f"a level must be [price, size]: {row!r}")
     price, size = str(row[0]), str(row[1])
-    if not (Decimal(price).is_finite() and Decimal(size).is_finite()):
-        raise ValueError(f"not a finite level: {row!r}")
+    number, amount = Decimal(price), Decimal(size)
+    if not (_in_range(number) and _in_range(amount)) or number <= 0 or amount < 0:
+        raise ValueError(f"a level needs a price above zero and a size not below: {row!r}")
     return [price, size]
+
+
+def _rows(data: Mapping[str, Any], key: str) -> list[Any]:
+    rows = data.get(key)
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        raise MalformedPayload(f"level2: field {key!r} is not a list")
+    return rows
 
 
 def parse_level2(data: Any) -> tuple[int, list[list[str]], list[list[str]]]:
@@ -337,10 +420,12 @@ def parse_level2(data: Any) -> tuple[int, list[list[str]], list[list[str]]]:
     if not isinstance(data, dict):
         raise MalformedPayload("a book must be an object")
     try:
-        sequence = int(data["sequence"])
-        bids = [_level(row) for row in data.get("bids") or []]
-        asks = [_level(row) for row in data.get("asks") or []]
-    except (KeyError, TypeError, ValueError, IndexError, InvalidOperation) as error:
+        sequence = _sequence(data, "sequence")
+        bids = [_level(row) for row in _rows(data, "bids")]
+        asks = [_level(row) for row in _rows(data, "asks")]
+    except PayloadError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as error:
         raise MalformedPayload(f"level2: {type(error).__name__}: {error}") from None
     return sequence, bids, asks
 
@@ -366,3 +451,49 @@ def parse_accounts(data: Any) -> list[Balance]:
             )
         )
     return balances
+
+
+class Bullet(NamedTuple):
+    """A WebSocket token reply: the token, the first server's endpoint, its ping timing (s)."""
+
+    token: str
+    endpoint: str
+    ping_interval: float
+    ping_timeout: float
+
+
+def parse_bullet(data: Any) -> Bullet:
+    """`POST /api/v1/bullet-public` (or `bullet-private`) data: the token, and the first of
+    `instanceServers` (its endpoint, `pingInterval` and `pingTimeout` in ms)."""
+    if not isinstance(data, dict):
+        raise MalformedPayload("a WebSocket token reply must be an object")
+    servers = data.get("instanceServers")
+    if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
+        raise MalformedPayload("the WebSocket token reply has no 'instanceServers'")
+    server = servers[0]
+    endpoint = server.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("wss://", "ws://")):
+        raise MalformedPayload(f"the WebSocket endpoint is not a ws:// URL: {endpoint!r}")
+    return Bullet(
+        _text(data, "token"),
+        endpoint,
+        _ms(server, "pingInterval", 18000) / 1000,
+        _ms(server, "pingTimeout", 10000) / 1000,
+    )
+
+
+def _ms(data: Mapping[str, Any], key: str, default: int) -> int:
+    """A positive duration in ms (at most a day), or `default` when absent."""
+    value = data.get(key, default)
+    if isinstance(value, str) and _digits(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 86_400_000:
+        raise MalformedPayload(f"field {key!r} is not a duration in ms: {value!r}")
+    return value
+
+
+def parse_server_time(data: Any) -> int:
+    """`GET /api/v1/timestamp` data: the server's time in ms."""
+    if isinstance(data, bool) or not isinstance(data, int) or not 0 < data <= _LAST_MS:
+        raise MalformedPayload(f"the server time is not a time in ms: {data!r}")
+    return data

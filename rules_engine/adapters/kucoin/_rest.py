@@ -17,6 +17,7 @@ pool's known remaining quota cannot cover waits for the reset instead of earning
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -28,9 +29,11 @@ from typing import Any
 import aiohttp
 
 from rules_engine.adapters.kucoin._errors import Action, Outcome, classify_exception, classify_reply
+from rules_engine.adapters.kucoin._parsing import PayloadError, parse_server_time
 from rules_engine.adapters.kucoin._signing import Credentials, Signer
 
-__all__ = ["WEIGHTS", "KucoinOrders", "KucoinRest", "RatePools"]
+__all__ = ["MAX_RETRY_AFTER", "WEIGHTS", "KucoinOrders", "KucoinRest", "RatePools",
+           "retry_after_seconds"]
 
 # (pool, weight) per endpoint template, from the reference (section 5). Data, not code.
 WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
@@ -95,9 +98,9 @@ class RatePools:
     def observe(self, pool: str, headers: Mapping[str, str]) -> bool:
         """Record a reply's headers; False when it carried none (an overload reply)."""
         try:
-            limit = int(headers["gw-ratelimit-limit"])
-            remaining = int(headers["gw-ratelimit-remaining"])
-            reset_ms = int(headers["gw-ratelimit-reset"])
+            limit = _header_int(headers, "gw-ratelimit-limit")
+            remaining = _header_int(headers, "gw-ratelimit-remaining")
+            reset_ms = _header_int(headers, "gw-ratelimit-reset")
         except (KeyError, ValueError):
             return False
         self.pools[pool] = _Pool(limit, remaining, self.clock() + reset_ms / 1000)
@@ -106,6 +109,28 @@ class RatePools:
     def exhaust(self, pool: str) -> None:
         state = self.pools.setdefault(pool, _Pool())
         state.remaining = 0
+
+
+MAX_RETRY_AFTER = 60.0  # seconds: a longer wait asked for is cut to this, then retried
+
+
+def retry_after_seconds(value: str) -> float:
+    """A reply's `Retry-After` header: whole seconds (0 when absent or not a number of
+    seconds), at most `MAX_RETRY_AFTER`."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):  # isdigit alone accepts superscripts
+        return 0.0
+    if len(value) > 6:  # more than 11 days, and int() refuses 4301 digits and more
+        return MAX_RETRY_AFTER
+    return min(float(value), MAX_RETRY_AFTER)
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int:
+    """A `gw-ratelimit-*` header: a whole number below 10**12 (KeyError when absent)."""
+    value = headers[name].strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        raise ValueError(f"{name}: {value!r}")
+    return int(value)
 
 
 def _template(method: str, path: str) -> tuple[str, int]:
@@ -168,8 +193,9 @@ class KucoinRest:
         before = self._wall_ms()
         outcome = await self.call("GET", "/api/v1/timestamp")
         after = self._wall_ms()
-        if outcome.action is Action.OK and isinstance(outcome.data, int):
-            self.offset_ms = outcome.data - (before + after) // 2
+        if outcome.action is Action.OK:
+            with contextlib.suppress(PayloadError):
+                self.offset_ms = parse_server_time(outcome.data) - (before + after) // 2
         return outcome
 
     async def keep_time(self, stop: asyncio.Event, every: float = 300.0) -> None:
@@ -263,7 +289,7 @@ class KucoinRest:
                 body = await reply.read()
                 had_headers = self.pools.observe(pool, reply.headers)
                 retry_after = reply.headers.get("Retry-After", "")
-                self._retry_after = float(retry_after) if retry_after.isdigit() else 0.0
+                self._retry_after = retry_after_seconds(retry_after)
                 outcome = classify_reply(reply.status, body, order=order)
                 if outcome.action is Action.NOT_SENT and outcome.code == "429000" and had_headers:
                     self.pools.exhaust(pool)

@@ -27,9 +27,10 @@ import aiohttp
 import orjson
 
 from rules_engine.adapters.kucoin._errors import Action
+from rules_engine.adapters.kucoin._parsing import PayloadError, parse_bullet
 from rules_engine.adapters.kucoin._rest import KucoinRest
 
-__all__ = ["BATCH", "KucoinWs", "batched_topics"]
+__all__ = ["BATCH", "KucoinWs", "batched_topics", "is_welcome"]
 
 BATCH = 100  # symbols per subscribe frame
 
@@ -38,6 +39,15 @@ def batched_topics(prefix: str, symbols: Iterable[str], size: int = BATCH) -> li
     """`/market/ticker:` + up to `size` comma-separated symbols a topic."""
     ordered = list(dict.fromkeys(symbols))
     return [prefix + ",".join(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+def is_welcome(text: str) -> bool:
+    """True for the server's first frame, `{"type": "welcome", ...}`."""
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "welcome"
 
 
 class KucoinWs:
@@ -94,19 +104,19 @@ class KucoinWs:
         if token.action is not Action.OK or not isinstance(token.data, dict):
             self.on_state("stale", f"no WebSocket token: {token.message or token.action.value}")
             return
-        server = token.data["instanceServers"][0]
-        ping_interval = int(server.get("pingInterval", 18000)) / 1000
-        ping_timeout = int(server.get("pingTimeout", 10000)) / 1000
-        url = f"{server['endpoint']}?token={token.data['token']}&connectId={uuid.uuid4().hex}"
+        try:
+            bullet = parse_bullet(token.data)
+        except PayloadError as err:
+            self.on_state("stale", f"bad WebSocket token reply: {err}")
+            return
+        ping_interval, ping_timeout = bullet.ping_interval, bullet.ping_timeout
+        url = f"{bullet.endpoint}?token={bullet.token}&connectId={uuid.uuid4().hex}"
         session = self.rest._session
         assert session is not None
         async with session.ws_connect(url, heartbeat=None, autoping=True) as ws:
             self._ws = ws
             welcome = await ws.receive(timeout=ping_timeout)
-            if (
-                welcome.type != aiohttp.WSMsgType.TEXT
-                or orjson.loads(welcome.data).get("type") != "welcome"
-            ):
+            if welcome.type != aiohttp.WSMsgType.TEXT or not is_welcome(welcome.data):
                 self.on_state("stale", "no welcome from the server")
                 return
             self.connects += 1
@@ -154,17 +164,26 @@ class KucoinWs:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             self.last_seen = asyncio.get_running_loop().time()
-            try:
-                frame = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                continue  # a frame that is not JSON carries nothing we can use
-            kind = frame.get("type") if isinstance(frame, dict) else None
-            if kind == "message":
-                self.on_message(frame)
-            elif kind == "ack" and frame.get("id") in self._acks:
-                self._acks[frame["id"]].set_result(True)
-            elif kind == "error" and frame.get("id") in self._acks:
-                self._acks[frame["id"]].set_result(False)
+            self.on_text(msg.data)
+
+    def on_text(self, text: str) -> None:
+        """One text frame from the server: a message to `on_message`, or a subscription's
+        ack or error."""
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return  # a frame that is not JSON carries nothing we can use
+        if not isinstance(frame, dict):
+            return
+        kind = frame.get("type")
+        if kind == "message":
+            self.on_message(frame)
+        elif kind in ("ack", "error"):
+            # Only a pending subscription's own id (a string) settles it, and only once.
+            frame_id = frame.get("id")
+            ack = self._acks.get(frame_id) if isinstance(frame_id, str) else None
+            if ack is not None and not ack.done():
+                ack.set_result(kind == "ack")
 
     async def _ping_loop(
         self,
