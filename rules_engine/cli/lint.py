@@ -136,6 +136,8 @@ def _load_json(path: str, what: str) -> Any:
         raise LintUsageError(f"cannot read {what} {path}: {err.strerror or err}") from None
     except ValueError as err:
         raise LintUsageError(f"{what} {path} is not JSON: {err}") from None
+    except RecursionError:
+        raise LintUsageError(f"{what} {path} is nested too deeply to read as JSON") from None
 
 
 def _symbols_and_market(args: argparse.Namespace) -> tuple[SymbolTable, MarketSnapshot | None]:
@@ -171,11 +173,19 @@ def parse_all_tickers(document: Any, where: str, fallback: datetime) -> MarketSn
                 price = Decimal(str(row.get("last")))
             except InvalidOperation:
                 continue
-            if price.is_finite() and price > 0:
+            # above zero, and within 1e-40..1e40: W602's arithmetic on it cannot overflow
+            if price.is_finite() and price > 0 and -40 <= price.adjusted() <= 40:
                 last[row["symbol"]] = price
     stamp = data.get("time") if isinstance(data, dict) else None
-    as_of = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int) else fallback
+    as_of = fallback
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        if not 0 <= stamp <= _LAST_MS:
+            raise LintUsageError(f"{where}: data.time must be a time in ms, not {stamp}")
+        as_of = datetime.fromtimestamp(stamp / 1000, UTC)
     return MarketSnapshot(last, as_of)
+
+
+_LAST_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
 
 
 def _cache_dir() -> Path:
@@ -191,7 +201,7 @@ def _get(url: str) -> Any:
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise LintUsageError(f"cannot fetch {url}: {reason}") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise LintUsageError(f"{url} did not answer JSON") from None
 
 
@@ -208,7 +218,9 @@ def _fetch(base_url: str) -> tuple[SymbolTable, MarketSnapshot | None]:
         if not cached.is_file():
             raise
         # Offline: the last list fetched from this exchange, said loudly, with its date.
-        symbols = parse_symbols_reply(json.loads(cached.read_bytes()), source=str(cached))
+        symbols = parse_symbols_reply(
+            _load_json(str(cached), "the cached symbols list"), source=str(cached)
+        )
         print(
             f"rules-engine lint: warning: {err}; using the cached symbols list of "
             f"{symbols.as_of:%Y-%m-%d %H:%M} UTC",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -18,8 +19,10 @@ from typing import Any
 
 from rules_engine.adapters.kucoin._book import BookState, Delta, Level2Book, Step
 from rules_engine.adapters.kucoin._errors import Action
+from rules_engine.adapters.kucoin._parsing import PayloadError, parse_level2, parse_ws_message
 from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.adapters.kucoin._ws import KucoinWs, batched_topics
+from rules_engine.core.market import Ticker
 
 __all__ = ["register"]
 
@@ -77,7 +80,7 @@ class _Market:
         now = datetime.now(UTC)
         self.rest = rest
         self.books = {s: Level2Book(s, now) for s in symbols}
-        self.tickers: dict[str, dict[str, Any]] = {}
+        self.tickers: dict[str, Ticker] = {}
         self.connected = False
         self._fetching: set[str] = set()
 
@@ -91,27 +94,28 @@ class _Market:
                 book.mark_stale(reason, now)
 
     def on_message(self, frame: dict[str, Any]) -> None:
-        topic, data = str(frame.get("topic", "")), frame.get("data")
-        if not isinstance(data, dict):
+        """A level2 delta or a ticker, parsed as the watcher parses them; anything malformed
+        is dropped (a malformed delta makes its book resync)."""
+        topic = str(frame.get("topic", ""))
+        prefix, _, symbol = topic.partition(":")
+        try:
+            event = parse_ws_message(frame)
+        except PayloadError:
+            book = self.books.get(symbol) if prefix == "/market/level2" else None
+            if book is not None:
+                book.mark_stale("a malformed level2 message", datetime.now(UTC))
+                book.state = BookState.SYNCING
+                self.resync(symbol)
             return
-        if frame.get("subject") == "trade.l2update":
-            book = self.books.get(str(data.get("symbol")))
+        if isinstance(event, Delta):
+            book = self.books.get(symbol)
             if book is None:
                 return
-            changes = data.get("changes") or {}
-            step = book.on_delta(
-                Delta(
-                    int(data["sequenceStart"]),
-                    int(data["sequenceEnd"]),
-                    changes.get("bids", []),
-                    changes.get("asks", []),
-                ),
-                datetime.now(UTC),
-            )
+            step = book.on_delta(event, datetime.now(UTC))
             if step is Step.RESYNC or (step is Step.BUFFERED and book.state is not BookState.LIVE):
                 self.resync(book.symbol)
-        elif frame.get("subject") == "trade.ticker":
-            self.tickers[topic.split(":", 1)[1]] = data
+        elif isinstance(event, Ticker) and event.symbol in self.books:
+            self.tickers[event.symbol] = event
 
     def resync(self, symbol: str) -> None:
         if symbol not in self._fetching:
@@ -123,11 +127,13 @@ class _Market:
             outcome = await self.rest.call(
                 "GET", "/api/v1/market/orderbook/level2_100", params=[("symbol", symbol)]
             )
-            if outcome.action is Action.OK and isinstance(outcome.data, dict):
-                data = outcome.data
-                self.books[symbol].on_snapshot(
-                    int(data["sequence"]), data["bids"] or [], data["asks"] or [], datetime.now(UTC)
-                )
+            if outcome.action is Action.OK:
+                try:
+                    sequence, bids, asks = parse_level2(outcome.data)
+                except PayloadError as err:
+                    self.books[symbol].reason = f"a malformed snapshot: {err}"
+                else:
+                    self.books[symbol].on_snapshot(sequence, bids, asks, datetime.now(UTC))
             elif outcome.action in (Action.REJECT, Action.STOP):
                 self.books[symbol].reason = f"the exchange refused the snapshot: {outcome.message}"
         finally:
@@ -136,10 +142,10 @@ class _Market:
     def report(self, depth: int) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for symbol, book in self.books.items():
-            ticker = self.tickers.get(symbol, {})
+            ticker = self.tickers.get(symbol)
             bids, asks = book.depth(depth) if book.fresh else ([], [])
-            best_bid = bids[0][0] if bids else _dec(ticker.get("bestBid"))
-            best_ask = asks[0][0] if asks else _dec(ticker.get("bestAsk"))
+            best_bid = bids[0][0] if bids else ticker.best_bid if ticker else None
+            best_ask = asks[0][0] if asks else ticker.best_ask if ticker else None
             out[symbol] = {
                 "state": book.state.value,
                 "reason": book.reason,
@@ -147,15 +153,11 @@ class _Market:
                 "sequence": book.sequence if book.fresh else None,
                 "bid": _str(best_bid),
                 "ask": _str(best_ask),
-                "last": ticker.get("price"),
+                "last": _str(ticker.price) if ticker else None,
                 "bids": [[str(p), str(s)] for p, s in bids],
                 "asks": [[str(p), str(s)] for p, s in asks],
             }
         return out
-
-
-def _dec(text: object) -> Decimal | None:
-    return Decimal(str(text)) if text not in (None, "") else None
 
 
 def _str(value: Decimal | None) -> str | None:
@@ -173,7 +175,11 @@ async def _run(args: argparse.Namespace) -> int:
                 "GET", "/api/v1/market/orderbook/level1", params=[("symbol", symbol)]
             )
             if level1.action is Action.OK and isinstance(level1.data, dict):
-                market.tickers.setdefault(symbol, level1.data)
+                with contextlib.suppress(PayloadError):  # the feed's first ticker will do
+                    first = parse_ws_message({"topic": f"/market/ticker:{symbol}",
+                                              "data": level1.data})
+                    if isinstance(first, Ticker):
+                        market.tickers.setdefault(symbol, first)
         ws = KucoinWs(rest, on_message=market.on_message, on_state=market.on_state)
         ws.subscribe(batched_topics("/market/level2:", market.books))
         ws.subscribe(batched_topics("/market/ticker:", market.books))

@@ -189,8 +189,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatcherConfig:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as err:
             raise ConfigError(f"cannot read the config file {path}: {err.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        except ValueError as err:  # TOMLDecodeError, UnicodeDecodeError, a 5000-digit int
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     _FILE_DATA["data"] = data
     try:
         return WatcherConfig(**{k: v for k, v in overrides.items() if v is not None})

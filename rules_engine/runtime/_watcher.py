@@ -40,7 +40,7 @@ import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from rules_engine.adapters.kucoin._book import BookState, Level2Book, Step
+from rules_engine.adapters.kucoin._book import BookState, Delta, Level2Book, Step
 from rules_engine.adapters.kucoin._errors import Action, Outcome
 from rules_engine.adapters.kucoin._market import KucoinMarket
 from rules_engine.adapters.kucoin._parsing import (
@@ -739,7 +739,6 @@ class Watcher:
         self._fail(f"internal error: {type(error).__name__}: {error}")
 
     def _on_public(self, frame: dict[str, Any]) -> None:
-        subject = frame.get("subject")
         now = self.now()
         try:
             event = parse_ws_message(frame)
@@ -755,12 +754,12 @@ class Watcher:
                     self._resync(symbol, "malformed level2 message")
                     self._changed(symbol, now)
             return
-        if subject == "trade.l2update":
-            symbol = str(frame["data"].get("symbol") or frame["topic"].split(":", 1)[1])
+        if isinstance(event, Delta):  # by what parsed, not by `subject`, which may say anything
+            symbol = str(frame["data"].get("symbol") or frame["topic"].partition(":")[2])
             book = self.books.get(symbol)
             if book is None:
                 return
-            result = book.on_delta(event, now)  # type: ignore[arg-type]
+            result = book.on_delta(event, now)
             if result is Step.RESYNC:
                 self._event("book.gap", {"symbol": symbol, "reason": book.reason})
                 self._resync(symbol, book.reason)
