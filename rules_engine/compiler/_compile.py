@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import ClassVar, TypeVar
 
 from rules_engine.compiler import _model as M
@@ -37,6 +37,9 @@ _T = TypeVar("_T")
 _SEVERITY = {"E": Severity.ERROR, "W": Severity.WARNING}
 _HUNDRED = Decimal(100)
 _FAR_FROM_MARKET = Decimal("0.10")  # W602: a literal limit price more than 10% from last
+MAX_NESTING = 50  # E009: operators, negations and calls inside one another, in one expression
+MAX_DURATION_S = 36500 * 86400  # E204: a hundred years; longer ones overflow the clock's dates
+MAX_FIRINGS = 1_000_000  # E409
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,15 @@ class RuleCompiler:
                     "`rule NAME:` header, start one-liners in column 1",
                 )
                 return None
+        deep = _too_deep(node)
+        if deep is not None:
+            self._report(
+                deep,
+                "E009",
+                f"expression nested more than {MAX_NESTING} levels deep (operators, negations "
+                "and calls inside one another): split it into simpler conditions",
+            )
+            return None
         for word in _names_used(node):
             if word.text in KEYWORDS:
                 self._report(
@@ -497,7 +509,7 @@ class RuleCompiler:
             raise self._fail(
                 node.span, "E108", f"{name} needs a whole number of candles first: {_USAGE[name]}"
             )
-        period = int(node.text)
+        period = int(node.text) if len(node.text) <= 15 else MAX_PERIOD + 1
         if not least <= period <= MAX_PERIOD:
             raise self._fail(
                 node.span, "E108", f"{name} period must be between {least} and {MAX_PERIOD}"
@@ -743,8 +755,8 @@ class RuleCompiler:
                     "E302",
                     f"size {_fmt(amount)} is above {sym}'s baseMaxSize {_fmt(info.base_max_size)}",
                 )
-            if amount % info.base_increment:
-                fixed = (amount // info.base_increment) * info.base_increment
+            fixed = _multiple_below(amount, info.base_increment)
+            if fixed != amount:
                 self._report(
                     span,
                     "E303",
@@ -771,8 +783,8 @@ class RuleCompiler:
                     f"funds {_fmt(amount)} {info.quote_currency} are above "
                     f"{sym}'s quoteMaxSize {_fmt(info.quote_max_size)}",
                 )
-        if amount % info.quote_increment:
-            fixed = (amount // info.quote_increment) * info.quote_increment
+        fixed = _multiple_below(amount, info.quote_increment)
+        if fixed != amount:
             self._report(
                 span,
                 "E313",
@@ -809,9 +821,9 @@ class RuleCompiler:
             self._report(span, "E311", f"the {what} must be above zero")
             return False
         ok = True
-        if price % info.price_increment:
+        down = _multiple_below(price, info.price_increment)
+        if down != price:
             inc = info.price_increment
-            down = (price // inc) * inc
             fixed = down if side == "buy" else down + inc
             self._report(
                 span,
@@ -862,9 +874,15 @@ class RuleCompiler:
     # ------------------------------------------------------------ lifecycle
 
     def _positive_duration(self, dur: A.Dur) -> int:
-        seconds = dur.seconds
+        digits = dur.text[:-1]
+        seconds = dur.seconds if len(digits) <= 15 else MAX_DURATION_S + 1
         if seconds <= 0:
             self._report(dur.span, "E204", "a duration must be longer than zero")
+        elif seconds > MAX_DURATION_S:
+            self._report(
+                dur.span, "E204", f"a duration must be at most {MAX_DURATION_S // 86400}d"
+            )
+            return MAX_DURATION_S
         return seconds
 
     def _lifecycle(
@@ -878,11 +896,11 @@ class RuleCompiler:
             max_firings = None
             if life.max_count is not None:
                 text = life.max_count.text
-                if "." in text or int(text) < 1:
+                if "." in text or len(text) > 15 or not 1 <= int(text) <= MAX_FIRINGS:
                     self._report(
                         life.max_count.span,
                         "E409",
-                        "`max` takes a whole number of firings, 1 or more",
+                        f"`max` takes a whole number of firings, from 1 to {MAX_FIRINGS}",
                     )
                 else:
                     max_firings = int(text)
@@ -974,6 +992,56 @@ def _slot_name(slot: str) -> str:
 
 
 _DECIMALS: dict[str, Decimal] = {}
+
+
+def _multiple_below(value: Decimal, step: Decimal) -> Decimal:
+    """The largest multiple of `step` at or below `value` (exact: with the precision the
+    quotient needs, so a huge literal cannot overflow the default 28 digits)."""
+    with localcontext() as ctx:
+        digits = value.adjusted() - step.adjusted() + len(step.as_tuple().digits) + 3
+        ctx.prec = max(ctx.prec, digits)
+        return (value // step) * step
+
+
+_NESTED = (A.Bin, A.Neg, A.Cmp, A.Cross, A.Between, A.BoolOp, A.Not, A.Call)
+
+
+def _too_deep(node: A.RuleNode) -> A.Span | None:
+    """The span of the first expression nested deeper than `MAX_NESTING` (compiling it would
+    recurse past Python's limit), or None. Iterative: about 1% of a compile."""
+    for clause in node.clauses:
+        for root in _roots(clause):
+            stack: list[tuple[A.Expr, int]] = [(root, 1)]
+            while stack:
+                expr, depth = stack.pop()
+                if not isinstance(expr, _NESTED):
+                    continue
+                if depth > MAX_NESTING:
+                    return root.span
+                stack.extend((child, depth + 1) for child in _children(expr))
+    return None
+
+
+def _roots(clause: A.Clause) -> list[A.Expr]:
+    if isinstance(clause, A.When):
+        return [clause.cond]
+    if isinstance(clause, A.Place):
+        return [e for e in (clause.size.amount, clause.price, clause.trail) if e is not None]
+    if isinstance(clause, A.StopLoss):
+        return [clause.price]
+    return []
+
+
+def _children(expr: A.Expr) -> tuple[A.Expr, ...]:
+    if isinstance(expr, A.Bin | A.Cmp | A.Cross | A.BoolOp):
+        return (expr.left, expr.right)
+    if isinstance(expr, A.Neg | A.Not):
+        return (expr.operand,)
+    if isinstance(expr, A.Between):
+        return (expr.operand, expr.low, expr.high)
+    if isinstance(expr, A.Call):
+        return expr.args
+    return ()
 
 
 def _decimal(text: str) -> Decimal:

@@ -437,15 +437,21 @@ def parse(source: SourceFile) -> ParseResult:
     parser = _parser()
     text = source.text
     chunk = text
+    resumed = 0  # the line parsing last resumed after
     with gc_paused():
         while True:
             try:
                 _keep(rules, _run(parser, chunk), source.path)
                 break
             except UnexpectedInput as err:
-                diagnostics.append(_syntax_diagnostic(source, err))
+                diagnostic = _syntax_diagnostic(source, err)
+                if diagnostic not in diagnostics:
+                    diagnostics.append(diagnostic)
                 lines = chunk.split("\n")
-                bad = _broken_line(err, len(lines))
+                # An error at or above the resumed line is one the placeholder header met
+                # (the resumed line itself broke): move on past it, so parsing always ends.
+                bad = max(_broken_line(err, len(lines)), resumed + 1)
+                resumed = bad
                 start = _item_start(lines, bad)
                 broken.update(_HEADER_RE.findall("\n".join(lines[start - 1 : bad])))
                 if start > 1:
@@ -521,7 +527,7 @@ def _resume_text(text: str, restart: int) -> str:
 
 
 def _bad_bytes(source: SourceFile) -> Iterator[Diagnostic]:
-    for number, line in enumerate(source.text.splitlines(), start=1):
+    for number, line in enumerate(source.text.split("\n"), start=1):  # the lexer's lines
         col = line.find(REPLACEMENT)
         if col >= 0:
             yield Diagnostic(

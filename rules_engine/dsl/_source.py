@@ -32,9 +32,11 @@ class SourceFile:
         return SourceFile.from_bytes(display or str(path), path.read_bytes())
 
     def line(self, number: int) -> str:
-        """The 1-based line `number` without its line ending ('' when out of range)."""
+        """The 1-based line `number` without its line ending ('' when out of range). Lines
+        end at "\n" (or "\r\n") only, as the lexer counts them: a lone "\r", a form feed or
+        "\u2028" does not start a line."""
         if not self._lines:
-            self._lines.extend(self.text.splitlines() or [""])
+            self._lines.extend(line.removesuffix("\r") for line in self.text.split("\n"))
         if 1 <= number <= len(self._lines):
             return self._lines[number - 1]
         return ""
