@@ -53,8 +53,9 @@ Targets and what each calls (every place that parses outside bytes, found with g
   tickers         cli/lint._symbols_and_market --tickers FILE (json -> parse_all_tickers),
                   then a compile that compares limit prices with those tickers (W602).
   config          runtime/_config.load_config on mutated examples/watcher.toml: ConfigError.
-  sandbox_order   sandbox/rest._order_request on bodies decoded as the sandbox server does
-                  (json.loads with Decimal floats): an OrderRequest or ApiFailureError.
+  sandbox_order   sandbox/rest._order_request on bodies decoded by the server's own
+                  `parse_body` (json.loads with Decimal floats): an OrderRequest or
+                  ApiFailureError.
 
 Reads that are not fuzzed, and why: adapters/kucoin/_keys.check_key and the watcher's
 `_check_venue` read the API-key reply with `str()` of `.get()` only; the watcher's page
@@ -1023,6 +1024,7 @@ def build_targets(seeds: Seeds | None = None) -> tuple[list[Target], list[Callab
     from rules_engine.runtime._config import ConfigError, load_config
     from rules_engine.sandbox.errors import ApiFailureError
     from rules_engine.sandbox.rest import _order_request
+    from rules_engine.sandbox.server import parse_body
 
     s = seeds or Seeds()
     r = s.replies
@@ -1092,21 +1094,11 @@ def build_targets(seeds: Seeds | None = None) -> tuple[list[Target], list[Callab
     bodies = [{k: v for k, v in o.items() if k in order_keys and v not in (None, "")}
               for o in recorded_orders]
 
-    sandbox_notes: dict[str, int] = {}
+    sandbox_notes: dict[str, int] = {}  # findings outside the fuzzed code (none now)
 
     def sandbox_feed(data: bytes) -> bool:
-        try:
-            body = json.loads(data, parse_float=Decimal)
-        except ValueError:
-            return False  # the server answers "Invalid request body: not JSON"
-        except (RecursionError, ArithmeticError) as error:
-            # The server's own decoding (sandbox/server.py, not a plain function) answers only
-            # ValueError with 400; its `_guard` answers these with a 500 and a logged traceback.
-            note = (f"sandbox/server.py json.loads raised {type(error).__name__}: answered 500 "
-                    "by _guard instead of 400 'not JSON'")
-            sandbox_notes[note] = sandbox_notes.get(note, 0) + 1
-            return False
-        if not isinstance(body, dict):
+        body = parse_body(data)  # the server's own decoding: a clean 400 when it is a str
+        if isinstance(body, str):
             return False
         flags = hashlib.sha256(data).digest()[0]
         try:

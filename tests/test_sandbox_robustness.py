@@ -6,7 +6,7 @@ import itertools
 import re
 from typing import Any
 
-from sandbox_support import running
+from sandbox_support import auth_headers, running
 
 from rules_engine.sandbox.config import SandboxConfig
 from rules_engine.sandbox.rest import routes
@@ -60,3 +60,17 @@ async def test_every_route_answers_hostile_input_with_a_kucoin_error_not_a_500()
         assert seen > 300
         # The inputs reach the handlers: parameter errors and successes, not only auth errors.
         assert {"200000", "400100", "900001"} <= codes
+
+
+async def test_a_body_nested_too_deep_or_with_a_huge_exponent_is_400_not_json() -> None:
+    """The fuzzer found a body nested too deep answered 500 (RecursionError)."""
+    async with running() as box:
+        for body in ("[" * 100_000 + "]" * 100_000, '{"size": 1e999999999999999999}'):
+            headers = auth_headers("POST", "/api/v1/hf/orders", body, box.state.now_ms())
+            headers["Content-Type"] = "application/json"
+            async with box.http.post(box.url + "/api/v1/hf/orders", data=body,
+                                     headers=headers) as r:
+                status, payload = r.status, await r.json(content_type=None)
+            assert (status, payload["code"]) == (400, "400100"), payload
+            if body.startswith("["):
+                assert payload["msg"] == "Invalid request body: not JSON"

@@ -28,7 +28,7 @@ from rules_engine.sandbox.errors import ApiError, ApiFailureError
 from rules_engine.sandbox.rest import Ctx, Route, ok_body, routes
 from rules_engine.sandbox.state import SandboxState, build_state
 
-__all__ = ["SandboxState", "build_state", "create_app", "run_server"]
+__all__ = ["SandboxState", "build_state", "create_app", "parse_body", "run_server"]
 
 log = logging.getLogger("rules_engine.sandbox")
 
@@ -53,6 +53,17 @@ def _error(state: SandboxState, error: ApiError, headers: dict[str, str] | None 
         response.headers["x-sandbox-instance"] = state.instance_id
         return response
     return _reply(state, error.body(), error.status, headers)
+
+
+def parse_body(raw: bytes) -> dict[str, Any] | str:
+    """A request's JSON object (numbers with a fraction as Decimal), or why it is not one."""
+    try:
+        parsed = json.loads(raw, parse_float=Decimal)
+    except (ValueError, RecursionError, ArithmeticError):  # nested too deep; 1e99999999999
+        return "Invalid request body: not JSON"
+    if not isinstance(parsed, dict):
+        return "Invalid request body: not an object"
+    return parsed
 
 
 def _remote_ip(request: web.Request) -> str:
@@ -92,14 +103,9 @@ def _make_handler(state: SandboxState, route: Route) -> Callable[[web.Request], 
             ctype = request.headers.get("Content-Type", "")
             if request.method == "POST" and "json" not in ctype:
                 return _error(state, errors.unsupported_media_type(), limit_headers)
-            try:
-                parsed = json.loads(raw, parse_float=Decimal)
-            except ValueError:
-                return _error(state, errors.bad_param("Invalid request body: not JSON"),
-                              limit_headers)
-            if not isinstance(parsed, dict):
-                return _error(state, errors.bad_param("Invalid request body: not an object"),
-                              limit_headers)
+            parsed = parse_body(raw)
+            if isinstance(parsed, str):
+                return _error(state, errors.bad_param(parsed), limit_headers)
             body = parsed
         ctx = Ctx(state, request, dict(request.query), body, key, dict(request.match_info))
         try:
