@@ -293,7 +293,8 @@ class SoakSession(CrashSession):
         self.key = f"soak-key-{secrets.token_hex(4)}"
         self.secret = f"soak-secret-{secrets.token_hex(16)}"
         self.passphrase = f"soak-pass-{secrets.token_hex(8)}"
-        super().__init__(workdir, kills=1, seed=seed, log=log, converge_timeout=60.0)
+        # The last run may wait out a deadline set while the clock was 30 s ahead.
+        super().__init__(workdir, kills=1, seed=seed, log=log, converge_timeout=90.0)
         self.capped = workdir / "capped.rules"
         self.rule_paths = [self.rules, self.capped]
         self.injector = FaultInjector(self, random.Random(seed ^ 0x5EED))
