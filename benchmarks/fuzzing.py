@@ -631,7 +631,6 @@ class Target:
     feed: Feed
     kind: str = "json"  # json | text | toml | rules | once
     weight: float = 1.0
-    notes: dict[str, int] = dataclasses.field(default_factory=dict)  # findings outside scope
 
 
 def _rest(parser: Callable[[Any], Any]) -> Feed:
@@ -1094,8 +1093,6 @@ def build_targets(seeds: Seeds | None = None) -> tuple[list[Target], list[Callab
     bodies = [{k: v for k, v in o.items() if k in order_keys and v not in (None, "")}
               for o in recorded_orders]
 
-    sandbox_notes: dict[str, int] = {}  # findings outside the fuzzed code (none now)
-
     def sandbox_feed(data: bytes) -> bool:
         body = parse_body(data)  # the server's own decoding: a clean 400 when it is a str
         if isinstance(body, str):
@@ -1144,7 +1141,7 @@ def build_targets(seeds: Seeds | None = None) -> tuple[list[Target], list[Callab
         Target("symbols", [_dump(d) for d in symbol_docs], symbols_feed),
         Target("tickers", [_dump(d) for d in tickers], tickers_feed),
         Target("config", [toml_text.encode(), uncommented.encode()], config_feed, "toml"),
-        Target("sandbox_order", [_dump(b) for b in bodies], sandbox_feed, notes=sandbox_notes),
+        Target("sandbox_order", [_dump(b) for b in bodies], sandbox_feed),
     ]
     return targets, cleanups
 
@@ -1317,12 +1314,11 @@ def run(seconds: float = 60.0, seed: int = 1, *, only: Sequence[str] = (),
     finally:
         for cleanup in cleanups:
             cleanup()
-    report(results, out, save, {t.name: t.notes for t in targets if t.notes})
+    report(results, out, save)
     return results
 
 
-def report(results: Sequence[Stats], out: typing.TextIO, save: Path | None,
-           notes_of: dict[str, dict[str, int]] | None = None) -> None:
+def report(results: Sequence[Stats], out: typing.TextIO, save: Path | None) -> None:
     header = f"{'target':<16}{'inputs':>9}{'parsed':>9}{'clean':>9}{'crashes':>9}{'slowest':>10}"
     print(header, file=out)
     print("-" * len(header), file=out)
@@ -1334,9 +1330,6 @@ def report(results: Sequence[Stats], out: typing.TextIO, save: Path | None,
     print("-" * len(header), file=out)
     print(f"{'total':<16}{total:>9}{sum(s.parsed for s in results):>9}"
           f"{sum(s.clean for s in results):>9}{crashes:>9}", file=out)
-    for target, notes in (notes_of or {}).items():
-        for note, count in notes.items():
-            print(f"note {target}: {count} inputs: {note}", file=out)
     for s in results:
         for crash in s.crashes:
             print(f"\nCRASH {crash.target}: {crash.error}\n  at {crash.where} "

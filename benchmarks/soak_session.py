@@ -183,7 +183,6 @@ class SoakResult:
     seconds: float
     faults: Counter[str] = field(default_factory=Counter)
     audit: Audit = field(default_factory=Audit)
-    crash_summary: str = ""
     kills: int = 0
     kill_modes: Counter[str] = field(default_factory=Counter)
     watchers: int = 0
@@ -475,7 +474,7 @@ class SoakSession(CrashSession):
                 out.add("limit breaches", f"order {oid} worth {value} USDT, above "
                         f"max_order_notional {MAX_ORDER_NOTIONAL}")
             rule = rule_of.get(oid, "")
-            if rule.rsplit(":", 1)[-1] in capped or rule in capped:
+            if rule in capped:  # a named rule's identity is its name
                 by_rule[rule] = by_rule.get(rule, Decimal(0)) + value
         for rule, total in sorted(by_rule.items()):
             if total > MAX_RULE_NOTIONAL:
@@ -524,37 +523,30 @@ class SoakSession(CrashSession):
     async def after_final(self) -> None:
         self.soak.audit = await self.audit()
 
-    async def prepare_store(self) -> None:
-        if self.pg_url is not None:
-            engine = create_engine(self.pg_url)
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(f"CREATE SCHEMA {self.schema}"))
-            finally:
-                engine.dispose()
-            self.log(f"  store: PostgreSQL schema {self.schema}")
-
-    def drop_store(self) -> None:
-        if self.pg_url is not None:
-            engine = create_engine(self.pg_url)
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE"))
-            finally:
-                engine.dispose()
+    def _schema(self, statement: str) -> None:
+        """Run one schema statement on PostgreSQL (`--pg`); nothing on SQLite."""
+        if self.pg_url is None:
+            return
+        engine = create_engine(self.pg_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+        finally:
+            engine.dispose()
 
     async def run_soak(self) -> SoakResult:
         started = time.monotonic()
-        await self.prepare_store()
+        self._schema(f"CREATE SCHEMA {self.schema}")
+        if self.pg_url is not None:
+            self.log(f"  store: PostgreSQL schema {self.schema}")
         try:
             result = await self.run()
         finally:
-            self.drop_store()
+            self._schema(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         self.soak.faults = self.injector.counts
         self.soak.kills = result.kills
         self.soak.kill_modes = result.kill_modes
         self.soak.watchers = self.n
-        self.soak.crash_summary = result.summary()
         self.soak.caught_up_s = result.converged_s
         self.soak.elapsed_s = time.monotonic() - started
         return self.soak
@@ -589,7 +581,8 @@ def report(result: SoakResult) -> str:
              f"watcher caught up in {result.caught_up_s} s", "",
              f"{'fault injected':<{width}}  count"]
     lines += [f"{name:<{width}}  {faults.get(name, 0)}" for name, _ in FAULTS]
-    lines += [f"{'SIGKILL of the watcher':<{width}}  {result.kills}", "",
+    lines += [f"{'SIGKILL of the watcher':<{width}}  {result.kills} (by moment: "
+              f"{dict(sorted(result.kill_modes.items()))})", "",
               f"{'audit (each must be 0)':<{width}}  count"]
     lines += [f"{kind:<{width}}  {n}" for kind, n in counts.items()]
     f = result.audit.figures

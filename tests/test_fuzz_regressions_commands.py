@@ -8,11 +8,12 @@ The inputs are the fuzzer's; the comment on each says what the old code raised, 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fuzz_support import DEEP, NOW, delta_frame, ticker_frame
 
 from rules_engine.adapters.kucoin._book import BookState, Level2Book
 from rules_engine.adapters.kucoin._rest import KucoinRest
@@ -22,23 +23,6 @@ from rules_engine.engine._candles import CandleSeries
 from rules_engine.runtime._config import ConfigError, load_config
 from rules_engine.runtime._market import MarketState
 from rules_engine.runtime._watcher import Watcher
-
-NOW = datetime(2021, 4, 25, 19, 18, tzinfo=UTC)
-DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def ticker_frame(**data: Any) -> dict[str, Any]:
-    fields = {"bestAsk": "243.65", "bestBid": "242.647", "price": "243.65", "size": "0.08",
-              "sequence": "1613277183909", "time": 1619378326732, **data}
-    return {"type": "message", "topic": "/market/ticker:BCHSV-USDT", "subject": "trade.ticker",
-            "data": fields}
-
-
-def delta_frame(asks: list[Any], start: int = 1612712745588, **data: Any) -> dict[str, Any]:
-    return {"type": "message", "topic": "/market/level2:FET-BTC", "subject": "trade.l2update",
-            "data": {"sequenceStart": start, "sequenceEnd": start, "symbol": "FET-BTC",
-                     "changes": {"asks": asks, "bids": []}, **data}}
-
 
 # ------------------------------------------------------------------ the market command
 

@@ -8,10 +8,10 @@ on each says what the old code raised, and where.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fuzz_support import DEEP, NOW, delta_frame, ticker_frame
 
 from rules_engine.adapters.kucoin._book import Delta, Level2Book
 from rules_engine.adapters.kucoin._errors import Action, Outcome, classify_reply
@@ -35,8 +35,6 @@ from rules_engine.adapters.kucoin._rest import (
 from rules_engine.adapters.kucoin._ws import KucoinWs, is_welcome
 from rules_engine.core.symbols import SymbolDataError, SymbolInfo
 
-NOW = datetime(2021, 4, 25, 19, 18, tzinfo=UTC)
-DEEP = "[" * 100_000 + "]" * 100_000
 STATS = {"time": 1709897710012, "symbol": "BTC-USDT", "last": "67400", "changeRate": "0.0089",
          "vol": "6442.17728633", "high": "67978.8", "low": "66541.4"}
 ORDER = {"id": "65e371dd0ddaa40007cb437b", "symbol": "LTC-USDT", "type": "market",
@@ -49,17 +47,6 @@ FILL = {"symbol": "LTC-USDT", "tradeId": "3607194733924353", "orderId": "65560a0
         "createdAt": 1700137473000}
 
 
-def ticker_frame(**data: Any) -> dict[str, Any]:
-    fields = {"bestAsk": "243.65", "bestBid": "242.647", "price": "243.65", "size": "0.08",
-              "sequence": "1613277183909", "time": 1619378326732, **data}
-    return {"type": "message", "topic": "/market/ticker:BCHSV-USDT", "subject": "trade.ticker",
-            "data": fields}
-
-
-def delta_frame(asks: list[Any], start: int = 1612712745588, **data: Any) -> dict[str, Any]:
-    return {"type": "message", "topic": "/market/level2:FET-BTC", "subject": "trade.l2update",
-            "data": {"sequenceStart": start, "sequenceEnd": start, "symbol": "FET-BTC",
-                     "changes": {"asks": asks, "bids": []}, **data}}
 
 
 # ------------------------------------------------------------------ the error table

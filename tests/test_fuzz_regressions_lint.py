@@ -6,30 +6,11 @@ on each says what the old code raised, and where.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
+from fuzz_support import watchdog
 
 from rules_engine.compiler import Compiler, compile_sources, shipped_symbols
 from rules_engine.dsl import SourceFile, parse
-
-
-@contextmanager
-def no_hang(seconds: float = 10.0) -> Iterator[None]:
-    def expired(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"no result after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
 
 # ------------------------------------------------------------------ the linter
 
@@ -98,7 +79,7 @@ def test_a_lone_carriage_return_after_a_broken_header_does_not_hang_the_parser()
             "    place limit buy 0.001 at mid - (((((2)))))%\n\n"
             "rule band code BTC-USDT:\n    when last between 55000 and 56000\n"
             "    place limit buy 0.002 at last - 0.5%\n")
-    with no_hang():
+    with watchdog(10.0):
         result = parse(SourceFile("hang.rules", text))
     lines = [d.span.line for d in result.diagnostics]
     assert len(lines) == len(set(zip(lines, [d.code for d in result.diagnostics], strict=True)))

@@ -81,7 +81,7 @@ def _order(oid: str, **fields: Any) -> dict[str, Any]:
 
 
 def test_limit_breaches_are_counted_from_the_exchanges_record(session: SoakSession) -> None:
-    capped = [_firing(n, seq=100, at=T0, identity="capped.rules:capped_a", oid=f"{PREFIX}-{n}")
+    capped = [_firing(n, seq=100, at=T0, identity="capped_a", oid=f"{PREFIX}-{n}")
               for n in range(1, 7)]
     orders = {f"x{n}": _order(f"{PREFIX}-{n}", type="market", funds="11") for n in range(1, 7)}
     out = Audit()

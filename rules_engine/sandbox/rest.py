@@ -740,14 +740,17 @@ async def h_legacy_cancel_all(ctx: Ctx) -> Any:
     return {"cancelledOrderIds": ids}
 
 
-def _filtered(ctx: Ctx, orders: list[Order]) -> list[Order]:
+def _wanted(ctx: Ctx) -> Callable[[Order], bool]:
+    """The request's `side`, `type`, `startAt` and `endAt` filters, read once."""
     side, kind = ctx.q("side"), ctx.q("type")
     start, end = _int(ctx.q("startAt"), "startAt", 0), _int(ctx.q("endAt"), "endAt", 0)
-    return [
-        o for o in orders
-        if (side is None or o.side == side) and (kind is None or o.req.type == kind)
-        and o.created_at >= start and (not end or o.created_at <= end)
-    ]
+    return lambda o: ((side is None or o.side == side) and (kind is None or o.req.type == kind)
+                      and o.created_at >= start and (not end or o.created_at <= end))
+
+
+def _filtered(ctx: Ctx, orders: list[Order]) -> list[Order]:
+    wanted = _wanted(ctx)
+    return [o for o in orders if wanted(o)]
 
 
 async def h_hf_active(ctx: Ctx) -> Any:
@@ -775,6 +778,7 @@ def _newest_done(ctx: Ctx, symbol: str | None, last_id: int, limit: int
     length, not the whole history. None if the ids are not in order there."""
     engine = ctx.state.engine
     now = ctx.state.now_ms()
+    wanted = _wanted(ctx)
     chosen: list[tuple[int, Order]] = []
     previous: int | None = None
     for order in reversed(engine.orders.values()):
@@ -785,7 +789,7 @@ def _newest_done(ctx: Ctx, symbol: str | None, last_id: int, limit: int
         if (last_id and number >= last_id) or order.active or (
                 symbol is not None and order.symbol != symbol):
             continue
-        if not engine._retained(order, now) or not _filtered(ctx, [order]):
+        if not engine._retained(order, now) or not wanted(order):
             continue
         chosen.append((number, order))
         if len(chosen) == limit:
