@@ -39,12 +39,9 @@ be 0:
 from __future__ import annotations
 
 import asyncio
-import base64
 import bisect
 import contextlib
 import copy
-import hashlib
-import hmac
 import json
 import random
 import secrets
@@ -60,24 +57,23 @@ from typing import Any
 
 from sqlalchemy import MetaData, create_engine, select, text
 
+from rules_engine.runtime._market import BOOK_FIELDS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from crash_support import (  # the shared harness, in tests/
-    HARNESS_KEY,
-    HARNESS_PASSPHRASE,
-    HARNESS_SECRET,
     SANDBOX_CONFIG,
     WATCHER_TOML,
     CrashSession,
     StoreRecord,
     _clean_env,
+    _sign,
     read_store,
     rules_text,
 )
 
 __all__ = ["SoakResult", "SoakSession", "run_soak"]
 
-BOOK_FIELDS = ("bid", "ask", "mid", "spread", "bid_size", "ask_size")  # runtime/_market.py
 
 PING_INTERVAL_MS = 3000
 PING_TIMEOUT_MS = 2000
@@ -99,11 +95,6 @@ FAULTS = (
     ("silent connection", 2), ("429 storm", 2), ("5xx", 2), ("html errors", 2),
     ("accepted, reply timed out", 2), ("slow replies", 1), ("clock skew", 2),
 )
-
-
-def _sign(secret: str, text: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
-                            ).decode()
 
 
 def extra_rules(btc: Decimal, eth: Decimal) -> str:
@@ -310,12 +301,11 @@ class SoakSession(CrashSession):
 
     def sandbox_config(self) -> dict[str, Any]:
         config = copy.deepcopy(SANDBOX_CONFIG)
+        # The demo key replaced by this run's own; the harness's read-only key kept.
         config["keys"] = [
             {"api_key": self.key, "api_secret": self.secret, "api_passphrase": self.passphrase,
              "permissions": ["General", "Spot"], "remark": "soak (not the demo key)"},
-            {"api_key": HARNESS_KEY, "api_secret": HARNESS_SECRET,
-             "api_passphrase": HARNESS_PASSPHRASE, "permissions": ["General", "Spot"],
-             "remark": "soak audit (reads only)"},
+            *(key for key in config["keys"] if not key.get("demo")),
         ]
         config["ping_interval_ms"] = PING_INTERVAL_MS
         config["ping_timeout_ms"] = PING_TIMEOUT_MS
