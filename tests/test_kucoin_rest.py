@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from rules_engine.adapters.kucoin._errors import Action
+from rules_engine.adapters.kucoin._errors import Action, Outcome
 from rules_engine.adapters.kucoin._rest import KucoinOrders, KucoinRest
 from rules_engine.adapters.kucoin._signing import Credentials, Secret
 from rules_engine.sandbox.config import QuotaConfig, SandboxConfig
@@ -77,8 +77,26 @@ async def test_cancel_all_for_a_symbol(box: RunningSandbox) -> None:
 
 
 async def test_family_is_detected_as_kucoin_does(box: RunningSandbox) -> None:
-    async with KucoinRest(box.url, creds(box)) as rest:
-        assert await KucoinOrders.detect_family(rest) in ("hf", "legacy")
+    """The sandbox's account is HF (`true`); an exchange answering 503 proves nothing, so the
+    family is not guessed (an HF account's orders sent to the legacy endpoints would fail)."""
+    from rules_engine.sandbox.config import FaultConfig
+
+    async with KucoinRest(box.url, creds(box), attempts=1) as rest:
+        assert await KucoinOrders.detect_family(rest) == "hf"
+        box.state.config.faults = FaultConfig(http_5xx=True)
+        with pytest.raises(ConnectionError, match="order family"):
+            await KucoinOrders.detect_family(rest)
+
+
+def test_the_family_of_each_kind_of_answer() -> None:
+    def answer(action: Action, data: object = None) -> Outcome:
+        return Outcome(action, None, "", 200, data)
+
+    assert KucoinOrders.family_of(answer(Action.OK, True)) == "hf"
+    assert KucoinOrders.family_of(answer(Action.OK, False)) == "legacy"
+    assert KucoinOrders.family_of(answer(Action.REJECT)) == "legacy"  # no such endpoint
+    for transient in (Action.RETRY, Action.UNKNOWN, Action.NOT_SENT):
+        assert KucoinOrders.family_of(answer(transient)) is None
 
 
 async def test_a_duplicate_client_oid_says_adopt_it(box: RunningSandbox) -> None:

@@ -341,6 +341,46 @@ async def test_a_second_watcher_on_the_same_database_refuses_to_start(tmp_path: 
             await run_watcher(config, [rules_file], asyncio.Event())
 
 
+async def test_a_start_waits_out_an_exchange_that_fails_after_the_symbols_were_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The venue check, the order family and recovery's reads ask again while the exchange
+    answers 503 (CI's soak once lost a watcher to 3 s of 5xx there): the start goes on once
+    the exchange is back, and the family is still the one the venue reports (`hf`), never a
+    guess made from an error."""
+    from rules_engine.sandbox.config import FaultConfig
+
+    rules = tmp_path / "down.rules"
+    rules.write_text("when BTC-USDT bid < 1 place limit buy 0.01\n")
+    async with venue() as v:
+        config = load_config(None, {"exchange_url": v.url, "view": "off", "log_format": "json",
+                                    "db": f"sqlite:///{tmp_path / 'down.sqlite'}",
+                                    "request_timeout_s": 1.0})
+        loop = asyncio.get_running_loop()
+
+        holder: list[Watcher] = []
+
+        def started(watcher: Watcher) -> None:  # the symbols are read; the venue check is next
+            holder.append(watcher)
+            v.state.config.faults = FaultConfig(http_5xx=True)
+            loop.call_later(4.0, setattr, v.state.config, "faults", FaultConfig())
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_watcher(config, [rules], stop, started))
+        await until(lambda: bool(holder) or task.done(), 10)
+        try:
+            await until(lambda: holder[0]._ready.is_set() or task.done(), 30)
+            assert not task.done(), task.result()
+            assert holder[0].orders.family == "hf"
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+    misses = [line for line in capsys.readouterr().err.splitlines()
+              if '"exchange.unreachable"' in line]
+    assert misses and all("Service Unavailable" in m for m in misses)
+    assert '"why": "the exchange\'s status: ' in misses[0]
+
+
 async def test_a_fresh_sandbox_is_refused_instead_of_reconciled(tmp_path: Path) -> None:
     rules = "when BTC-USDT bid < 1 place limit buy 0.01\n"
     async with rig(tmp_path, rules):

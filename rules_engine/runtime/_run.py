@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from rules_engine.adapters.kucoin._errors import Action
+from rules_engine.adapters.kucoin._errors import TRANSIENT, Action
 from rules_engine.adapters.kucoin._keys import KeyError_, check_key, load_credentials
 from rules_engine.adapters.kucoin._market import KucoinMarket
 from rules_engine.adapters.kucoin._rest import KucoinRest
@@ -160,8 +160,6 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), 0.25)
             live.update(render())
 
-
-TRANSIENT = (Action.RETRY, Action.UNKNOWN, Action.NOT_SENT)
 
 
 async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> SymbolTable:

@@ -28,11 +28,13 @@ import heapq
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +43,7 @@ from apscheduler.events import EVENT_JOB_ERROR
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from rules_engine.adapters.kucoin._book import BookState, Delta, Level2Book, Step
-from rules_engine.adapters.kucoin._errors import Action, Outcome
+from rules_engine.adapters.kucoin._errors import TRANSIENT, Action, Outcome
 from rules_engine.adapters.kucoin._market import KucoinMarket
 from rules_engine.adapters.kucoin._parsing import (
     MalformedPayload,
@@ -293,6 +295,7 @@ class Watcher:
             raise WatcherError(str(err)) from None
         self.engine_id = self.store.engine_id()
         self.prefix = engine_prefix(self.engine_id)
+        self._patience_until = time.monotonic() + self.config.start_patience_s
         await self._check_venue()
         self.orders.family = await self._family()
         self._load_rules(now)
@@ -317,13 +320,38 @@ class Watcher:
         gc.freeze()
         self._ready.set()
 
+    async def _start_read(self, what: str, read: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """A read the start needs. An exchange that is down, overloaded or rate-limiting is
+        asked again with growing pauses until `start_patience_s` after the start began (each
+        miss an `exchange.unreachable` line, the store's lease kept fresh meanwhile). Any
+        other answer, or the last one once patience runs out, is returned."""
+        pause = 0.5
+        while True:
+            outcome = await read()
+            if outcome.action not in TRANSIENT:
+                return outcome
+            if time.monotonic() + pause > self._patience_until:
+                return outcome._replace(message=f"{outcome.message} (still, after "
+                                        f"{self.config.start_patience_s:g} s: start_patience_s)")
+            self.emit("exchange.unreachable", {"why": f"{what}: {outcome.message}",
+                                               "retry_in_s": pause})
+            await asyncio.sleep(pause)
+            self.store.heartbeat(self.owner, self.now())
+            pause = min(pause * 2, 10.0)
+
     async def _check_venue(self) -> None:
-        status = await self.rest.call("GET", "/api/v1/status")
+        status = await self._start_read(
+            "the exchange's status", lambda: self.rest.call("GET", "/api/v1/status"))
         if status.action is not Action.OK:
             raise WatcherError(
                 f"cannot reach the exchange at {self.rest.base_url}: {status.message}"
             )
-        key = await self.rest.call("GET", "/api/v1/user/api-key", signed=True)
+        key = await self._start_read(
+            "the API key's details",
+            lambda: self.rest.call("GET", "/api/v1/user/api-key", signed=True))
+        if key.action in TRANSIENT:
+            raise WatcherError(f"cannot read the API key's details at {self.rest.base_url}: "
+                               f"{key.message}")
         if key.action is not Action.OK or not isinstance(key.data, dict):
             raise WatcherError(
                 f"the exchange refused the API key ({key.message or key.action.value}): check "
@@ -342,7 +370,14 @@ class Watcher:
     async def _family(self) -> str:
         if self.config.order_family != "auto":
             return self.config.order_family
-        return await KucoinOrders.detect_family(self.rest)
+        outcome = await self._start_read(
+            "the account's order family",
+            lambda: self.rest.call("GET", KucoinOrders.FAMILY_PATH, signed=True))
+        family = KucoinOrders.family_of(outcome)
+        if family is None:
+            raise WatcherError(f"cannot tell the account's order family (hf or legacy) at "
+                               f"{self.rest.base_url}: {outcome.message}; or set order_family")
+        return family
 
     def _load_rules(self, now: datetime) -> None:
         loaded = self.store.load_rules(
@@ -367,11 +402,14 @@ class Watcher:
         return self._row_of(identity, self.states[identity])
 
     async def _load_balances(self) -> None:
-        outcome = await self.kucoin.accounts()
-        if outcome.action is Action.OK:
-            with contextlib.suppress(PayloadError):
-                for balance in parse_accounts(outcome.data):
-                    self.balances[balance.currency] = balance.available
+        outcome = await self._start_read("the account's balances", self.kucoin.accounts)
+        try:
+            if outcome.action is not Action.OK:
+                raise PayloadError(outcome.message)
+            for balance in parse_accounts(outcome.data):
+                self.balances[balance.currency] = balance.available
+        except PayloadError as err:  # the account events fill them in as they change
+            self._event("balances.error", {"error": str(err)})
 
     async def _load_candles(self) -> None:
         now = self.now()
@@ -649,8 +687,12 @@ class Watcher:
         found: list[OrderState] = []
         page = 1
         while True:
-            active = await self.orders.active(symbol, page, 100)
+            active = await self._start_read(
+                f"{symbol}'s active orders",
+                partial(self.orders.active, symbol, page, 100))
             if active.action is not Action.OK:
+                self._event("recovery.incomplete", {"symbol": symbol, "read": "active orders",
+                                                    "why": active.message})
                 break
             try:
                 items = parse_orders_page(active.data)
@@ -668,9 +710,13 @@ class Watcher:
             params = [("symbol", symbol), ("limit", "100")]
             if last_id is not None:
                 params.append(("lastId", last_id))
-            done = await self.rest.call("GET", "/api/v1/hf/orders/done", params=params,
-                                        signed=True)
+            done = await self._start_read(
+                f"{symbol}'s done orders",
+                partial(self.rest.call, "GET", "/api/v1/hf/orders/done", params=params,
+                        signed=True))
             if done.action is not Action.OK or not isinstance(done.data, dict):
+                self._event("recovery.incomplete", {"symbol": symbol, "read": "done orders",
+                                                    "why": done.message})
                 break
             try:
                 items = parse_orders_page(done.data)

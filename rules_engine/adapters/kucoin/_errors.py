@@ -24,7 +24,7 @@ import enum
 import json
 from typing import Any, NamedTuple
 
-__all__ = ["Action", "Outcome", "classify_exception", "classify_reply"]
+__all__ = ["TRANSIENT", "Action", "Outcome", "classify_exception", "classify_reply"]
 
 
 class Action(enum.Enum):
@@ -36,6 +36,11 @@ class Action(enum.Enum):
     NOT_SENT = "not accepted: may be sent again later with the same clientOid"
     DUPLICATE = "clientOid already used: look the order up and adopt it"
     ABSENT = "no such open order on the exchange"
+
+
+# What an exchange that is down, overloaded or rate-limiting answers: for a read, asking
+# again later may succeed; no answer of these says anything about the request's subject.
+TRANSIENT = frozenset({Action.RETRY, Action.UNKNOWN, Action.NOT_SENT})
 
 
 class Outcome(NamedTuple):

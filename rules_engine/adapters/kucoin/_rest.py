@@ -28,7 +28,13 @@ from typing import Any
 
 import aiohttp
 
-from rules_engine.adapters.kucoin._errors import Action, Outcome, classify_exception, classify_reply
+from rules_engine.adapters.kucoin._errors import (
+    TRANSIENT,
+    Action,
+    Outcome,
+    classify_exception,
+    classify_reply,
+)
 from rules_engine.adapters.kucoin._parsing import PayloadError, parse_server_time
 from rules_engine.adapters.kucoin._signing import Credentials, Signer
 
@@ -309,11 +315,25 @@ class KucoinOrders:
         self.rest = rest
         self.family = family
 
+    FAMILY_PATH = "/api/v1/hf/accounts/opened"
+
+    @staticmethod
+    def family_of(outcome: Outcome) -> str | None:
+        """The account's family from the reply to `GET FAMILY_PATH`, as KuCoin decides it:
+        true is `hf`; any other definite answer (false, or a venue without the endpoint) is
+        `legacy`; a transient failure proves nothing (None: ask again)."""
+        if outcome.action in TRANSIENT:
+            return None
+        return "hf" if outcome.action is Action.OK and outcome.data is True else "legacy"
+
     @staticmethod
     async def detect_family(rest: KucoinRest) -> str:
-        """As KuCoin does: `GET /api/v1/hf/accounts/opened` answers true for HF accounts."""
-        outcome = await rest.call("GET", "/api/v1/hf/accounts/opened", signed=True)
-        return "hf" if outcome.action is Action.OK and outcome.data is True else "legacy"
+        """`family_of` the venue's reply; raises ConnectionError when it cannot be known."""
+        outcome = await rest.call("GET", KucoinOrders.FAMILY_PATH, signed=True)
+        family = KucoinOrders.family_of(outcome)
+        if family is None:
+            raise ConnectionError(f"cannot tell the account's order family: {outcome.message}")
+        return family
 
     async def place(self, order: Mapping[str, Any]) -> Outcome:
         """`order` holds KuCoin's fields (clientOid, symbol, side, type, price, size, funds,
