@@ -49,6 +49,7 @@ from rules_engine.adapters.kucoin._parsing import (
     MalformedPayload,
     PayloadError,
     parse_accounts,
+    parse_candles_reply,
     parse_fills_page,
     parse_level2,
     parse_order,
@@ -427,10 +428,14 @@ class Watcher:
                                               "KuCoin serves in one request (1500)"})
             series = CandleSeries(symbol, timeframe, keep=max(count, 10))
             start = now - timedelta(seconds=seconds * (min(count, 1400) + 2))
+            reply = await self._start_read(
+                f"{symbol}'s {timeframe} candles",
+                partial(self.public_data.candles_reply, symbol, kind, start, now))
             try:
-                history = await self.public_data.candles(symbol, kind, start, now)
-                series.load(history, now)
-            except (ConnectionError, PayloadError) as err:
+                if reply.action is not Action.OK:
+                    raise PayloadError(reply.message or reply.action.value)
+                series.load(parse_candles_reply(symbol, kind, reply.data), now)
+            except PayloadError as err:
                 self._event("candles.error", {"symbol": symbol, "timeframe": timeframe,
                                               "error": str(err)})
             self.series[(symbol, timeframe)] = series

@@ -65,9 +65,17 @@ class KucoinMarket:
 
     async def candles(self, symbol: str, kind: str, start: datetime, end: datetime) -> list[Candle]:
         """Closed and current candles between `start` and `end`, oldest first."""
+        outcome = await self.candles_reply(symbol, kind, start, end)
+        if outcome.action is not Action.OK:
+            raise ConnectionError(f"candles: {outcome.message or outcome.action.value}")
+        return parse_candles_reply(symbol, kind, outcome.data)
+
+    async def candles_reply(self, symbol: str, kind: str, start: datetime,
+                            end: datetime) -> Outcome:
+        """The exchange's reply to `candles`, unparsed (for a caller that retries)."""
         if kind not in CANDLE_TYPES:
             raise ValueError(f"candle type must be one of {', '.join(CANDLE_TYPES)}")
-        outcome = await self.rest.call(
+        return await self.rest.call(
             "GET",
             "/api/v1/market/candles",
             params=[
@@ -77,9 +85,6 @@ class KucoinMarket:
                 ("endAt", str(int(end.timestamp()))),
             ],
         )
-        if outcome.action is not Action.OK:
-            raise ConnectionError(f"candles: {outcome.message or outcome.action.value}")
-        return parse_candles_reply(symbol, kind, outcome.data)
 
     async def accounts(self, currency: str | None = None) -> Outcome:
         params = [("type", "trade")] + ([("currency", currency)] if currency else [])
