@@ -113,3 +113,50 @@ async def test_editing_a_rule_that_is_done_never_makes_it_fire_again(tmp_path: P
         await settle(0.5)
         assert len(r.orders()) == 1  # done stays done: a new name runs it again
         assert r.watcher.states["keep"].status == "done"
+
+
+async def test_a_rule_file_new_in_a_watched_folder_runs_and_a_deleted_one_keeps_running(
+    tmp_path: Path,
+) -> None:
+    """`run FOLDER`: a file that appears in the folder (or under it) is linted and its rules
+    start; one with an error is rejected whole; a deleted file's rules keep running (it is
+    unreadable, like an edit caught half-written), and say so."""
+    import asyncio
+
+    from test_watcher import venue
+
+    from rules_engine.runtime._config import load_config
+    from rules_engine.runtime._reload import rule_files_in
+    from rules_engine.runtime._run import run_watcher
+    from rules_engine.runtime._watcher import Watcher
+
+    folder = tmp_path / "rules"
+    (folder / "more").mkdir(parents=True)
+    (folder / "keep.rules").write_text(KEEP.replace("60000", "1"))  # waits: bid is 59000
+    db = f"sqlite:///{tmp_path / 'folder.sqlite'}"
+    async with venue() as v:
+        config = load_config(None, {"exchange_url": v.url, "db": db, "view": "off",
+                                    "log_format": "json"})
+        stop = asyncio.Event()
+        holder: list[Watcher] = []
+        task = asyncio.create_task(run_watcher(
+            config, rule_files_in(folder), stop, holder.append, folders=[folder]))
+        await until(lambda: (bool(holder) and holder[0]._ready.is_set()) or task.done(), 10)
+        assert not task.done()
+        watcher = holder[0]
+        try:
+            (folder / "more" / "broken.rules").write_text("when BTC-USDT bidd < 1 place\n")
+            await until(lambda: bool(events(db, "reload.rejected")), 5)
+            (folder / "more" / "edit.rules").write_text(EDIT.replace("58000", "59500"))
+            await until(lambda: len(v.state.engine.orders) == 1, 10)  # the new file's rule
+            [order] = v.state.engine.orders.values()
+            assert order.req.price == 51000 and set(watcher.rules) == {"keep", "edit"}
+            (folder / "keep.rules").unlink()
+            await until(lambda: bool(events(db, "reload.unreadable")), 5)
+            assert "keep" in watcher.rules and watcher.states["keep"].status != "disarmed"
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+    rejected = events(db, "reload.rejected")  # at each reload while the file is broken
+    assert rejected and all(str(e["path"]).endswith("broken.rules") for e in rejected)
+    assert "E003" in str(rejected[0]["diagnostics"])

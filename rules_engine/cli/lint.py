@@ -20,12 +20,12 @@ from typing import Any
 from rules_engine.compiler import Compiler, MarketSnapshot, shipped_symbols
 from rules_engine.core.symbols import SymbolDataError, SymbolTable, parse_symbols_reply
 from rules_engine.dsl import Severity, SourceFile, format_github, format_json, format_text
+from rules_engine.runtime._reload import rule_files_in
 
 __all__ = ["register", "run_lint"]
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 DEFAULT_EXCHANGE = "https://api.kucoin.com"
-RULE_SUFFIXES = (".rules",)
 
 
 class LintUsageError(Exception):
@@ -111,7 +111,7 @@ def collect_rule_files(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES))
+            found.extend(rule_files_in(path))
         elif path.exists():
             found.append(path)
         else:

@@ -73,7 +73,8 @@ def _handle(args: argparse.Namespace) -> int:
     from rules_engine.runtime._run import Fatal, RulesRejected, run_watcher
 
     try:
-        return asyncio.run(_main(config, files, args.duration, run_watcher))
+        folders = [Path(p) for p in args.rules if Path(p).is_dir()]
+        return asyncio.run(_main(config, files, folders, args.duration, run_watcher))
     except RulesRejected as err:
         print(err.report, file=sys.stderr)
         return 1
@@ -81,8 +82,8 @@ def _handle(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
 
-async def _main(config: WatcherConfig, files: list[Path], duration: float | None,
-                run_watcher: Any) -> int:
+async def _main(config: WatcherConfig, files: list[Path], folders: list[Path],
+                duration: float | None, run_watcher: Any) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -90,7 +91,7 @@ async def _main(config: WatcherConfig, files: list[Path], duration: float | None
             loop.add_signal_handler(signum, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
-    await run_watcher(config, files, stop)
+    await run_watcher(config, files, stop, folders=folders)
     return 0
 
 

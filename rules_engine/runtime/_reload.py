@@ -1,15 +1,17 @@
 """The rule files a watcher runs, and hot reload: notice an edit, lint, apply what is clean.
 
 `RuleFiles.load()` reads and compiles every file (a file with an error stops the start with
-its diagnostics). `RuleFiles.changed()` compares each file's size and modification time with
-what was last read; when one differs, `reload()` compiles the set again (the compiler parses
-only the files whose bytes changed) and returns the rules to run: those of every clean file,
-and, for a file with errors, the version that was running (a file is rejected whole; the
-running version stays), with the diagnostics that rejected it.
+its diagnostics). `RuleFiles.changed()` looks for rule files new in the watched folders, and
+compares each file's size and modification time with what was last read; when one differs,
+`reload()` compiles the set again (the compiler parses only the files whose bytes changed) and
+returns the rules to run: those of every clean file, and, for a file with errors, the version
+that was running (a file is rejected whole; the running version stays), with the diagnostics
+that rejected it. A file that cannot be read (deleted, say) keeps its running version too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,17 @@ from rules_engine.compiler import CompiledRule, Compiler
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.dsl import Diagnostic, Severity, SourceFile, format_text
 
-__all__ = ["Reloaded", "RuleFiles", "RulesRejected"]
+__all__ = ["RULE_SUFFIXES", "Reloaded", "RuleFiles", "RulesRejected", "rule_files_in"]
+
+RULE_SUFFIXES = (".rules",)
+
+
+def rule_files_in(folder: Path) -> list[Path]:
+    """Every rule file under `folder`, at any depth, in a stable order."""
+    try:
+        return sorted(p for p in folder.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+    except OSError:  # the folder went away: nothing new in it
+        return []
 
 
 class RulesRejected(Exception):
@@ -43,8 +55,13 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 class RuleFiles:
-    def __init__(self, paths: list[Path], symbols: SymbolTable) -> None:
-        self.paths = paths
+    """The rule files a watcher runs: `paths`, and any that appear later in `folders` (the
+    folders given to `run`, whose files at start are among `paths`)."""
+
+    def __init__(self, paths: Sequence[Path], symbols: SymbolTable,
+                 folders: Sequence[Path] = ()) -> None:
+        self.paths = list(paths)
+        self.folders = tuple(folders)
         self.compiler = Compiler(symbols)
         self._stamps: dict[Path, tuple[int, int] | None] = {}
         self.running: tuple[CompiledRule, ...] = ()
@@ -76,7 +93,15 @@ class RuleFiles:
         return self.running, self.texts
 
     def changed(self) -> bool:
-        return any(_stamp(path) != stamp for path, stamp in self._stamps.items())
+        return self._found_new() or any(
+            _stamp(path) != stamp for path, stamp in self._stamps.items())
+
+    def _found_new(self) -> bool:
+        """Rule files new in a watched folder join the set (read at the next `reload`)."""
+        known = set(self.paths)
+        new = [p for folder in self.folders for p in rule_files_in(folder) if p not in known]
+        self.paths.extend(dict.fromkeys(new))
+        return bool(new)
 
     def reload(self) -> Reloaded:
         sources, unreadable = self._read()

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -255,8 +255,11 @@ async def run_watcher(
     stop: asyncio.Event,
     started: Callable[[Watcher], None] | None = None,
     clock: Any = None,
+    *,
+    folders: Sequence[Path] = (),
 ) -> None:
-    """Run until `stop` is set; `started` receives the watcher once it is built (tests);
+    """Run until `stop` is set. `folders`: those `files` were found in, where each reload
+    check looks for new rule files; `started` receives the watcher once it is built (tests);
     `clock` (tests): an object with `now_ms()`, the time the watcher decides and signs with,
     so a test can move the watcher's time and a sandbox's together (a `ManualClock`)."""
     now: Callable[[], datetime] = (
@@ -299,7 +302,7 @@ async def run_watcher(
                        wall_ms=wall_ms)
         )
         symbols = await _symbols(rest, output, config.start_patience_s)
-        rule_files = RuleFiles(files, symbols)
+        rule_files = RuleFiles(files, symbols, folders)
         rules, texts = rule_files.load()
         if config.mode == "live":
             try:
