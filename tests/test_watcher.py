@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -353,9 +354,10 @@ async def test_a_start_waits_out_an_exchange_that_fails_after_the_symbols_were_r
     rules = tmp_path / "down.rules"
     rules.write_text("when BTC-USDT bid < 1 place limit buy 0.01\n")
     async with venue() as v:
+        db = f"sqlite:///{tmp_path / 'down.sqlite'}"
         config = load_config(None, {"exchange_url": v.url, "view": "off", "log_format": "json",
-                                    "db": f"sqlite:///{tmp_path / 'down.sqlite'}",
-                                    "request_timeout_s": 1.0})
+                                    "db": db, "request_timeout_s": 1.0, "heartbeat_s": 0.5,
+                                    "lease_stale_s": 2.0})
         loop = asyncio.get_running_loop()
 
         holder: list[Watcher] = []
@@ -369,6 +371,14 @@ async def test_a_start_waits_out_an_exchange_that_fails_after_the_symbols_were_r
         task = asyncio.create_task(run_watcher(config, [rules], stop, started))
         await until(lambda: bool(holder) or task.done(), 10)
         try:
+            await asyncio.sleep(3.0)  # the exchange is still down: the start waits...
+            assert not holder[0]._ready.is_set()
+            store = Store(db)
+            lease = store.lease()
+            store.close()
+            assert lease is not None  # ...and keeps its lease fresh for all that time
+            beat = lease.heartbeat.replace(tzinfo=lease.heartbeat.tzinfo or UTC)
+            assert (holder[0].now() - beat).total_seconds() < 2
             await until(lambda: holder[0]._ready.is_set() or task.done(), 30)
             assert not task.done(), task.result()
             assert holder[0].orders.family == "hf"

@@ -297,15 +297,25 @@ class Watcher:
         self.engine_id = self.store.engine_id()
         self.prefix = engine_prefix(self.engine_id)
         self._patience_until = time.monotonic() + self.config.start_patience_s
-        await self._check_venue()
-        self.orders.family = await self._family()
-        self._load_rules(now)
-        await self._recover()
-        held = self.store.halt()
-        if held is not None:  # the kill switch holds across restarts
-            await self._halt_now(held)
-        await self._load_balances()
-        await self._load_candles()
+        # A start can take long (an exchange down, many orders to look up): the lease's
+        # heartbeat goes on meanwhile, so no other watcher takes the store over.
+        lease = asyncio.create_task(self._keep_lease(), name="start-heartbeat")
+        try:
+            await self._check_venue()
+            self.orders.family = await self._family()
+            self._load_rules(now)
+            await self._recover()
+            held = self.store.halt()
+            if held is not None:  # the kill switch holds across restarts
+                await self._halt_now(held)
+            await self._load_balances()
+            await self._load_candles()
+        finally:
+            lease.cancel()
+            await asyncio.gather(lease, return_exceptions=True)
+        lost = None if lease.cancelled() else lease.exception()
+        if lost is not None:  # taken over, or the store failed: the jobs would stop it too
+            raise WatcherError(f"the store's lease was lost during the start: {lost}")
         for identity in self.timed_ids:
             self._schedule(identity, now)
             due = next_due(self.rules[identity], self.states[identity], now)
@@ -321,11 +331,16 @@ class Watcher:
         gc.freeze()
         self._ready.set()
 
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            self.store.heartbeat(self.owner, self.now())
+
     async def _start_read(self, what: str, read: Callable[[], Awaitable[Outcome]]) -> Outcome:
         """A read the start needs. An exchange that is down, overloaded or rate-limiting is
         asked again with growing pauses until `start_patience_s` after the start began (each
-        miss an `exchange.unreachable` line, the store's lease kept fresh meanwhile). Any
-        other answer, or the last one once patience runs out, is returned."""
+        miss an `exchange.unreachable` line). Any other answer, or the last one once patience
+        runs out, is returned."""
         pause = 0.5
         while True:
             outcome = await read()
@@ -337,7 +352,6 @@ class Watcher:
             self.emit("exchange.unreachable", {"why": f"{what}: {outcome.message}",
                                                "retry_in_s": pause})
             await asyncio.sleep(pause)
-            self.store.heartbeat(self.owner, self.now())
             pause = min(pause * 2, 10.0)
 
     async def _check_venue(self) -> None:
