@@ -1,8 +1,9 @@
-"""The kill switch and `resolve`, against a real watcher on a real sandbox."""
+"""The kill switch, `resolve` and `unblock`, against a real watcher on a real sandbox."""
 
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,58 @@ async def test_resolve_settles_an_order_no_lookup_can_prove(
         await until(lambda: len(r.orders()) == 1)  # the same firing, the same clientOid
         assert r.orders()[0].req.client_oid == pending.oid
     assert "settled as not-placed by the running watcher" in capsys.readouterr().out
+
+
+TOO_BIG = "rule too_big on BTC-USDT:\n    when bid < 60000\n    place limit buy 20 at 50000\n"
+
+
+async def test_unblock_lets_a_rule_refused_for_its_balance_fire_again_after_a_deposit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with rig(tmp_path, TOO_BIG + SECOND) as r:
+        await until(lambda: r.watcher.states["too_big"].status == "blocked")
+        assert "200004" in r.watcher.reasons["too_big"]  # 1,000,000 USDT needed
+        assert await cli("unblock", "--db", r.db, "later") == 1  # not blocked: armed
+        assert await cli("unblock", "--db", r.db, "nope") == 1
+        assert "not blocked" in capsys.readouterr().err
+        r.state.engine.account.totals["USDT"] = Decimal("2000000")  # the deposit
+        assert await cli("unblock", "--db", r.db, "too_big") == 0
+        assert "unblocked by the running watcher (now done" in capsys.readouterr().out
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        store = Store(r.db)
+        firings = store.firings()
+        kinds = [e.kind for e in store.events() if e.identity == "too_big"]
+        store.close()
+        assert [(f.number, f.status) for f in firings] == [(1, "refused"), (2, "acknowledged")]
+        assert r.orders()[0].req.client_oid == firings[1].client_oid  # a new clientOid
+        assert kinds.index("unblock.requested") < kinds.index("rule.unblocked")
+
+
+async def test_unblock_without_a_watcher_holds_for_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with venue() as v:
+        async with watch(v, tmp_path, TOO_BIG) as r:
+            await until(lambda: r.watcher.states["too_big"].status == "blocked")
+            db = r.db
+        assert await cli("unblock", "--db", db, "too_big") == 0
+        assert "the next start applies it" in capsys.readouterr().out
+        v.state.engine.account.totals["USDT"] = Decimal("2000000")
+        async with watch(v, tmp_path, TOO_BIG) as r:
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+            assert r.watcher.states["too_big"].firings == 2
+            store = Store(db)
+            assert store.unblocks() == []
+            store.close()
+
+
+async def test_unblock_says_so_when_the_cause_is_still_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with rig(tmp_path, SECOND.replace("ask < 58000", "ask > 1"),
+                   risk={"max_order_notional": 10}) as r:
+        await until(lambda: r.watcher.states["later"].status == "blocked")
+        assert await cli("unblock", "--db", r.db, "later") == 1
+        assert ("blocked again: order value 50 is above risk.max_order_notional 10"
+                in capsys.readouterr().err)
+        assert r.orders() == [] and r.watcher.states["later"].firings == 2

@@ -1,12 +1,14 @@
-"""A rule's state under a new version of the rule (`carry_over`)."""
+"""A rule's state under a new version of the rule (`carry_over`), and `unblock`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from rules_engine.compiler import compile_sources
 from rules_engine.dsl import SourceFile
-from rules_engine.engine import Arm, carry_over, initial_state
+from rules_engine.engine import Arm, IllegalTransition, carry_over, initial_state, unblock
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -49,3 +51,14 @@ def test_an_after_rule_keeps_the_parent_events_it_was_armed_with() -> None:
     assert carry_over(rule(CHILD), old, T0).arms == (Arm(1, None),)
     unarmed = initial_state(rule(CHILD), T0)
     assert carry_over(rule(CHILD), unarmed, T0).status == "waiting"
+
+
+def test_unblock_starts_a_blocked_rule_as_its_fixing_edit_would_and_nothing_else() -> None:
+    old = initial_state(rule(ONCE), T0)._replace(status="blocked", firings=1, true_since=T0)
+    new = unblock(rule(ONCE), old, T0)
+    assert (new.status, new.firings, new.true_since) == ("armed", 1, None)
+    child = initial_state(rule(CHILD), T0)._replace(status="blocked", firings=2)
+    assert unblock(rule(CHILD), child, T0).status == "waiting"
+    for status in ("armed", "done", "frozen", "disarmed", "expired"):
+        with pytest.raises(IllegalTransition, match="only a blocked rule"):
+            unblock(rule(ONCE), old._replace(status=status), T0)

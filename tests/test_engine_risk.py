@@ -50,6 +50,10 @@ def test_each_limit_names_itself_when_it_blocks() -> None:
     assert check(intent, D(100), "r", limits=Limits(max_order_notional=D(99)),
                  exposure=exposure, now=T0) == (
         "order value 100 is above risk.max_order_notional 99")
+    # A product of normalised operands (0.001 x 5E+4) reads as a person writes it.
+    assert check(intent, D("0.001") * D("5E+4"), "r", limits=Limits(
+        max_order_notional=D("10.50")), exposure=exposure, now=T0) == (
+        "order value 50 is above risk.max_order_notional 10.5")
     assert "allowed_symbols" in str(check(intent, D(1), "r", limits=Limits(
         allowed_symbols=frozenset({"ETH-USDT"})), exposure=exposure, now=T0))
     exposure.add("r", T0.date(), D(150))

@@ -1,8 +1,10 @@
-"""A person's controls over the watcher on a store: the kill switch and settling an order.
+"""A person's controls over the watcher on a store: the kill switch, settling an order,
+unblocking a rule.
 
     rules-engine halt [--all] [--db URL]
     rules-engine resume [--db URL]
     rules-engine resolve CLIENT_OID placed|not-placed [--db URL]
+    rules-engine unblock RULE [--db URL]
 
 `halt`: the running watcher stops firing and cancels its open orders except protective exits
 (which it keeps managing); `--all` cancels those too. It returns once the watcher has
@@ -14,6 +16,12 @@ timed out): `placed` adopts it, `not-placed` lets its firing be decided again un
 clientOid. A running watcher applies it within a second; with none running, the store is
 settled directly and the next start acts on it. Exit 1 when the clientOid is not an order of
 unknown outcome.
+
+`unblock`: a rule blocked by a refused order or a risk limit starts again, as if the edit that
+fixed it had been made, once its cause is fixed outside the rule (a deposit, a limit raised).
+A running watcher applies it within a second and evaluates the rule at once; with none
+running, the request holds and the next start applies it. Exit 1 when the rule is not
+blocked.
 """
 
 from __future__ import annotations
@@ -56,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resolve.add_argument("outcome", choices=("placed", "not-placed"))
     resolve.add_argument("--db", default=None)
     resolve.set_defaults(handler=lambda a: _run(a, _resolve))
+    unblock = subparsers.add_parser(
+        "unblock", help="let a blocked rule fire again once its cause is fixed",
+        description="A rule blocked by a refused order or a risk limit starts again (its "
+        "firing count kept, so its next order has a new clientOid).",
+    )
+    unblock.add_argument("rule", metavar="RULE", help="the rule's name (or identity)")
+    unblock.add_argument("--db", default=None)
+    unblock.set_defaults(handler=lambda a: _run(a, _unblock))
 
 
 def _who() -> str:
@@ -127,4 +143,41 @@ def _resolve(store: Any, args: argparse.Namespace) -> int:
         store.settle(oid, now, firing_to="not_placed", order_to="not_placed",
                      payload={"why": f"settled by {_who()}: not placed"})
     print(f"{oid}: settled as {args.outcome} (no watcher running: the next start acts on it)")
+    return 0
+
+
+def _unblock(store: Any, args: argparse.Namespace) -> int:
+    identity = args.rule
+    state = store.rule_state(identity)
+    if state is None:
+        raise _Failed(f"no rule {identity!r} on this store (`rules-engine status` lists them)",
+                      code=1)
+    if state.status != "blocked":
+        raise _Failed(f"{identity} is {state.status}, not blocked: nothing to unblock", code=1)
+    now = datetime.now(UTC)
+    store.request_unblock(identity, now, _who())
+    if not _watcher_alive(store, now):
+        print(f"{identity}: unblock requested (blocked by: {state.reason or 'unknown'}); no "
+              "watcher is running: the next start applies it")
+        return 0
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while time.monotonic() < deadline:
+        if identity not in store.unblocks():
+            return _unblocked(identity, state, store.rule_state(identity))
+        time.sleep(0.1)
+    print("rules-engine unblock: error: the watcher did not take it within 10 s; it stays "
+          "requested", file=sys.stderr)
+    return 2
+
+
+def _unblocked(identity: str, before: Any, after: Any) -> int:
+    """What the running watcher made of the request, from the rule's state before and after."""
+    if after is None or (after.status == "blocked" and after.firings == before.firings):
+        raise _Failed(f"the watcher did not unblock {identity} (`rules-engine audit --rule "
+                      f"{identity} --kind unblock` says why)", code=1)
+    if after.status == "blocked":
+        raise _Failed(f"{identity} was unblocked, fired again and is blocked again: "
+                      f"{after.reason or 'unknown'}", code=1)
+    print(f"{identity}: unblocked by the running watcher (now {after.status}; it was "
+          f"blocked by: {before.reason or 'unknown'})")
     return 0

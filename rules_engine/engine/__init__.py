@@ -15,6 +15,7 @@ from rules_engine.engine._evaluate import (
     next_due,
     retry_firing,
     step,
+    unblock,
 )
 from rules_engine.engine._index import RuleIndex, Timers
 from rules_engine.engine._orders import Blocked, OrderIntent, resolve_order
@@ -59,5 +60,6 @@ __all__ = [
     "retry_firing",
     "step",
     "truth",
+    "unblock",
     "value",
 ]

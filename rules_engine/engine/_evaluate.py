@@ -16,6 +16,7 @@ Rule lifecycle (the rule transition table, `RULE_TRANSITIONS`):
     done     -> blocked    the firing's order was refused by the exchange
     done|cooling|waiting -> armed   `retry_firing`: the firing's order was proven never
                            placed, so the same firing is decided again on fresh data
+    blocked  -> armed|waiting   `unblock`: a person says the cause is fixed
 
 `frozen`, `blocked` and `disarmed` are set by the watcher (an order of unknown outcome, a
 refused order or a risk limit, a removed rule); a rule in them never fires.
@@ -52,6 +53,7 @@ __all__ = [
     "next_due",
     "retry_firing",
     "step",
+    "unblock",
 ]
 
 LIVE = frozenset({"waiting", "armed", "cooling"})
@@ -71,6 +73,8 @@ RULE_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         ("frozen", "waiting"),
         ("frozen", "done"),
         ("done", "blocked"),
+        ("blocked", "armed"),
+        ("blocked", "waiting"),
         ("done", "armed"),
         ("cooling", "armed"),
         ("waiting", "armed"),
@@ -164,6 +168,17 @@ def carry_over(rule: CompiledRule, state: RuleState, now: datetime) -> RuleState
                               seen_false=state.seen_false)
     if rule.after is not None and state.arms:
         return fresh._replace(status="armed", arms=state.arms)
+    return fresh
+
+
+def unblock(rule: CompiledRule, state: RuleState, now: datetime) -> RuleState:
+    """`rules-engine unblock`: a person says what blocked the rule is fixed (a deposit, a
+    limit raised) without editing it. It starts again as the edit that fixed it would make
+    it (`carry_over`): the firing count kept, so its next firing has a new clientOid."""
+    if state.status != "blocked":
+        raise IllegalTransition(f"{state.status.upper()} -> UNBLOCKED: only a blocked rule")
+    fresh = carry_over(rule, state, now)
+    _move(state, fresh.status)  # blocked -> armed|waiting, as the table says
     return fresh
 
 

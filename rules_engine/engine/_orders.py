@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from rules_engine.compiler import model as M
 from rules_engine.core.symbols import SymbolInfo
-from rules_engine.engine._values import Fill, Market, value
+from rules_engine.engine._values import Fill, Market, plain, value
 
 __all__ = ["Blocked", "OrderIntent", "resolve_order"]
 
@@ -67,7 +67,7 @@ def resolve_order(
         if raw is None:
             return Blocked("the order's price depends on data that is not fresh")
         if raw <= 0:
-            return Blocked(f"the computed price {raw} is not above zero")
+            return Blocked(f"the computed price {plain(raw)} is not above zero")
         rounded = _round(raw, info.price_increment, up=sell)
         if order.order_type == "limit":
             price = rounded
@@ -106,17 +106,21 @@ def resolve_order(
 
     if size is not None:
         if size < info.base_min_size:
-            return Blocked(f"size {size} is below {info.symbol}'s baseMinSize {info.base_min_size}")
+            return Blocked(f"size {plain(size)} is below {info.symbol}'s baseMinSize "
+                           f"{plain(info.base_min_size)}")
         if size > info.base_max_size:
-            return Blocked(f"size {size} is above {info.symbol}'s baseMaxSize {info.base_max_size}")
+            return Blocked(f"size {plain(size)} is above {info.symbol}'s baseMaxSize "
+                           f"{plain(info.base_max_size)}")
     if funds is not None:
         if funds < info.quote_min_size:
             return Blocked(
-                f"funds {funds} are below {info.symbol}'s quoteMinSize {info.quote_min_size}"
+                f"funds {plain(funds)} are below {info.symbol}'s quoteMinSize "
+                f"{plain(info.quote_min_size)}"
             )
         if funds > info.quote_max_size:
             return Blocked(
-                f"funds {funds} are above {info.symbol}'s quoteMaxSize {info.quote_max_size}"
+                f"funds {plain(funds)} are above {info.symbol}'s quoteMaxSize "
+                f"{plain(info.quote_max_size)}"
             )
     if info.min_funds is not None:
         worth = funds if funds is not None else None
@@ -124,7 +128,8 @@ def resolve_order(
             worth = size * price
         if worth is not None and worth < info.min_funds:
             return Blocked(
-                f"order value {worth} is below {info.symbol}'s minFunds {info.min_funds}"
+                f"order value {plain(worth)} is below {info.symbol}'s minFunds "
+                f"{plain(info.min_funds)}"
             )
     return OrderIntent(
         symbol=order.symbol,

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from rules_engine.engine._orders import OrderIntent
+from rules_engine.engine._values import plain
 
 __all__ = ["Exposure", "Limits", "check", "value_order"]
 
@@ -150,20 +151,21 @@ def check(intent: OrderIntent, value: Decimal, rule: str, *, limits: Limits,
     if limits.allowed_symbols is not None and intent.symbol not in limits.allowed_symbols:
         return f"{intent.symbol} is not in risk.allowed_symbols"
     if limits.max_order_notional is not None and value > limits.max_order_notional:
-        return f"order value {value} is above risk.max_order_notional {limits.max_order_notional}"
+        return (f"order value {plain(value)} is above risk.max_order_notional "
+                f"{plain(limits.max_order_notional)}")
     if limits.max_open_orders is not None and exposure.open_orders >= limits.max_open_orders:
         return (f"risk.max_open_orders {limits.max_open_orders} reached "
                 f"({exposure.open_orders} open or unresolved)")
     if limits.max_rule_notional is not None:
         used = exposure.by_rule.get(rule, Decimal(0))
         if used + value > limits.max_rule_notional:
-            return (f"the rule's orders would reach {used + value}, above "
-                    f"risk.max_rule_notional {limits.max_rule_notional}")
+            return (f"the rule's orders would reach {plain(used + value)}, above "
+                    f"risk.max_rule_notional {plain(limits.max_rule_notional)}")
     if limits.max_daily_notional is not None:
         used = exposure.by_day.get(now.date(), Decimal(0))
         if used + value > limits.max_daily_notional:
-            return (f"today's orders would reach {used + value}, above "
-                    f"risk.max_daily_notional {limits.max_daily_notional}")
+            return (f"today's orders would reach {plain(used + value)}, above "
+                    f"risk.max_daily_notional {plain(limits.max_daily_notional)}")
     if limits.max_firings_per_minute is not None:
         count = exposure.recent_firings(now)
         if count >= limits.max_firings_per_minute:

@@ -14,7 +14,13 @@ from typing import NamedTuple
 
 from rules_engine.compiler import model as M
 
-__all__ = ["Fill", "Market", "Truth", "leaves", "truth", "value"]
+__all__ = ["Fill", "Market", "Truth", "leaves", "plain", "truth", "value"]
+
+
+def plain(amount: Decimal) -> str:
+    """An amount as a person writes it, for messages: 50, not 5E+1 (a product of normalised
+    operands), 10.5, not 10.50."""
+    return format(amount.normalize(), "f")
 
 Market = Mapping[object, Decimal]
 Truth = bool | None  # None is unknown

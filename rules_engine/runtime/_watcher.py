@@ -94,6 +94,7 @@ from rules_engine.engine import (
     restore,
     retry_firing,
     step,
+    unblock,
 )
 from rules_engine.engine import value as value_of
 from rules_engine.engine._candles import TIMEFRAME_TYPES, CandleSeries, history_needed
@@ -1663,7 +1664,7 @@ class Watcher:
     # ================================================================ clocks
 
     async def _control_job(self) -> None:
-        """A person's requests, from the store: the kill switch and `resolve`."""
+        """A person's requests, from the store: the kill switch, `resolve` and `unblock`."""
         wanted = self.store.halt()
         if wanted is not None and (
             self.halted is None or wanted.get("request") != self.halted.get("request")
@@ -1673,6 +1674,8 @@ class Watcher:
             self._resume_now()
         for oid, placed in self.store.resolutions().items():
             self._resolve_by_hand(oid, placed)
+        for identity in self.store.unblocks():
+            self._unblock_by_hand(identity)
 
     def _protective(self, tracked: _Tracked) -> bool:
         """An exit that protects a position: kept by `halt`, cancelled by `halt --all`. Here:
@@ -1705,6 +1708,27 @@ class Watcher:
             self._schedule(identity, now)
         self._event("resumed", {})
         self.evaluate(list(self.rules.values()), now)
+
+    def _unblock_by_hand(self, identity: str) -> None:
+        """`rules-engine unblock`: a person says what blocked the rule is fixed. It starts
+        again as an edit that fixed it would make it (`engine.unblock`), and looks at the
+        market at once: if the cause is still there, the next firing is blocked again."""
+        now = self.now()
+        rule, state = self.rules.get(identity), self.states.get(identity)
+        if rule is None or state is None or state.status != "blocked":
+            why = ("no such rule runs here" if rule is None or state is None
+                   else f"the rule is {state.status}, not blocked")
+            self._event("unblock.ignored", {"why": why}, identity=identity)
+            self.store.unblock_done(identity)
+            return
+        self.states[identity] = unblock(rule, state, now)
+        was = self.reasons.pop(identity, None)
+        self.store.save_states([self._row(identity)], now,
+                               [("rule.unblocked", identity, {"was": was})])
+        self.emit("rule.unblocked", {"rule": identity, "was": was})
+        self._schedule(identity, now)
+        self.evaluate([rule], now)
+        self.store.unblock_done(identity)  # taken, and the rule has looked at the market
 
     def _resolve_by_hand(self, oid: str, placed: bool) -> None:
         """`rules-engine resolve`: a person settles an order the exchange cannot prove."""

@@ -966,6 +966,38 @@ class Store:
         with self.session() as session, session.begin():
             self._meta_put(session, f"resolve:{oid}", None)
 
+    def rule_state(self, identity: str) -> StateRow | None:
+        """The state stored for one rule (None for a rule never loaded on this store)."""
+        with self.session() as session:
+            row = session.get(RuleState, identity)
+            if row is None:
+                return None
+            return StateRow(row.identity, row.version, row.status, row.firings, row.state,
+                            row.reason)
+
+    @staticmethod
+    def _unblock_key(identity: str) -> str:
+        # An identity may be longer than a key (128 against 64): the key holds its hash.
+        return "unblock:" + hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+    def request_unblock(self, identity: str, now: datetime, by: str) -> None:
+        """`rules-engine unblock`: held until a watcher takes it (`unblock_done`)."""
+        with self.session() as session, session.begin():
+            self._meta_put(session, self._unblock_key(identity),
+                           json.dumps({"rule": identity, "by": by}))
+            session.add(Event(at=now, kind="unblock.requested", identity=identity,
+                              client_oid=None, payload={"by": by}))
+
+    def unblocks(self) -> list[str]:
+        """The rules `rules-engine unblock` asked for and no watcher has taken yet."""
+        with self.session() as session:
+            rows = session.scalars(select(Meta.value).where(Meta.key.startswith("unblock:")))
+            return sorted(str(json.loads(value)["rule"]) for value in rows)
+
+    def unblock_done(self, identity: str) -> None:
+        with self.session() as session, session.begin():
+            self._meta_put(session, self._unblock_key(identity), None)
+
     def lease(self) -> Lease | None:
         with self.session() as session:
             return session.get(Lease, 1)
