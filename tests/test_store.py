@@ -241,3 +241,21 @@ def test_a_stop_loss_dropped_before_it_was_sent_is_held_again_with_its_firing(
     with pytest.raises(IllegalTransition, match="CANCELED -> HELD"):
         store.fire("exit", 1, version=1, inputs={}, intent=intent, order=order, state=state,
                    now=NOW, legs=(leg,), again=True)
+
+
+def test_unblock_requests_hold_until_taken_even_for_the_longest_rule_names(
+    store: Store,
+) -> None:
+    """An identity may be 128 characters and a request's key only 64: the key is a hash."""
+    long_name, short = "r" * 128, "dip"
+    store.load_rules([(long_name, "f1", "c", "a.rules", None), (short, "f2", "c", "a.rules",
+                                                                   None)], NOW)
+    assert store.rule_state(short) is None  # loaded, no state saved yet
+    store.request_unblock(long_name, NOW, "me")
+    store.request_unblock(short, NOW, "me")
+    store.request_unblock(short, NOW, "me again")  # asked twice: still one request
+    assert store.unblocks() == sorted([long_name, short])
+    store.unblock_done(long_name)
+    assert store.unblocks() == [short]
+    kinds = [(e.kind, e.identity) for e in store.events("unblock.requested")]
+    assert len(kinds) == 3 and (("unblock.requested", long_name) in kinds)
