@@ -160,3 +160,41 @@ async def test_a_rule_file_new_in_a_watched_folder_runs_and_a_deleted_one_keeps_
     rejected = events(db, "reload.rejected")  # at each reload while the file is broken
     assert rejected and all(str(e["path"]).endswith("broken.rules") for e in rejected)
     assert "E003" in str(rejected[0]["diagnostics"])
+
+
+async def test_paper_mode_refuses_a_reloaded_rule_on_a_symbol_its_venue_does_not_carry(
+    tmp_path: Path,
+) -> None:
+    """The local paper venue carries the symbols of the rules it started with: a rule added
+    on another is rejected with that reason (and the fix), not as an unknown symbol."""
+    import asyncio
+
+    from rules_engine.runtime._config import load_config
+    from rules_engine.runtime._run import run_watcher
+    from rules_engine.runtime._watcher import Watcher
+    from rules_engine.sandbox.config import SandboxConfig
+    from rules_engine.sandbox.testing import serve
+
+    rules = tmp_path / "paper.rules"
+    rules.write_text("rule btc on BTC-USDT:\n    when bid > 1\n    place limit buy 0.001 at 1000\n")
+    db = f"sqlite:///{tmp_path / 'paper.sqlite'}"
+    async with serve(SandboxConfig().model_copy(update={"feed_interval_ms": 50}),
+                     run_feed=True) as market:
+        config = load_config(None, {"mode": "paper", "market_url": market.url, "db": db,
+                                    "view": "off", "log_format": "json"})
+        stop = asyncio.Event()
+        holder: list[Watcher] = []
+        task = asyncio.create_task(run_watcher(config, [rules], stop, holder.append))
+        await until(lambda: (bool(holder) and holder[0]._ready.is_set()) or task.done(), 15)
+        assert not task.done()
+        try:
+            rewrite(rules, rules.read_text()
+                    + "rule eth on ETH-USDT:\n    when bid > 1\n    place limit buy 0.01 at 100\n")
+            await until(lambda: bool(events(db, "reload.rejected")), 5)
+            assert set(holder[0].rules) == {"btc"}
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+    why = str(events(db, "reload.rejected")[0]["diagnostics"])
+    assert "rule eth needs ETH-USDT, which the paper venue does not carry" in why
+    assert "restart the watcher" in why and "unknown symbol" not in why

@@ -11,7 +11,7 @@ that rejected it. A file that cannot be read (deleted, say) keeps its running ve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,8 @@ from rules_engine.compiler import CompiledRule, Compiler
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.dsl import Diagnostic, Severity, SourceFile, format_text
 
-__all__ = ["RULE_SUFFIXES", "Reloaded", "RuleFiles", "RulesRejected", "rule_files_in"]
+__all__ = ["RULE_SUFFIXES", "Reloaded", "RuleFiles", "RulesRejected", "rule_files_in",
+           "traded_symbols"]
 
 RULE_SUFFIXES = (".rules",)
 
@@ -54,14 +55,29 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return info.st_mtime_ns, info.st_size
 
 
+def traded_symbols(rules: Iterable[CompiledRule]) -> list[str]:
+    """Every symbol the rules read or trade, in a stable order."""
+    found: dict[str, None] = {}
+    for rule in rules:
+        for symbol in sorted(rule.symbols):
+            found.setdefault(symbol)
+        if rule.order is not None:
+            found.setdefault(rule.order.symbol)
+    return list(found)
+
+
 class RuleFiles:
     """The rule files a watcher runs: `paths`, and any that appear later in `folders` (the
-    folders given to `run`, whose files at start are among `paths`)."""
+    folders given to `run`, whose files at start are among `paths`). `venue_symbols`, when
+    given, are all the symbols the venue carries (paper mode's local venue carries those of
+    the rules it started with): a reloaded file whose rules need another is rejected."""
 
     def __init__(self, paths: Sequence[Path], symbols: SymbolTable,
-                 folders: Sequence[Path] = ()) -> None:
+                 folders: Sequence[Path] = (), *,
+                 venue_symbols: Iterable[str] | None = None) -> None:
         self.paths = list(paths)
         self.folders = tuple(folders)
+        self.venue_symbols = None if venue_symbols is None else frozenset(venue_symbols)
         self.compiler = Compiler(symbols)
         self._stamps: dict[Path, tuple[int, int] | None] = {}
         self.running: tuple[CompiledRule, ...] = ()
@@ -112,8 +128,9 @@ class RuleFiles:
                 errors.setdefault(diagnostic.path, []).append(diagnostic)
         by_path = {s.path: s for s in sources}
         rejected = {path: format_text(found, by_path) for path, found in errors.items()}
+        rejected.update(self._off_venue(program.rules))
         kept_paths = set(rejected) | set(unreadable)
-        rules = list(program.rules)
+        rules = [rule for rule in program.rules if rule.path not in rejected]
         identities = {rule.identity for rule in rules}
         for rule in self.running:  # a rejected or unreadable file: its running version stays
             if rule.path in kept_paths and rule.identity not in identities:
@@ -125,6 +142,22 @@ class RuleFiles:
                 texts[rule.identity] = self.texts[rule.identity]
         self.running, self.texts = tuple(rules), texts
         return Reloaded(self.running, texts, rejected, unreadable)
+
+
+    def _off_venue(self, rules: Iterable[CompiledRule]) -> dict[str, str]:
+        """path -> why, for each file with a rule on a symbol the venue does not carry."""
+        if self.venue_symbols is None:
+            return {}
+        out: dict[str, str] = {}
+        for rule in rules:
+            missing = [s for s in traded_symbols([rule]) if s not in self.venue_symbols]
+            if missing and rule.path not in out:
+                out[rule.path] = (
+                    f"{rule.path}:{rule.span.line}: rule {rule.identity} needs "
+                    f"{', '.join(missing)}, which the paper venue does not carry (it carries "
+                    f"the symbols of the rules the watcher started with: "
+                    f"{', '.join(sorted(self.venue_symbols))}); restart the watcher to add it")
+        return out
 
 
 def _texts(rules: tuple[CompiledRule, ...], sources: list[SourceFile]) -> dict[str, str]:

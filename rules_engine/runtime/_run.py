@@ -24,10 +24,9 @@ from rules_engine.adapters.kucoin._keys import KeyError_, check_key, load_creden
 from rules_engine.adapters.kucoin._market import KucoinMarket
 from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.adapters.kucoin._signing import Credentials, Secret
-from rules_engine.compiler import CompiledRule
 from rules_engine.core.symbols import SymbolDataError, SymbolTable
 from rules_engine.runtime._config import WatcherConfig
-from rules_engine.runtime._reload import RuleFiles, RulesRejected
+from rules_engine.runtime._reload import RuleFiles, RulesRejected, traded_symbols
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
 __all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher", "state_dir"]
@@ -188,17 +187,6 @@ async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> Symbo
         pause = min(pause * 2, 10.0)
 
 
-def _traded(rules: tuple[CompiledRule, ...]) -> list[str]:
-    """Every symbol a rule reads or trades, in a stable order."""
-    found: dict[str, None] = {}
-    for rule in rules:
-        for symbol in sorted(rule.symbols):
-            found.setdefault(symbol)
-        if rule.order is not None:
-            found.setdefault(rule.order.symbol)
-    return list(found)
-
-
 @contextlib.asynccontextmanager
 async def _paper_venue(
     config: WatcherConfig, db: str, table: SymbolTable, symbols: list[str]
@@ -288,7 +276,7 @@ async def run_watcher(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
             table = await _symbols(market_rest, output, config.start_patience_s)
-            extra = _traded(RuleFiles(files, table).load()[0])
+            extra = traded_symbols(RuleFiles(files, table).load()[0])
             url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
             output("paper.started", {"rest_url": url, "market": config.market_url})
         elif config.mode == "sandbox" and config.exchange_url is None:
@@ -302,7 +290,10 @@ async def run_watcher(
                        wall_ms=wall_ms)
         )
         symbols = await _symbols(rest, output, config.start_patience_s)
-        rule_files = RuleFiles(files, symbols, folders)
+        # Paper mode: rules compile against KuCoin's table (so a reloaded rule on a symbol
+        # the local venue lacks is refused with that reason, not as an unknown symbol).
+        rule_files = (RuleFiles(files, table, folders, venue_symbols=extra)
+                      if config.mode == "paper" else RuleFiles(files, symbols, folders))
         rules, texts = rule_files.load()
         if config.mode == "live":
             try:
