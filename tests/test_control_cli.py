@@ -117,6 +117,9 @@ async def test_unblock_without_a_watcher_holds_for_the_next_start(
         async with watch(v, tmp_path, TOO_BIG) as r:
             await until(lambda: r.watcher.states["too_big"].status == "blocked")
             db = r.db
+        capsys.readouterr()
+        assert await cli("status", "--db", db) == 0
+        assert "then `rules-engine unblock too_big`" in capsys.readouterr().out
         assert await cli("unblock", "--db", db, "too_big") == 0
         assert "the next start applies it" in capsys.readouterr().out
         v.state.engine.account.totals["USDT"] = Decimal("2000000")

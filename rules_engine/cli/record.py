@@ -153,10 +153,16 @@ def _status(store: Any, args: argparse.Namespace) -> int:
     else:
         print("feeds: no watcher running")
     print(f"\nrules ({len(report['rules'])}):")
+    blocked = []
     for rule in report["rules"]:
         reason = f"  ({rule['reason']})" if rule["reason"] else ""
         print(f"  {rule['rule']:<28} v{rule['version']:<3} {rule['status']:<9} "
               f"firings {rule['firings']}{reason}")
+        if rule["status"] == "blocked":
+            blocked.append(rule["rule"])
+    if blocked:
+        print(f"  blocked: fix the cause, then `rules-engine unblock {blocked[0]}` (or edit "
+              "the rule)")
     print(f"\nopen orders ({len(report['open_orders'])}):")
     for order in report["open_orders"]:
         price = f" at {order['price']}" if order["price"] else ""
