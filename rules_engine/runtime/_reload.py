@@ -128,21 +128,22 @@ class RuleFiles:
                 errors.setdefault(diagnostic.path, []).append(diagnostic)
         by_path = {s.path: s for s in sources}
         rejected = {path: format_text(found, by_path) for path, found in errors.items()}
-        rejected.update(self._off_venue(program.rules))
+        for path, why in self._off_venue(program.rules).items():
+            rejected.setdefault(path, why)
         kept_paths = set(rejected) | set(unreadable)
-        rules = [rule for rule in program.rules if rule.path not in rejected]
+        clean = tuple(rule for rule in program.rules if rule.path not in rejected)
+        rules = list(clean)
         identities = {rule.identity for rule in rules}
         for rule in self.running:  # a rejected or unreadable file: its running version stays
             if rule.path in kept_paths and rule.identity not in identities:
                 rules.append(rule)
                 identities.add(rule.identity)
-        texts = _texts(program.rules, sources)
+        texts = _texts(clean, sources)
         for rule in rules:
             if rule.identity not in texts and rule.identity in self.texts:
                 texts[rule.identity] = self.texts[rule.identity]
         self.running, self.texts = tuple(rules), texts
         return Reloaded(self.running, texts, rejected, unreadable)
-
 
     def _off_venue(self, rules: Iterable[CompiledRule]) -> dict[str, str]:
         """path -> why, for each file with a rule on a symbol the venue does not carry."""

@@ -309,13 +309,13 @@ class KucoinRest:
 class KucoinOrders:
     """Orders in both of KuCoin's families: `hf` (current) and `legacy` (`/api/v1/orders`)."""
 
+    FAMILY_PATH = "/api/v1/hf/accounts/opened"  # answers true for an HF account
+
     def __init__(self, rest: KucoinRest, family: str = "hf") -> None:
         if family not in ("hf", "legacy"):
             raise ValueError(f"family must be 'hf' or 'legacy', not {family!r}")
         self.rest = rest
         self.family = family
-
-    FAMILY_PATH = "/api/v1/hf/accounts/opened"
 
     @staticmethod
     def family_of(outcome: Outcome) -> str | None:
