@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -815,6 +815,47 @@ async def test_bracket_legs_racing_in_one_update_never_sell_more_than_the_positi
         [row] = [o for o in store.orders() if o.client_oid == leg.oid]
         store.close()
         assert row.status == "canceled"
+
+
+async def test_a_stop_loss_already_on_the_exchange_at_a_restart_is_tracked_not_triggered(
+    tmp_path: Path,
+) -> None:
+    """The crash test's seed 20260601: the watcher was killed after the stop-loss's sale was
+    acknowledged and before its fill arrived. Recovery took the open leg for one still waiting
+    for its trigger: it never looked the order up (the store kept it open while the exchange
+    had filled it), a `cancel all` dropped it as if nothing were on the exchange, and the next
+    price past the trigger sent it again (`IllegalTransition: order OPEN -> PENDING`)."""
+    from rules_engine.store import Store as StoreOf
+
+    async with venue() as v:
+        async with watch(v, tmp_path, BRACKET) as r:
+            leg, tp = await bracket_placed(r)
+            db = r.db
+        # What the killed watcher had done: the take-profit cancelled and confirmed, the
+        # stop-loss's market sale sent and acknowledged (it filled at once), nothing more.
+        api = Sandbox(v.url, v.state, v.http)
+        await api.ok("DELETE", f"/api/v1/hf/orders/client-order/{tp.req.client_oid}",
+                     params={"symbol": SYMBOL})
+        sale = await api.ok("POST", "/api/v1/hf/orders", body={
+            "clientOid": leg.oid, "symbol": SYMBOL, "side": "sell", "type": "market",
+            "size": "0.002"})
+        store = StoreOf(db)
+        now = datetime.now(UTC)
+        store.settle(tp.req.client_oid, now, order_to="canceled")
+        store.send_leg(leg.oid, now, size=D("0.002"), deadline_at=None)
+        store.settle(leg.oid, now, order_to="open", exchange_id=sale["orderId"])
+        store.close()
+        bids, asks = book("56990", "57000")  # the price is past the trigger all along
+        v.feed.push(SYMBOL, bids, asks, trade=(D("56995"), D("0.01"), "sell"))
+        async with watch(v, tmp_path, BRACKET) as r:
+            await until(lambda: not r.watcher.tracked and not r.watcher.legs, 5)
+            await settle(0.5)
+            assert not r.watcher.failed
+            store = r.store()
+            [row] = [o for o in store.orders() if o.client_oid == leg.oid]
+            store.close()
+            assert row.status == "filled" and row.filled_size == D("0.002")
+            assert sold(r) == D("0.002")  # sold once: never sent again
 
 
 async def test_a_chain_whose_parent_filled_while_the_watcher_was_down_is_armed_on_restart(

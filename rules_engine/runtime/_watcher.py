@@ -598,8 +598,9 @@ class Watcher:
                 row.exchange_id, row.side,
             )
         for oid in list(self.tracked):
-            busy = oid in self.held or oid in self.legs or self._pending_for(oid) is not None
-            if oid in self.tracked and not busy:
+            leg = self.legs.get(oid)
+            off_exchange = oid in self.held or (leg is not None and not leg.busy)
+            if oid in self.tracked and not off_exchange and self._pending_for(oid) is None:
                 await self._poll_order(self.tracked[oid])
         self._rearm_cancels(decided, now)
         self._load_exposure(now)
@@ -609,13 +610,15 @@ class Watcher:
     def _recover_leg(self, row: Any, parent: Any) -> None:
         """A bracket's stop-loss from the store: still held (waiting for its trigger), or
         proven not placed (sent again at the next price past its trigger), or sent and not
-        settled (unknown: looked up like any order, never sent twice)."""
+        settled (unknown: looked up like any order, never sent twice), or on the exchange
+        (acknowledged: tracked and polled like any order, never triggered again)."""
         if row.size is None:
             return
         intent = parent.intent or {}
         trigger = Decimal(str((intent.get("stop_loss") or {}).get("trigger") or row.price or 0))
+        sent = row.status not in ("held", "not_placed")  # past its trigger: pending or open
         leg = _Leg(row.client_oid, parent.client_oid, parent.identity, parent.number,
-                   row.symbol, row.side, row.size, trigger, busy=row.status == "pending")
+                   row.symbol, row.side, row.size, trigger, busy=sent)
         self.legs[leg.oid] = leg
         self.tracked[leg.oid] = _Tracked(leg.oid, leg.identity, leg.number, leg.symbol,
                                          row.family, row.size, row.exchange_id, row.side,
