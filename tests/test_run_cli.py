@@ -233,3 +233,39 @@ def test_a_start_gives_up_after_its_patience_with_the_reason(tmp_path: Path) -> 
     assert result.returncode == 2, result.stderr
     assert "cannot reach the exchange at http://127.0.0.1:9" in result.stderr
     assert "start_patience_s" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_on_a_folder_starts_the_rules_of_a_file_added_to_it_later(tmp_path: Path) -> None:
+    """`rules-engine run FOLDER` as a person runs it (built-in sandbox, its own process): a
+    rule file dropped into the folder while the watcher runs is linted and its rule fires."""
+    import time
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "wait.rules").write_text(RULE)  # bid < 1: never fires
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "RULES_ENGINE_VIEW": "off",
+           "RULES_ENGINE_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rules_engine", "run", str(folder),
+         "--db", f"sqlite:///{tmp_path / 'folder.sqlite'}", "--duration", "30"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )
+    assert process.stderr is not None
+    seen: list[str] = []
+    with process, process.stderr:
+        deadline = time.monotonic() + 25
+        for line in process.stderr:
+            seen.append(line)
+            if '"event": "recovered"' in line:
+                (folder / "later.rules").write_text(
+                    "rule later on BTC-USDT:\n    when bid > 1\n"
+                    "    place limit buy 0.001 at 1000\n")
+            if '"event": "fired"' in line:
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        process.terminate()
+        process.stderr.read()
+        assert process.wait(timeout=20) == 0
+    [reloaded] = [json.loads(x) for x in seen if '"event": "reloaded"' in x]
+    [fired] = [json.loads(x) for x in seen if '"event": "fired"' in x]
+    assert reloaded["added"] == ["later"] and fired["rule"] == "later"

@@ -32,6 +32,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,16 +93,23 @@ def _watcher_alive(store: Any, now: datetime) -> bool:
                 and now - lease.heartbeat < timedelta(seconds=15))
 
 
-def _halt(store: Any, args: argparse.Namespace) -> int:
-    request = store.request_halt(bool(args.all), datetime.now(UTC), _who())
+def _answered(done: Callable[[], bool]) -> bool:
+    """Whether the running watcher answered a request (`done`) within ACK_TIMEOUT."""
     deadline = time.monotonic() + ACK_TIMEOUT
     while time.monotonic() < deadline:
-        if store.halt_acknowledged() == request:
-            print("halted: the watcher stopped firing and cancelled its open orders"
-                  + ("" if args.all else " (protective exits kept)")
-                  + "; `rules-engine resume` lifts it")
-            return 0
+        if done():
+            return True
         time.sleep(0.1)
+    return False
+
+
+def _halt(store: Any, args: argparse.Namespace) -> int:
+    request = store.request_halt(bool(args.all), datetime.now(UTC), _who())
+    if _answered(lambda: store.halt_acknowledged() == request):
+        print("halted: the watcher stopped firing and cancelled its open orders"
+              + ("" if args.all else " (protective exits kept)")
+              + "; `rules-engine resume` lifts it")
+        return 0
     print("rules-engine halt: error: no watcher acknowledged within 10 s; the switch holds "
           "and a watcher that starts on this store starts halted", file=sys.stderr)
     return 2
@@ -124,12 +132,9 @@ def _resolve(store: Any, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if _watcher_alive(store, now):
         store.request_resolution(oid, placed, now, _who())
-        deadline = time.monotonic() + ACK_TIMEOUT
-        while time.monotonic() < deadline:
-            if oid not in store.resolutions():
-                print(f"{oid}: settled as {args.outcome} by the running watcher")
-                return 0
-            time.sleep(0.1)
+        if _answered(lambda: oid not in store.resolutions()):
+            print(f"{oid}: settled as {args.outcome} by the running watcher")
+            return 0
         print("rules-engine resolve: error: the watcher did not take it within 10 s; it "
               "stays requested", file=sys.stderr)
         return 2
@@ -160,11 +165,8 @@ def _unblock(store: Any, args: argparse.Namespace) -> int:
         print(f"{identity}: unblock requested (blocked by: {state.reason or 'unknown'}); no "
               "watcher is running: the next start applies it")
         return 0
-    deadline = time.monotonic() + ACK_TIMEOUT
-    while time.monotonic() < deadline:
-        if identity not in store.unblocks():
-            return _unblocked(identity, state, store.rule_state(identity))
-        time.sleep(0.1)
+    if _answered(lambda: identity not in store.unblocks()):
+        return _unblocked(identity, state, store.rule_state(identity))
     print("rules-engine unblock: error: the watcher did not take it within 10 s; it stays "
           "requested", file=sys.stderr)
     return 2

@@ -69,15 +69,14 @@ def traded_symbols(rules: Iterable[CompiledRule]) -> list[str]:
 class RuleFiles:
     """The rule files a watcher runs: `paths`, and any that appear later in `folders` (the
     folders given to `run`, whose files at start are among `paths`). `venue_symbols`, when
-    given, are all the symbols the venue carries (paper mode's local venue carries those of
+    set, are all the symbols the venue carries (paper mode's local venue carries those of
     the rules it started with): a reloaded file whose rules need another is rejected."""
 
     def __init__(self, paths: Sequence[Path], symbols: SymbolTable,
-                 folders: Sequence[Path] = (), *,
-                 venue_symbols: Iterable[str] | None = None) -> None:
+                 folders: Sequence[Path] = ()) -> None:
         self.paths = list(paths)
         self.folders = tuple(folders)
-        self.venue_symbols = None if venue_symbols is None else frozenset(venue_symbols)
+        self.venue_symbols: frozenset[str] | None = None
         self.compiler = Compiler(symbols)
         self._stamps: dict[Path, tuple[int, int] | None] = {}
         self.running: tuple[CompiledRule, ...] = ()

@@ -26,6 +26,7 @@ from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.adapters.kucoin._signing import Credentials, Secret
 from rules_engine.core.symbols import SymbolDataError, SymbolTable
 from rules_engine.runtime._config import WatcherConfig
+from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._reload import RuleFiles, RulesRejected, traded_symbols
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
@@ -160,14 +161,13 @@ async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
             live.update(render())
 
 
-
 async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> SymbolTable:
     """The exchange's clock offset and symbols. An exchange that is down, overloaded or
     rate-limiting (5xx, 429, a timeout, a reply that does not parse) is tried again with
-    growing pauses for `patience_s`, each miss an `exchange.unreachable` line; anything
-    else (or patience run out) stops the start with the reason."""
-    deadline = time.monotonic() + patience_s
-    pause = 0.5
+    `Patience` for `patience_s`; anything else (or patience run out) stops the start with
+    the reason."""
+    patience = Patience(patience_s, output)
+    attempt = 0
     while True:
         synced = await rest.sync_time()
         problem: str
@@ -180,11 +180,9 @@ async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> Symbo
             problem = f"cannot reach the exchange at {rest.base_url}: {synced.message}"
             if synced.action not in TRANSIENT:
                 raise Fatal(problem)
-        if time.monotonic() + pause > deadline:
-            raise Fatal(f"{problem} (still, after {patience_s:g} s: start_patience_s)")
-        output("exchange.unreachable", {"why": problem, "retry_in_s": pause})
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 10.0)
+        if not await patience.retry(problem, attempt):
+            raise Fatal(patience.gave_up(problem))
+        attempt += 1
 
 
 @contextlib.asynccontextmanager
@@ -271,12 +269,17 @@ async def run_watcher(
         market_rest: KucoinRest | None = None
         bridge: _Bridge | None = None
         extra: list[str] = []
+        rule_files: RuleFiles | None = None
         if config.mode == "paper":
             market_rest = await stack.enter_async_context(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
             table = await _symbols(market_rest, output, config.start_patience_s)
-            extra = traded_symbols(RuleFiles(files, table).load()[0])
+            # The rules compile against KuCoin's table, and the local venue carries their
+            # symbols: a rule reloaded later on another is refused with that reason.
+            rule_files = RuleFiles(files, table, folders)
+            extra = traded_symbols(rule_files.load()[0])
+            rule_files.venue_symbols = frozenset(extra)
             url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
             output("paper.started", {"rest_url": url, "market": config.market_url})
         elif config.mode == "sandbox" and config.exchange_url is None:
@@ -290,11 +293,9 @@ async def run_watcher(
                        wall_ms=wall_ms)
         )
         symbols = await _symbols(rest, output, config.start_patience_s)
-        # Paper mode: rules compile against KuCoin's table (so a reloaded rule on a symbol
-        # the local venue lacks is refused with that reason, not as an unknown symbol).
-        rule_files = (RuleFiles(files, table, folders, venue_symbols=extra)
-                      if config.mode == "paper" else RuleFiles(files, symbols, folders))
-        rules, texts = rule_files.load()
+        if rule_files is None:
+            rule_files = RuleFiles(files, symbols, folders)
+        rules, texts = rule_files.load()  # paper mode: again, but nothing is parsed again
         if config.mode == "live":
             try:
                 checked = await check_key(rest)

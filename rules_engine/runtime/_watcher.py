@@ -28,7 +28,6 @@ import heapq
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +100,7 @@ from rules_engine.engine._candles import TIMEFRAME_TYPES, CandleSeries, history_
 from rules_engine.engine._risk import Exposure, check, value_order
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._market import MarketState
+from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.store import LeaseHeld, Store
 from rules_engine.store._repo import StateRow, client_oid, engine_prefix
@@ -297,7 +297,7 @@ class Watcher:
             raise WatcherError(str(err)) from None
         self.engine_id = self.store.engine_id()
         self.prefix = engine_prefix(self.engine_id)
-        self._patience_until = time.monotonic() + self.config.start_patience_s
+        self._patience = Patience(self.config.start_patience_s, self.emit)
         # A start can take long (an exchange down, many orders to look up): the lease's
         # heartbeat goes on meanwhile, so no other watcher takes the store over.
         lease = asyncio.create_task(self._keep_lease(), name="start-heartbeat")
@@ -335,25 +335,18 @@ class Watcher:
     async def _keep_lease(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_s)
-            self.store.heartbeat(self.owner, self.now())
+            await self._heartbeat_job()
 
     async def _start_read(self, what: str, read: Callable[[], Awaitable[Outcome]]) -> Outcome:
         """A read the start needs. An exchange that is down, overloaded or rate-limiting is
-        asked again with growing pauses until `start_patience_s` after the start began (each
-        miss an `exchange.unreachable` line). Any other answer, or the last one once patience
-        runs out, is returned."""
-        pause = 0.5
-        while True:
-            outcome = await read()
-            if outcome.action not in TRANSIENT:
-                return outcome
-            if time.monotonic() + pause > self._patience_until:
-                return outcome._replace(message=f"{outcome.message} (still, after "
-                                        f"{self.config.start_patience_s:g} s: start_patience_s)")
-            self.emit("exchange.unreachable", {"why": f"{what}: {outcome.message}",
-                                               "retry_in_s": pause})
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 10.0)
+        asked again with the start's `Patience`. Any other answer, or the last one once
+        patience runs out, is returned."""
+        attempt = 0
+        while (outcome := await read()).action in TRANSIENT:
+            if not await self._patience.retry(f"{what}: {outcome.message}", attempt):
+                return outcome._replace(message=self._patience.gave_up(outcome.message))
+            attempt += 1
+        return outcome
 
     async def _check_venue(self) -> None:
         status = await self._start_read(

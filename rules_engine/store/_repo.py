@@ -138,6 +138,10 @@ class StateRow(NamedTuple):
     reason: str | None
 
 
+def _state_row(row: RuleState) -> StateRow:
+    return StateRow(row.identity, row.version, row.status, row.firings, row.state, row.reason)
+
+
 class IllegalTransition(RuntimeError):
     """A transition the table does not allow: a bug that stops the rule, never an overwrite."""
 
@@ -442,19 +446,7 @@ class Store:
                         )
                     )
                 stored = states.get(identity)
-                out[identity] = (
-                    version,
-                    None
-                    if stored is None
-                    else StateRow(
-                        identity,
-                        stored.version,
-                        stored.status,
-                        stored.firings,
-                        stored.state,
-                        stored.reason,
-                    ),
-                )
+                out[identity] = (version, None if stored is None else _state_row(stored))
                 session.add(
                     Event(
                         at=now,
@@ -970,10 +962,7 @@ class Store:
         """The state stored for one rule (None for a rule never loaded on this store)."""
         with self.session() as session:
             row = session.get(RuleState, identity)
-            if row is None:
-                return None
-            return StateRow(row.identity, row.version, row.status, row.firings, row.state,
-                            row.reason)
+            return None if row is None else _state_row(row)
 
     @staticmethod
     def _unblock_key(identity: str) -> str:
