@@ -20,36 +20,12 @@ JSON body decides when there is one. HTML and other non-JSON bodies are outcomes
 
 from __future__ import annotations
 
-import enum
 import json
-from typing import Any, NamedTuple
+from typing import Any
+
+from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 
 __all__ = ["TRANSIENT", "Action", "Outcome", "classify_exception", "classify_reply"]
-
-
-class Action(enum.Enum):
-    OK = "ok"
-    RETRY = "retry after backoff"
-    STOP = "stop and ask a human"
-    REJECT = "rejected: record it, never retry"
-    UNKNOWN = "outcome unknown: look the order up by clientOid before anything else"
-    NOT_SENT = "not accepted: may be sent again later with the same clientOid"
-    DUPLICATE = "clientOid already used: look the order up and adopt it"
-    ABSENT = "no such open order on the exchange"
-
-
-# What an exchange that is down, overloaded or rate-limiting answers: for a read, asking
-# again later may succeed; no answer of these says anything about the request's subject.
-TRANSIENT = frozenset({Action.RETRY, Action.UNKNOWN, Action.NOT_SENT})
-
-
-class Outcome(NamedTuple):
-    action: Action
-    code: str | None
-    message: str
-    http_status: int | None
-    data: Any = None
-    resync_time: bool = False  # 400002: measure the server time again first
 
 
 # KuCoin codes -> action. Codes of the spot API the client uses (api-reference section 4,

@@ -1,0 +1,134 @@
+"""The ports: what the runtime needs from the outside world, as protocols.
+
+    Clock       the time the watcher decides with (a test or a backtest steps its own)
+    Venue       orders: place, cancel, look up by clientOid, pages of open and recent orders,
+                fills, balances, the private stream
+    MarketFeed  the public stream as core events, and the REST reads that seed it
+    Stream      one WebSocket channel (subscribe, run until stopped, reconnect)
+
+The KuCoin adapter implements Venue and MarketFeed (`rules_engine.adapters.kucoin`:
+`KucoinVenue`, `KucoinFeed`); the sandbox is the venue tests run against over real sockets.
+The store port is `rules_engine.store.Store` itself: one SQLAlchemy implementation serves
+SQLite (a file, or a temporary one in tests) and PostgreSQL.
+
+Nothing in `runtime/` imports a private module of `adapters/`: it sees these protocols, core
+values and `Outcome`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from rules_engine.core.market import Balance, Candle, Fill
+from rules_engine.core.outcome import Outcome
+
+__all__ = ["Clock", "MarketFeed", "PageLike", "SeenLike", "SnapshotLike", "Stream", "Venue"]
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime:
+        """Now, timezone-aware UTC."""
+        ...
+
+
+class Stream(Protocol):
+    def subscribe(self, topics: Iterable[str]) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    async def reconnect(self) -> None: ...
+
+
+class SeenLike(Protocol):
+    @property
+    def kind(self) -> str: ...  # found | absent | failed
+
+    @property
+    def state(self) -> Any: ...  # OrderState | None
+
+    @property
+    def stop_id(self) -> str | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class PageLike(Protocol):
+    @property
+    def orders(self) -> list[Any]: ...  # list[OrderState]
+
+    @property
+    def more(self) -> str | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+class SnapshotLike(Protocol):
+    @property
+    def sequence(self) -> int: ...
+
+    @property
+    def bids(self) -> list[list[str]]: ...
+
+    @property
+    def asks(self) -> list[list[str]]: ...
+
+
+class Venue(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+    family: str  # hf | legacy: the account's order family, known after the start's check
+
+    def server_ms(self) -> int: ...
+
+    def server_now(self) -> datetime: ...
+
+    async def sync_time(self) -> Outcome: ...
+
+    async def status(self) -> Outcome: ...
+
+    async def api_key(self) -> Outcome: ...
+
+    async def family_reply(self) -> Outcome: ...
+
+    async def balances(self) -> tuple[Outcome, list[Balance]]: ...
+
+    async def place(self, body: dict[str, Any], family: str) -> Outcome: ...
+
+    async def cancel(self, oid: str, symbol: str, family: str,
+                     exchange_id: str | None) -> Outcome: ...
+
+    async def look_up(self, oid: str, symbol: str, family: str) -> SeenLike: ...
+
+    async def open_page(self, symbol: str, page: int, size: int = 100) -> PageLike: ...
+
+    async def done_page(self, symbol: str, cursor: str | None) -> PageLike: ...
+
+    async def fills_of(self, symbol: str, order_id: str) -> list[Fill]: ...
+
+    def private_stream(self, on_event: Callable[[object], None],
+                       on_bad: Callable[[str], None],
+                       on_state: Callable[[str, str], None]) -> Stream: ...
+
+
+class MarketFeed(Protocol):
+    async def level1(self, symbol: str) -> object | None: ...
+
+    async def snapshot(self, symbol: str, depth: int = 100) -> SnapshotLike | str: ...
+
+    async def candles_reply(self, symbol: str, kind: str, start: datetime,
+                            end: datetime) -> Outcome: ...
+
+    def candles_of(self, symbol: str, kind: str, outcome: Outcome) -> list[Candle] | str: ...
+
+    def topics(self, tickers: list[str], books: list[str], stats: list[str],
+               candles: list[tuple[str, str]]) -> list[str]: ...
+
+    def stream(self, on_event: Callable[[str, object], None],
+               on_bad: Callable[[str, str], None],
+               on_state: Callable[[str, str], None]) -> Stream: ...

@@ -1,0 +1,418 @@
+"""Decisions: the pure evaluator on the rules a market change selects, and each firing
+turned into one committed intent, then handed to the order manager to send.
+
+    changes -> RuleIndex.affected -> step -> Decision
+            -> resolve_order + risk limits + bracket check -> Store.fire (one durable commit,
+               fenced by the lease) -> OrderManager.send
+
+What is not needed before the send (the rule's actions, the `after R fired` arms, the output
+line) runs after it has been handed over.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+from rules_engine.compiler import CompiledRule
+from rules_engine.compiler import model as M
+from rules_engine.engine import (
+    Blocked,
+    Decision,
+    Fill,
+    OrderIntent,
+    deadline,
+    order_body,
+    resolve_order,
+    step,
+)
+from rules_engine.engine import value as value_of
+from rules_engine.engine._risk import check, value_order
+from rules_engine.runtime._actions import Actions
+from rules_engine.runtime._context import Context, LeaseLostError
+from rules_engine.runtime._feeds import Feeds
+from rules_engine.runtime._held import Held, HeldOrders, Leg
+from rules_engine.runtime._orders import OrderManager, Pending, Tracked
+from rules_engine.runtime._rules import RuleSet
+from rules_engine.store import LeaseLost, client_oid
+
+__all__ = ["Deferred", "Firing"]
+
+
+class Deferred(Blocked):
+    """`risk.max_firings_per_minute` reached: the firing waits until the window allows."""
+
+
+def _num(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+class Firing:
+    def __init__(self, ctx: Context, rules: RuleSet, feeds: Feeds, orders: OrderManager,
+                 held: HeldOrders, actions: Actions) -> None:
+        self.ctx = ctx
+        self.rules = rules
+        self.feeds = feeds
+        self.orders = orders
+        self.held = held
+        self.actions = actions
+        self.limits = ctx.config.risk.limits()
+        self.file_limits = {path: limits.limits()
+                            for path, limits in ctx.config.risk_files.items()}
+        self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
+        self.cancels: list[tuple[datetime, str]] = []  # `cancel after D`: (due, clientOid)
+        self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
+        self.fired = 0
+
+    # ------------------------------------------------------------ evaluation
+
+    def apply(self, changes: list[Any], now: datetime) -> None:
+        if not changes:
+            return
+        selected: dict[str, CompiledRule] = {}
+        index = self.rules.index
+        for change in changes:
+            for rule in index.affected(change.leaf, change.old, change.new):
+                selected[rule.identity] = rule
+        if selected:
+            self.evaluate(selected.values(), now)
+
+    def evaluate(self, rules: Iterable[CompiledRule], now: datetime) -> None:
+        if self.ctx.halted is not None or self.ctx.failed:
+            return  # the kill switch: nothing fires until `rules-engine resume`
+        values = self.rules.market.values
+        timed = self.rules.timed_ids
+        states = self.rules.states
+        pending = self.orders.pending
+        for rule in rules:
+            identity = rule.identity
+            if identity in pending:
+                continue  # frozen: its last firing's outcome is not proven yet
+            if identity in self.deferred and now < self.deferred[identity]:
+                continue  # waiting for the firings-per-minute window
+            before = states[identity]
+            after, decision = step(rule, before, values, now)
+            if identity in timed:
+                self.rules.timers.update(rule, after, now)
+            if decision is None:
+                if after is not before:
+                    states[identity] = after
+                continue
+            if decision.kind == "fire":
+                self.fire(rule, before, after, decision, now)
+            else:
+                states[identity] = after
+                self.ctx.store.save_states([self.rules.row(identity)], now,
+                                           [(f"rule.{decision.kind}", identity, {})])
+                self.ctx.emit(f"rule.{decision.kind}", {"rule": identity})
+
+    def due(self, now: datetime) -> list[CompiledRule]:
+        """Deferred firings whose window now allows them."""
+        ready = [i for i, at in self.deferred.items() if at <= now]
+        for identity in ready:
+            del self.deferred[identity]
+        return [self.rules.rules[i] for i in ready if i in self.rules.rules]
+
+    # ------------------------------------------------------------ a firing
+
+    def fire(self, rule: CompiledRule, before: Any, after: Any, decision: Decision,
+             now: datetime) -> None:
+        identity, number = rule.identity, decision.firing
+        fill = decision.arm.fill if decision.arm is not None else None
+        oid = client_oid(self.ctx.engine_id, identity, number)
+        resolved: OrderIntent | Blocked | None = None
+        value = Decimal(0)
+        leg: Leg | None = None
+        if rule.order is not None:
+            resolved, value, leg = self._decide_order(rule, oid, number, fill, now)
+        if isinstance(resolved, Deferred):  # the rule stays as it was, and looks again then
+            until = self._window_opens(now)
+            self.deferred[identity] = until
+            self.ctx.event("firing.deferred", {"until": until.isoformat(),
+                                               "why": resolved.reason}, identity=identity)
+            return
+        states = self.rules.states
+        states[identity] = after
+        inputs = self._inputs(rule, decision, now)
+        again = (identity, number) in self.again
+        self.again.discard((identity, number))
+        rearm = (("rule.rearm", identity, {}),) if before.status == "cooling" else ()
+        if isinstance(resolved, Blocked):  # recorded with the reason; nothing is sent
+            if after.status != "blocked":
+                states[identity] = after._replace(status="blocked")
+            self.rules.reasons[identity] = resolved.reason
+            self._commit(identity, number, inputs, None, None, now, blocked=resolved.reason,
+                         again=again, events=rearm)
+            self.ctx.emit("blocked", {"rule": identity, "firing": number,
+                                      "reason": resolved.reason})
+            return
+        # `after R fired` goes with the firing itself: armed in its commit, and only once
+        # (a firing sent again after it was proven not placed arms nothing more).
+        arms = [] if again else self.rules.arms(identity, "fired", number, None)
+        also = tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms)
+        events = (*rearm, *(("rule.armed", c.identity, e) for c, _, e in arms))
+        # A rule's cancel actions run before its own place, and never reach the order this
+        # firing places (it is not tracked yet when they choose what to cancel).
+        self.actions.cancels(rule, now)
+        if resolved is None:  # actions only: nothing to send
+            self._commit(identity, number, inputs, None, None, now, again=again, also=also,
+                         events=events)
+            self.fired += 1
+            self.ctx.emit("fired", {"rule": identity, "firing": number})
+            self.actions.notify(rule, now)
+            self._armed(arms, now)
+            return
+        self._place(rule, number, oid, resolved, value, leg, decision, inputs, now,
+                    again=again, also=also, events=events)
+        self.actions.notify(rule, now)
+        self._armed(arms, now)
+
+    def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
+                      now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:
+        spec = rule.order
+        assert spec is not None
+        values = self.rules.market.values
+        resolved: OrderIntent | Blocked = resolve_order(
+            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances)
+        value = Decimal(0)
+        leg = None
+        if isinstance(resolved, OrderIntent):
+            limited = self._limits(rule, resolved, now)
+            if isinstance(limited, Blocked):
+                return limited, value, None
+            resolved, value = limited
+        if isinstance(resolved, OrderIntent) and not self.ctx.trading:
+            resolved = Blocked(f"trading is stopped: {self.ctx.stop_reason}")
+        if isinstance(resolved, OrderIntent):
+            stop_loss = self._stop_loss(rule, resolved, oid, number, fill)
+            if isinstance(stop_loss, Blocked):
+                resolved = stop_loss
+            else:
+                leg = stop_loss
+        if isinstance(resolved, OrderIntent):
+            inverted = self._children_inverted(rule, resolved)
+            if inverted is not None:
+                resolved = Blocked(inverted)
+        return resolved, value, leg
+
+    def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,
+               value: Decimal, leg: Leg | None, decision: Decision,
+               inputs: dict[str, Any], now: datetime, *, again: bool,
+               also: tuple[Any, ...], events: tuple[Any, ...]) -> None:
+        identity = rule.identity
+        held = resolved.order_type == "trailing-stop"  # kept by the engine until it triggers
+        family = "stop" if resolved.order_type == "stop" else self.ctx.venue.family
+        body: dict[str, Any] | None = None
+        until: datetime | None = None
+        if not held:
+            server_ms = self.ctx.venue.server_ms()
+            window = self.ctx.config.order_window_ms
+            body = order_body(resolved, oid, family=family, server_ms=server_ms,
+                              window_ms=window)
+            until = deadline(family, datetime.fromtimestamp(server_ms / 1000, UTC), window,
+                             self.ctx.config.request_timeout_s)
+        intent: dict[str, Any] = {
+            "symbol": resolved.symbol, "side": resolved.side, "type": resolved.order_type,
+            "size": _num(resolved.size), "funds": _num(resolved.funds),
+            "price": _num(resolved.price), "stop_price": _num(resolved.stop_price),
+            "trail": _num(resolved.trail) if held else None,
+            "family": family, "deadline": until.isoformat() if until else None,
+            "notional": format(value, "f"),
+        }
+        mark = self.rules.market.values.get(M.Field(resolved.symbol, "last")) if held else None
+        order_row = {
+            "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
+            "order_type": resolved.order_type,
+            "price": mark if held else resolved.price or resolved.stop_price,
+            "size": resolved.size, "funds": resolved.funds,
+            "status": "held" if held else "pending",
+            "filled_size": Decimal(0), "filled_value": Decimal(0), "family": family,
+            "deadline": until,
+        }
+        legs: tuple[dict[str, Any], ...] = ()
+        if leg is not None:
+            intent["stop_loss"] = {"client_oid": leg.oid, "trigger": _num(leg.trigger)}
+            legs = ({"client_oid": leg.oid, "exchange_id": None, "symbol": leg.symbol,
+                     "side": leg.side, "order_type": "stop-loss", "price": leg.trigger,
+                     "size": leg.size, "funds": None, "status": "held",
+                     "filled_size": Decimal(0), "filled_value": Decimal(0),
+                     "family": family, "deadline": None},)
+        self._commit(identity, number, inputs, intent, order_row, now, again=again, also=also,
+                     events=events, legs=legs, held=held)
+        # The order goes out first; the bookkeeping the send does not need follows it.
+        pending: Pending | None = None
+        if not held:
+            assert body is not None
+            pending = Pending(oid, identity, number, resolved.symbol, family, until,
+                              decision.arm)
+            self.orders.pending[identity] = pending
+            self.ctx.spawn(self.orders.send(pending, body))
+        day = now.date()
+        if leg is not None:
+            self.held.legs[leg.oid] = leg
+            self.orders.tracked[leg.oid] = Tracked(leg.oid, identity, number, leg.symbol,
+                                                   family, leg.size, side=leg.side, day=day,
+                                                   counted=False)
+        self.orders.tracked[oid] = Tracked(oid, identity, number, resolved.symbol, family,
+                                           resolved.size, side=resolved.side, value=value,
+                                           day=day)
+        self.orders.exposure.add(identity, day, value)
+        if rule.cancel_after_seconds is not None:
+            heapq.heappush(self.cancels, (now + timedelta(seconds=rule.cancel_after_seconds),
+                                          oid))
+        self.fired += 1
+        if held:
+            assert resolved.size is not None and resolved.trail is not None
+            self.held.held[oid] = Held(oid, identity, number, resolved.symbol, resolved.side,
+                                       resolved.size, resolved.trail, mark)
+        else:
+            self.orders.exposure.fired(now)  # an order sent: it counts in the firings/minute
+        self.ctx.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
+                                "order": {k: v for k, v in intent.items() if v is not None},
+                                **({"held": True} if held else {})})
+
+    def _commit(self, identity: str, number: int, inputs: dict[str, Any],
+                intent: dict[str, Any] | None, order: dict[str, Any] | None, now: datetime,
+                **rest: Any) -> None:
+        """The firing's one durable commit, fenced: it proves (and renews) this watcher's
+        lease in the same transaction, or nothing is written and nothing is sent."""
+        try:
+            self.ctx.store.fire(identity, number, version=self.rules.versions[identity],
+                                inputs=inputs, intent=intent, order=order,
+                                state=self.rules.row(identity), now=now, **rest)
+        except LeaseLost as err:
+            raise LeaseLostError(
+                f"this watcher lost the store's lease to another watcher ({err}): it "
+                "stopped sending and exits") from None
+        self.orders.fenced()
+
+    def _inputs(self, rule: CompiledRule, decision: Decision, now: datetime) -> dict[str, Any]:
+        books = self.feeds.books
+        inputs: dict[str, Any] = {
+            "values": dict(decision.inputs),
+            "books": {s: {"sequence": b.sequence, "state": b.state.value}
+                      for s in rule.symbols if (b := books.get(s)) is not None},
+            "at": now.isoformat(),
+        }
+        if decision.arm is not None:
+            inputs["arm"] = {
+                "parent_firing": decision.arm.parent_firing,
+                "fill": None if decision.arm.fill is None
+                else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
+            }
+        return inputs
+
+    def _armed(self, arms: Any, now: datetime) -> None:
+        for child, _, detail in arms:
+            self.ctx.emit("rule.armed", {"rule": child.identity, **detail})
+        if arms:
+            self.evaluate(self.rules.armed(arms, now), now)
+
+    # ------------------------------------------------------------ checks before a send
+
+    def _window_opens(self, now: datetime) -> datetime:
+        firings = self.orders.exposure.firings
+        return (firings[0] + timedelta(minutes=1)) if firings else now
+
+    def _limits(self, rule: CompiledRule, intent: OrderIntent,
+                now: datetime) -> tuple[OrderIntent, Decimal] | Blocked:
+        """The order's value and the risk limits (the config's, tightened by the rule
+        file's): the limit it would break blocks it; the firings-per-minute limit defers it."""
+        limits = self.limits.tighten(self.file_limits[rule.path]) if (
+            rule.path in self.file_limits) else self.limits
+        exposure = self.orders.exposure
+        per_minute = limits.max_firings_per_minute
+        if per_minute is not None and exposure.recent_firings(now) >= per_minute:
+            return Deferred(f"risk.max_firings_per_minute {per_minute} reached")
+        far_side: Iterable[tuple[Decimal, Decimal]] | None = None
+        book = self.feeds.books.get(intent.symbol)
+        market_like = intent.order_type in ("market", "trailing-stop")
+        if market_like and book is not None and book.fresh:
+            if intent.side == "buy":
+                far_side = book.asks.items()
+            else:
+                far_side = ((price, book.bids[price]) for price in reversed(book.bids))
+        elif market_like and intent.size is not None:
+            # No book followed: valued at the ticker's best price (the slippage cap, which
+            # needs the book's depth, then blocks it).
+            ticker = self.rules.market.ticker(intent.symbol)
+            best = None
+            if ticker is not None:
+                best = (ticker.best_ask if intent.side == "buy" else ticker.best_bid) or (
+                    ticker.price)
+            if best is not None and limits.max_slippage is None:
+                far_side = [(best, intent.size)]
+        slippage = None if intent.order_type == "trailing-stop" else limits.max_slippage
+        value = value_order(intent, far_side, slippage)
+        if isinstance(value, str):
+            valued = (limits.max_order_notional, limits.max_rule_notional,
+                      limits.max_daily_notional, limits.max_slippage)
+            if any(limit is not None for limit in valued):
+                return Blocked(value)
+            value = Decimal(0)  # no limit needs its value: it is not blocked for lacking one
+        reason = check(intent, value, rule.identity, limits=limits, exposure=exposure, now=now)
+        return Blocked(reason) if reason is not None else (intent, value)
+
+    def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,
+                   fill: Fill | None) -> Leg | Blocked | None:
+        """A bracket's stop-loss leg for the take-profit `tp`, its trigger rounded toward the
+        market (it triggers no later than written), or why it cannot be placed."""
+        spec = rule.order
+        if spec is None or spec.stop_loss is None:
+            return None
+        raw = value_of(spec.stop_loss, self.rules.market.values, fill)
+        if raw is None or tp.size is None:
+            return Blocked("the stop-loss depends on data that is not fresh")
+        trigger = self._tick(tp.symbol, raw, tp.side == "sell")
+        inverted = _inverted(tp.side, tp.price, trigger)
+        if inverted is not None:
+            return Blocked(inverted)
+        oid = client_oid(self.ctx.engine_id, f"{rule.identity}/stop-loss", number)
+        return Leg(oid, tp_oid, rule.identity, number, tp.symbol, tp.side, tp.size, trigger)
+
+    def _tick(self, symbol: str, raw: Decimal, sell: bool) -> Decimal:
+        step_ = self.ctx.symbols[symbol].price_increment
+        return (raw / step_).to_integral_value(ROUND_CEILING if sell else ROUND_FLOOR) * step_
+
+    def _children_inverted(self, rule: CompiledRule, entry: OrderIntent) -> str | None:
+        """A bracket armed by this order's fill whose take-profit and stop-loss would be on
+        the wrong sides of that fill: the entry is refused before it is sent (a position
+        with an exit that can never be placed is worse than no position)."""
+        price = entry.price
+        if price is None:
+            ticker = self.rules.market.ticker(entry.symbol)
+            if ticker is not None:
+                price = (ticker.best_ask if entry.side == "buy" else ticker.best_bid) or (
+                    ticker.price)
+        if price is None or entry.size is None:
+            return None
+        fill = Fill(price, entry.size)
+        for child in self.rules.children.get(rule.identity, ()):
+            spec = child.order
+            if child.after is None or child.after[1] != "filled" or spec is None or (
+                    spec.stop_loss is None or spec.price is None):
+                continue
+            tp = value_of(spec.price, self.rules.market.values, fill)
+            sl = value_of(spec.stop_loss, self.rules.market.values, fill)
+            if tp is None or sl is None:
+                continue
+            why = _inverted(spec.side, tp, sl)
+            if why is not None:
+                return f"its bracket {child.name or child.identity[:12]} is inverted: {why}"
+        return None
+
+
+def _inverted(side: str, take_profit: Decimal | None, stop: Decimal) -> str | None:
+    if take_profit is None:
+        return None
+    sell = side == "sell"
+    if stop >= take_profit if sell else stop <= take_profit:
+        return (f"the stop-loss {stop} is not on the losing side of the take-profit "
+                f"{take_profit}")
+    return None
+
+
+_ = LeaseLostError
