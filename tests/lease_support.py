@@ -33,11 +33,11 @@ def owner_dead(owner: str) -> bool:
     return False
 
 
-def racer(url: str, schema: str | None, name: str, rounds: int, barrier: Any,
+def racer(db: tuple[str, str | None], name: str, rounds: int, barrier: Any,
           results: Any) -> None:
     from rules_engine.store import Store
 
-    store = Store(url, schema=schema)
+    store = Store(db[0], schema=db[1])
     try:
         for number in range(rounds):
             barrier.wait(timeout=60)

@@ -100,7 +100,7 @@ def test_two_watchers_starting_together_never_both_own_the_store(db: Db) -> None
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
     results = context.Queue()
-    racers = [context.Process(target=racer, args=(db[0], db[1], name, rounds, barrier, results))
+    racers = [context.Process(target=racer, args=(db, name, rounds, barrier, results))
               for name in ("a", "b")]
     for process in racers:
         process.start()
