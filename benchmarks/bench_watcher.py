@@ -64,7 +64,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -846,6 +846,8 @@ def commit_alone(db: str, sample: Any, unfired: list[CompiledRule], count: int =
         cursor.close()
 
     event.listen(off.engine, "connect", no_sync)  # runs after the store's own pragmas
+    full.acquire_lease("bench", utc_now(), timedelta(seconds=3600))  # `fire` is fenced
+    off._fence = full.fence  # the same lease, so both fire through the one fence
     with full.engine.connect() as c:
         sync_full = c.exec_driver_sql("PRAGMA synchronous").scalar()
     with off.engine.connect() as c:

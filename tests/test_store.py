@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from rules_engine.store import (
     IllegalTransition,
     LeaseHeld,
+    LeaseLost,
     Store,
     VenueMismatch,
     client_oid,
@@ -54,12 +55,20 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         admin.dispose()
 
 
+@pytest.fixture
+def owned(store: Store) -> Store:
+    """A store whose lease this Store object holds: what a watcher fires through."""
+    store.acquire_lease("test-watcher", NOW, timedelta(seconds=15))
+    return store
+
+
 def test_the_engine_id_is_created_once_and_kept(store: Store) -> None:
     first = store.engine_id()
     assert first == store.engine_id() and len(first) == 32
 
 
-def test_an_intent_is_committed_with_its_event_before_anything_is_sent(store: Store) -> None:
+def test_an_intent_is_committed_with_its_event_before_anything_is_sent(owned: Store) -> None:
+    store = owned
     firing = store.record_intent(
         "dip",
         1,
@@ -74,7 +83,8 @@ def test_an_intent_is_committed_with_its_event_before_anything_is_sent(store: St
     assert len(fired) == 1 and fired[0].payload["inputs"] == {"BTC-USDT bid": "59000"}
 
 
-def test_transitions_follow_the_table_and_each_writes_its_event(store: Store) -> None:
+def test_transitions_follow_the_table_and_each_writes_its_event(owned: Store) -> None:
+    store = owned
     firing = store.record_intent(
         "dip", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, now=NOW
     )
@@ -88,14 +98,16 @@ def test_transitions_follow_the_table_and_each_writes_its_event(store: Store) ->
     assert kinds == ["fired", "firing.sent", "firing.unknown", "firing.acknowledged"]
 
 
-def test_a_firing_number_is_recorded_once(store: Store) -> None:
+def test_a_firing_number_is_recorded_once(owned: Store) -> None:
+    store = owned
     store.record_intent("dip", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, now=NOW)
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         store.record_intent("dip", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, now=NOW)
     assert len(store.events("fired")) == 1  # the failed transaction left no event either
 
 
-def test_fills_are_recorded_once_and_money_is_exact(store: Store) -> None:
+def test_fills_are_recorded_once_and_money_is_exact(owned: Store) -> None:
+    store = owned
     firing = store.record_intent(
         "dip", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, now=NOW
     )
@@ -144,12 +156,19 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
 
 
 def test_a_second_watcher_is_refused_while_the_first_is_alive(store: Store) -> None:
-    store.acquire_lease("watcher-a", NOW, timedelta(seconds=30))
-    with pytest.raises(LeaseHeld, match="watcher-a"):
-        store.acquire_lease("watcher-b", NOW + timedelta(seconds=10), timedelta(seconds=30))
-    store.acquire_lease("watcher-b", NOW + timedelta(seconds=31), timedelta(seconds=30))
-    with pytest.raises(LeaseHeld):
-        store.heartbeat("watcher-a", NOW + timedelta(seconds=32))
+    assert store.acquire_lease("watcher-a", NOW, timedelta(seconds=30)) == 1
+    other = Store(store.engine.url.render_as_string(hide_password=False), schema=store.schema)
+    try:
+        with pytest.raises(LeaseHeld, match="watcher-a"):
+            other.acquire_lease("watcher-b", NOW + timedelta(seconds=10), timedelta(seconds=30))
+        assert other.fence is None
+        assert other.acquire_lease("watcher-b", NOW + timedelta(seconds=31),
+                                   timedelta(seconds=30)) == 2
+        with pytest.raises(LeaseLost, match="another watcher took the store over"):
+            store.heartbeat(NOW + timedelta(seconds=32))
+        other.heartbeat(NOW + timedelta(seconds=32))
+    finally:
+        other.close()
 
 
 def test_a_different_venue_is_refused(store: Store) -> None:
@@ -208,8 +227,9 @@ def test_the_migrations_create_exactly_the_models(store: Store) -> None:
 
 
 def test_a_stop_loss_dropped_before_it_was_sent_is_held_again_with_its_firing(
-    store: Store,
+    owned: Store,
 ) -> None:
+    store = owned
     from rules_engine.store._repo import StateRow
 
     state = StateRow("exit", 1, "done", 1, {"status": "done"}, None)

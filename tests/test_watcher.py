@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -841,9 +841,11 @@ async def test_a_stop_loss_already_on_the_exchange_at_a_restart_is_tracked_not_t
             "size": "0.002"})
         store = StoreOf(db)
         now = datetime.now(UTC)
+        store.acquire_lease("killed-watcher", now, timedelta(seconds=15))  # sends are fenced
         store.settle(tp.req.client_oid, now, order_to="canceled")
         store.send_leg(leg.oid, now, size=D("0.002"), deadline_at=None)
         store.settle(leg.oid, now, order_to="open", exchange_id=sale["orderId"])
+        store.release_lease()
         store.close()
         bids, asks = book("56990", "57000")  # the price is past the trigger all along
         v.feed.push(SYMBOL, bids, asks, trade=(D("56995"), D("0.01"), "sell"))

@@ -3,8 +3,11 @@
 from rules_engine.store._repo import (
     FINAL_FIRINGS,
     FIRING_TRANSITIONS,
+    Fence,
     IllegalTransition,
     LeaseHeld,
+    LeaseLost,
+    StorageFailed,
     Store,
     VenueMismatch,
     client_oid,
@@ -13,8 +16,11 @@ from rules_engine.store._repo import (
 __all__ = [
     "FINAL_FIRINGS",
     "FIRING_TRANSITIONS",
+    "Fence",
     "IllegalTransition",
     "LeaseHeld",
+    "LeaseLost",
+    "StorageFailed",
     "Store",
     "VenueMismatch",
     "client_oid",

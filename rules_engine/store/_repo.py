@@ -11,7 +11,9 @@ Firing transitions (`FIRING_TRANSITIONS`; anything else raises `IllegalTransitio
 
 SQLite runs in WAL mode with `synchronous=FULL`, so a committed intent survives a power loss,
 not only a killed process; foreign keys are on. A lease row lets one watcher own a store: a
-second one is refused while the first's heartbeat is fresh.
+second one is refused while the first's heartbeat is fresh, and every commit that lets an order
+out checks, as its first statement, that this Store still holds it at its epoch
+(`_lease.py`). The database failing underneath raises `StorageFailed` (`_failure.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast, overload
 
 from alembic import command
 from alembic.config import Config
@@ -34,6 +36,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from rules_engine.store import _lease
+from rules_engine.store._failure import StorageFailed, watch_failures
+from rules_engine.store._lease import Fence, LeaseHeld, LeaseLost
 from rules_engine.store._schema import (
     Event,
     Fill,
@@ -50,8 +55,11 @@ __all__ = [
     "FINAL_ORDERS",
     "FIRING_TRANSITIONS",
     "ORDER_TRANSITIONS",
+    "Fence",
     "IllegalTransition",
     "LeaseHeld",
+    "LeaseLost",
+    "StorageFailed",
     "Store",
     "VenueMismatch",
     "client_oid",
@@ -146,10 +154,6 @@ class IllegalTransition(RuntimeError):
     """A transition the table does not allow: a bug that stops the rule, never an overwrite."""
 
 
-class LeaseHeld(RuntimeError):
-    """Another watcher owns this store and is alive."""
-
-
 class VenueMismatch(RuntimeError):
     """The venue is not the one this store traded on."""
 
@@ -193,9 +197,16 @@ class Store:
         connect_args: dict[str, Any] = {}
         if schema is not None:
             connect_args["options"] = f"-csearch_path={schema}"
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        # PostgreSQL: a connection that died while idle in the pool (a server restart, an
+        # admin's pg_terminate_backend) is replaced at checkout, before any statement runs;
+        # one that dies inside a transaction raises StorageFailed.
+        sqlite = url.startswith("sqlite")
+        self.engine: Engine = create_engine(url, connect_args=connect_args,
+                                            pool_pre_ping=not sqlite)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        watch_failures(self.engine)
+        self._fence: Fence | None = None
         self.schema = schema
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._engine_id: str | None = None
@@ -250,38 +261,42 @@ class Store:
         now: datetime,
         stale_after: timedelta,
         owner_dead: Callable[[str], bool] = lambda owner: False,
-    ) -> None:
-        """Own the store. Refused while another owner's heartbeat is fresh, unless
-        `owner_dead` proves that owner gone (a process of this host that no longer runs)."""
-        with self.session() as session, session.begin():
-            lease = session.get(Lease, 1, with_for_update=True)
-            if lease is None:
-                session.add(Lease(id=1, owner=owner, heartbeat=now, alive=True))
-                return
-            if (
-                lease.alive
-                and lease.owner != owner
-                and now - lease.heartbeat < stale_after
-                and not owner_dead(lease.owner)
-            ):
-                raise LeaseHeld(
-                    f"another watcher ({lease.owner}) is running on this database "
-                    f"(last heartbeat {lease.heartbeat:%Y-%m-%d %H:%M:%S} UTC); stop it first"
-                )
-            lease.owner, lease.heartbeat, lease.alive = owner, now, True
+    ) -> int:
+        """Own the store; returns the lease's new epoch, which this Store keeps as its fence.
+        Refused (`LeaseHeld`) while another owner's heartbeat is fresh, unless `owner_dead`
+        proves that owner gone (a process of this host that no longer runs), and to the loser
+        of two watchers starting together."""
+        self._fence = _lease.acquire(self.engine, owner, now, stale_after, owner_dead)
+        return self._fence.epoch
 
-    def heartbeat(self, owner: str, now: datetime) -> None:
-        with self.session() as session, session.begin():
-            lease = session.get(Lease, 1)
-            if lease is None or lease.owner != owner:
-                raise LeaseHeld("this watcher no longer owns the store")
-            lease.heartbeat = now
+    @property
+    def fence(self) -> Fence | None:
+        """(owner, epoch) of the lease this Store acquired; None before or after."""
+        return self._fence
 
-    def release_lease(self, owner: str) -> None:
-        with self.session() as session, session.begin():
-            lease = session.get(Lease, 1)
-            if lease is not None and lease.owner == owner:
-                lease.alive = False
+    @overload
+    def heartbeat(self, now: datetime, /) -> None: ...
+    @overload  # main's watcher, until it calls heartbeat(now): the owner must be the fence's
+    def heartbeat(self, owner: str, now: datetime, /) -> None: ...
+
+    def heartbeat(self, first: datetime | str, now: datetime | None = None, /) -> None:
+        """Renew the lease while this Store still holds it at its epoch; `LeaseLost` when
+        another watcher took the store over (or this Store never acquired it)."""
+        if isinstance(first, str):
+            assert now is not None
+            if self._fence is None or self._fence.owner != first:
+                raise _lease.no_fence()
+        else:
+            now = first
+        _lease.renew(self.engine, self._fence, now)
+
+    def release_lease(self, owner: str | None = None) -> None:
+        """Mark the lease not alive (only while it is still this Store's) and drop the fence.
+        `owner`: main's watcher passes its own; it must be the fence's."""
+        if owner is not None and self._fence is not None and self._fence.owner != owner:
+            return
+        fence, self._fence = self._fence, None
+        _lease.release(self.engine, fence)
 
     # ------------------------------------------------------------ firings
 
@@ -295,9 +310,12 @@ class Store:
         intent: dict[str, Any] | None,
         now: datetime,
     ) -> Firing:
-        """Commit a firing, and the order it will send, before anything is sent."""
+        """Commit a firing, and the order it will send, before anything is sent (fenced
+        when it has an intent, as `fire`)."""
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
         with self.session() as session, session.begin():
+            if intent is not None:
+                _lease.check(session.connection(), self._fence, now)
             return self._new_firing(session, identity, number, version, oid, inputs, intent,
                                     now)
 
@@ -518,7 +536,12 @@ class Store:
 
         `again`: the firing exists, proven not placed (or never sent), and is sent again
         under its first clientOid. A first firing is written with plain inserts (no reads):
-        this commit is on the path from a market update to the order."""
+        this commit is on the path from a market update to the order.
+
+        Fenced: the first statement of its transaction renews the lease at `now` only while
+        this Store holds it at its epoch; else `LeaseLost` and nothing is written. Every
+        firing is (blocked and `done` ones too: a rule's state must not be written by a
+        watcher that lost the store), and a Store that never acquired the lease cannot fire."""
         if again:
             self._fire_again(identity, number, version=version, inputs=inputs, intent=intent,
                              order=order, state=state, now=now, blocked=blocked, legs=legs,
@@ -552,6 +575,7 @@ class Store:
     ) -> None:
         fired = {"number": number, "version": version, "inputs": inputs, "intent": intent}
         with self.engine.begin() as connection:
+            _lease.check(connection, self._fence, now)
             key = connection.execute(
                 _INSERT_FIRING,
                 {"identity": identity, "number": number, "version": version, "client_oid": oid,
@@ -609,6 +633,7 @@ class Store:
         watcher that did not know it (then it is created, as `fire` would)."""
         oid = client_oid(self.engine_id(), identity, number) if intent is not None else None
         with self.session() as session, session.begin():
+            _lease.check(session.connection(), self._fence, now)
             firing = session.scalars(
                 select(Firing).where(Firing.identity == identity, Firing.number == number)
             ).one_or_none()
@@ -818,8 +843,9 @@ class Store:
     def trigger(self, oid: str, now: datetime, *, intent: dict[str, Any],
                 order: dict[str, Any], payload: dict[str, Any]) -> None:
         """An engine-held order triggered: the order it now sends, committed (firing `held ->
-        sent`, order `held -> pending`) before the request leaves."""
+        sent`, order `held -> pending`) before the request leaves. Fenced, as `fire`."""
         with self.session() as session, session.begin():
+            _lease.check(session.connection(), self._fence, now)
             firing = session.scalars(
                 select(Firing).where(Firing.client_oid == oid).with_for_update()).one()
             if (firing.status, "sent") not in FIRING_TRANSITIONS:
@@ -836,8 +862,9 @@ class Store:
     def send_leg(self, oid: str, now: datetime, *, size: Decimal,
                  deadline_at: datetime | None) -> None:
         """A bracket's stop-loss triggered: the market order it sends (what the take-profit
-        left), committed before the request leaves."""
+        left), committed before the request leaves. Fenced, as `fire`."""
         with self.session() as session, session.begin():
+            _lease.check(session.connection(), self._fence, now)
             row = session.get(Order, oid, with_for_update=True)
             assert row is not None
             self._move_order(session, row, "pending", now, {"size": str(size),

@@ -190,10 +190,12 @@ class Event(Base):
 
 
 class Lease(Base):
-    """One row: the watcher that owns this store, and when it last said it is alive."""
+    """One row: the watcher that owns this store, and when it last said it is alive. `epoch`
+    grows by one on every acquisition: a watcher's fence is (owner, epoch)."""
 
     __tablename__ = "lease"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(128))
     heartbeat: Mapped[datetime]
     alive: Mapped[bool] = mapped_column(Boolean, default=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

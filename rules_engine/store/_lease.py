@@ -1,0 +1,160 @@
+"""The lease: one watcher owns a store, at an epoch, and every commit that lets an order out
+proves it still does.
+
+The lease is one row (`id = 1`): owner, heartbeat, alive, epoch. Every acquisition raises the
+epoch by one. Taking it over is one conditional UPDATE checked by its row count (`WHERE id = 1
+AND epoch = <the epoch read> AND <still takeable>`), and creating it on a fresh store is one
+INSERT whose IntegrityError means another watcher created it first (then it is read again):
+atomic on SQLite, whose `SELECT ... FOR UPDATE` is a no-op, and on PostgreSQL alike, and the
+loser of any race gets `LeaseHeld`.
+
+A `Fence` is (owner, epoch) as its acquisition returned it. `check` is the first statement of
+every transaction that lets order bytes leave: `UPDATE lease SET heartbeat = :now WHERE id = 1
+AND owner = :owner AND epoch = :epoch AND alive`; no row means another watcher took the store
+over (`LeaseLost`, and the transaction rolls back with nothing written). It renews the lease at
+that commit too, so no other watcher can take over until `stale_after` after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import Table, bindparam, false, insert, select, true, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from rules_engine.store._schema import Lease
+
+__all__ = ["Fence", "LeaseHeld", "LeaseLost", "acquire", "check", "no_fence", "release", "renew"]
+
+_LEASE = cast(Table, Lease.__table__)
+_C = _LEASE.c
+_READ = select(_C.owner, _C.heartbeat, _C.alive, _C.epoch).where(_C.id == 1)
+# The fence: one prepared statement, the first of a firing's transaction.
+_FENCE = (
+    update(_LEASE)
+    .where(_C.id == 1, _C.owner == bindparam("fence_owner"),
+           _C.epoch == bindparam("fence_epoch"), _C.alive == true())
+    .values(heartbeat=bindparam("fence_now"))
+)
+_RELEASE = (
+    update(_LEASE)
+    .where(_C.id == 1, _C.owner == bindparam("fence_owner"),
+           _C.epoch == bindparam("fence_epoch"))
+    .values(alive=False)
+)
+_TRIES = 4  # a lost race reads again: the winner's fresh lease then refuses us
+
+
+class LeaseHeld(RuntimeError):
+    """Another watcher owns this store and is alive."""
+
+
+class LeaseLost(LeaseHeld):
+    """This watcher's lease is gone (another one took the store over): stop sending, exit."""
+
+
+class Fence(NamedTuple):
+    owner: str
+    epoch: int
+
+
+def _held(owner: str, heartbeat: datetime) -> LeaseHeld:
+    return LeaseHeld(
+        f"another watcher ({owner}) is running on this database "
+        f"(last heartbeat {heartbeat:%Y-%m-%d %H:%M:%S} UTC); stop it first"
+    )
+
+
+def acquire(
+    engine: Engine,
+    owner: str,
+    now: datetime,
+    stale_after: timedelta,
+    owner_dead: Callable[[str], bool],
+) -> Fence:
+    """Own the store at a new epoch. Refused (`LeaseHeld`) while another owner's heartbeat is
+    fresh, unless `owner_dead` proves that owner gone; and to the loser of a race."""
+    for _ in range(_TRIES):
+        with engine.connect() as connection:
+            row = connection.execute(_READ).first()
+        if row is None:
+            try:
+                with engine.begin() as connection:
+                    connection.execute(insert(_LEASE), {"id": 1, "owner": owner,
+                                                        "heartbeat": now, "alive": True,
+                                                        "epoch": 1})
+            except IntegrityError:
+                continue  # created by another watcher just now: read what it wrote
+            return Fence(owner, 1)
+        seen_owner, heartbeat, alive, epoch = row
+        dead = False
+        if alive and seen_owner != owner and now - heartbeat < stale_after:
+            dead = owner_dead(seen_owner)
+            if not dead:
+                raise _held(seen_owner, heartbeat)
+        # Taken only if nothing moved since the read: same epoch, and (unless its owner is
+        # proven dead) still released, stale or ours; a heartbeat in between keeps it.
+        takeable: list[Any] = [_C.id == 1, _C.epoch == epoch]
+        if not dead:
+            takeable.append((_C.alive == false()) | (_C.heartbeat <= now - stale_after)
+                            | (_C.owner == owner))
+        with engine.begin() as connection:
+            won = connection.execute(
+                update(_LEASE).where(*takeable).values(owner=owner, heartbeat=now, alive=True,
+                                                       epoch=epoch + 1)
+            ).rowcount
+        if won == 1:
+            return Fence(owner, epoch + 1)
+    with engine.connect() as connection:
+        row = connection.execute(_READ).first()
+    if row is not None:
+        raise _held(row[0], row[1])
+    raise LeaseHeld("the lease kept changing hands while this watcher tried to take it")
+
+
+def _lost(connection: Connection, fence: Fence) -> LeaseLost:
+    row = connection.execute(_READ).first()
+    now_held = "nobody holds it now" if row is None or not row[2] else (
+        f"{row[0]} holds it now, at epoch {row[3]}")
+    return LeaseLost(
+        f"this watcher ({fence.owner}) lost its lease on the store (epoch {fence.epoch}; "
+        f"{now_held}): another watcher took the store over, so this one must stop sending "
+        "and exit; its record is whole and the owner recovers its orders"
+    )
+
+
+def no_fence() -> LeaseLost:
+    return LeaseLost(
+        "this store holds no lease (acquire_lease was never called, or the lease was "
+        "released): nothing that sends an order may be committed without one"
+    )
+
+
+def check(connection: Connection, fence: Fence | None, now: datetime) -> None:
+    """The fence, as the first statement of the caller's transaction: raise `LeaseLost`
+    (the caller's transaction then rolls back) unless `fence` still holds the lease; renew
+    the lease's heartbeat to `now` when it does."""
+    if fence is None:
+        raise no_fence()
+    done = connection.execute(
+        _FENCE, {"fence_owner": fence.owner, "fence_epoch": fence.epoch, "fence_now": now}
+    )
+    if done.rowcount != 1:
+        raise _lost(connection, fence)
+
+
+def renew(engine: Engine, fence: Fence | None, now: datetime) -> None:
+    """The heartbeat: `check` in a transaction of its own."""
+    with engine.begin() as connection:
+        check(connection, fence, now)
+
+
+def release(engine: Engine, fence: Fence | None) -> None:
+    """Mark the lease not alive, only while it is still this fence's."""
+    if fence is None:
+        return
+    with engine.begin() as connection:
+        connection.execute(_RELEASE, {"fence_owner": fence.owner, "fence_epoch": fence.epoch})
