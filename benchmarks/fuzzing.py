@@ -35,7 +35,7 @@ Targets and what each calls (every place that parses outside bytes, found with g
   ws_book         parse_ws_message level2 deltas applied to an adapters/kucoin/_book.Level2Book
                   loaded from the recorded REST snapshot: the book stays sound.
   market_cli      cli/market._Market.on_message (the `market` command's own frame handling).
-  watcher_frame   runtime/_watcher.Watcher._on_public on a stand-in with real books, market
+  watcher_frame   the KuCoin feed's stream into runtime/_feeds.Feeds, with real books, market
                   state and a candle series: routing by event, book deltas, candle updates
                   and the values the rules read stay sound.
   level2          classify_reply -> parse_level2 -> Level2Book.on_snapshot (REST snapshots).
@@ -810,59 +810,110 @@ SYMBOLS = ["BTC-USDT", "ETH-USDT", "BCHSV-USDT", "SNX-BTC", "CAPP-BTC", "ANKR-BT
            "DAPPT-BTC", "NRG-BTC", "COV-BTC", "EQZ-BTC", "LTX-USDT", "KCS-USDT", "FTM-ETH"]
 
 
+class FeedStand:
+    """What the watcher's market-data part (`runtime/_feeds.Feeds`) uses of the rest of
+    the watcher, and nothing more: a clock, an event log, and a failure that raises (so a
+    crash in a handler is the fuzzer's, never swallowed). Frames go in through the KuCoin
+    feed's own stream handler, as on the socket: parsed by the adapter, routed by what
+    they parsed to."""
+
+    def __init__(self, now: datetime, books: list[str], leaves: list[Any],
+                 series: dict[tuple[str, str], Any] | None = None,
+                 max_age: dict[str, int] | None = None) -> None:
+        import asyncio
+
+        from rules_engine.adapters.kucoin import KucoinFeed
+        from rules_engine.runtime._feeds import Feeds
+        from rules_engine.runtime._market import MarketState
+
+        self.at = now
+        self.events: list[str] = []
+        self.changed: list[str] = []
+        self.stop = asyncio.Event()
+        self.feed = KucoinFeed(None)  # type: ignore[arg-type] # the stream never connects
+        market = MarketState(leaves, max_age=max_age or {})
+        self.feeds = Feeds(self, market, [], self._on_changed)  # type: ignore[arg-type]
+        for symbol in books:
+            book = self._book(symbol)
+            self.feeds.books[symbol] = book
+            market.set_book(symbol, book)
+        for (symbol, timeframe), one in (series or {}).items():
+            self.feeds.series[(symbol, timeframe)] = one
+            market.set_candles(symbol, timeframe, one)
+        self.stream = self.feed.stream(self.feeds.on_event, self.feeds.on_bad,
+                                       lambda state, reason: None)
+
+    def _book(self, symbol: str) -> Any:
+        from rules_engine.adapters.kucoin import Level2Book
+
+        book = Level2Book(symbol, self.at)
+        book.on_snapshot(0, [["1", "1"]], [["2", "1"]], self.at)
+        return book
+
+    @property
+    def books(self) -> dict[str, Any]:
+        return self.feeds.books
+
+    @property
+    def market(self) -> Any:
+        return self.feeds.market
+
+    @property
+    def series(self) -> dict[tuple[str, str], Any]:
+        return self.feeds.series
+
+    def frame(self, frame: dict[str, Any]) -> None:
+        self.stream.on_message(frame)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def event(self, kind: str, data: dict[str, Any], identity: str | None = None,
+              oid: str | None = None) -> None:
+        json.dumps(data)  # events are written as JSON lines
+        self.events.append(kind)
+
+    def spawn(self, coro: Any) -> None:
+        coro.close()  # a snapshot fetch: no exchange here
+
+    def fail_on(self, error: BaseException) -> None:
+        raise error
+
+    def _on_changed(self, symbol: str, changes: list[Any], now: datetime) -> None:
+        if symbol:
+            self.changed.append(symbol)
+
+
 def _watcher_feed(seeds: Seeds) -> Feed:
-    """The watcher's public-frame handler (`Watcher._on_public`) on a stand-in holding only
-    what it uses: live books, the market state and candle series (all real, all pure)."""
-    from rules_engine.adapters.kucoin._book import Level2Book
+    """The watcher's public-frame path (the KuCoin feed's stream handler into
+    `runtime/_feeds.Feeds`) with real books, market state and candle series (all pure)."""
     from rules_engine.adapters.kucoin._parsing import parse_candles_reply
     from rules_engine.compiler import _model as M
     from rules_engine.engine._candles import CandleSeries
-    from rules_engine.runtime._market import MarketState
-    from rules_engine.runtime._watcher import Watcher
 
     history = parse_candles_reply("BTC-USDT", "1hour", seeds.replies["fetchOHLCV"][0]["data"])
     later = history[-1].open_time + timedelta(minutes=30)
     leaves = [M.Field(s, name) for s in SYMBOLS for name in ("bid", "ask", "last", "volume")]
 
-    class Stand:
-        def __init__(self) -> None:
-            self.books = {s: Level2Book(s, later) for s in SYMBOLS}
-            for book in self.books.values():
-                book.on_snapshot(0, [["1", "1"]], [["2", "1"]], later)
-            self.market = MarketState(leaves, max_age={"last": 30})
-            series = CandleSeries("BTC-USDT", "1h", keep=30)
-            series.load(history, later)
-            self.series = {("BTC-USDT", "1h"): series}
-            self.changed: list[str] = []
-
-        def now(self) -> datetime:
-            return later
-
-        def _event(self, kind: str, data: dict[str, Any]) -> None:
-            json.dumps(data)  # events are written as JSON lines
-
-        def _resync(self, symbol: str, reason: str) -> None:
-            pass
-
-        def _changed(self, symbol: str, now: datetime) -> None:
-            self.changed.append(symbol)
-            self.market.refresh(symbol, now)
-
-    handler: Callable[[Any, dict[str, Any]], None] = Watcher._on_public
+    def stand() -> FeedStand:
+        series = CandleSeries("BTC-USDT", "1h", keep=30)
+        series.load(history, later)
+        return FeedStand(later, SYMBOLS, leaves, {("BTC-USDT", "1h"): series},
+                         max_age={"last": 30})
 
     def feed(data: bytes) -> bool:
         frame = _decode_frame(data)
         if not isinstance(frame, dict) or frame.get("type") != "message":
             return False
-        stand = Stand()
-        handler(stand, frame)
-        for book in stand.books.values():
+        one = stand()
+        one.frame(frame)
+        for book in one.books.values():
             sane_book(book)
-        for series in stand.series.values():
+        for series in one.series.values():
             for kind, period in (("sma", 3), ("ema", 3), ("rsi", 3), ("close", None)):
                 sane(series.value(kind, period))
-        sane(list(stand.market.values.values()))
-        return bool(stand.changed)
+        sane(list(one.market.values.values()))
+        return bool(one.changed)
 
     return feed
 

@@ -25,7 +25,16 @@ from typing import Any, Protocol
 from rules_engine.core.market import Balance, Candle, Fill
 from rules_engine.core.outcome import Outcome
 
-__all__ = ["Clock", "MarketFeed", "PageLike", "SeenLike", "SnapshotLike", "Stream", "Venue"]
+__all__ = [
+    "BalancesLike",
+    "Clock",
+    "MarketFeed",
+    "PageLike",
+    "SeenLike",
+    "SnapshotLike",
+    "Stream",
+    "Venue",
+]
 
 
 class Clock(Protocol):
@@ -54,6 +63,14 @@ class SeenLike(Protocol):
 
     @property
     def message(self) -> str: ...
+
+
+class BalancesLike(Protocol):
+    @property
+    def outcome(self) -> Outcome: ...
+
+    @property
+    def balances(self) -> list[Balance]: ...
 
 
 class PageLike(Protocol):
@@ -96,7 +113,7 @@ class Venue(Protocol):
 
     async def family_reply(self) -> Outcome: ...
 
-    async def balances(self) -> tuple[Outcome, list[Balance]]: ...
+    async def balances(self) -> BalancesLike: ...
 
     async def place(self, body: dict[str, Any], family: str) -> Outcome: ...
 

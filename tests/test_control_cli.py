@@ -56,7 +56,7 @@ async def test_a_halt_without_a_watcher_fails_loudly_and_holds_for_the_next_star
         bids, asks = book("57900", "57910")
         v.feed.push("BTC-USDT", bids, asks)
         async with watch(v, tmp_path, SECOND) as r:
-            assert r.watcher.halted is not None  # it started halted
+            assert r.watcher.ctx.halted is not None  # it started halted
             await settle(0.8)
             assert r.orders() == []
             store = Store(db)
@@ -93,7 +93,7 @@ async def test_unblock_lets_a_rule_refused_for_its_balance_fire_again_after_a_de
 ) -> None:
     async with rig(tmp_path, TOO_BIG + SECOND) as r:
         await until(lambda: r.watcher.states["too_big"].status == "blocked")
-        assert "200004" in r.watcher.reasons["too_big"]  # 1,000,000 USDT needed
+        assert "200004" in r.watcher.rules.reasons["too_big"]  # 1,000,000 USDT needed
         assert await cli("unblock", "--db", r.db, "later") == 1  # not blocked: armed
         assert await cli("unblock", "--db", r.db, "nope") == 1
         assert "not blocked" in capsys.readouterr().err

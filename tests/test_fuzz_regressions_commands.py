@@ -8,21 +8,19 @@ The inputs are the fuzzer's; the comment on each says what the old code raised, 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fuzz_support import DEEP, NOW, delta_frame, ticker_frame
+from fuzzing import FeedStand
 
-from rules_engine.adapters.kucoin._book import BookState, Level2Book
+from rules_engine.adapters.kucoin._book import BookState
 from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.cli import main
 from rules_engine.cli.market import _Market
 from rules_engine.engine._candles import CandleSeries
 from rules_engine.runtime._config import ConfigError, load_config
-from rules_engine.runtime._market import MarketState
-from rules_engine.runtime._watcher import Watcher
 
 # ------------------------------------------------------------------ the market command
 
@@ -69,41 +67,18 @@ def test_the_market_command_keeps_parsed_tickers() -> None:
 # ------------------------------------------------------------------ the watcher
 
 
-class _Stand:
-    """What `Watcher._on_public` uses of a watcher: books, market state, candle series."""
-
-    def __init__(self) -> None:
-        self.books = {"BTC-USDT": Level2Book("BTC-USDT", NOW)}
-        self.books["BTC-USDT"].on_snapshot(0, [["1", "1"]], [["2", "1"]], NOW)
-        self.market = MarketState(())
-        self.series = {("BTC-USDT", "1h"): CandleSeries("BTC-USDT", "1h", keep=30)}
-        self.events: list[str] = []
-        self.changed: list[str] = []
-
-    def now(self) -> datetime:
-        return NOW
-
-    def _event(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.append(kind)
-
-    def _resync(self, symbol: str, reason: str) -> None:
-        pass
-
-    def _changed(self, symbol: str, now: datetime) -> None:
-        self.changed.append(symbol)
-
-
 def test_the_watcher_routes_a_frame_by_what_it_parsed_to_not_by_its_subject() -> None:
     # ValueError: too many values to unpack (a candle, or a ticker, given to the book as a
     # delta because the frame's subject said trade.l2update): the watcher stopped on it
-    stand = _Stand()
+    stand = FeedStand(NOW, ["BTC-USDT"], [],
+                      {("BTC-USDT", "1h"): CandleSeries("BTC-USDT", "1h", keep=30)})
     candle = {"type": "message", "topic": "/market/candles:BTC-USDT_1hour",
               "subject": "trade.l2update", "data": {"symbol": "BTC-USDT", "candles": [
                   "1706637600", "43396.4", "43369.4", "43491.9", "43285.2", "135.02905655",
                   "5859577.939581874"], "time": 1706637600000000000}}
     ticker = {**ticker_frame(), "topic": "/market/ticker:BTC-USDT", "subject": "trade.l2update"}
     for frame in (candle, ticker):
-        Watcher._on_public(stand, frame)  # type: ignore[arg-type]
+        stand.frame(frame)
     assert stand.changed == ["BTC-USDT"]  # the ticker; the candle's series is not loaded
     assert stand.books["BTC-USDT"].state is BookState.LIVE
 

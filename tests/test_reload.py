@@ -36,8 +36,8 @@ async def test_an_edited_rule_gets_a_new_version_and_the_others_keep_their_state
         await until(lambda: len(r.orders()) == 1)  # `keep` fired; `edit` waits for 58000
         rewrite(tmp_path / "test.rules", KEEP + EDIT.replace("58000", "59500"))
         await until(lambda: len(r.orders()) == 2, 5)  # the new version fires at once
-        assert r.watcher.states["keep"].firings == 1 and r.watcher.versions["keep"] == 1
-        assert r.watcher.versions["edit"] == 2
+        assert r.watcher.states["keep"].firings == 1 and r.watcher.rules.versions["keep"] == 1
+        assert r.watcher.rules.versions["edit"] == 2
         assert [o.req.price for o in r.orders()] == [50000, 51000]
         [changed] = events(r.db, "rule.changed")
         assert changed["rule"] == "edit" and changed["version"] == 2
@@ -52,7 +52,7 @@ async def test_a_file_with_errors_is_rejected_whole_and_the_running_version_stay
         await until(lambda: bool(events(r.db, "reload.rejected")), 5)
         await settle(0.5)
         assert r.orders() == []  # still the old version: bid 59000 is not under 58000
-        assert r.watcher.versions["edit"] == 1
+        assert r.watcher.rules.versions["edit"] == 1
         [rejected] = events(r.db, "reload.rejected")
         assert "E104" in str(rejected["diagnostics"])
 
@@ -91,7 +91,7 @@ async def test_a_reload_during_an_in_flight_order_sends_nothing_twice(tmp_path: 
         r.push("57900", "57910")
         await until(lambda: len(r.orders()) == 1)
         rewrite(tmp_path / "test.rules", EDIT.replace("51000", "52000"))  # while in flight
-        await until(lambda: r.watcher.versions["edit"] == 2, 5)
+        await until(lambda: r.watcher.rules.versions["edit"] == 2, 5)
         await r.admin("faults", {"timeout_after_accept": False})
         await r.admin("release")
         await until(lambda: not r.watcher.pending, 10)
@@ -108,7 +108,7 @@ async def test_editing_a_rule_that_is_done_never_makes_it_fire_again(tmp_path: P
     async with rig(tmp_path, KEEP) as r:
         await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
         rewrite(tmp_path / "test.rules", KEEP.replace("50000", "50500"))
-        await until(lambda: r.watcher.versions["keep"] == 2, 5)
+        await until(lambda: r.watcher.rules.versions["keep"] == 2, 5)
         r.push("58000", "58010")
         await settle(0.5)
         assert len(r.orders()) == 1  # done stays done: a new name runs it again
@@ -150,10 +150,10 @@ async def test_a_rule_file_new_in_a_watched_folder_runs_and_a_deleted_one_keeps_
             (folder / "more" / "edit.rules").write_text(EDIT.replace("58000", "59500"))
             await until(lambda: len(v.state.engine.orders) == 1, 10)  # the new file's rule
             [order] = v.state.engine.orders.values()
-            assert order.req.price == 51000 and set(watcher.rules) == {"keep", "edit"}
+            assert order.req.price == 51000 and set(watcher.rules.rules) == {"keep", "edit"}
             (folder / "keep.rules").unlink()
             await until(lambda: bool(events(db, "reload.unreadable")), 5)
-            assert "keep" in watcher.rules and watcher.states["keep"].status != "disarmed"
+            assert "keep" in watcher.rules.rules and watcher.states["keep"].status != "disarmed"
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
@@ -191,7 +191,7 @@ async def test_paper_mode_refuses_a_reloaded_rule_on_a_symbol_its_venue_does_not
             rewrite(rules, rules.read_text()
                     + "rule eth on ETH-USDT:\n    when bid > 1\n    place limit buy 0.01 at 100\n")
             await until(lambda: bool(events(db, "reload.rejected")), 5)
-            assert set(holder[0].rules) == {"btc"}
+            assert set(holder[0].rules.rules) == {"btc"}
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)

@@ -23,6 +23,7 @@ from sandbox_support import Sandbox
 from sqlalchemy import create_engine, text
 
 from rules_engine.runtime._config import load_config
+from rules_engine.runtime._jobs import Jobs
 from rules_engine.runtime._run import run_watcher
 from rules_engine.runtime._watcher import Watcher
 from rules_engine.sandbox.clock import ManualClock
@@ -240,7 +241,7 @@ async def test_an_out_of_sync_book_never_fires(tmp_path: Path) -> None:
         await until(lambda: not r.watcher.books[SYMBOL].fresh)
         await settle(0.6)
         assert r.orders() == []
-        assert r.watcher.market.values.get(next(iter(r.watcher.index.leaves()))) is None
+        assert r.watcher.market.values.get(next(iter(r.watcher.rules.index.leaves()))) is None
         await r.admin("faults", {"http_5xx": False, "skip_level2": 0})
         await until(lambda: len(r.orders()) == 1, 10)  # resynced: now it may fire
         store = r.store()
@@ -300,7 +301,7 @@ async def test_an_order_with_the_engines_prefix_unknown_to_the_store_is_adopted(
     rules = "when BTC-USDT bid < 1 place limit buy 0.01\n"
     async with venue() as v:
         async with watch(v, tmp_path, rules) as r:
-            prefix = r.watcher.prefix
+            prefix = r.watcher.ctx.prefix
         # As if a commit had been lost: an order of this engine the store never recorded.
         box = Sandbox(v.url, v.state, v.http)
         oid = prefix + "lost0commit0000000000000000"[: 40 - len(prefix)]
@@ -325,7 +326,7 @@ async def test_a_refused_order_blocks_its_rule_with_the_reason_and_is_not_retrie
         await until(lambda: r.watcher.states["too_big"].status == "blocked")
         await settle(0.3)
         assert r.orders() == []  # refused: the sandbox kept nothing
-        assert "200004" in r.watcher.reasons["too_big"]
+        assert "200004" in r.watcher.rules.reasons["too_big"]
         store = r.store()
         [firing] = store.firings()
         assert firing.status == "refused"
@@ -378,10 +379,10 @@ async def test_a_start_waits_out_an_exchange_that_fails_after_the_symbols_were_r
             store.close()
             assert lease is not None  # ...and keeps its lease fresh for all that time
             beat = lease.heartbeat.replace(tzinfo=lease.heartbeat.tzinfo or UTC)
-            assert (holder[0].now() - beat).total_seconds() < 2
+            assert (holder[0].ctx.now() - beat).total_seconds() < 2
             await until(lambda: holder[0]._ready.is_set() or task.done(), 30)
             assert not task.done(), task.result()
-            assert holder[0].orders.family == "hf"
+            assert holder[0].ctx.venue.family == "hf"
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
@@ -463,7 +464,7 @@ async def test_paper_mode_fills_orders_locally_against_the_market_it_follows(
             assert best_ask is not None
             assert abs(fills[0].price - best_ask) / best_ask < D("0.01")  # the market's price
             store.close()
-            assert watcher.rest.base_url != market.url
+            assert watcher.ctx.venue.base_url != market.url
             assert market.state.engine.orders == {}  # nothing was sent to the market itself
         finally:
             stop.set()
@@ -525,7 +526,7 @@ async def test_an_adopted_order_of_a_firing_the_store_lost_is_never_decided_agai
     rules = "rule dip on BTC-USDT:\n    when bid < 58000\n    place limit buy 0.001 at 50000\n"
     async with venue() as v:
         async with watch(v, tmp_path, rules) as r:
-            engine_id = r.watcher.engine_id
+            engine_id = r.watcher.ctx.engine_id
         # Firing 1 reached the exchange but its commit was lost (as with a power loss on a
         # disk that lies about fsync): the store knows nothing of it.
         from rules_engine.store import client_oid
@@ -613,7 +614,7 @@ async def test_risk_usage_is_rebuilt_from_the_store_on_restart(tmp_path: Path) -
             await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
         async with watch(v, tmp_path, first + second, risk={"max_open_orders": 1}) as r:
             await until(lambda: r.watcher.states["two"].status == "blocked")
-            assert "risk.max_open_orders 1 reached" in r.watcher.reasons["two"]
+            assert "risk.max_open_orders 1 reached" in r.watcher.rules.reasons["two"]
             assert len(r.orders()) == 1
 
 
@@ -920,7 +921,7 @@ async def test_with_the_order_channel_silent_rest_polling_finds_the_fill(tmp_pat
         assert r.watcher.private is not None
         r.watcher.private.on_message = lambda frame: None
         r.watcher.private.on_state = lambda state, reason: None
-        r.watcher.private_live = False
+        r.watcher.jobs.private_live = False
         r.push("58000", "58400")  # the buy fills on the exchange
         await until(lambda: r.orders()[0].deal_size == D("0.002"), 5)
         await until(lambda: not r.watcher.tracked, 5)  # found by polling (every 0.5 s here)
@@ -968,7 +969,7 @@ async def test_a_bracket_whose_stop_loss_cannot_be_placed_blocks_its_rule_with_t
              "    place limit sell 0.001 at 60000\n    stop-loss at bid + 5000\n")
     async with rig(tmp_path, rules) as r:
         await until(lambda: r.watcher.states["upside_down"].status == "blocked")
-        assert "not on the losing side" in r.watcher.reasons["upside_down"]
+        assert "not on the losing side" in r.watcher.rules.reasons["upside_down"]
         await settle(0.2)
         assert r.orders() == [] and not r.watcher.legs  # neither leg was sent or held
         store = r.store()
@@ -996,13 +997,13 @@ async def test_a_stop_waits_for_a_running_job_instead_of_cancelling_it(
 ) -> None:
     """SIGTERM while a job ran used to cancel it: APScheduler logged the CancelledError
     with a traceback, and the watcher counted it as a failed job (seen once under load)."""
-    original = Watcher._clock_job
+    original = Jobs.clock_job
 
-    async def slow_clock(self: Watcher) -> None:
+    async def slow_clock(self: Jobs) -> None:
         await original(self)
         await asyncio.sleep(0.3)  # longer than its 0.1 s interval: almost always running
 
-    monkeypatch.setattr(Watcher, "_clock_job", slow_clock)
+    monkeypatch.setattr(Jobs, "clock_job", slow_clock)
     async with rig(tmp_path, "when BTC-USDT bid < 1 place limit buy 0.01\n") as r:
         await until(lambda: bool(r.watcher._jobs_running))
     assert not r.watcher.failed, r.watcher.stop_reason

@@ -77,9 +77,7 @@ class Context:
         lost lease, or a bug. Fail-stop with the reason; the next start recovers."""
         from rules_engine.store import StorageFailed
 
-        if isinstance(error, StorageFailed):
-            self.fail(str(error))
-        elif isinstance(error, LeaseLostError):
+        if isinstance(error, (StorageFailed, LeaseLostError)):
             self.fail(str(error))
         else:
             log.error("watcher stopped by an internal error: %r", error)

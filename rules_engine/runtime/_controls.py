@@ -9,7 +9,6 @@ on the exchange; the acknowledgement is written again each time that set shrinks
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from rules_engine.engine import unblock
@@ -21,13 +20,13 @@ from rules_engine.runtime._held import HeldOrders
 from rules_engine.runtime._orders import OrderManager, Tracked
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import RuleSet, stored_state
-from rules_engine.store._repo import StateRow
+from rules_engine.store import StateRow
 
 __all__ = ["Controls"]
 
 
 class Controls:
-    def __init__(self, ctx: Context, rules: RuleSet, orders: OrderManager, held: HeldOrders,
+    def __init__(self, ctx: Context, rules: RuleSet, orders: OrderManager, held: HeldOrders,  # noqa: PLR0917 - the parts it is wired to
                  firing: Firing, actions: Actions, feeds: Feeds,
                  sources: dict[str, str], reloader: RuleFiles | None,
                  load_candles: Callable[[], Awaitable[None]]) -> None:
@@ -208,5 +207,3 @@ class Controls:
                                     "rejected": sorted(result.rejected)})
         self.firing.evaluate([new[i] for i in (*added, *changed)], now)
 
-
-_ = datetime

@@ -51,7 +51,7 @@ def _num(value: Decimal | None) -> str | None:
 
 
 class Firing:
-    def __init__(self, ctx: Context, rules: RuleSet, feeds: Feeds, orders: OrderManager,
+    def __init__(self, ctx: Context, rules: RuleSet, feeds: Feeds, orders: OrderManager,  # noqa: PLR0917 - the parts it is wired to
                  held: HeldOrders, actions: Actions) -> None:
         self.ctx = ctx
         self.rules = rules
@@ -139,7 +139,8 @@ class Firing:
         inputs = self._inputs(rule, decision, now)
         again = (identity, number) in self.again
         self.again.discard((identity, number))
-        rearm = (("rule.rearm", identity, {}),) if before.status == "cooling" else ()
+        rearm: tuple[tuple[str, str, dict[str, Any]], ...] = (
+            (("rule.rearm", identity, {}),) if before.status == "cooling" else ())
         if isinstance(resolved, Blocked):  # recorded with the reason; nothing is sent
             if after.status != "blocked":
                 states[identity] = after._replace(status="blocked")
@@ -198,7 +199,7 @@ class Firing:
                 resolved = Blocked(inverted)
         return resolved, value, leg
 
-    def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,
+    def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,  # noqa: PLR0917 - the parts it is wired to
                value: Decimal, leg: Leg | None, decision: Decision,
                inputs: dict[str, Any], now: datetime, *, again: bool,
                also: tuple[Any, ...], events: tuple[Any, ...]) -> None:
@@ -274,7 +275,7 @@ class Firing:
                                 "order": {k: v for k, v in intent.items() if v is not None},
                                 **({"held": True} if held else {})})
 
-    def _commit(self, identity: str, number: int, inputs: dict[str, Any],
+    def _commit(self, identity: str, number: int, inputs: dict[str, Any],  # noqa: PLR0917 - the parts it is wired to
                 intent: dict[str, Any] | None, order: dict[str, Any] | None, now: datetime,
                 **rest: Any) -> None:
         """The firing's one durable commit, fenced: it proves (and renews) this watcher's
@@ -414,5 +415,3 @@ def _inverted(side: str, take_profit: Decimal | None, stop: Decimal) -> str | No
                 f"{take_profit}")
     return None
 
-
-_ = LeaseLostError

@@ -421,8 +421,5 @@ def done_status(state: OrderState) -> str:
     return "canceled"
 
 
-def day_of(at: datetime | None) -> date | None:
-    return at.date() if at is not None else None
-
 
 _ = Fill  # re-exported for the rule side's hooks

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 from rules_engine.core.market import OrderState
-from rules_engine.core.outcome import Outcome
 from rules_engine.engine import Arm, Fill
 from rules_engine.engine._risk import Exposure
 from rules_engine.ports import PageLike
@@ -31,7 +30,7 @@ Read = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
 class Recovery:
-    def __init__(self, ctx: Context, rules: RuleSet, orders: OrderManager, held: HeldOrders,
+    def __init__(self, ctx: Context, rules: RuleSet, orders: OrderManager, held: HeldOrders,  # noqa: PLR0917 - the parts it is wired to
                  firing: Firing, read: Read) -> None:
         """`read(what, call)`: a read of the start, with the start's patience."""
         self.ctx = ctx
@@ -269,5 +268,3 @@ def _arm_of(inputs: dict[str, Any]) -> Arm | None:
     return Arm(int(data["parent_firing"]),
                None if fill is None else Fill(Decimal(fill[0]), Decimal(fill[1])))
 
-
-_ = Outcome

@@ -26,8 +26,7 @@ from rules_engine.engine import (
     restore,
 )
 from rules_engine.runtime._market import MarketState
-from rules_engine.store import Store
-from rules_engine.store._repo import StateRow
+from rules_engine.store import StateRow, Store
 
 __all__ = ["Arms", "RuleSet", "stored_state"]
 

@@ -19,11 +19,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from rules_engine.adapters.kucoin._errors import TRANSIENT, Action
-from rules_engine.adapters.kucoin._keys import KeyError_, check_key, load_credentials
-from rules_engine.adapters.kucoin._market import KucoinMarket
-from rules_engine.adapters.kucoin._rest import KucoinRest
-from rules_engine.adapters.kucoin._signing import Credentials, Secret
+from rules_engine.adapters.kucoin import (
+    Credentials,
+    KeyError_,
+    KucoinMarket,
+    KucoinRest,
+    Secret,
+    check_key,
+    load_credentials,
+)
+from rules_engine.core.outcome import TRANSIENT, Action
 from rules_engine.core.symbols import SymbolDataError, SymbolTable
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._patience import Patience
@@ -230,7 +235,7 @@ class _Bridge:
         try:
             self.feed.push(symbol, bids, asks, trade=trade)
         except ValueError as err:  # a book the venue cannot take: say so, keep going
-            watcher.emit("paper.push_refused", {"symbol": symbol, "error": str(err)})
+            watcher.ctx.emit("paper.push_refused", {"symbol": symbol, "error": str(err)})
             return
         self.state.feed_step(force=True)
 

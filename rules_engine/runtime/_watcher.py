@@ -25,6 +25,7 @@ Invariants (what the tests check):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
@@ -102,8 +103,7 @@ class Watcher:
         self.rules = RuleSet(rules, self.market)
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
                                    on_final=self._final, on_acknowledged=self._acknowledged,
-                                   is_engine_held=lambda oid: self.held_orders.is_engine_held(
-                                       oid))
+                                   is_engine_held=self._is_engine_held)
         self.held_orders = HeldOrders(ctx, self.market, self.orders)
         self.actions = Actions(ctx, self.orders, self.held_orders)
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
@@ -117,6 +117,7 @@ class Watcher:
                                  self._start_read)
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
+        self.private: Any = None  # the private stream, once started
 
     # ------------------------------------------------------------ views (status, tests)
 
@@ -212,6 +213,7 @@ class Watcher:
         self.feeds.start()
         private = ctx.venue.private_stream(self.orders.on_private, self.orders.on_bad,
                                            self._on_private_state)
+        self.private = private
         ctx.spawn(private.run(ctx.stop))
         self.jobs.start()
         # What is loaded now lives as long as the watcher: keep the collector off it.
@@ -275,7 +277,7 @@ class Watcher:
     async def _load_balances(self) -> None:
         outcome, balances = await self._start_read("the account's balances",
                                                    self.ctx.venue.balances)
-        if outcome.action is not Action.OK or not balances and outcome.data is None:
+        if outcome.action is not Action.OK or (not balances and outcome.data is None):
             self.ctx.event("balances.error", {"error": outcome.message})
         for balance in balances:  # the account events fill them in as they change
             self.ctx.balances[balance.currency] = balance.available
@@ -305,10 +307,8 @@ class Watcher:
             except Exception as err:  # the store failed: the reason is already recorded
                 if not ctx.failed:
                     ctx.fail_on(err)
-        try:
+        with contextlib.suppress(Exception):
             ctx.event("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop"})
-        except Exception:  # noqa: BLE001 - a failed store cannot record its own stop
-            pass
 
     async def ready(self) -> None:
         await self.ctx.ready.wait()
@@ -319,6 +319,9 @@ class Watcher:
         self.firing.apply(changes, now)
         if symbol:
             self.held_orders.on_price(symbol, now)
+
+    def _is_engine_held(self, oid: str) -> bool:
+        return self.held_orders.is_engine_held(oid)
 
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)

@@ -7,10 +7,12 @@ from rules_engine.store._repo import (
     IllegalTransition,
     LeaseHeld,
     LeaseLost,
+    StateRow,
     StorageFailed,
     Store,
     VenueMismatch,
     client_oid,
+    engine_prefix,
 )
 
 __all__ = [
@@ -20,8 +22,10 @@ __all__ = [
     "IllegalTransition",
     "LeaseHeld",
     "LeaseLost",
+    "StateRow",
     "StorageFailed",
     "Store",
     "VenueMismatch",
     "client_oid",
+    "engine_prefix",
 ]

@@ -91,7 +91,9 @@ FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
 # Orders (the `orders` table), keyed by clientOid and written with the firing's intent:
 #
 #     pending    -> open | filled | canceled | refused | not_placed
-#     open       -> filled | canceled
+#     open       -> filled | canceled | vanished
+#     vanished   acknowledged once, unknown to the exchange in two lookups after its
+#                deadline (reconciliation): final, its share of the risk limits released
 #     not_placed -> pending      the same firing sent again, same clientOid
 #     held       -> pending | canceled   an engine-held order (a trailing stop): sent when
 #                                it triggers, or cancelled before
@@ -110,6 +112,8 @@ ORDER_TRANSITIONS = frozenset(
         ("pending", "not_placed"),
         ("open", "filled"),
         ("open", "canceled"),
+        ("open", "vanished"),
+        ("pending", "vanished"),
         ("not_placed", "pending"),
         ("held", "pending"),
         ("held", "canceled"),
@@ -117,7 +121,7 @@ ORDER_TRANSITIONS = frozenset(
         ("canceled", "held"),
     }
 )
-FINAL_ORDERS = frozenset({"filled", "canceled", "refused"})
+FINAL_ORDERS = frozenset({"filled", "canceled", "refused", "vanished"})
 
 
 # The hot path's statements, built once: plain table statements with parameters (no ORM
@@ -952,6 +956,7 @@ class Store:
                 return False
             self._meta_put(session, "halt", None)
             self._meta_put(session, "halt_ack", None)
+            self._meta_put(session, "halt_progress", None)
             session.add(Event(at=now, kind="halt.lifted", identity=None, client_oid=None,
                               payload={"by": by}))
         return True
@@ -963,9 +968,19 @@ class Store:
     def halt_acknowledged(self) -> str | None:
         return self._meta_get("halt_ack")
 
+    def halt_progress(self) -> dict[str, Any] | None:
+        """The watcher's last word on the halt: the request, the cancels asked, confirmed
+        (`cancelled`) and still `open` on the exchange."""
+        value = self._meta_get("halt_progress")
+        return None if value is None else dict(json.loads(value))
+
     def acknowledge_halt(self, request: str, now: datetime, payload: dict[str, Any]) -> None:
+        """The watcher took the halt `request`; `payload` says what it asked and what is
+        still open (written again each time that shrinks: `halt_progress`)."""
         with self.session() as session, session.begin():
             self._meta_put(session, "halt_ack", request)
+            self._meta_put(session, "halt_progress", json.dumps({"request": request,
+                                                                 **payload}))
             session.add(Event(at=now, kind="halt.acknowledged", identity=None,
                               client_oid=None, payload={"request": request, **payload}))
 

@@ -21,7 +21,6 @@ JSON body decides when there is one. HTML and other non-JSON bodies are outcomes
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 

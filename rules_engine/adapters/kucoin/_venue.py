@@ -30,7 +30,7 @@ from rules_engine.adapters.kucoin._ws import KucoinWs, batched_topics
 from rules_engine.core.market import Balance, Candle, Fill, OrderState
 from rules_engine.core.outcome import Action, Outcome
 
-__all__ = ["KucoinFeed", "KucoinVenue", "Page", "Seen", "Snapshot"]
+__all__ = ["Balances", "KucoinFeed", "KucoinVenue", "Page", "Seen", "Snapshot"]
 
 PRIVATE_TOPICS = ("/spotMarket/tradeOrdersV2", "/spotMarket/advancedOrders", "/account/balance")
 
@@ -53,6 +53,11 @@ class Page(NamedTuple):
     more: str | None
     error: str | None
     outcome: Outcome
+
+
+class Balances(NamedTuple):
+    outcome: Outcome
+    balances: list[Balance]
 
 
 class Snapshot(NamedTuple):
@@ -106,16 +111,16 @@ class KucoinVenue:
     def family_of(outcome: Outcome) -> str | None:
         return KucoinOrders.family_of(outcome)
 
-    async def balances(self) -> tuple[Outcome, list[Balance]]:
+    async def balances(self) -> Balances:
         """The trade account's balances; an error reply or a bad payload gives no balances
         and the outcome says why (`PayloadError` text in its message)."""
         outcome = await self._calls.accounts()
         if outcome.action is not Action.OK:
-            return outcome, []
+            return Balances(outcome, [])
         try:
-            return outcome, parse_accounts(outcome.data)
+            return Balances(outcome, parse_accounts(outcome.data))
         except PayloadError as err:
-            return outcome._replace(action=Action.RETRY, message=str(err)), []
+            return Balances(outcome._replace(action=Action.RETRY, message=str(err)), [])
 
     # ------------------------------------------------------------ orders
 
