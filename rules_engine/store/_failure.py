@@ -139,6 +139,7 @@ def _watch_file(engine: Engine, path: str, where: str) -> None:
     """SQLite in WAL mode keeps writing to a database file deleted or replaced under it
     (into a file nobody will ever open again): each checkout checks that the path still
     names the file this connection opened (one stat), else the store fails."""
+    path = os.path.abspath(path)  # as opened: a later chdir changes nothing
 
     def opened(_dbapi: Any, record: Any) -> None:
         with contextlib.suppress(OSError):
