@@ -4,12 +4,18 @@ Each sub-command module exposes `register(subparsers)`, which adds its parser an
 `handler` (a callable taking the parsed namespace and returning an exit code) as a default.
 argparse itself exits 2 on bad usage. Exit codes follow the brief's contract:
 0 clean, 1 findings, 2 usage or IO error.
+
+The store failing underneath a command (a full disk, a read-only file system, a lost
+PostgreSQL connection: `StorageFailed`) ends it here with exit 2 and one line on stderr,
+`rules-engine COMMAND: error: the store failed: CAUSE (WHERE): FIX, then start again; ...`,
+never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
@@ -48,3 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if not _storage_failed(error):
+            raise
+        print(f"rules-engine {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _storage_failed(error: Exception) -> bool:
+    # Only a command that opened a store can raise StorageFailed, so the store is imported
+    # by then; `lint` and the others never pay for importing SQLAlchemy here.
+    store = sys.modules.get("rules_engine.store")
+    return store is not None and isinstance(error, store.StorageFailed)

@@ -11,6 +11,7 @@ as it is. The message never holds a password: a PostgreSQL URL is shown with it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -31,6 +32,8 @@ class StorageFailed(Exception):
         super().__init__(f"the store failed: {cause} ({where}): {fix}, {tail}")
 
 
+_MOVED = ("the database file was moved or deleted while in use",
+          "put the file back where it was (or restore it)")
 _FULL = ("the disk is full", "free space", True)
 _READ_ONLY = ("the database file or its file system is read-only",
               "make it writable (the file's permissions, or remount the file system "
@@ -44,8 +47,7 @@ _PROBED = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_READONLY")
 # (prefix, cause, fix, whether the record is whole afterwards).
 _SQLITE: tuple[tuple[str, str, str, bool], ...] = (
     ("SQLITE_FULL", *_FULL),
-    ("SQLITE_READONLY_DBMOVED", "the database file was moved or deleted while in use",
-     "put the file back where it was (or restore it)", True),
+    ("SQLITE_READONLY_DBMOVED", *_MOVED, True),
     ("SQLITE_READONLY", *_READ_ONLY),
     ("SQLITE_BUSY", "the database stayed locked by another process beyond the 5 s busy "
      "timeout", "stop whatever holds it (a backup, an sqlite3 shell, a copy in progress)", True),
@@ -133,11 +135,37 @@ def _where(engine: Engine) -> str:
     return text
 
 
+def _watch_file(engine: Engine, path: str, where: str) -> None:
+    """SQLite in WAL mode keeps writing to a database file deleted or replaced under it
+    (into a file nobody will ever open again): each checkout checks that the path still
+    names the file this connection opened (one stat), else the store fails."""
+    path = os.path.abspath(path)  # as opened: a later chdir changes nothing
+
+    def opened(_dbapi: Any, record: Any) -> None:
+        with contextlib.suppress(OSError):
+            stat = os.stat(path)
+            record.info["file"] = (stat.st_dev, stat.st_ino)
+
+    def checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise StorageFailed(_MOVED[0], where, _MOVED[1]) from None
+        known = record.info.get("file")
+        if known is not None and known != (stat.st_dev, stat.st_ino):
+            raise StorageFailed(_MOVED[0], where, _MOVED[1])
+
+    event.listen(engine, "connect", opened)
+    event.listen(engine, "checkout", checkout)
+
+
 def watch_failures(engine: Engine) -> None:
     """Turn every storage failure on `engine` into `StorageFailed` (see the module's text)."""
     where = _where(engine)
     password = engine.url.password
     path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not path.startswith("file:"):
+        _watch_file(engine, path, where)
 
     def on_error(context: ExceptionContext) -> None:
         if context.is_pre_ping:
