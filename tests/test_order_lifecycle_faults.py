@@ -168,6 +168,7 @@ async def _lease_fencing(tmp: Path) -> None:
                                f"not hold open ({where}): {untracked[:10]}")
 
         # The kill switch on B's store: acknowledged, and nothing of this engine stays open.
+        assert b.inc.proc.returncode is None, f"B stopped ({where}):\n{b.tail(3)}"
         halt = await cli("halt", "--db", db, timeout=40)
         assert halt.code == 0, f"{halt} ({where})"
         still_open = await sandbox.open_oids(prefix)
