@@ -1,8 +1,7 @@
 """The order lifecycle under faults, over real processes and real sockets (issue 12).
 
-Each test reproduces a defect an adversarial run found on main and checks the behaviour the
-fix promises; until the fix lands each is an expected failure (`xfail(strict=True)`: once the
-fix makes it pass, the mark must go).
+Each test reproduces a defect an adversarial run found on main (664a658), where each failed
+for the reason the issue gives, and checks the behaviour the fix promises.
 
 - Item 1, lease fencing: a watcher stopped (SIGSTOP) past its lease, taken over by a second
   one, then resumed (SIGCONT), sends nothing more, and exits 2 saying it lost the lease.
@@ -97,8 +96,6 @@ def _fenced_text(names: tuple[str, ...] | list[str]) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 1: nothing on the firing or sending "
-                   "path checks the lease; a watcher resumed after losing it keeps sending")
 def test_a_watcher_that_lost_its_lease_sends_nothing_more_and_exits_2(tmp_path: Path) -> None:
     asyncio.run(_lease_fencing(tmp_path))
 
@@ -210,8 +207,6 @@ RESTING = 12
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: a cancel that got 5xx is never "
-                   "retried, and halt is acknowledged while orders stay open")
 def test_halt_names_the_orders_it_could_not_cancel_and_they_are_cancelled_once_the_exchange_answers(
     tmp_path: Path,
 ) -> None:
@@ -262,8 +257,6 @@ async def _halt_under_5xx(tmp: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: halt is acknowledged after cancels "
-                   "that got 5xx, and those cancels are never retried")
 def test_a_halt_during_a_passing_5xx_fault_says_done_only_once_every_order_is_cancelled(
     tmp_path: Path,
 ) -> None:
@@ -317,8 +310,6 @@ async def _halt_across_a_passing_fault(tmp: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: a `cancel after` timer is popped "
-                   "before its cancel is attempted, and a cancel that got 5xx is not retried")
 def test_a_cancel_after_that_falls_due_while_the_exchange_fails_is_retried(
     tmp_path: Path,
 ) -> None:
@@ -363,9 +354,6 @@ FORGOTTEN = 4
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 6: an acknowledged order the exchange "
-                   "does not know stays open in the store forever and keeps counting against "
-                   "the risk limits")
 def test_orders_the_exchange_forgot_become_vanished_and_free_their_share_of_the_limits(
     tmp_path: Path,
 ) -> None:
@@ -439,8 +427,6 @@ async def _forgotten_orders(tmp: Path) -> None:
 # =============================== item 7: a firing's cancel never reaches its own order
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 7: a rule with `cancel all` and "
-                   "`place` cancels the order its own firing just placed")
 async def test_cancel_all_in_a_rule_that_places_spares_the_order_its_own_firing_placed(
     tmp_path: Path,
 ) -> None:

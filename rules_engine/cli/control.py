@@ -1,15 +1,17 @@
 """A person's controls over the watcher on a store: the kill switch, settling an order,
 unblocking a rule.
 
-    rules-engine halt [--all] [--db URL]
+    rules-engine halt [--all] [--wait SECONDS] [--db URL]
     rules-engine resume [--db URL]
     rules-engine resolve CLIENT_OID placed|not-placed [--db URL]
     rules-engine unblock RULE [--db URL]
 
-`halt`: the running watcher stops firing and cancels its open orders except protective exits
-(which it keeps managing); `--all` cancels those too. It returns once the watcher has
-acknowledged (exit 0), or after 10 s with exit 2 if none did; either way the switch holds,
-across restarts, until `resume`. A watcher started while it holds starts halted.
+`halt [--wait SECONDS]`: the running watcher stops firing and cancels its open orders except
+protective exits (which it keeps managing); `--all` cancels those too. Exit 0 once the
+exchange has confirmed every cancel; exit 1 naming the orders still open after `--wait`
+seconds (default 10: the watcher keeps retrying their cancels); exit 2 after 10 s if no
+watcher acknowledged. Either way the switch holds, across restarts, until `resume`. A
+watcher started while it holds starts halted.
 
 `resolve`: for an order whose outcome the exchange cannot prove (a legacy or stop order that
 timed out): `placed` adopts it, `not-placed` lets its firing be decided again under the same
@@ -50,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(protective exits kept unless --all); holds across restarts until `resume`.",
     )
     halt.add_argument("--all", action="store_true", help="cancel protective exits too")
+    halt.add_argument("--wait", type=_seconds, default=10.0, metavar="SECONDS",
+                      help="how long to wait for every cancel to be confirmed (default 10)")
     halt.add_argument("--db", default=None)
     halt.set_defaults(handler=lambda a: _run(a, _halt))
     resume = subparsers.add_parser("resume", help="lift the kill switch",
@@ -73,6 +77,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     unblock.add_argument("rule", metavar="RULE", help="the rule's name (or identity)")
     unblock.add_argument("--db", default=None)
     unblock.set_defaults(handler=lambda a: _run(a, _unblock))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("give a number of seconds from 0 to 3600")
+    return value
 
 
 def _who() -> str:
@@ -105,14 +119,31 @@ def _answered(done: Callable[[], bool]) -> bool:
 
 def _halt(store: Any, args: argparse.Namespace) -> int:
     request = store.request_halt(bool(args.all), datetime.now(UTC), _who())
-    if _answered(lambda: store.halt_acknowledged() == request):
-        print("halted: the watcher stopped firing and cancelled its open orders"
-              + ("" if args.all else " (protective exits kept)")
-              + "; `rules-engine resume` lifts it")
-        return 0
-    print("rules-engine halt: error: no watcher acknowledged within 10 s; the switch holds "
-          "and a watcher that starts on this store starts halted", file=sys.stderr)
-    return 2
+    if not _answered(lambda: store.halt_acknowledged() == request):
+        print("rules-engine halt: error: no watcher acknowledged within 10 s; the switch "
+              "holds and a watcher that starts on this store starts halted", file=sys.stderr)
+        return 2
+    # Acknowledged: firing stopped. Done only once every cancel it asked is confirmed by
+    # the exchange; what is still open at the deadline is named (the watcher keeps trying).
+    deadline = time.monotonic() + args.wait
+    progress = store.halt_progress() or {}
+    while time.monotonic() < deadline:
+        progress = store.halt_progress() or {}
+        if progress.get("request") == request and not progress.get("open"):
+            break
+        time.sleep(0.1)
+    still = [str(oid) for oid in progress.get("open") or []]
+    if progress.get("request") != request or still:
+        print(f"rules-engine halt: firing stopped, but {len(still)} order(s) are still open on "
+              f"the exchange after {args.wait:g} s (their cancels are not confirmed yet; the "
+              "watcher keeps retrying them, `rules-engine status` shows them): "
+              + ", ".join(still), file=sys.stderr)
+        return 1
+    asked = int(progress.get("asked") or 0)
+    print(f"halted: the watcher stopped firing; {asked} cancel(s) confirmed by the exchange"
+          + ("" if args.all else " (protective exits kept)")
+          + "; `rules-engine resume` lifts it")
+    return 0
 
 
 def _resume(store: Any, args: argparse.Namespace) -> int:

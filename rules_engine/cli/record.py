@@ -170,6 +170,15 @@ def _status(store: Any, args: argparse.Namespace) -> int:
         print(f"  {order['client_oid']}  {order['symbol']} {order['side']} {order['type']} "
               f"{amount}{price}  {order['status']}  filled {order['filled_size']}  "
               f"rule {order['rule'] or '(adopted)'}")
+    vanished = report.get("vanished_orders") or []
+    if vanished:
+        print(f"\nvanished orders ({len(vanished)}, newest first: acknowledged once, unknown "
+              "to the exchange after their deadline; check the exchange's own record):")
+        for order in vanished:
+            amount = order["size"] or f"{order['funds']} funds"
+            print(f"  {order['client_oid']}  {order['symbol']} {order['side']} "
+                  f"{order['type']} {amount}  vanished  filled {order['filled_size']}  "
+                  f"rule {order['rule'] or '(adopted)'}")
     return 0
 
 

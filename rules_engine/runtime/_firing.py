@@ -25,8 +25,10 @@ from rules_engine.engine import (
     Fill,
     OrderIntent,
     deadline,
+    load_state,
     order_body,
     resolve_order,
+    restore,
     step,
 )
 from rules_engine.engine import value as value_of
@@ -37,7 +39,7 @@ from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
 from rules_engine.runtime._orders import OrderManager, Pending, Tracked
 from rules_engine.runtime._rules import RuleSet
-from rules_engine.store import LeaseLost, client_oid
+from rules_engine.store import IllegalTransition, LeaseLost, client_oid
 
 __all__ = ["Deferred", "Firing"]
 
@@ -145,8 +147,9 @@ class Firing:
             if after.status != "blocked":
                 states[identity] = after._replace(status="blocked")
             self.rules.reasons[identity] = resolved.reason
-            self._commit(identity, number, inputs, None, None, now, blocked=resolved.reason,
-                         again=again, events=rearm)
+            if not self._commit(identity, number, inputs, None, None, now,
+                                blocked=resolved.reason, again=again, events=rearm):
+                return
             self.ctx.emit("blocked", {"rule": identity, "firing": number,
                                       "reason": resolved.reason})
             return
@@ -159,17 +162,18 @@ class Firing:
         # firing places (it is not tracked yet when they choose what to cancel).
         self.actions.cancels(rule, now)
         if resolved is None:  # actions only: nothing to send
-            self._commit(identity, number, inputs, None, None, now, again=again, also=also,
-                         events=events)
+            if not self._commit(identity, number, inputs, None, None, now, again=again,
+                                also=also, events=events):
+                return
             self.fired += 1
             self.ctx.emit("fired", {"rule": identity, "firing": number})
             self.actions.notify(rule, now)
             self._armed(arms, now)
             return
-        self._place(rule, number, oid, resolved, value, leg, decision, inputs, now,
-                    again=again, also=also, events=events)
-        self.actions.notify(rule, now)
-        self._armed(arms, now)
+        if self._place(rule, number, oid, resolved, value, leg, decision, inputs, now,
+                       again=again, also=also, events=events):
+            self.actions.notify(rule, now)
+            self._armed(arms, now)
 
     def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
                       now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:
@@ -202,7 +206,7 @@ class Firing:
     def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,  # noqa: PLR0917 - the parts it is wired to
                value: Decimal, leg: Leg | None, decision: Decision,
                inputs: dict[str, Any], now: datetime, *, again: bool,
-               also: tuple[Any, ...], events: tuple[Any, ...]) -> None:
+               also: tuple[Any, ...], events: tuple[Any, ...]) -> bool:
         identity = rule.identity
         held = resolved.order_type == "trailing-stop"  # kept by the engine until it triggers
         family = "stop" if resolved.order_type == "stop" else self.ctx.venue.family
@@ -241,8 +245,9 @@ class Firing:
                      "size": leg.size, "funds": None, "status": "held",
                      "filled_size": Decimal(0), "filled_value": Decimal(0),
                      "family": family, "deadline": None},)
-        self._commit(identity, number, inputs, intent, order_row, now, again=again, also=also,
-                     events=events, legs=legs, held=held)
+        if not self._commit(identity, number, inputs, intent, order_row, now, again=again,
+                            also=also, events=events, legs=legs, held=held):
+            return False
         # The order goes out first; the bookkeeping the send does not need follows it.
         pending: Pending | None = None
         if not held:
@@ -274,10 +279,11 @@ class Firing:
         self.ctx.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
                                 "order": {k: v for k, v in intent.items() if v is not None},
                                 **({"held": True} if held else {})})
+        return True
 
     def _commit(self, identity: str, number: int, inputs: dict[str, Any],  # noqa: PLR0917 - the parts it is wired to
                 intent: dict[str, Any] | None, order: dict[str, Any] | None, now: datetime,
-                **rest: Any) -> None:
+                **rest: Any) -> bool:
         """The firing's one durable commit, fenced: it proves (and renews) this watcher's
         lease in the same transaction, or nothing is written and nothing is sent."""
         try:
@@ -285,10 +291,27 @@ class Firing:
                                 inputs=inputs, intent=intent, order=order,
                                 state=self.rules.row(identity), now=now, **rest)
         except LeaseLost as err:
-            raise LeaseLostError(
-                f"this watcher lost the store's lease to another watcher ({err}): it "
-                "stopped sending and exits") from None
+            raise LeaseLostError(str(err)) from None
+        except IllegalTransition as err:
+            # The firing exists already past where this decision would take it (decided
+            # and sent by an earlier owner of the store): nothing is sent, the rule takes
+            # the state the store holds, and the anomaly is on record.
+            self._adopt_stored(identity, number, str(err), now)
+            return False
         self.orders.fenced()
+        return True
+
+    def _adopt_stored(self, identity: str, number: int, why: str, now: datetime) -> None:
+        stored = self.ctx.store.rule_state(identity)
+        state = self.rules.states[identity]
+        if stored is not None:
+            state = restore(load_state(stored.state))
+        if state.firings < number:
+            state = state._replace(firings=number, true_since=None, seen_false=False)
+        self.rules.states[identity] = state
+        self.rules.schedule(identity, now)
+        self.ctx.event("firing.anomaly", {"firing": number, "move": why,
+                                          "kept": "the store's record"}, identity=identity)
 
     def _inputs(self, rule: CompiledRule, decision: Decision, now: datetime) -> dict[str, Any]:
         books = self.feeds.books

@@ -88,6 +88,8 @@ class Jobs:
                 self.running.add(task)
             try:
                 await job()
+            except Exception as error:  # fail-stop with one line (no scheduler traceback)
+                self.ctx.fail_on(error)
             finally:
                 if task is not None:
                     self.running.discard(task)
@@ -121,11 +123,9 @@ class Jobs:
 
     async def heartbeat_job(self) -> None:
         try:
-            self.ctx.store.heartbeat(self.w.owner, self.ctx.now())
+            self.ctx.store.heartbeat(self.ctx.now())
         except LeaseLost as err:
-            raise LeaseLostError(
-                f"this watcher lost the store's lease to another watcher ({err}): it "
-                "stopped sending and exits") from None
+            raise LeaseLostError(str(err)) from None
         self.w.orders.fenced()
 
     async def keep_lease(self) -> None:

@@ -86,7 +86,7 @@ class OrderManager:
     def __init__(self, ctx: Context, *,
                  on_retry: Callable[[Pending, str, datetime], None],
                  on_refused: Callable[[Pending, str, datetime], None],
-                 on_final: Callable[[Tracked, str, datetime], None],
+                 on_final: Callable[[Tracked, str, datetime, str], None],
                  on_acknowledged: Callable[[Pending, datetime], None],
                  is_engine_held: Callable[[str], bool]) -> None:
         """The rule side's hooks: `on_retry` (a firing proven not placed: decide it again),
@@ -292,13 +292,13 @@ class OrderManager:
         if event.kind == "cancel":
             self.final(tracked, "canceled", now)
 
-    def final(self, tracked: Tracked, status: str, now: datetime) -> None:
+    def final(self, tracked: Tracked, status: str, now: datetime, why: str = "") -> None:
         """The order is final (filled, canceled, vanished): recorded with the `after` rules
         it arms (by `on_final`), its share of the limits released, its cancel satisfied."""
         if self.tracked.pop(tracked.oid, None) is None:
             return
         self.cancels.pop(tracked.oid, None)
-        self._on_final(tracked, status, now)
+        self._on_final(tracked, status, now, why)
 
     # ------------------------------------------------------------ looking orders up
 
@@ -343,10 +343,8 @@ class OrderManager:
         """Acknowledged once, unknown to the exchange now: final, with its own status."""
         if self.tracked.get(tracked.oid) is not tracked:
             return
-        self.ctx.event("order.vanished", {
-            "why": "the exchange does not know this order after its deadline (two lookups)",
-            "symbol": tracked.symbol}, identity=tracked.identity, oid=tracked.oid)
-        self.final(tracked, "vanished", now)
+        self.final(tracked, "vanished", now, "the exchange does not know this order after "
+                   "its deadline (two lookups)")
 
     async def update_from(self, tracked: Tracked, state: OrderState) -> None:
         """Bring a tracked order up to what a REST lookup shows: fills, then the status."""

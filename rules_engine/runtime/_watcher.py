@@ -303,7 +303,7 @@ class Watcher:
         await self.actions.close()
         if not ctx.failed or "lease" not in ctx.stop_reason:
             try:
-                ctx.store.release_lease(self.owner)
+                ctx.store.release_lease()
             except Exception as err:  # the store failed: the reason is already recorded
                 if not ctx.failed:
                     ctx.fail_on(err)
@@ -360,7 +360,8 @@ class Watcher:
             row_state = rules.row(pending.identity)
             self.firing.again.add((pending.identity, pending.number))
         firing = self.ctx.store.firing_of(pending.oid)
-        firing_to = status if firing is not None and firing.status in ("sent", "unknown") else None
+        firing_to = (status if firing is not None and firing.status in ("sent", "unknown")
+                     else None)
         self.ctx.store.settle(pending.oid, now, firing_to=firing_to, order_to="not_placed",
                               state=row_state, payload={"why": status})
         rules.schedule(pending.identity, now)
@@ -369,7 +370,7 @@ class Watcher:
             # Decided again on the values as they are now: no market move needs to select it.
             self.firing.evaluate([rule], now)
 
-    def _final(self, tracked: Tracked, status: str, now: datetime) -> None:
+    def _final(self, tracked: Tracked, status: str, now: datetime, why: str) -> None:
         """The order is final: its status, and the `after` rules it arms, in one commit."""
         arms: Arms = []
         if tracked.identity is not None and tracked.number is not None:
@@ -382,11 +383,12 @@ class Watcher:
                 arms += self.rules.arms(tracked.identity, "canceled", tracked.number, fill)
         _, final = self.ctx.store.settle(
             tracked.oid, now, order_to=status, exchange_id=tracked.exchange_id,
-            also=tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
+            payload={"why": why} if why else None, also=tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
             events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
         filled = final.filled_value if final is not None else Decimal(0)
         self.orders.release(tracked, filled)
-        self.ctx.emit(f"order.{status}", {"client_oid": tracked.oid})
+        self.ctx.emit(f"order.{status}", {"client_oid": tracked.oid,
+                                          **({"why": why} if why else {})})
         self.held_orders.on_final(tracked, final.filled_size if final is not None
                                   else Decimal(0), now)
         for child, _, detail in arms:

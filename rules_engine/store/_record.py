@@ -81,6 +81,13 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
                 .order_by(Order.updated_at)
             )
         ]
+        vanished = [
+            _order_row(order, owners.get(order.client_oid))
+            for order in session.scalars(
+                select(Order).where(Order.status == "vanished")
+                .order_by(Order.updated_at.desc()).limit(50)
+            )
+        ]
         feeds: dict[str, str] = {}
         for kinds, key in ((("feed.live", "feed.stale"), "market"),
                            (("orders_feed.live", "orders_feed.stale"), "orders")):
@@ -104,7 +111,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
         stopped is not None and stopped.kind == "trading.stopped") else "on"
     return {"watcher": watcher, "venue": meta.get("venue_instance"),
             "engine_id": meta.get("engine_id"), "feeds": feeds, "trading": trading,
-            "rules": rules, "open_orders": open_orders}
+            "rules": rules, "open_orders": open_orders, "vanished_orders": vanished}
 
 
 def audit(

@@ -93,7 +93,13 @@ FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
 #     pending    -> open | filled | canceled | refused | not_placed
 #     open       -> filled | canceled | vanished
 #     vanished   acknowledged once, unknown to the exchange in two lookups after its
-#                deadline (reconciliation): final, its share of the risk limits released
+#                deadline (reconciliation): final, its share of the risk limits released;
+#                -> open | filled | canceled if the exchange shows it after all
+#     canceled -> filled         the exchange reports the fill after the cancel: fills are
+#                                money, the exchange's last word wins
+#
+# `settle` is total: a move reported from outside that this table lacks is recorded as an
+# `order.anomaly` (or `firing.anomaly`) event and changes nothing; it never raises.
 #     not_placed -> pending      the same firing sent again, same clientOid
 #     held       -> pending | canceled   an engine-held order (a trailing stop): sent when
 #                                it triggers, or cancelled before
@@ -114,6 +120,10 @@ ORDER_TRANSITIONS = frozenset(
         ("open", "canceled"),
         ("open", "vanished"),
         ("pending", "vanished"),
+        ("vanished", "open"),
+        ("vanished", "filled"),
+        ("vanished", "canceled"),
+        ("canceled", "filled"),
         ("not_placed", "pending"),
         ("held", "pending"),
         ("held", "canceled"),
@@ -704,13 +714,23 @@ class Store:
 
     @staticmethod
     def _move_order(
-        session: Session, order: Order, to: str, now: datetime, payload: dict[str, Any]
+        session: Session, order: Order, to: str, now: datetime, payload: dict[str, Any],
+        *, total: bool = False,
     ) -> None:
+        """Move an order along ORDER_TRANSITIONS. With `total` (a step reported by the
+        exchange, a person or a timer: `settle`), a move the table lacks is recorded as an
+        `order.anomaly` event and the order keeps its status; otherwise it raises."""
         if order.status == to:
             return
-        if to == "open" and order.status != "pending":
+        if to == "open" and order.status not in ("pending", "vanished"):
             return  # "it exists" arriving after the exchange already showed more of it
         if (order.status, to) not in ORDER_TRANSITIONS:
+            if total:
+                session.add(Event(at=now, kind="order.anomaly", identity=None,
+                                  client_oid=order.client_oid, payload={
+                                      "move": f"{order.status} -> {to}", "kept": order.status,
+                                      **payload}))
+                return
             raise IllegalTransition(f"order {order.status.upper()} -> {to.upper()}")
         order.status = to
         order.updated_at = now
@@ -747,9 +767,16 @@ class Store:
             firing = session.scalars(
                 select(Firing).where(Firing.client_oid == oid).with_for_update()
             ).one_or_none()
+            if (firing is not None and firing_to is not None and firing.status != firing_to
+                    and (firing.status, firing_to) not in FIRING_TRANSITIONS):
+                # What the exchange, a person or a timer reports is total: a move the
+                # table does not have is an anomaly on record, never a crash.
+                session.add(Event(at=now, kind="firing.anomaly", identity=firing.identity,
+                                  client_oid=oid, payload={
+                                      "move": f"{firing.status} -> {firing_to}",
+                                      "kept": firing.status, **payload}))
+                firing_to = None
             if firing is not None and firing_to is not None and firing.status != firing_to:
-                if (firing.status, firing_to) not in FIRING_TRANSITIONS:
-                    raise IllegalTransition(f"{firing.status.upper()} -> {firing_to.upper()}")
                 firing.status = firing_to
                 session.add(
                     Event(
@@ -768,7 +795,7 @@ class Store:
                     order.filled_size, order.filled_value = filled
                     order.updated_at = now
                 if order_to is not None:
-                    self._move_order(session, order, order_to, now, payload)
+                    self._move_order(session, order, order_to, now, payload, total=True)
             if state is not None:
                 self._put_state(session, state, now)
             for row in also:
