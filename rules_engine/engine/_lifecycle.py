@@ -440,8 +440,8 @@ def _on_filled(record: OrderRecord, event: Filled, now: datetime) -> _Out:
 
 def _on_canceled(record: OrderRecord, event: Canceled, now: datetime) -> _Out:
     seen = _totals(record, event.filled, event.filled_value, event.exchange_id)
-    if record.status in _LIVE:
-        return _done(seen, "canceled")
+    if record.status in _LIVE:  # canceled, unless its whole size filled first
+        return _done(seen, _done_status(seen))
     return _late_evidence(record, event, seen, "canceled")
 
 
