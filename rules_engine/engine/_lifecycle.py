@@ -52,6 +52,13 @@ Guarantees, each kept here in one place:
   while the order is pending or unknown is remembered (persisted) and sent as soon as the
   exchange shows the order; one proven never placed needs none (and is not decided again).
 * A reply that arrives after the exchange already showed the order changes nothing.
+
+The manager's side of the contract: it answers every `CancelOrder` with one `CancelReply`
+and every `LookUpOrder` with one `LookedUp` (a request that errs is `retry` / `failed`),
+delivers each `Schedule` as a `TimerDue` (a stale one is ignored here), and after a restart
+applies `Recovered` to each record rebuilt from the store (`restored`). It may look orders up
+on its own (reconciliation): any `LookedUp` is taken. A `Canceled` event or a lookup showing
+the whole size filled makes the order filled (`_done_status`, as recovery decides today).
 """
 
 from __future__ import annotations
