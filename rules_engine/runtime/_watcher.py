@@ -383,7 +383,8 @@ class Watcher:
                 arms += self.rules.arms(tracked.identity, "canceled", tracked.number, fill)
         _, final = self.ctx.store.settle(
             tracked.oid, now, order_to=status, exchange_id=tracked.exchange_id,
-            payload={"why": why} if why else None, also=tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
+            payload={"why": why} if why else None,
+            also=tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
             events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
         filled = final.filled_value if final is not None else Decimal(0)
         self.orders.release(tracked, filled)
