@@ -6,8 +6,9 @@
     rules-engine why CLIENT_OID|ORDER_ID [--db URL] [--format text|json]
 
 They only read the store (any moment is a consistent state: every step is one transaction),
-so they work while a watcher runs and after it stopped. `--db` defaults to `$RULES_ENGINE_DB`,
-else the built-in sandbox's store, as `run` does. Exit 0, 1 when `why` finds no such order, 2
+so they work while a watcher runs and after it stopped. Without `--db` the store is found as
+by every command (`cli/_stores.py`: `$RULES_ENGINE_DB`, else the one store `run` made, of
+`--mode` if given, or the one whose watcher is running). Exit 0, 1 when `why` finds no such order, 2
 for a usage error or a store that cannot be read.
 """
 
@@ -17,7 +18,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -58,9 +58,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _common(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
-    parser.add_argument("--db", default=None, help="SQLAlchemy URL of the store (default: "
-                        "$RULES_ENGINE_DB, else the built-in sandbox's store)")
+    store_options(parser)
     parser.add_argument("--format", choices=formats, default="text")
+
+
+def store_options(parser: argparse.ArgumentParser) -> None:
+    """`--db` and `--mode`: which store, by the rule every command shares (cli/_stores.py)."""
+    parser.add_argument("--db", default=None, help="SQLAlchemy URL of the store (default: "
+                        "$RULES_ENGINE_DB, else the store `run` made in the state directory: "
+                        "the only one, or the one whose watcher is running)")
+    parser.add_argument("--mode", choices=("sandbox", "paper", "live"), default=None,
+                        help="without --db: only the stores `run` made in this mode")
 
 
 def _time(text: str) -> datetime:
@@ -81,20 +89,15 @@ class _Failed(Exception):
         self.code = code
 
 
-def store_url(db: str | None) -> str:
-    """`--db`, else `$RULES_ENGINE_DB`, else the built-in sandbox's store (which must exist:
-    reading a store never creates one)."""
-    if db:
-        return db
-    if os.environ.get("RULES_ENGINE_DB"):
-        return os.environ["RULES_ENGINE_DB"]
-    from rules_engine.runtime._run import state_dir
+def store_url(db: str | None, mode: str | None = None) -> str:
+    """The store a command reads: `cli/_stores.py`'s one rule (`--db`, `$RULES_ENGINE_DB`,
+    else the one store in the state directory, or the one whose watcher runs)."""
+    from rules_engine.cli._stores import NoStore, find_store
 
-    path = state_dir() / "sandbox.sqlite"
-    if not path.exists():
-        raise _Failed(f"no store at {path}: give --db URL (or set RULES_ENGINE_DB), or run "
-                      "`rules-engine run` first")
-    return f"sqlite:///{path}"
+    try:
+        return find_store(db, mode)
+    except NoStore as err:
+        raise _Failed(str(err)) from None
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
@@ -110,7 +113,8 @@ def with_store(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace
     from rules_engine.store._record import is_current
 
     try:
-        url = store_url(args.db)
+        url = store_url(args.db, getattr(args, "mode", None))
+        args.store_url = url
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
         if path is not None and not Path(path).exists():
             raise _Failed(f"no store at {path}")
@@ -132,12 +136,14 @@ def with_store(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace
 
 
 def _status(store: Any, args: argparse.Namespace) -> int:
+    from rules_engine.cli._stores import redact
     from rules_engine.store._record import status_report
 
-    report = status_report(store, datetime.now(UTC))
+    report = {"store": redact(args.store_url), **status_report(store, datetime.now(UTC))}
     if args.format == "json":
         print(json.dumps(report, default=str, indent=2))
         return 0
+    print(f"store: {report['store']}")
     watcher = report["watcher"]
     if watcher is None:
         print("watcher: none has run on this store")
