@@ -99,7 +99,7 @@ def test_a_missing_store_or_a_bad_time_is_a_clear_usage_error(
     with pytest.raises(SystemExit) as exit_info:
         main(["audit", "--since", "yesterday", "--db", "sqlite:///x"])
     assert exit_info.value.code == 2
-    assert "not an ISO 8601 time" in capsys.readouterr().err
+    assert "is not a time: give an age" in capsys.readouterr().err
 
 
 def test_a_store_of_an_older_schema_is_brought_up_to_date_and_read(

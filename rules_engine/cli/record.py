@@ -20,7 +20,7 @@ import io
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     audit.add_argument("--rule", help="a rule's name (or an unnamed rule's identity)")
     audit.add_argument("--symbol", help="events of this symbol's orders and rules")
-    audit.add_argument("--kind", help="event kind, or its start (`firing.`, `order.`)")
-    audit.add_argument("--since", type=_time, help="ISO 8601 UTC, e.g. 2026-12-01T09:00Z")
-    audit.add_argument("--until", type=_time, help="ISO 8601 UTC")
+    audit.add_argument("--kind", help="event kind as the log prints it or as stored "
+                       "(`acknowledged`, `firing.acknowledged`), or a family (`firing`, `order.`)")
+    audit.add_argument("--since", type=_time, help="an age (1h, 30m, 2d), a date (2026-12-01) "
+                       "or an ISO 8601 time (2026-12-01T09:00Z)")
+    audit.add_argument("--until", type=_time, help="as --since")
     _common(audit, ("text", "json", "csv"))
     audit.set_defaults(handler=lambda a: _run(a, _audit))
 
@@ -71,14 +73,26 @@ def store_options(parser: argparse.ArgumentParser) -> None:
                         help="without --db: only the stores `run` made in this mode")
 
 
-def _time(text: str) -> datetime:
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _time(text: str, now: datetime | None = None) -> datetime:
+    """`--since`/`--until`: an age (`90s`, `15m`, `1h`, `2d`, `1w`: that long ago), a date
+    (`2026-12-01`: its start, UTC) or an ISO 8601 time with its zone (`2026-12-01T09:00Z`)."""
+    text = text.strip()
+    number, unit = text[:-1], text[-1:].lower()
+    if unit in _UNITS and number.replace(".", "", 1).isdigit():
+        return (now or datetime.now(UTC)) - timedelta(seconds=float(number) * _UNITS[unit])
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time such as 2026-12-01T09:00Z"
+            f"{text!r} is not a time: give an age (1h, 30m, 2d), a date (2026-12-01) or an "
+            "ISO 8601 time with its zone (2026-12-01T09:00Z)"
         ) from None
     if value.tzinfo is None:
+        if len(text) == 10:  # a date alone: its start, in UTC
+            return value.replace(tzinfo=UTC)
         raise argparse.ArgumentTypeError(f"{text!r} has no timezone: add Z for UTC")
     return value.astimezone(UTC)
 
@@ -183,7 +197,13 @@ def _audit(store: Any, args: argparse.Namespace) -> int:
     from rules_engine.store._record import audit
 
     rows = audit(store, rule=args.rule, symbol=args.symbol, kind=args.kind,
-                       since=args.since, until=args.until)
+                 since=args.since, until=args.until)
+    if args.kind is not None and not rows:
+        from rules_engine.store._record import event_kinds
+
+        kinds = event_kinds(store)
+        print(f"rules-engine audit: no event of kind {args.kind!r} matched; the kinds in this "
+              f"store: {', '.join(kinds) or 'none'}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(rows, default=str, indent=2))
     elif args.format == "csv":

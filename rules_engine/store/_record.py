@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, or_, select
 
 from rules_engine.store._repo import FINAL_ORDERS, Store
 from rules_engine.store._schema import (
@@ -20,7 +20,7 @@ from rules_engine.store._schema import (
     RuleVersion,
 )
 
-__all__ = ["audit", "is_current", "status_report", "why"]
+__all__ = ["audit", "event_kinds", "is_current", "kind_filter", "status_report", "why"]
 
 _TABLES = {"meta", "rule_versions", "rule_states", "firings", "orders", "fills", "events",
            "lease", "alembic_version"}
@@ -107,6 +107,24 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
             "rules": rules, "open_orders": open_orders}
 
 
+def kind_filter(kind: str) -> Any:
+    """`--kind` as the log prints it or as the store keeps it: `firing.` (every kind that
+    starts so), `firing` (the same), `order.filled` (exactly), or a name the watcher's log
+    prints for a stored kind (`acknowledged` for `firing.acknowledged`, `filled` for
+    `order.filled`): a kind matches itself, `KIND.*` and `*.KIND`."""
+    stem = kind.rstrip(".")
+    if kind.endswith("."):
+        return Event.kind.startswith(kind)
+    return or_(Event.kind == stem, Event.kind.startswith(stem + "."),
+               Event.kind.endswith("." + stem))
+
+
+def event_kinds(store: Store) -> list[str]:
+    """Every kind of event the store holds."""
+    with store.session() as session:
+        return sorted(session.scalars(select(Event.kind).distinct()))
+
+
 def audit(
     store: Store,
     *,
@@ -123,8 +141,7 @@ def audit(
         if rule is not None:
             query = query.where(Event.identity == rule)
         if kind is not None:
-            query = query.where(Event.kind.startswith(kind) if kind.endswith(".")
-                                else Event.kind == kind)
+            query = query.where(kind_filter(kind))
         if since is not None:
             query = query.where(Event.at >= since)
         if until is not None:
