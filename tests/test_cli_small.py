@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,60 @@ def test_reset_never_clears_a_live_store(
     unknown = tmp_path / "other.sqlite"
     code, _, err = run(capsys, "reset", "--db", made_store(unknown), "--yes")
     assert code == 2 and "cannot tell it is not a live store" in err and unknown.exists()
+
+
+# ---------------------------------------------------------------- status that explains
+
+EXPLAINED = (
+    "rule entry on BTC-USDT:\n    when bid < 60000\n    place market buy 0.01\n"
+    "rule exit on BTC-USDT:\n    when bid > 59300\n    place market sell 0.004\n"
+    "rule trend on BTC-USDT:\n    when last > sma(15, 1m)\n    place limit buy 0.001 at 1000\n"
+)
+
+
+async def test_status_explains_positions_pnl_not_yet_and_the_halt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_watcher import rig, until
+
+    async with rig(tmp_path, EXPLAINED) as r:
+        await until(lambda: r.watcher.states["entry"].firings == 1 and not r.watcher.pending
+                    and not r.watcher.tracked)  # bought at the ask, 59010
+        r.push("59400", "59410", trade="59405")
+        await until(lambda: r.watcher.states["exit"].firings == 1 and not r.watcher.pending
+                    and not r.watcher.tracked)  # sold at the bid, 59400
+        store = Store(r.db)
+        fills = {f.client_oid: f for f in store.fills()}
+        store.request_halt(False, datetime.now(UTC), "tester@host")
+        store.close()
+        await until(lambda: r.watcher.halted is not None)
+    code, out, _ = run(capsys, "status", "--db", r.db, "--format", "json")
+    report = json.loads(out)
+    assert report["trading"] == "halted"
+    assert report["halt"]["by"] == "tester@host" and report["halt"]["acknowledged"] is True
+    rows = {row["rule"]: row for row in report["positions"]}
+    assert len(fills) >= 2
+    buy, sell = rows["entry"], rows["exit"]
+    assert buy["position"] == "0.01" and buy["realised"] == "0"
+    assert sell["position"] == "-0.004"  # its own book: a sale of what another rule bought
+    # the newest price the store holds is the sale's fill: entry's unrealised P&L is priced
+    assert buy["price"]["price"] == "59400" and buy["price"]["source"] == "a fill"
+    assert Decimal(buy["unrealised"]) == (Decimal("59400") - Decimal("59010")) * Decimal("0.01")
+    [waiting] = report["not_yet"]
+    assert waiting["rule"] == "trend" and waiting["status"] == "armed"
+    assert waiting["condition"] == ["when last > sma(15, 1m)"]
+    code, text, _ = run(capsys, "status", "--db", r.db)
+    assert code == 0
+    assert "kill switch: ON since" in text and "by tester@host (acknowledged" in text
+    assert "entry" in text and "position 0.01" in text and "realised 0 USDT" in text
+    assert "not fired yet (1)" in text and "when last > sma(15, 1m)" in text
+    assert "balances (the local venue" not in text  # a sandbox at a URL: none beside the store
+    assert "balances: not recorded in the store" in text
+    code, text, _ = run(capsys, "why", "entry", "--db", r.db)
+    assert code == 0 and "rule entry version 1: done, 1 firing(s)" in text
+    assert "place market buy 0.01" in text and "#1 v1" in text and "filled 0.01" in text
+    code, text, _ = run(capsys, "why", "trend", "--db", r.db)
+    assert code == 0 and "firings: none yet" in text
+    assert "waits for its condition to hold on fresh market data" in text
+    code, _, err = run(capsys, "why", "nobody", "--db", r.db)
+    assert code == 1 and "no order or rule 'nobody'" in err

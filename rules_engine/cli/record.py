@@ -3,7 +3,7 @@
     rules-engine status [--db URL] [--format text|json]
     rules-engine audit [--rule RULE] [--symbol SYMBOL] [--since T] [--until T] [--kind K]
                        [--db URL] [--format text|json|csv]
-    rules-engine why CLIENT_OID|ORDER_ID [--db URL] [--format text|json]
+    rules-engine why CLIENT_OID|ORDER_ID|RULE [--db URL] [--format text|json]
 
 They only read the store (any moment is a consistent state: every step is one transaction),
 so they work while a watcher runs and after it stopped. Without `--db` the store is found as
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="The rule (by name) and version that placed an order, the input values "
         "that fired it, and every state change and fill, in order.",
     )
-    why.add_argument("order", metavar="CLIENT_OID|ORDER_ID")
+    why.add_argument("order", metavar="CLIENT_OID|ORDER_ID|RULE")
     _common(why, ("text", "json"))
     why.set_defaults(handler=lambda a: _run(a, _why))
 
@@ -153,7 +153,8 @@ def _status(store: Any, args: argparse.Namespace) -> int:
     from rules_engine.cli._stores import redact
     from rules_engine.store._record import status_report
 
-    report = {"store": redact(args.store_url), **status_report(store, datetime.now(UTC))}
+    report = {"store": redact(args.store_url), **status_report(store, datetime.now(UTC)),
+              "balances": venue_balances(args.store_url)}
     if args.format == "json":
         print(json.dumps(report, default=str, indent=2))
         return 0
@@ -172,6 +173,8 @@ def _status(store: Any, args: argparse.Namespace) -> int:
               f"trading: {report['trading']}")
     else:
         print("feeds: no watcher running")
+    _print_halt(report["halt"])
+    _print_balances(report.get("balances"))
     print(f"\nrules ({len(report['rules'])}):")
     blocked = []
     for rule in report["rules"]:
@@ -190,7 +193,78 @@ def _status(store: Any, args: argparse.Namespace) -> int:
         print(f"  {order['client_oid']}  {order['symbol']} {order['side']} {order['type']} "
               f"{amount}{price}  {order['status']}  filled {order['filled_size']}  "
               f"rule {order['rule'] or '(adopted)'}")
+    _print_positions(report["positions"])
+    _print_not_yet(report["not_yet"])
     return 0
+
+
+def _print_halt(halt: dict[str, Any] | None) -> None:
+    if halt is None:
+        print("kill switch: off")
+        return
+    answered = ("acknowledged by the watcher" if halt["acknowledged"]
+                else "not acknowledged by a watcher yet")
+    print(f"kill switch: ON since {halt['since']} by {halt['by']} ({answered}"
+          f"{'; protective exits cancelled too' if halt['all'] else ''}); "
+          "`rules-engine resume` lifts it")
+
+
+def _print_balances(balances: dict[str, Any] | None) -> None:
+    if balances is None:
+        print("balances: not recorded in the store (the running watcher reads them from the "
+              "exchange: its view and `rules-engine dashboard` show them)")
+        return
+    print(f"balances ({balances['source']}, saved {balances['saved']}):")
+    for currency, row in balances["currencies"].items():
+        print(f"  {currency:<8} total {row['total']}  on hold {row['hold']}")
+
+
+def _print_positions(rows: list[dict[str, Any]]) -> None:
+    print(f"\npositions and P&L from the fills ({len(rows)}):")
+    for row in rows:
+        quote = row["symbol"].split("-")[-1]
+        price = row["price"]
+        if row["unrealised"] is None:
+            unrealised = "unrealised unknown (no price of it in the store)"
+        elif price is None:
+            unrealised = f"unrealised {row['unrealised']} {quote}"
+        else:
+            unrealised = (f"unrealised {row['unrealised']} {quote} at {price['price']} "
+                          f"({price['source']}, {price['at']})")
+        fees = ", ".join(f"{v} {c}" for c, v in row["fees"].items()) or "none recorded"
+        print(f"  {row['rule']:<28} {row['symbol']:<10} position {row['position']} "
+              f"(average cost {row['average_cost'] or '-'})  realised {row['realised']} "
+              f"{quote}  {unrealised}  fees {fees}  ({row['fills']} fills)")
+
+
+def _print_not_yet(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    print(f"\nnot fired yet ({len(rows)}): why, as far as the store tells (the live values "
+          "are the running watcher's: its view, `rules-engine dashboard`)")
+    for row in rows:
+        print(f"  {row['rule']}: {row['status']} since {row['since']}: {row['waits_for']}")
+        for line in row["condition"]:
+            print(f"      {line}")
+
+
+def venue_balances(url: str) -> dict[str, Any] | None:
+    """A sandbox or paper store's balances: its local venue's state file beside it, as the
+    venue saved it at its last stop. None where nothing records them (a live store)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url[len("sqlite:///"):])
+    state = path.with_name(path.name + ".sandbox.json")
+    try:
+        document = json.loads(state.read_text(encoding="utf-8"))
+        totals, holds = dict(document["totals"]), dict(document.get("holds") or {})
+        saved = datetime.fromtimestamp(state.stat().st_mtime, UTC)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"source": f"the local venue's state file {state.name}",
+            "saved": saved.isoformat(timespec="seconds"),
+            "currencies": {c: {"total": str(v), "hold": str(holds.get(c, "0"))}
+                           for c, v in sorted(totals.items())}}
 
 
 def _audit(store: Any, args: argparse.Namespace) -> int:
@@ -222,13 +296,45 @@ def _audit(store: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _why_rule(rule: dict[str, Any], form: str) -> int:
+    if form == "json":
+        print(json.dumps(rule, default=str, indent=2))
+        return 0
+    print(f"rule {rule['rule']} version {rule['version']}: {rule['status']}, "
+          f"{rule['firings']} firing(s){' (' + rule['reason'] + ')' if rule['reason'] else ''}")
+    if rule["source"]:
+        print(f"  from {rule['path']}:")
+        for line in rule["source"].splitlines():
+            print(f"    {line}")
+    print(f"now: {rule['waits_for']}")
+    print("firings:" if rule["history"] else "firings: none yet")
+    for firing in rule["history"]:
+        order = firing["order"]
+        placed = "no order" if order is None else (
+            f"{order['symbol']} {order['side']} {order['type']} {order['size'] or ''}"
+            f"{' at ' + order['price'] if order['price'] else ''}, {order['status']}, "
+            f"filled {order['filled']}")
+        print(f"  #{firing['number']} v{firing['version']} {firing['at']} {firing['status']}: "
+              f"{placed}  {firing['client_oid'] or ''}".rstrip())
+    print("latest events:")
+    for event in rule["events"]:
+        detail = json.dumps(event["payload"], default=str) if event["payload"] else ""
+        print(f"  {event['at']}  {event['kind']:<22} {detail}".rstrip())
+    return 0
+
+
 def _why(store: Any, args: argparse.Namespace) -> int:
     from rules_engine.store._record import why
 
     story = why(store, args.order)
     if story is None:
-        raise _Failed(f"no order {args.order!r} in this store (a clientOid or an exchange "
-                      "order id)", code=1)
+        from rules_engine.store._explain import rule_story
+
+        rule = rule_story(store, args.order)
+        if rule is None:
+            raise _Failed(f"no order or rule {args.order!r} in this store (a clientOid, an "
+                          "exchange order id or a rule's name)", code=1)
+        return _why_rule(rule, args.format)
     if args.format == "json":
         print(json.dumps(story, default=str, indent=2))
         return 0

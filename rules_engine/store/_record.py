@@ -100,11 +100,18 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
         age = (now - lease.heartbeat).total_seconds()
         watcher = {"owner": lease.owner, "alive": lease.alive, "heartbeat": _iso(lease.heartbeat),
                    "heartbeat_age_s": age}
+    from rules_engine.store._explain import halt_state, last_prices, not_yet, positions
+
+    halt = halt_state(store)
     trading = "stopped: " + str(stopped.payload.get("reason")) if (
         stopped is not None and stopped.kind == "trading.stopped") else "on"
+    if halt is not None:
+        trading = "halted"
     return {"watcher": watcher, "venue": meta.get("venue_instance"),
             "engine_id": meta.get("engine_id"), "feeds": feeds, "trading": trading,
-            "rules": rules, "open_orders": open_orders}
+            "halt": halt, "rules": rules, "open_orders": open_orders,
+            "positions": positions(store), "prices": last_prices(store),
+            "not_yet": not_yet(store)}
 
 
 def kind_filter(kind: str) -> Any:
