@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.record",
     "rules_engine.cli.control",
     "rules_engine.cli.reset",
+    "rules_engine.cli.dashboard",
     "rules_engine.cli.sandbox",
 )
 
