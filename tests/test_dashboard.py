@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_watcher import Rig, rig, until
@@ -193,3 +194,61 @@ async def test_the_page_shows_a_firing_within_seconds_and_halts_from_its_button(
         shot = os.environ.get("RULES_ENGINE_SCREENSHOT")
         if shot:  # docs/dashboard.png is made this way
             await asyncio.to_thread(browser.save_screenshot, shot)
+
+
+async def test_run_http_serves_the_dashboard_with_the_watchers_live_state(
+    tmp_path: Path
+) -> None:
+    import socket
+
+    from test_watcher import venue
+
+    from rules_engine.runtime._config import load_config
+    from rules_engine.runtime._run import run_watcher
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rules = tmp_path / "a.rules"
+    rules.write_text(RULES)
+    async with venue() as v:
+        config = load_config(None, {"exchange_url": v.url, "db": f"sqlite:///{tmp_path / 'w.db'}",
+                                    "view": "off", "log_format": "json"})
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_watcher(config, [rules], stop,
+                                               http=Bind("127.0.0.1", port, None)))
+        try:
+            state: dict[str, Any] = {}
+
+            async def live() -> bool:
+                try:
+                    async with v.http.get(f"http://127.0.0.1:{port}/api/state") as reply:
+                        state.update(await reply.json())
+                except aiohttp.ClientError:
+                    return False
+                return bool(state.get("live")) and state["live"]["feed"] == "live"
+
+            deadline = time.monotonic() + 10
+            while not await live():
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.1)
+            assert {r["rule"] for r in state["live"]["rules"]} == {"entry", "later"}
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+
+
+def test_the_watchers_own_metrics_are_exposed_and_parse() -> None:
+    from rules_engine.runtime import _metrics
+
+    before = {s.name: s.value for f in text_string_to_metric_families(
+        _metrics.exposition().decode()) for s in f.samples}
+    _metrics.evaluated(3)
+    _metrics.decided("fire")
+    _metrics.committed(0.004)
+    after = {(s.name, tuple(s.labels.items())): s.value for f in text_string_to_metric_families(
+        _metrics.exposition().decode()) for s in f.samples}
+    assert after[("rules_engine_evaluations_total", ())] == before.get(
+        "rules_engine_evaluations_total", 0) + 3
+    assert after[("rules_engine_decisions_total", (("kind", "fire"),))] >= 1
+    assert after[("rules_engine_store_commit_seconds_bucket", (("le", "0.005"),))] >= 1

@@ -120,4 +120,9 @@ def exposition(store: Any, live: dict[str, Any] | None) -> tuple[bytes, str]:
     """The scrape's body and content type."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store, live))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    body = generate_latest(registry)
+    if live is not None:  # inside the watcher: what its loop counted
+        from rules_engine.runtime._metrics import exposition as counted
+
+        body += counted()
+    return body, CONTENT_TYPE_LATEST
