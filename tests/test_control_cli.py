@@ -52,7 +52,7 @@ async def test_a_halt_without_a_watcher_fails_loudly_and_holds_for_the_next_star
         async with watch(v, tmp_path, SECOND) as r:
             db = r.db
         assert await cli("halt", "--db", db) == 2
-        assert "no watcher acknowledged" in capsys.readouterr().err
+        assert "no watcher is running on" in capsys.readouterr().err
         bids, asks = book("57900", "57910")
         v.feed.push("BTC-USDT", bids, asks)
         async with watch(v, tmp_path, SECOND) as r:

@@ -67,7 +67,7 @@ async def test_why_tells_the_rule_its_text_the_inputs_and_every_change(
     assert code == 0 and story["order"]["client_oid"] == oid
     assert story["firing"]["inputs"]["values"]["BTC-USDT bid"] == "59000"
     code, _, err = run(capsys, "why", "no-such-order", "--db", db)
-    assert code == 1 and "no order 'no-such-order'" in err
+    assert code == 1 and "no order or rule 'no-such-order'" in err
 
 
 async def test_audit_filters_by_rule_kind_symbol_and_time_and_writes_csv(
@@ -99,7 +99,7 @@ def test_a_missing_store_or_a_bad_time_is_a_clear_usage_error(
     with pytest.raises(SystemExit) as exit_info:
         main(["audit", "--since", "yesterday", "--db", "sqlite:///x"])
     assert exit_info.value.code == 2
-    assert "not an ISO 8601 time" in capsys.readouterr().err
+    assert "is not a time: give an age" in capsys.readouterr().err
 
 
 def test_a_store_of_an_older_schema_is_brought_up_to_date_and_read(

@@ -3,7 +3,8 @@
 Each sub-command module exposes `register(subparsers)`, which adds its parser and sets
 `handler` (a callable taking the parsed namespace and returning an exit code) as a default.
 argparse itself exits 2 on bad usage. Exit codes follow the brief's contract:
-0 clean, 1 findings, 2 usage or IO error.
+0 clean, 1 findings, 2 usage or IO error; 141 when the reader of the output went away
+(`rules-engine audit | head`), silently.
 
 The store failing underneath a command (a full disk, a read-only file system, a lost
 PostgreSQL connection: `StorageFailed`) ends it here with exit 2 and one line on stderr,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,8 +29,20 @@ COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.run",
     "rules_engine.cli.record",
     "rules_engine.cli.control",
+    "rules_engine.cli.reset",
+    "rules_engine.cli.dashboard",
     "rules_engine.cli.sandbox",
 )
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("rules-engine")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rules-engine",
         description="Conditional orders for KuCoin spot, written as plain-text rules.",
     )
+    parser.add_argument("--version", action="version", version=f"rules-engine {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
@@ -54,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`rules-engine why ... | head`): nothing left to say to it.
+        # Point stdout at /dev/null so the interpreter's last flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, as a command killed by the closed pipe would exit
     except Exception as error:
         if not _storage_failed(error):
             raise

@@ -1,17 +1,19 @@
 """A person's controls over the watcher on a store: the kill switch, settling an order,
 unblocking a rule.
 
-    rules-engine halt [--all] [--wait SECONDS] [--db URL]
-    rules-engine resume [--db URL]
-    rules-engine resolve CLIENT_OID placed|not-placed [--db URL]
-    rules-engine unblock RULE [--db URL]
+    rules-engine halt [--all] [--wait SECONDS] [--db URL | --mode MODE]
+    rules-engine resume [--db URL | --mode MODE]
+    rules-engine resolve CLIENT_OID placed|not-placed [--db URL | --mode MODE]
+    rules-engine unblock RULE [--db URL | --mode MODE]
 
 `halt [--wait SECONDS]`: the running watcher stops firing and cancels its open orders except
 protective exits (which it keeps managing); `--all` cancels those too. Exit 0 once the
 exchange has confirmed every cancel; exit 1 naming the orders still open after `--wait`
-seconds (default 10: the watcher keeps retrying their cancels); exit 2 after 10 s if no
-watcher acknowledged. Either way the switch holds, across restarts, until `resume`. A
-watcher started while it holds starts halted.
+seconds (default 10: the watcher keeps retrying their cancels); exit 2 at once when no
+watcher runs on the store (no live lease), or after 10 s if the running one did not answer.
+Either way the switch holds, across restarts, until `resume`, and every message names the
+store it acted on. The store is found as by every command (`cli/_stores.py`). A watcher
+started while it holds starts halted.
 
 `resolve`: for an order whose outcome the exchange cannot prove (a legacy or stop order that
 timed out): `placed` adopts it, `not-placed` lets its firing be decided again under the same
@@ -35,10 +37,11 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from rules_engine.cli.record import _Failed, with_store
+from rules_engine.cli._stores import redact, watcher_alive
+from rules_engine.cli.record import _Failed, store_options, with_store
 
 __all__ = ["register"]
 
@@ -54,11 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     halt.add_argument("--all", action="store_true", help="cancel protective exits too")
     halt.add_argument("--wait", type=_seconds, default=10.0, metavar="SECONDS",
                       help="how long to wait for every cancel to be confirmed (default 10)")
-    halt.add_argument("--db", default=None)
+    store_options(halt)
     halt.set_defaults(handler=lambda a: _run(a, _halt))
     resume = subparsers.add_parser("resume", help="lift the kill switch",
                                    description="Lift the kill switch: the watcher fires again.")
-    resume.add_argument("--db", default=None)
+    store_options(resume)
     resume.set_defaults(handler=lambda a: _run(a, _resume))
     resolve = subparsers.add_parser(
         "resolve", help="settle an order whose outcome the exchange cannot prove",
@@ -67,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     resolve.add_argument("client_oid", metavar="CLIENT_OID")
     resolve.add_argument("outcome", choices=("placed", "not-placed"))
-    resolve.add_argument("--db", default=None)
+    store_options(resolve)
     resolve.set_defaults(handler=lambda a: _run(a, _resolve))
     unblock = subparsers.add_parser(
         "unblock", help="let a blocked rule fire again once its cause is fixed",
@@ -75,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "firing count kept, so its next order has a new clientOid).",
     )
     unblock.add_argument("rule", metavar="RULE", help="the rule's name (or identity)")
-    unblock.add_argument("--db", default=None)
+    store_options(unblock)
     unblock.set_defaults(handler=lambda a: _run(a, _unblock))
 
 
@@ -101,12 +104,6 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     return with_store(args, body)
 
 
-def _watcher_alive(store: Any, now: datetime) -> bool:
-    lease = store.lease()
-    return bool(lease is not None and lease.alive
-                and now - lease.heartbeat < timedelta(seconds=15))
-
-
 def _answered(done: Callable[[], bool]) -> bool:
     """Whether the running watcher answered a request (`done`) within ACK_TIMEOUT."""
     deadline = time.monotonic() + ACK_TIMEOUT
@@ -118,10 +115,19 @@ def _answered(done: Callable[[], bool]) -> bool:
 
 
 def _halt(store: Any, args: argparse.Namespace) -> int:
-    request = store.request_halt(bool(args.all), datetime.now(UTC), _who())
+    where = redact(args.store_url)
+    now = datetime.now(UTC)
+    running = watcher_alive(store, now)
+    request = store.request_halt(bool(args.all), now, _who())
+    if not running:
+        print(f"rules-engine halt: error: no watcher is running on {where}; the switch is "
+              "recorded and holds: a watcher that starts on this store starts halted",
+              file=sys.stderr)
+        return 2
     if not _answered(lambda: store.halt_acknowledged() == request):
-        print("rules-engine halt: error: no watcher acknowledged within 10 s; the switch "
-              "holds and a watcher that starts on this store starts halted", file=sys.stderr)
+        print(f"rules-engine halt: error: the watcher on {where} did not acknowledge within "
+              "10 s; the switch holds and a watcher that starts on this store starts halted",
+              file=sys.stderr)
         return 2
     # Acknowledged: firing stopped. Done only once every cancel it asked is confirmed by
     # the exchange; what is still open at the deadline is named (the watcher keeps trying).
@@ -134,23 +140,27 @@ def _halt(store: Any, args: argparse.Namespace) -> int:
         time.sleep(0.1)
     still = [str(oid) for oid in progress.get("open") or []]
     if progress.get("request") != request or still:
-        print(f"rules-engine halt: firing stopped, but {len(still)} order(s) are still open on "
-              f"the exchange after {args.wait:g} s (their cancels are not confirmed yet; the "
-              "watcher keeps retrying them, `rules-engine status` shows them): "
-              + ", ".join(still), file=sys.stderr)
+        print(f"rules-engine halt: firing stopped on {where}, but {len(still)} order(s) are "
+              f"still open on the exchange after {args.wait:g} s (their cancels are not "
+              "confirmed yet; the watcher keeps retrying them, `rules-engine status` shows "
+              "them): " + ", ".join(still), file=sys.stderr)
         return 1
     asked = int(progress.get("asked") or 0)
-    print(f"halted: the watcher stopped firing; {asked} cancel(s) confirmed by the exchange"
-          + ("" if args.all else " (protective exits kept)")
+    print(f"halted {where}: the watcher stopped firing; {asked} cancel(s) confirmed by the "
+          "exchange" + ("" if args.all else " (protective exits kept)")
           + "; `rules-engine resume` lifts it")
     return 0
 
 
 def _resume(store: Any, args: argparse.Namespace) -> int:
-    if store.resume(datetime.now(UTC), _who()):
-        print("resumed: the watcher fires again")
+    where = redact(args.store_url)
+    now = datetime.now(UTC)
+    if store.resume(now, _who()):
+        print(f"resumed {where}: " + ("the watcher fires again" if watcher_alive(store, now)
+              else "no watcher is running on it; one that starts on it fires"))
     else:
-        print("the kill switch was not on")
+        print(f"the kill switch was not on for {where}"
+              + ("" if watcher_alive(store, now) else " (and no watcher is running on it)"))
     return 0
 
 
@@ -161,7 +171,7 @@ def _resolve(store: Any, args: argparse.Namespace) -> int:
         state = "no such order" if firing is None else f"its firing is {firing.status}"
         raise _Failed(f"{oid} is not an order of unknown outcome ({state})", code=1)
     now = datetime.now(UTC)
-    if _watcher_alive(store, now):
+    if watcher_alive(store, now):
         store.request_resolution(oid, placed, now, _who())
         if _answered(lambda: oid not in store.resolutions()):
             print(f"{oid}: settled as {args.outcome} by the running watcher")
@@ -192,7 +202,7 @@ def _unblock(store: Any, args: argparse.Namespace) -> int:
         raise _Failed(f"{identity} is {state.status}, not blocked: nothing to unblock", code=1)
     now = datetime.now(UTC)
     store.request_unblock(identity, now, _who())
-    if not _watcher_alive(store, now):
+    if not watcher_alive(store, now):
         print(f"{identity}: unblock requested (blocked by: {state.reason or 'unknown'}); no "
               "watcher is running: the next start applies it")
         return 0

@@ -1,5 +1,6 @@
 """`rules-engine run RULES... [--mode sandbox|paper|live] [--exchange-url URL] [--db URL]
-[--config FILE] [--live] [--duration SECONDS]`: the watcher.
+[--config FILE] [--live] [--duration SECONDS] [--http HOST:PORT [--http-token TOKEN]]`: the
+watcher; `--http` serves the dashboard and /metrics with its live state (cli/dashboard.py).
 
 * `sandbox` (default): without `--exchange-url`, a sandbox starts in this process with its
   demo feed, its state kept in a file beside the database (so a restart meets the same
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="with --mode live: really trade on KuCoin")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop cleanly after this many seconds")
+    from rules_engine.cli.dashboard import http_options
+
+    http_options(parser, None)
     parser.set_defaults(handler=_handle)
 
 
@@ -68,13 +72,15 @@ def _handle(args: argparse.Namespace) -> int:
                                            "db": args.db})
         _check_mode(config, args.live)
         files = _collect(args.rules)
+        http = _http(args.http, args.http_token)
     except (ConfigError, _Usage) as err:
         return _fail(str(err))
     from rules_engine.runtime._run import Fatal, RulesRejected, run_watcher
 
     try:
         folders = [Path(p) for p in args.rules if Path(p).is_dir()]
-        return asyncio.run(_main(config, files, folders, args.duration, run_watcher))
+        return asyncio.run(_main(config, files, folders, args.duration, run_watcher,
+                                 http=http))
     except RulesRejected as err:
         print(err.report, file=sys.stderr)
         return 1
@@ -82,8 +88,20 @@ def _handle(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
 
+def _http(address: str | None, token: str | None) -> Any:
+    """`--http HOST:PORT`: where the dashboard is served (checked before anything starts)."""
+    if address is None:
+        return None
+    from rules_engine.dashboard import BindError, parse_bind
+
+    try:
+        return parse_bind(address, token)
+    except BindError as err:
+        raise _Usage(str(err)) from None
+
+
 async def _main(config: WatcherConfig, files: list[Path], folders: list[Path],
-                duration: float | None, run_watcher: Any) -> int:
+                duration: float | None, run_watcher: Any, *, http: Any = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -91,7 +109,8 @@ async def _main(config: WatcherConfig, files: list[Path], folders: list[Path],
             loop.add_signal_handler(signum, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
-    await run_watcher(config, files, stop, folders=folders)
+    await run_watcher(config, files, stop, folders=folders,
+                      **({"http": http} if http is not None else {}))
     return 0
 
 

@@ -248,11 +248,13 @@ async def run_watcher(
     clock: Any = None,
     *,
     folders: Sequence[Path] = (),
+    http: Any = None,
 ) -> None:
     """Run until `stop` is set. `folders`: those `files` were found in, where each reload
     check looks for new rule files; `started` receives the watcher once it is built (tests);
     `clock` (tests): an object with `now_ms()`, the time the watcher decides and signs with,
-    so a test can move the watcher's time and a sandbox's together (a `ManualClock`)."""
+    so a test can move the watcher's time and a sandbox's together (a `ManualClock`); `http`
+    (a `dashboard.Bind`): serve the dashboard there with the watcher's snapshot."""
     now: Callable[[], datetime] = (
         (lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)) if clock is not None
         else (lambda: datetime.now(UTC))
@@ -323,6 +325,15 @@ async def run_watcher(
                                     "mode": config.mode, "exchange": url})
         if started is not None:
             started(watcher)
+        if http is not None:
+            from rules_engine.dashboard import BindError, serve_dashboard
+
+            try:
+                web = await stack.enter_async_context(
+                    serve_dashboard(store, http, snapshot=watcher.snapshot))
+            except BindError as err:
+                raise Fatal(str(err)) from None
+            output("dashboard.started", {"url": web + "/"})
         view = asyncio.create_task(_view(watcher, stop)) if output.view else None
         try:
             await watcher.run(stop)

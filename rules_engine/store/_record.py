@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, or_, select
 
 from rules_engine.store._repo import FINAL_ORDERS, Store
 from rules_engine.store._schema import (
@@ -20,7 +20,7 @@ from rules_engine.store._schema import (
     RuleVersion,
 )
 
-__all__ = ["audit", "is_current", "status_report", "why"]
+__all__ = ["audit", "event_kinds", "is_current", "kind_filter", "status_report", "why"]
 
 _TABLES = {"meta", "rule_versions", "rule_states", "firings", "orders", "fills", "events",
            "lease", "alembic_version"}
@@ -107,11 +107,37 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
         age = (now - lease.heartbeat).total_seconds()
         watcher = {"owner": lease.owner, "alive": lease.alive, "heartbeat": _iso(lease.heartbeat),
                    "heartbeat_age_s": age}
+    from rules_engine.store._explain import halt_state, last_prices, not_yet, positions
+
+    halt = halt_state(store)
     trading = "stopped: " + str(stopped.payload.get("reason")) if (
         stopped is not None and stopped.kind == "trading.stopped") else "on"
+    if halt is not None:
+        trading = "halted"
     return {"watcher": watcher, "venue": meta.get("venue_instance"),
             "engine_id": meta.get("engine_id"), "feeds": feeds, "trading": trading,
-            "rules": rules, "open_orders": open_orders, "vanished_orders": vanished}
+            "halt": halt, "rules": rules, "open_orders": open_orders,
+            "vanished_orders": vanished,
+            "positions": positions(store), "prices": last_prices(store),
+            "not_yet": not_yet(store)}
+
+
+def kind_filter(kind: str) -> Any:
+    """`--kind` as the log prints it or as the store keeps it: `firing.` (every kind that
+    starts so), `firing` (the same), `order.filled` (exactly), or a name the watcher's log
+    prints for a stored kind (`acknowledged` for `firing.acknowledged`, `filled` for
+    `order.filled`): a kind matches itself, `KIND.*` and `*.KIND`."""
+    stem = kind.rstrip(".")
+    if kind.endswith("."):
+        return Event.kind.startswith(kind)
+    return or_(Event.kind == stem, Event.kind.startswith(stem + "."),
+               Event.kind.endswith("." + stem))
+
+
+def event_kinds(store: Store) -> list[str]:
+    """Every kind of event the store holds."""
+    with store.session() as session:
+        return sorted(session.scalars(select(Event.kind).distinct()))
 
 
 def audit(
@@ -130,8 +156,7 @@ def audit(
         if rule is not None:
             query = query.where(Event.identity == rule)
         if kind is not None:
-            query = query.where(Event.kind.startswith(kind) if kind.endswith(".")
-                                else Event.kind == kind)
+            query = query.where(kind_filter(kind))
         if since is not None:
             query = query.where(Event.at >= since)
         if until is not None:
