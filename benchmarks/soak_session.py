@@ -601,7 +601,8 @@ def report(result: SoakResult) -> str:
         "book inputs older than the history", "most a firing's book was behind (ms)",
         "open orders at the peak", "capped rules' totals (USDT)", "bytes scanned for secrets",
         "orders checked against the lease", "orders no watcher's output names",
-        "watchers that took the lease", "stop rows in the store")
+        "watchers that took the lease", "least time from an order to the next lease taken (ms)",
+        "stop rows in the store")
         if k in f}, default=str)]
     for kind in AUDIT_KINDS:
         for message in result.audit.problems.get(kind, ())[:20]:

@@ -229,6 +229,7 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
     takers = sorted((life for life in lives if life.acquired_ms is not None),
                     key=lambda life: life.n)
     checked = unnamed = 0
+    margin = math.inf  # the least time between an order and the next watcher's lease
     for order in orders:
         oid = str(order.get("clientOid") or "")
         if not prefix or not oid.startswith(prefix):
@@ -240,6 +241,9 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
         checked += 1
         sender = max(senders, key=lambda life: life.n)
         accepted = earliest_base_ms(int(order.get("createdAt") or 0), changes)
+        after = [q.acquired_ms for q in takers if q.n > sender.n and q.acquired_ms is not None]
+        if after:
+            margin = min(margin, min(after) - accepted)
         later = [q for q in takers if q.n > sender.n and q.acquired_ms is not None
                  and q.acquired_ms < accepted]
         if not later:
@@ -258,4 +262,6 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
             f"{_iso(taker.acquired_ms)}; watcher {sender.n} was {state}")
     return {"orders checked against the lease": checked,
             "orders no watcher's output names": unnamed,
-            "watchers that took the lease": len(takers)}
+            "watchers that took the lease": len(takers),
+            "least time from an order to the next lease taken (ms)":
+                None if margin == math.inf else round(margin)}
