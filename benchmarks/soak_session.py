@@ -271,7 +271,9 @@ class SoakSession(CrashSession):
 
     async def _cycle(self) -> None:
         left = self.seconds - (time.monotonic() - self.started)
-        if self.pause and self.rng.random() < 0.25 and left > LEASE_STALE_S + 4:
+        # `--pause`: the first watcher, then one in four.
+        if self.pause and left > LEASE_STALE_S + 4 and (
+                not self.soak.pauses or self.rng.random() < 0.25):
             await self._paused_pair()
         elif self.rng.random() < 0.3:
             await self._long_life()

@@ -22,8 +22,8 @@ sent an order, so what is used is what can be proven:
   lease is taken, before anything is sent), or its first `recovered` row in the store, or a
   line carrying the lease's `epoch` (once the store has one: taken the same way);
 * when the exchange accepted the order: its `createdAt` on the sandbox's clock, minus the
-  clock skew the soak had set then (known to the millisecond around each change; the
-  earliest reading possible is taken).
+  clock skew the soak had set then (known to the millisecond around each change); where a
+  clock set back makes that ambiguous, the earliest reading not before the send line.
 
 An order whose earliest possible acceptance is after a later watcher took the lease, at
 the latest, counts: nothing of it is an estimate in the order's disfavour.
@@ -206,19 +206,22 @@ class SkewChange:
     sure: bool = True
 
 
-def earliest_base_ms(created_ms: int, changes: Sequence[SkewChange]) -> float:
-    """The earliest unskewed time at which the sandbox can have stamped `created_ms` on its
-    skewed clock, given the skews the soak set (in the order it set them, from 0)."""
+def earliest_base_ms(created_ms: int, changes: Sequence[SkewChange],
+                     not_before: float = -math.inf) -> float:
+    """The earliest unskewed time, not before `not_before` (when the order was sent), at
+    which the sandbox can have stamped `created_ms` on its skewed clock, given the skews the
+    soak set (in the order it set them, from 0). A clock set back makes a stamp ambiguous:
+    the send's time rules out the readings before it."""
     segments = [SkewChange(-math.inf, -math.inf, 0), *changes]
     best = math.inf
     for k, seg in enumerate(segments):
         # In force from its change until the next sure change (an unsure one may not apply).
         end = next((s.hi_ms for s in segments[k + 1:] if s.sure), math.inf)
         base = created_ms - seg.offset_ms
-        if seg.lo_ms <= base <= end:
+        if seg.lo_ms <= base <= end and base >= not_before:
             best = min(best, base)
     if best == math.inf:  # nothing fits (should not happen): the most favourable reading
-        best = created_ms - max(seg.offset_ms for seg in segments)
+        best = max(created_ms - max(seg.offset_ms for seg in segments), not_before)
     return best
 
 
@@ -240,7 +243,8 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
             continue
         checked += 1
         sender = max(senders, key=lambda life: life.n)
-        accepted = earliest_base_ms(int(order.get("createdAt") or 0), changes)
+        accepted = earliest_base_ms(int(order.get("createdAt") or 0), changes,
+                                    not_before=min(life.sent[oid] for life in senders))
         after = [q.acquired_ms for q in takers if q.n > sender.n and q.acquired_ms is not None]
         if after:
             margin = min(margin, min(after) - accepted)

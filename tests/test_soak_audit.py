@@ -333,3 +333,19 @@ def test_the_lease_audit_reads_created_at_on_the_unskewed_clock(tmp_path: Path) 
     # A skew whose setting failed may or may not be in force: the favourable reading wins.
     assert earliest_base_ms(MS0 + 22_200, [SkewChange(MS0 + 1500, MS0 + 1510, 20_000, False)]
                             ) == MS0 + 2200
+
+
+def test_a_clock_set_back_is_read_no_earlier_than_the_send(tmp_path: Path) -> None:
+    """The sandbox's clock set 20 s back at 4 s: b, sent at 2 s, accepted at 6.1 s (after
+    watcher 2 took the lease), reads -13.9 s. Read with the old offset that time is possible
+    for the clock, but not for an order sent at 2 s: it counts."""
+    lives = _two_watchers(tmp_path, first_ends=3000)
+    back = [SkewChange(MS0 + 4000, MS0 + 4010, -20_000)]
+    assert earliest_base_ms(MS0 - 13_900, back) == MS0 - 13_900
+    assert earliest_base_ms(MS0 - 13_900, back, not_before=MS0 + 2000) == MS0 + 6100
+    audit = Audit()
+    audit_lease(lives, [_placed("b", -13_900)], PREFIX, back, audit.add)
+    assert audit.count(LOST_LEASE_ORDERS) == 1
+    audit = Audit()
+    audit_lease(lives, [_placed("b", -14_100)], PREFIX, back, audit.add)  # 5.9 s: before
+    assert audit.problems == {}
