@@ -33,7 +33,9 @@ be 0:
   rules' orders above `max_rule_notional`, more open orders at one moment than
   `max_open_orders`, an order on a symbol outside `allowed_symbols`;
 * secrets: the key's secret and passphrase (and the passphrase as signed) found in any
-  watcher's output, the sandbox's output, the rule and config files or the store's files.
+  watcher's output, the sandbox's output, the rule and config files or the store's files;
+* watchers that ended on their own, and orders from a watcher that lost its lease: see
+  `soak_watchers.py` (with `--pause`, a watcher is also stopped past its lease and resumed).
 """
 
 from __future__ import annotations

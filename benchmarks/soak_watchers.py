@@ -50,7 +50,7 @@ LOST_LEASE_ORDERS = "orders from a watcher that lost its lease"
 SEND_EVENTS = ("fired", "triggered", "stop_loss.sent")
 STOP_EVENTS = ("error", "watcher.stopped")
 # How a watcher says it lost its lease (today's heartbeat error; the fencing's own words).
-LEASE_LOST = re.compile(r"LeaseHeld|no longer owns|lease (was )?lost|lost (its|the) lease",
+LEASE_LOST = re.compile(r"LeaseHeld|no longer owns|lease[ ._](was )?lost|lost (its|the) lease",
                         re.IGNORECASE)
 ASKED_TO_STOP = "asked to stop"  # the reason of a watcher stopped by SIGTERM
 
