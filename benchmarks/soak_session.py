@@ -33,7 +33,9 @@ be 0:
   rules' orders above `max_rule_notional`, more open orders at one moment than
   `max_open_orders`, an order on a symbol outside `allowed_symbols`;
 * secrets: the key's secret and passphrase (and the passphrase as signed) found in any
-  watcher's output, the sandbox's output, the rule and config files or the store's files.
+  watcher's output, the sandbox's output, the rule and config files or the store's files;
+* watchers that ended on their own, and orders from a watcher that lost its lease: see
+  `soak_watchers.py` (with `--pause`, a watcher is also stopped past its lease and resumed).
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ import bisect
 import contextlib
 import copy
 import json
+import os
 import random
 import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -65,11 +69,21 @@ from crash_support import (  # the shared harness, in tests/
     SANDBOX_CONFIG,
     WATCHER_TOML,
     CrashSession,
+    Incarnation,
     StoreRecord,
     _clean_env,
     _sign,
     read_store,
     rules_text,
+)
+from soak_faults import FAULTS, FaultInjector  # beside this module
+from soak_watchers import (
+    LOST_LEASE_ORDERS,
+    SELF_EXITS,
+    Life,
+    audit_lease,
+    audit_store_stops,
+    ending,
 )
 
 __all__ = ["SoakResult", "SoakSession", "run_soak"]
@@ -85,17 +99,15 @@ MAX_ORDER_NOTIONAL = Decimal(40)
 MAX_RULE_NOTIONAL = Decimal(60)  # for the rules of capped.rules
 MAX_OPEN_ORDERS = 150
 ALLOWED_SYMBOLS = ("BTC-USDT", "ETH-USDT")
+# The soak's watchers hold the store's lease for a short time (the default is 15 s), so that
+# `--pause` can outwait it quickly. It stays above the HF order window (2 s, WATCHER_TOML).
+LEASE_STALE_S = 4.0
+# `--pause`: how long a resumed watcher has to notice that it lost its lease and stop.
+PAUSE_GRACE_S = 10.0
+
 # A market order by size is valued by walking the book at the decision; the book it meets on
 # the exchange may have moved a little since. Its traded value may exceed the cap by this.
 WALK_TOLERANCE = Decimal("1.05")
-
-# Faults: (name, weight). Durations are drawn in `FaultInjector._one`.
-FAULTS = (
-    ("ws drop", 3), ("sequence gap", 3), ("duplicate level2", 2), ("feed stall", 2),
-    ("silent connection", 2), ("429 storm", 2), ("5xx", 2), ("html errors", 2),
-    ("accepted, reply timed out", 2), ("slow replies", 1), ("clock skew", 2),
-)
-
 
 def extra_rules(btc: Decimal, eth: Decimal) -> str:
     """About 300 rules beside the crash test's busy ones: thresholds far from the market
@@ -165,7 +177,7 @@ class Audit:
 
 AUDIT_KINDS = ("duplicate orders", "lost firings", "untracked orders", "stuck firings",
                "fires on stale data", "fires on data the exchange never showed",
-               "limit breaches", "secrets found", "watchers that ended on their own")
+               "limit breaches", "secrets found", SELF_EXITS, LOST_LEASE_ORDERS)
 
 
 @dataclass
@@ -180,6 +192,7 @@ class SoakResult:
     elapsed_s: float = 0.0
     caught_up_s: float | None = None  # the last watcher, until the store matched the exchange
     workdir: Path | None = None
+    pauses: Counter[str] = field(default_factory=Counter)  # `--pause`: how each one ended
 
     def counts(self) -> dict[str, int]:
         return {kind: self.audit.count(kind) for kind in AUDIT_KINDS}
@@ -188,98 +201,15 @@ class SoakResult:
         return any(self.counts().values())
 
 
-class FaultInjector:
-    """Turns one fault on every 0.3 to 2 s, for a random while, through the admin endpoint.
-    Faults overlap; each is switched off on its own schedule."""
-
-    def __init__(self, session: SoakSession, rng: random.Random) -> None:
-        self.session = session
-        self.rng = rng
-        self.counts: Counter[str] = Counter()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.stopped = asyncio.Event()
-
-    async def run(self) -> None:
-        names = [name for name, _ in FAULTS]
-        weights = [w for _, w in FAULTS]
-        while not self.stopped.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), self.rng.uniform(0.3, 2.0))
-            if self.stopped.is_set():
-                return
-            name = self.rng.choices(names, weights)[0]
-            try:
-                await self._one(name)
-            except (OSError, RuntimeError) as exc:  # the sandbox is busy: try the next one
-                self.session.log(f"  fault {name} not set: {exc}")
-                continue
-            self.counts[name] += 1
-
-    async def _one(self, name: str) -> None:
-        admin = self.session.sandbox.admin
-        rng = self.rng
-        if name == "ws drop":
-            await admin("POST", "drop-ws")
-        elif name == "sequence gap":
-            await admin("POST", "faults", {"skip_level2": rng.randint(1, 4)})
-        elif name == "duplicate level2":
-            await admin("POST", "faults", {"duplicate_level2": rng.randint(1, 3)})
-        elif name == "feed stall":
-            await self._for({"stall_feed": True}, {"stall_feed": False}, rng.uniform(1, 8))
-        elif name == "silent connection":
-            await self._for({"ws_silent": True}, {"ws_silent": False}, rng.uniform(1, 9))
-        elif name == "429 storm":
-            await self._for({"http_429": True}, {"http_429": False}, rng.uniform(0.5, 5))
-        elif name == "5xx":
-            await self._for({"http_5xx": True}, {"http_5xx": False}, rng.uniform(0.3, 3))
-        elif name == "html errors":
-            await self._for({"http_5xx": True, "html_errors": True},
-                            {"http_5xx": False, "html_errors": False}, rng.uniform(0.3, 3))
-        elif name == "accepted, reply timed out":
-            await self._for({"timeout_after_accept": True}, {"timeout_after_accept": False},
-                            rng.uniform(0.5, 4), release=True)
-        elif name == "slow replies":
-            await self._for({"delay_ms": rng.randint(200, 1500)}, {"delay_ms": 0},
-                            rng.uniform(1, 4))
-        elif name == "clock skew":
-            # Held until the next skew: the server's clock jumps, the watcher must resync.
-            await admin("POST", "faults", {"clock_skew_ms": rng.randint(-30_000, 30_000)})
-        else:
-            raise AssertionError(name)
-
-    async def _for(self, on: dict[str, Any], off: dict[str, Any], seconds: float, *,
-                   release: bool = False) -> None:
-        await self.session.sandbox.admin("POST", "faults", on)
-
-        async def later() -> None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), seconds)
-            await self.session.sandbox.admin("POST", "faults", off)
-            if release:
-                await self.session.sandbox.admin("POST", "release")
-
-        task = asyncio.ensure_future(later())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def stop(self) -> None:
-        """Every fault off, every held reply answered."""
-        self.stopped.set()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.session.sandbox.admin("POST", "faults", {
-            "stall_feed": False, "ws_silent": False, "http_429": False, "http_5xx": False,
-            "html_errors": False, "timeout_after_accept": False, "delay_ms": 0,
-            "skip_level2": 0, "duplicate_level2": 0, "clock_skew_ms": 0})
-        await self.session.sandbox.admin("POST", "release")
-
-
 class SoakSession(CrashSession):
     """A crash session that runs for a time, with faults, a non-demo key and risk limits."""
 
     def __init__(self, workdir: Path, *, seconds: float, seed: int,
-                 log: Callable[[str], None] = print, pg_url: str | None = None) -> None:
+                 log: Callable[[str], None] = print, pg_url: str | None = None,
+                 pause: bool = False) -> None:
         self.seconds = seconds
+        self.pause = pause
+        self.lives: list[Life] = []
         self.key = f"soak-key-{secrets.token_hex(4)}"
         self.secret = f"soak-secret-{secrets.token_hex(16)}"
         self.passphrase = f"soak-pass-{secrets.token_hex(8)}"
@@ -287,7 +217,7 @@ class SoakSession(CrashSession):
         super().__init__(workdir, kills=1, seed=seed, log=log, converge_timeout=90.0)
         self.capped = workdir / "capped.rules"
         self.rule_paths = [self.rules, self.capped]
-        self.injector = FaultInjector(self, random.Random(seed ^ 0x5EED))
+        self.injector = FaultInjector(self.sandbox, random.Random(seed ^ 0x5EED), log)
         self.injecting: asyncio.Task[None] | None = None
         self.started = 0.0
         self.soak = SoakResult(seed, seconds, workdir=workdir)
@@ -318,7 +248,7 @@ class SoakSession(CrashSession):
         self.capped.write_text(CAPPED_RULES, encoding="utf-8")
         allowed = ", ".join(f'"{s}"' for s in ALLOWED_SYMBOLS)
         self.config.write_text(
-            WATCHER_TOML
+            WATCHER_TOML + f"lease_stale_s = {LEASE_STALE_S}\n"
             + f"\n[risk]\nmax_order_notional = {MAX_ORDER_NOTIONAL}\n"
             f"max_open_orders = {MAX_OPEN_ORDERS}\nallowed_symbols = [{allowed}]\n"
             f'\n[risk_files."{self.capped}"]\nmax_rule_notional = {MAX_RULE_NOTIONAL}\n',
@@ -342,10 +272,79 @@ class SoakSession(CrashSession):
                 f"{self.seconds:g} s")
 
     async def _cycle(self) -> None:
-        if self.rng.random() < 0.3:
+        left = self.seconds - (time.monotonic() - self.started)
+        # `--pause`: the first watcher, then one in four.
+        if self.pause and left > LEASE_STALE_S + 4 and (
+                not self.soak.pauses or self.rng.random() < 0.25):
+            await self._paused_pair()
+        elif self.rng.random() < 0.3:
             await self._long_life()
         else:
             await super()._cycle()
+
+    async def _spawn(self) -> Incarnation:
+        inc = await super()._spawn()
+        self.lives.append(Life(self.n, self.workdir / f"watcher-{self.n:04d}.log", _now_ms(),
+                               inc=inc))
+        return inc
+
+    async def _account(self, inc: Incarnation, how: str, t0: float) -> None:
+        """Wait for a watcher the soak ended to end, and judge how it ended
+        (`soak_watchers.ending`): its exit status, its output, not only whether the SIGKILL
+        found it alive."""
+        code = await inc.finish()
+        life = next(life for life in self.lives if life.inc is inc)
+        life.ended_ms, life.code, life.kill_sent, life.how = _now_ms(), code, inc.kill_sent, how
+        life.inc = None
+        life.read()
+        why = ending(life)
+        if why is not None:
+            self.result.self_exits.append(why)
+        elif code == -signal.SIGKILL:
+            self.result.kills += 1
+            self.result.kill_modes[how] += 1
+        self.log(f"  watcher {life.n:3d}: {how:<24} after {time.monotonic() - t0:5.2f} s -> "
+                 f"exit {code}{'' if why is None else ' ON ITS OWN'}; fired "
+                 f"{inc.counts['fired']}, acknowledged {inc.counts['acknowledged']}, fills "
+                 f"{inc.counts['fill']} ({self.progress()})")
+
+    async def _paused_pair(self) -> None:
+        """`--pause` (issue 12, item 1): watcher A is stopped with SIGSTOP for longer than
+        its lease lives, watcher B starts and takes the lease over, A gets SIGCONT. A must
+        stop on its own, having sent nothing after B took over (the lease audit checks the
+        exchange's record); then B lives a few seconds and is killed."""
+        first = await self._spawn()
+        life = self.lives[-1]
+        t0 = time.monotonic()
+        if not await first.wait_for("recovered", 30) or await _ended(
+                first, self.rng.uniform(0.5, 3)):
+            first.kill()
+            await self._account(first, "pause (not running)", t0)
+            return
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        life.paused = True
+        try:
+            await asyncio.sleep(LEASE_STALE_S + 1.5)
+            second = await self._spawn()
+            t1 = time.monotonic()
+            took = await second.wait_for("recovered", 30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(first.proc.pid, signal.SIGCONT)
+        stopped = await _ended(first, PAUSE_GRACE_S)
+        first.kill()
+        await self._account(first, "paused, lease taken", t0)
+        if life.lost_its_lease() and ending(life) is None:
+            self.soak.pauses["stopped on losing its lease"] += 1
+        elif not stopped:
+            self.soak.pauses["ran on after losing its lease (SIGKILL)"] += 1
+        else:
+            self.soak.pauses["ended otherwise (counted above)"] += 1
+        if took:
+            await _ended(second, self.rng.uniform(2, 8))
+        second.kill()
+        await self._account(second, "took over a paused one" if took
+                            else "took over (no recovered line)", t1)
 
     async def _long_life(self) -> None:
         """A watcher that lives 6 to 20 s (faults play out inside it), then SIGKILL."""
@@ -378,13 +377,21 @@ class SoakSession(CrashSession):
             for message in checked.problems.get(theirs, ()):
                 out.add(mine, message)
         for message in self.result.self_exits:
-            out.add("watchers that ended on their own", message)
-        if self.result.final_exit != 0:
-            out.add("watchers that ended on their own",
-                    f"the last watcher did not stop cleanly on SIGTERM "
-                    f"(exit {self.result.final_exit})")
+            out.add(SELF_EXITS, message)
+        final = self.lives[-1]  # the last watcher, stopped with SIGTERM by `_final`
+        final.final, final.code, final.ended_ms, final.inc = True, self.result.final_exit, \
+            _now_ms(), None
+        final.read()
+        why = ending(final)
+        if why is not None:
+            out.add(SELF_EXITS, why)
         store = read_store(self.db_url)
         exchange = await self.sandbox.record()
+        counted = {life.n for life in self.lives if ending(life) is not None}
+        out.figures["stop rows in the store"] = audit_store_stops(
+            self.lives, store.events, out.add, counted)
+        out.figures.update(audit_lease(self.lives, exchange.orders.values(), store.prefix,
+                                       self.injector.skews, out.add))
         history = {s: await self.sandbox.admin("GET", f"history?symbol={s}")
                    for s in ALLOWED_SYMBOLS}
         self._audit_data(store, history, out)
@@ -542,6 +549,17 @@ class SoakSession(CrashSession):
         return self.soak
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _ended(inc: Incarnation, seconds: float) -> bool:
+    """Wait up to `seconds` for the watcher's output to end; True if it did."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(inc.eof.wait(), seconds)
+    return inc.eof.is_set()
+
+
 def _value(order: dict[str, Any]) -> tuple[Decimal, Decimal]:
     """An exchange order's quote value and the cap it is held to."""
     def dec(key: str) -> Decimal:
@@ -556,9 +574,10 @@ def _value(order: dict[str, Any]) -> tuple[Decimal, Decimal]:
 
 
 def run_soak(workdir: Path, *, seconds: float, seed: int, log: Callable[[str], None] = print,
-             pg_url: str | None = None) -> SoakResult:
+             pg_url: str | None = None, pause: bool = False) -> SoakResult:
     workdir.mkdir(parents=True, exist_ok=True)
-    session = SoakSession(workdir, seconds=seconds, seed=seed, log=log, pg_url=pg_url)
+    session = SoakSession(workdir, seconds=seconds, seed=seed, log=log, pg_url=pg_url,
+                          pause=pause)
     return asyncio.run(session.run_soak())
 
 
@@ -572,7 +591,11 @@ def report(result: SoakResult) -> str:
              f"{'fault injected':<{width}}  count"]
     lines += [f"{name:<{width}}  {faults.get(name, 0)}" for name, _ in FAULTS]
     lines += [f"{'SIGKILL of the watcher':<{width}}  {result.kills} (by moment: "
-              f"{dict(sorted(result.kill_modes.items()))})", "",
+              f"{dict(sorted(result.kill_modes.items()))})"]
+    if result.pauses:
+        lines.append(f"{'SIGSTOP past the lease':<{width}}  {sum(result.pauses.values())} "
+                     f"({dict(sorted(result.pauses.items()))})")
+    lines += ["",
               f"{'audit (each must be 0)':<{width}}  count"]
     lines += [f"{kind:<{width}}  {n}" for kind, n in counts.items()]
     f = result.audit.figures
@@ -580,7 +603,10 @@ def report(result: SoakResult) -> str:
         "firings", "firings with an order", "firing statuses", "exchange orders",
         "exchange fills", "store fills", "adopted", "blocked firings", "book inputs checked",
         "book inputs older than the history", "most a firing's book was behind (ms)",
-        "open orders at the peak", "capped rules' totals (USDT)", "bytes scanned for secrets")
+        "open orders at the peak", "capped rules' totals (USDT)", "bytes scanned for secrets",
+        "orders checked against the lease", "orders no watcher's output names",
+        "watchers that took the lease", "least time from an order to the next lease taken (ms)",
+        "stop rows in the store")
         if k in f}, default=str)]
     for kind in AUDIT_KINDS:
         for message in result.audit.problems.get(kind, ())[:20]:
