@@ -233,6 +233,17 @@ async def test_run_http_serves_the_dashboard_with_the_watchers_live_state(
                 assert time.monotonic() < deadline and not task.done()
                 await asyncio.sleep(0.1)
             assert {r["rule"] for r in state["live"]["rules"]} == {"entry", "later"}
+            assert state["live"]["balances"]["USDT"]  # the account, live from the watcher
+            # The watcher's own counters reach /metrics: it stepped its rules.
+            deadline = time.monotonic() + 10
+            while True:
+                async with v.http.get(f"http://127.0.0.1:{port}/metrics") as reply:
+                    samples = {s.name: s.value for f in text_string_to_metric_families(
+                        await reply.text()) for s in f.samples}
+                if samples.get("rules_engine_evaluations_total", 0) > 0:
+                    break
+                assert time.monotonic() < deadline, samples
+                await asyncio.sleep(0.2)
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)

@@ -12,6 +12,7 @@ line) runs after it has been handed over.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -33,6 +34,7 @@ from rules_engine.engine import (
 )
 from rules_engine.engine import value as value_of
 from rules_engine.engine._risk import check, value_order
+from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._feeds import Feeds
@@ -89,6 +91,7 @@ class Firing:
         timed = self.rules.timed_ids
         states = self.rules.states
         pending = self.orders.pending
+        stepped = 0
         for rule in rules:
             identity = rule.identity
             if identity in pending:
@@ -97,12 +100,14 @@ class Firing:
                 continue  # waiting for the firings-per-minute window
             before = states[identity]
             after, decision = step(rule, before, values, now)
+            stepped += 1
             if identity in timed:
                 self.rules.timers.update(rule, after, now)
             if decision is None:
                 if after is not before:
                     states[identity] = after
                 continue
+            metrics.decided(decision.kind)
             if decision.kind == "fire":
                 self.fire(rule, before, after, decision, now)
             else:
@@ -110,6 +115,7 @@ class Firing:
                 self.ctx.store.save_states([self.rules.row(identity)], now,
                                            [(f"rule.{decision.kind}", identity, {})])
                 self.ctx.emit(f"rule.{decision.kind}", {"rule": identity})
+        metrics.evaluated(stepped)
 
     def due(self, now: datetime) -> list[CompiledRule]:
         """Deferred firings whose window now allows them."""
@@ -286,6 +292,7 @@ class Firing:
                 **rest: Any) -> bool:
         """The firing's one durable commit, fenced: it proves (and renews) this watcher's
         lease in the same transaction, or nothing is written and nothing is sent."""
+        started = time.perf_counter()
         try:
             self.ctx.store.fire(identity, number, version=self.rules.versions[identity],
                                 inputs=inputs, intent=intent, order=order,
@@ -299,6 +306,7 @@ class Firing:
             self._adopt_stored(identity, number, str(err), now)
             return False
         self.orders.fenced()
+        metrics.committed(time.perf_counter() - started)
         return True
 
     def _adopt_stored(self, identity: str, number: int, why: str, now: datetime) -> None:

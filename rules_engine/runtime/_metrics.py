@@ -4,10 +4,10 @@ the store's commits. Defined here, on a registry of this module's own; the watch
 functions below (they cost a dictionary lookup and an add), and the dashboard's `/metrics`
 appends `exposition()` to what it reads from the store.
 
-Where the watcher should call them (`runtime/_watcher.py`, not wired yet):
-- `evaluated(n)` after each `RuleIndex.affected` / step pass, with the number of rules stepped;
+Where the watcher calls them (`runtime/_firing.py`):
+- `evaluated(n)` after each step pass, with the number of rules stepped;
 - `decided(kind)` for each `Decision` (`fire`, `rearm`, `expire`);
-- `committed(seconds)` around each `Store.fire` / `Store.settle` call, with its duration.
+- `committed(seconds)` around each firing's `Store.fire`, with its duration.
 """
 
 from __future__ import annotations

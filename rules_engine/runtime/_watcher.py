@@ -422,6 +422,7 @@ class Watcher:
                              "side": t.side, "size": None if t.size is None else str(t.size),
                              "cancelling": t.oid in self.orders.cancels}
                             for t in self.orders.tracked.values()],
+            "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,
             "halted": self.ctx.halted,
             "stop_reason": self.ctx.stop_reason,
