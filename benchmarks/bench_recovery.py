@@ -54,6 +54,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert
 
+from rules_engine.adapters.kucoin._venue import KucoinVenue
 from rules_engine.compiler import CompiledRule
 from rules_engine.engine import dump_state, initial_state
 from rules_engine.runtime._config import WatcherConfig
@@ -297,17 +298,19 @@ async def recover_once(past: int, open_count: int, folder: Path, *, events: bool
         marks["built"] = time.perf_counter()
         for name in STORE_METHODS:
             timed.wrap(watcher.store, name, f"store.{name}")
-        timed.wrap(watcher.rest, "call", "rest")
-        timed.wrap(watcher, "_adopt_unknown", "adopt_unknown")
-        timed.wrap(watcher, "_poll_order", "poll_open_orders")
-        timed.wrap(watcher, "_load_exposure", "load_exposure")
-        recover = watcher._recover
+        venue = watcher.ctx.venue
+        assert isinstance(venue, KucoinVenue)
+        timed.wrap(venue.rest, "call", "rest")  # every REST call of the venue's client
+        timed.wrap(watcher.recovery, "_adopt_unknown", "adopt_unknown")
+        timed.wrap(watcher.orders, "poll_order", "poll_open_orders")
+        timed.wrap(watcher.recovery, "load_exposure", "load_exposure")
+        recover = watcher.recovery.recover
 
         async def timed_recover() -> None:
             marks["recover"] = time.perf_counter()
             await recover()
 
-        watcher._recover = timed_recover  # type: ignore[method-assign]
+        watcher.recovery.recover = timed_recover  # type: ignore[method-assign]
 
         def emit(kind: str, data: dict[str, Any]) -> None:
             if kind == "recovered":
@@ -320,14 +323,14 @@ async def recover_once(past: int, open_count: int, folder: Path, *, events: bool
             elif kind == "fired":
                 counts["fired"] += 1
 
-        watcher.emit = emit
+        watcher.ctx.emit = emit
 
     async def settle_then_stop(watcher: Watcher) -> None:
         """Stop once the start-up is over and the private feed is live (so no REST polling
         job is left running into the shutdown), or after 10 s."""
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (watcher._ready.is_set()
-                                                   and watcher.private_live):
+        while time.monotonic() < deadline and not (watcher.ctx.ready.is_set()
+                                                   and watcher.jobs.private_live):
             await asyncio.sleep(0.01)
         stop.set()
 
@@ -382,7 +385,7 @@ def _line(run: dict[str, Any]) -> str:
     seeding = run["seeding"]
     return (f"  {run['past']:>7,} past + {run['open']} open orders: start -> recovered "
             f"{run['seconds']:.2f} s (before the watcher {run['before_watcher_s']:.2f} s, "
-            f"its start before recovery {run['start_before_recover_s']:.2f} s, _recover "
+            f"its start before recovery {run['start_before_recover_s']:.2f} s, Recovery.recover "
             f"{run['recover_s']:.2f} s; {run['rest_calls']} REST calls "
             f"{run['rest_s']:.2f} s)\n    where: {parts}\n    seeded {seeding['rows']:,} store "
             f"rows and {run['exchange_orders']:,} exchange orders in {seeding['total']:.1f} s")
