@@ -722,7 +722,7 @@ class Store:
         `order.anomaly` event and the order keeps its status; otherwise it raises."""
         if order.status == to:
             return
-        if to == "open" and order.status not in ("pending", "vanished"):
+        if to == "open" and order.status not in ("pending", "vanished", "not_placed"):
             return  # "it exists" arriving after the exchange already showed more of it
         if (order.status, to) not in ORDER_TRANSITIONS:
             if total:
