@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.dashboard",
     "rules_engine.cli.sandbox",
     "rules_engine.cli.data",
+    "rules_engine.cli.backtest",
 )
 
 
