@@ -4,7 +4,7 @@ Why SQLite rather than Parquet: a download is written page by page (1,500 candle
 survive being interrupted, which is one transaction per page here and a rewrite of a file in
 Parquet; the backtest reads a range in time order with a cursor, so memory stays flat with
 the length of the history; prices keep their exact decimal text (no float). A year of
-1-minute candles of one symbol is about 525,600 rows, some 40 MB (`docs/backtesting.md`).
+1-minute candles of one symbol is 525,600 rows, 47 MB measured (`docs/backtesting.md`).
 
     candles   (symbol, timeframe, start) -> open, high, low, close, volume, turnover (text)
     covered   (symbol, timeframe, start, end): ranges already asked for, gaps included, so a
