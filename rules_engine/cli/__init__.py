@@ -32,6 +32,8 @@ COMMANDS: tuple[str, ...] = (
     "rules_engine.cli.reset",
     "rules_engine.cli.dashboard",
     "rules_engine.cli.sandbox",
+    "rules_engine.cli.data",
+    "rules_engine.cli.backtest",
 )
 
 

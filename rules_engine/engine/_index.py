@@ -174,5 +174,12 @@ class Timers:
                 ready.append(identity)
         return ready
 
+    def earliest(self) -> datetime | None:
+        """The first moment a rule is due (a virtual clock steps to it), or None."""
+        heap = self._heap
+        while heap and self._due.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # replaced later: stale
+        return heap[0][0] if heap else None
+
     def __len__(self) -> int:
         return len(self._due)

@@ -82,13 +82,15 @@ class Watcher:
         on_market: Callable[[str], None] | None = None,
         sources: Mapping[str, str] | None = None,
         reloader: RuleFiles | None = None,
+        scheduled: bool = True,
     ) -> None:
         """The ports: `venue` (orders) and `feed` (public market data), or `rest` for
         both on KuCoin (`market_rest`: where public data comes from when it is not the
         exchange that takes the orders: paper mode). `book_symbols`: books followed even
         if no rule reads them; `on_market(symbol)`: called when a symbol moved, before any
         rule is evaluated on it; `sources`: each rule's text, by identity; `reloader`: the
-        rule files, watched for edits (hot reload)."""
+        rule files, watched for edits (hot reload); `scheduled=False`: the jobs are not put
+        on APScheduler's wall clock, their caller runs them on its own clock (a backtest)."""
         if venue is None:
             assert rest is not None, "a venue or a KuCoin REST client"
             venue = KucoinVenue(rest)
@@ -117,6 +119,7 @@ class Watcher:
                                  self._start_read)
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
+        self.scheduled = scheduled
         self.private: Any = None  # the private stream, once started
 
     # ------------------------------------------------------------ views (status, tests)
@@ -215,7 +218,8 @@ class Watcher:
                                            self._on_private_state)
         self.private = private
         ctx.spawn(private.run(ctx.stop))
-        self.jobs.start()
+        if self.scheduled:
+            self.jobs.start()
         # What is loaded now lives as long as the watcher: keep the collector off it.
         gc.collect()
         gc.freeze()

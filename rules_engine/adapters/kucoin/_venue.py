@@ -213,6 +213,17 @@ class KucoinVenue:
         (`OrderEvent`, `StopOrderEvent`, `BalanceEvent`); a payload that does not parse goes
         to `on_bad` with the reason."""
 
+        stream = KucoinWs(self.rest, on_message=self.private_handler(on_event, on_bad),
+                          on_state=on_state, private=True)
+        stream.subscribe(PRIVATE_TOPICS)
+        return stream
+
+    @staticmethod
+    def private_handler(on_event: Callable[[object], None],
+                        on_bad: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
+        """What the private channel does with one decoded frame (a backtest hands frames
+        from the in-process sandbox to the same function)."""
+
         def on_message(frame: dict[str, Any]) -> None:
             try:
                 event = parse_ws_message(frame)
@@ -221,9 +232,7 @@ class KucoinVenue:
                 return
             on_event(event)
 
-        stream = KucoinWs(self.rest, on_message=on_message, on_state=on_state, private=True)
-        stream.subscribe(PRIVATE_TOPICS)
-        return stream
+        return on_message
 
 
 class KucoinFeed:
@@ -285,6 +294,13 @@ class KucoinFeed:
         """The public channel: `on_event(symbol, event)` with a `Delta`, `Ticker`,
         `Stats24h` or `Candle`; a payload that does not parse goes to `on_bad(topic,
         reason)` (its symbol after the topic's colon)."""
+        return KucoinWs(self.rest, on_message=self.public_handler(on_event, on_bad),
+                        on_state=on_state)
+
+    @staticmethod
+    def public_handler(on_event: Callable[[str, object], None],
+                       on_bad: Callable[[str, str], None]) -> Callable[[dict[str, Any]], None]:
+        """What the public channel does with one decoded frame (see `stream`)."""
 
         def on_message(frame: dict[str, Any]) -> None:
             try:
@@ -300,5 +316,5 @@ class KucoinFeed:
                 symbol = str(getattr(event, "symbol", ""))
             on_event(symbol, event)
 
-        return KucoinWs(self.rest, on_message=on_message, on_state=on_state)
+        return on_message
 

@@ -1,0 +1,467 @@
+"""The backtest: the live watcher's parts, unchanged, over a candle history on a virtual
+clock, against the sandbox's matching engine in the same process.
+
+    candles (streamed) -> price path -> sandbox Engine (apply_feed: fills resting orders)
+                       -> Hub frames -> the adapter's handlers -> Watcher (Feeds, Firing,
+                          OrderManager, HeldOrders) -> KucoinVenue -> in-process transport
+                          -> sandbox handlers -> Engine
+    virtual clock: each path point, and every moment a timer falls due between them, runs
+    the watcher's jobs (clock, cancels, lookups, reconciliation, heartbeat) directly
+
+The price path of a candle: open, then the nearer of high and low, then the other, then
+close, at 0, 1/4, 1/2 and 3/4 of its period (the open is nearer the low: open, low, high,
+close). At each point the market is a book of ten levels a side one tick apart around the
+point (best bid one tick under, best ask one tick over), each holding a tenth of the candle's
+volume, and a print of a quarter of its volume at the point. So a resting limit order fills
+when the path trades through its price (by one tick); a market order walks those levels.
+
+Skipping: a candle whose range (with the last price applied) crosses no threshold a rule
+reads, no resting order's price or stop, while no order is unproven, being cancelled or held
+by the engine, and during which no timer falls due, is not applied at all: no rule could
+decide anything else on it (`RuleIndex.affected` answers for the thresholds). A symbol whose
+rules read anything else of it (candles, 24h stats, book sizes or depth, or a rule that is
+not a threshold rule) is never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import orjson
+
+from rules_engine.adapters.kucoin import Credentials, KucoinRest, Secret
+from rules_engine.backtest._local import (
+    InProcessSession,
+    LocalFeed,
+    LocalVenue,
+    capture,
+)
+from rules_engine.compiler import CompiledRule
+from rules_engine.compiler import model as M
+from rules_engine.core.market import Candle
+from rules_engine.core.symbols import SymbolTable
+from rules_engine.runtime._config import WatcherConfig
+from rules_engine.runtime._reload import traded_symbols
+from rules_engine.runtime._watcher import Watcher
+from rules_engine.sandbox.clock import ManualClock
+from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
+from rules_engine.sandbox.feeds import ExternalFeed
+from rules_engine.sandbox.state import build_state
+from rules_engine.sandbox.ws import CANDLE_TYPES
+from rules_engine.store import Store
+
+__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Settings", "price_path", "run_backtest"]
+
+PRICE_FIELDS = frozenset({"last", "bid", "ask", "mid", "spread"})
+LEVELS = 10
+History = Callable[[str, str, datetime, datetime], list[Candle]]
+
+
+class BacktestError(Exception):
+    """The backtest cannot run: the message says why and what to do."""
+
+
+@dataclass
+class Settings:
+    start: datetime
+    end: datetime
+    timeframe_s: int
+    balances: dict[str, Decimal]
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
+    db: str = "sqlite://"
+    skip: bool = True
+    progress: Callable[[datetime], None] | None = None
+
+
+@dataclass
+class Run:
+    """What happened: the watcher's decisions (its output lines), the orders it sent, the
+    engine's fills, and the account's equity at each candle close."""
+
+    quote: str
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    equity: list[tuple[datetime, Decimal]] = field(default_factory=list)
+    prices: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
+    exposed: list[bool] = field(default_factory=list)
+    start_balances: dict[str, Decimal] = field(default_factory=dict)
+    end_balances: dict[str, Decimal] = field(default_factory=dict)
+    first_open: dict[str, Decimal] = field(default_factory=dict)
+    candles: int = 0
+    stepped: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    stop_reason: str = ""
+
+
+def price_path(candle: Candle) -> list[Decimal]:
+    """open, the nearer of high and low, the other, close."""
+    if candle.open - candle.low <= candle.high - candle.open:
+        return [candle.open, candle.low, candle.high, candle.close]
+    return [candle.open, candle.high, candle.low, candle.close]
+
+
+def _floor(value: Decimal, step: Decimal) -> Decimal:
+    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+class _Driver:
+    def __init__(self, rules: list[CompiledRule], table: SymbolTable, history: History,
+                 settings: Settings) -> None:
+        self.settings = settings
+        self.table = table
+        self.symbols = traded_symbols(rules)
+        missing = [s for s in self.symbols if s not in table]
+        if missing:
+            raise BacktestError(f"symbols not in the symbol table: {', '.join(missing)}")
+        quotes = {table[s].quote_currency for s in self.symbols}
+        if len(quotes) != 1:
+            raise BacktestError("the rules trade symbols of several quote currencies "
+                                f"({', '.join(sorted(quotes))}): backtest one quote at a time")
+        self.quote = quotes.pop()
+        self.clock = ManualClock(current_ms=int(settings.start.timestamp() * 1000))
+        self.feed = ExternalFeed(table, self.symbols)
+        config = SandboxConfig(balances=settings.balances, maker_fee_rate=settings.maker_fee,
+                               taker_fee_rate=settings.taker_fee,
+                               max_open_orders_per_symbol=10_000)
+        self.state = build_state(config, feed=self.feed, clock=self.clock)
+        self.engine = self.state.engine
+        self.conn = capture(self.state)
+        self.session = InProcessSession(self.state)
+        credentials = Credentials(DEMO_KEY, Secret(DEMO_SECRET), Secret(DEMO_PASSPHRASE))
+        self.rest = KucoinRest("http://backtest.invalid", credentials,
+                               session=self.session,  # type: ignore[arg-type]
+                               attempts=1, wall_ms=self.clock.now_ms)
+        self.venue = LocalVenue(self.rest, self.conn)
+        self.local_feed = LocalFeed(self.rest, self.conn, history)
+        self.store = Store(settings.db)
+        self.run = Run(self.quote)
+        self.watcher = Watcher(
+            rules, symbols=table, store=self.store,
+            config=WatcherConfig(mode="sandbox", order_family="hf"),
+            venue=self.venue, feed=self.local_feed, emit=self._emit, now=self._now,
+            scheduled=False)
+        self.last: dict[str, Decimal] = {}  # the last price applied to the venue
+        self.marks: dict[str, Decimal] = {}  # the last close, for equity
+        self.partial: dict[tuple[str, str], list[Any]] = {}
+        self.seen_fill = 0
+        self.reconcile_at: datetime | None = None
+
+    # ------------------------------------------------------------ the watcher's side
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.current_ms / 1000, UTC)
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        now = self._now()
+        if kind in ("fired", "blocked", "refused") or kind.startswith("rule."):
+            self.run.decisions.append({"time": now.isoformat(), "kind": kind, **data})
+        if kind == "fired" and "client_oid" in data:
+            order = data.get("order", {})
+            self.run.orders[data["client_oid"]] = {
+                "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
+                **{k: order.get(k) for k in ("side", "type", "price", "size", "funds",
+                                             "stop_price", "trail")}}
+            leg = order.get("stop_loss")
+            if isinstance(leg, dict) and leg.get("client_oid"):
+                self.run.orders[leg["client_oid"]] = {
+                    "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
+                    "side": "sell" if order.get("side") == "buy" else "buy",
+                    "type": "stop-loss", "price": leg.get("trigger"), "size": order.get("size")}
+
+    def _deliver(self) -> bool:
+        sink = self.conn.sink
+        if not sink:
+            return False
+        frames, self.conn.sink = sink, []
+        private, public = self.venue.handler, self.local_feed.handler
+        for raw in frames:
+            frame = orjson.loads(raw)
+            topic = str(frame.get("topic", ""))
+            handler = private if topic.startswith(("/spotMarket/", "/account/")) else public
+            if handler is not None:
+                handler(frame)
+        return True
+
+    async def drain(self) -> None:
+        """Until nothing moves: frames delivered, then the tasks they spawned (sends,
+        snapshots, lookups) run to their end."""
+        ctx = self.watcher.ctx
+        for _ in range(10_000):
+            moved = self._deliver()
+            tasks = [t for t in ctx.tasks if not t.done()]
+            if tasks:
+                _, running = await asyncio.wait(tasks, timeout=30)
+                if running:
+                    raise BacktestError("a task of the watcher did not finish within 30 s "
+                                        "of real time: " + ", ".join(map(str, running)))
+                continue
+            if not moved:
+                self._take_fills()
+                return
+        raise BacktestError("the watcher and the venue kept answering each other")
+
+    def next_due(self) -> datetime | None:
+        """The first moment a timer falls due: a timed rule, a `cancel after`, a deferred
+        firing."""
+        firing = self.watcher.firing
+        times = [t for t in (self.watcher.rules.timers.earliest(),
+                             firing.cancels[0][0] if firing.cancels else None,
+                             min(firing.deferred.values()) if firing.deferred else None)
+                 if t is not None]
+        return min(times) if times else None
+
+    async def jobs(self) -> None:
+        """The jobs a live watcher's scheduler runs, at this virtual moment."""
+        w = self.watcher
+        now = self._now()
+        await w.jobs.clock_job()
+        await self.drain()
+        if w.orders.cancels:
+            await w.orders.cancel_job()
+            await self.drain()
+        if any(p.unknown for p in w.orders.pending.values()):
+            await w.orders.resolve_job()
+            await self.drain()
+        if time.monotonic() - w.orders.lease_renewed > 1.0:
+            await w.jobs.heartbeat_job()
+        config = w.ctx.config
+        if self.reconcile_at is None or now >= self.reconcile_at:
+            self.reconcile_at = now + timedelta(seconds=config.reconcile_interval_s)
+            if w.orders.tracked:
+                await w.jobs.reconcile_job()
+                await self.drain()
+        if w.ctx.stop.is_set():
+            raise BacktestError(f"the watcher stopped: {w.ctx.stop_reason}")
+
+    async def advance_to(self, ms: int) -> None:
+        """Move the clock to `ms`, stopping at every moment a timer falls due before it."""
+        while True:
+            due = self.next_due()
+            if due is None:
+                break
+            due_ms = int(due.timestamp() * 1000)
+            if due_ms >= ms:
+                break
+            self.clock.current_ms = max(due_ms, self.clock.current_ms)
+            await self.jobs()
+            if self.next_due() == due:  # nothing consumed it: do not spin on it
+                break
+        self.clock.current_ms = max(ms, self.clock.current_ms)
+
+    # ------------------------------------------------------------ the market's side
+
+    def _book(self, symbol: str, price: Decimal, volume: Decimal
+              ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        info = self.table[symbol]
+        tick = info.price_increment
+        size = max(_floor(volume / LEVELS, info.base_increment), info.base_min_size)
+        bids = [(price - tick * (i + 1), size) for i in range(LEVELS) if price > tick * (i + 1)]
+        asks = [(price + tick * (i + 1), size) for i in range(LEVELS)]
+        return bids, asks
+
+    async def point(self, candle: Candle, price: Decimal, at_ms: int, share: int) -> None:
+        symbol, volume = candle.symbol, candle.volume
+        await self.advance_to(at_ms)
+        await self.jobs()
+        info = self.table[symbol]
+        price = max(_floor(price, info.price_increment), info.price_increment)
+        bids, asks = self._book(symbol, price, volume)
+        side = "buy" if price >= self.last.get(symbol, price) else "sell"
+        size = max(_floor(volume / 4, info.base_increment), info.base_increment)
+        self.feed.push(symbol, bids, asks, trade=(price, size, side))
+        self.last[symbol] = price
+        self.state.feed_step(force=True)
+        await self.drain()
+        if self.local_feed.public is not None and self.local_feed.public.candles:
+            self._candle_frames(symbol, candle, price, share)
+            await self.drain()
+
+    def _candle_frames(self, symbol: str, candle: Candle, price: Decimal, share: int) -> None:
+        """The candle topics the watcher follows, as KuCoin pushes them: the open candle so
+        far (the data candle's path up to this point, within its own timeframe's bucket)."""
+        assert self.local_feed.public is not None
+        start = int(candle.open_time.timestamp())
+        seen = price_path(candle)[:share]
+        high, low = max(seen), min(seen)
+        volume = candle.volume * share / 4
+        turnover = candle.turnover * share / 4
+        for name, kind in self.local_feed.public.candles:
+            if name != symbol:
+                continue
+            granularity = CANDLE_TYPES[kind]
+            bucket = start - start % granularity
+            done = self.partial.get((name, kind))
+            if done is None or done[0] != bucket:
+                row = [bucket, candle.open, price, high, low, volume, turnover]
+            else:
+                row = [bucket, done[1], price, max(done[3], high), min(done[4], low),
+                       done[5] + volume, done[6] + turnover]
+            if share == 4:
+                self.partial[(name, kind)] = row
+            self.conn.sink.append(orjson.dumps({
+                "topic": f"/market/candles:{name}_{kind}", "type": "message",
+                "subject": "trade.candles.update",
+                "data": {"symbol": name, "candles": [str(row[0])] + [str(v) for v in row[1:]],
+                         "time": self.clock.current_ms * 1_000_000}}))
+
+    def unskippable(self) -> set[str]:
+        """Symbols whose rules read something a skipped candle would change."""
+        out = set()
+        index = self.watcher.rules.index
+        for leaf in index.leaves():
+            symbol = getattr(leaf, "symbol", None)
+            other = not isinstance(leaf, M.Field) or leaf.name not in PRICE_FIELDS
+            # A non-threshold rule reading the value is selected by any move of it.
+            if other or index.affected(leaf, Decimal(1), Decimal(1)):
+                out.add(str(symbol))
+        if self.local_feed.public is not None:
+            out.update(s for s, _ in self.local_feed.public.candles)
+        return out
+
+    def quiet(self, candle: Candle, period_s: int, never: set[str]) -> bool:
+        symbol = candle.symbol
+        w = self.watcher
+        if (not self.settings.skip or symbol in never or symbol not in self.last
+                or w.orders.pending or w.orders.cancels or w.held_orders.held
+                or w.held_orders.legs):
+            return False
+        tick = self.table[symbol].price_increment * 2
+        low = min(candle.low, self.last[symbol]) - tick
+        high = max(candle.high, self.last[symbol]) + tick
+        index = w.rules.index
+        for name in PRICE_FIELDS:
+            if index.affected(M.Field(symbol, name), low, high):
+                return False
+        engine = self.engine
+        for oid in engine.open_ids.get(symbol, ()):
+            order = engine.orders[oid]
+            if order.req.price is None or low <= order.req.price <= high:
+                return False
+        if any(s.symbol == symbol for s in engine.stops(self.clock.current_ms, symbol)):
+            return False
+        due = self.next_due()
+        return due is None or due >= candle.open_time + timedelta(seconds=period_s)
+
+    # ------------------------------------------------------------ the run
+
+    def equity(self) -> Decimal:
+        account = self.engine.account
+        total = account.total(self.quote)
+        for symbol in self.symbols:
+            base = self.table[symbol].base_currency
+            price = self.marks.get(symbol)
+            if price is not None:
+                total += account.total(base) * price
+        return total
+
+    async def go(self, candles: Iterator[Candle]) -> Run:
+        run = self.run
+        began = time.monotonic()
+        period = self.settings.timeframe_s
+        step_ms = period * 1000 // 4
+        first = next(candles, None)
+        if first is None:
+            raise BacktestError("no candles in the period asked for")
+        for symbol in self.symbols:
+            run.start_balances[self.table[symbol].base_currency] = self.engine.account.total(
+                self.table[symbol].base_currency)
+        run.start_balances[self.quote] = self.engine.account.total(self.quote)
+        # The market before the start: the first candle's open, so the start reads a book.
+        self.clock.current_ms = int(first.open_time.timestamp() * 1000)
+        bids, asks = self._book(first.symbol, first.open, first.volume)
+        self.feed.push(first.symbol, bids, asks, trade=(first.open, self.table[
+            first.symbol].base_increment, "buy"))
+        self.state.feed_step(force=True)
+        self.last[first.symbol] = first.open
+        self.conn.sink.clear()
+        await self.watcher.start()
+        await self.drain()
+        never = self.unskippable()
+        try:
+            for candle in _chain(first, candles):
+                run.candles += 1
+                run.first_open.setdefault(candle.symbol, candle.open)
+                at = int(candle.open_time.timestamp() * 1000)
+                if self.quiet(candle, period, never):
+                    run.skipped += 1
+                    self.clock.current_ms = max(self.clock.current_ms, at + 3 * step_ms)
+                    close = candle.close
+                else:
+                    run.stepped += 1
+                    for share, price in enumerate(price_path(candle), start=1):
+                        await self.point(candle, price, at + (share - 1) * step_ms, share)
+                    close = candle.close
+                end = candle.open_time + timedelta(seconds=period)
+                self.marks[candle.symbol] = close
+                run.equity.append((end, self.equity()))
+                run.prices.setdefault(candle.symbol, []).append((end, candle.close))
+                run.exposed.append(any(
+                    self.engine.account.total(self.table[s].base_currency)
+                    > run.start_balances.get(self.table[s].base_currency, Decimal(0))
+                    for s in self.symbols))
+                if self.settings.progress is not None:
+                    self.settings.progress(end)
+            await self.advance_to(int(self.settings.end.timestamp() * 1000))
+        finally:
+            run.stop_reason = self.watcher.stop_reason
+            await self.watcher.close()
+            self.store.close()
+        self._collect()
+        run.seconds = time.monotonic() - began
+        return run
+
+    def _take_fills(self) -> None:
+        """The engine's new fills, mapped to the rule whose order made them (read as they
+        happen: the sandbox forgets fills after a week, as KuCoin does)."""
+        fills = self.engine.fills
+        if not fills or fills[-1].seq <= self.seen_fill:
+            return
+        new = []
+        for fill in reversed(fills):
+            if fill.seq <= self.seen_fill:
+                break
+            new.append(fill)
+        self.seen_fill = fills[-1].seq
+        engine, run = self.engine, self.run
+        for fill in reversed(new):
+            order = engine.orders.get(fill.order_id) or engine.stop_orders.get(fill.order_id)
+            oid = order.req.client_oid if order is not None else ""
+            placed = run.orders.get(oid, {})
+            run.fills.append({
+                "time": datetime.fromtimestamp(fill.created_at / 1000, UTC).isoformat(),
+                "client_oid": oid, "rule": placed.get("rule", "?"),
+                "firing": placed.get("firing"), "symbol": fill.symbol, "side": fill.side,
+                "price": fill.price, "size": fill.size, "fee": fill.fee,
+                "liquidity": fill.liquidity})
+
+    def _collect(self) -> None:
+        run = self.run
+        self._take_fills()
+        for currency in {*run.start_balances, *self.engine.account.totals}:
+            run.end_balances[currency] = self.engine.account.total(currency)
+
+
+def _chain(first: Candle, rest: Iterator[Candle]) -> Iterator[Candle]:
+    yield first
+    yield from rest
+
+
+def merged(series: list[Iterator[Candle]]) -> Iterator[Candle]:
+    """Several symbols' candles in time order."""
+    return heapq.merge(*series, key=lambda c: (c.open_time, c.symbol))
+
+
+async def run_backtest(rules: list[CompiledRule], table: SymbolTable, candles: Iterator[Candle],
+                       history: History, settings: Settings) -> Run:
+    driver = _Driver(rules, table, history, settings)
+    return await driver.go(candles)
