@@ -1,4 +1,5 @@
-"""`rules-engine lint PATH... [--format text|json|github] [--symbols FILE | --fetch-symbols]`.
+"""`rules-engine lint PATH... [--format text|json|github] [--symbols FILE | --fetch-symbols]
+[--tickers FILE] [--config FILE] [--max-order-value AMOUNT]`.
 
 Exit 0 when there are no errors (warnings allowed), 1 when there are, 2 for a usage or IO
 error (a path that does not exist, a symbols file that cannot be read, a failed fetch).
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from rules_engine.compiler import Compiler, MarketSnapshot, shipped_symbols
+from rules_engine.compiler import Compiler, MarketSnapshot, SafetyLimits, shipped_symbols
 from rules_engine.core.symbols import SymbolDataError, SymbolTable, parse_symbols_reply
 from rules_engine.dsl import Severity, SourceFile, format_github, format_json, format_text
 from rules_engine.runtime._reload import rule_files_in
@@ -53,6 +55,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a saved /api/v1/market/allTickers reply: warns about limit prices far from market",
     )
     parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the watcher's TOML config: its [risk] limits count as bounds in the safety checks",
+    )
+    parser.add_argument(
+        "--max-order-value",
+        metavar="AMOUNT",
+        help="warn (W702) about an order worth more than AMOUNT of its quote currency",
+    )
+    parser.add_argument(
         "--exchange-url", default=DEFAULT_EXCHANGE, help="REST base URL for --fetch-symbols"
     )
     parser.add_argument(
@@ -81,7 +93,7 @@ def run_lint(args: argparse.Namespace) -> int:
             sources.append(SourceFile.read(path, display=str(path)))
         except OSError as err:
             raise LintUsageError(f"cannot read {path}: {err.strerror or err}") from None
-    program = Compiler(symbols, market).compile(sources)
+    program = Compiler(symbols, market, _limits(args)).compile(sources)
     diags = program.diagnostics
     if args.format == "json":
         print(format_json(diags))
@@ -157,7 +169,50 @@ def _symbols_and_market(args: argparse.Namespace) -> tuple[SymbolTable, MarketSn
         document = _load_json(args.tickers, "tickers file")
         mtime = datetime.fromtimestamp(os.path.getmtime(args.tickers), UTC)
         market = parse_all_tickers(document, args.tickers, mtime)
+        market = MarketSnapshot(market.last, market.as_of, f"--tickers {args.tickers}")
     return symbols, market
+
+
+def _amount(text: object, where: str) -> Decimal:
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        value = Decimal(0)
+    if not value.is_finite() or value <= 0:
+        raise LintUsageError(f"{where} must be an amount above zero, not {text!r}")
+    return value
+
+
+def _limits(args: argparse.Namespace) -> SafetyLimits:
+    """The risk limits the safety checks count as bounds: `--config`'s [risk] table (only the
+    notional limits are read) and `--max-order-value`, which wins over max_order_notional."""
+    found: dict[str, Decimal] = {}
+    source = ""
+    if getattr(args, "config", None):
+        try:
+            with open(args.config, "rb") as f:
+                document = tomllib.load(f)
+        except OSError as err:
+            reason = err.strerror or err
+            raise LintUsageError(f"cannot read config {args.config}: {reason}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise LintUsageError(f"config {args.config} is not TOML: {err}") from None
+        risk = document.get("risk", {})
+        if not isinstance(risk, dict):
+            raise LintUsageError(f"config {args.config}: [risk] must be a table")
+        for key in ("max_order_notional", "max_rule_notional", "max_daily_notional"):
+            if key in risk:
+                found[key] = _amount(risk[key], f"{args.config}: risk.{key}")
+        source = f"--config {args.config}"
+    if getattr(args, "max_order_value", None):
+        found["max_order_notional"] = _amount(args.max_order_value, "--max-order-value")
+        source = "--max-order-value" if len(found) == 1 else f"{source} and --max-order-value"
+    return SafetyLimits(
+        max_order_notional=found.get("max_order_notional"),
+        max_rule_notional=found.get("max_rule_notional"),
+        max_daily_notional=found.get("max_daily_notional"),
+        source=source,
+    )
 
 
 def parse_all_tickers(document: Any, where: str, fallback: datetime) -> MarketSnapshot:
@@ -237,6 +292,7 @@ def _fetch(base_url: str) -> tuple[SymbolTable, MarketSnapshot | None]:
     market: MarketSnapshot | None
     try:
         market = parse_all_tickers(_get(f"{base}/api/v1/market/allTickers"), base, now)
+        market = MarketSnapshot(market.last, market.as_of, f"the tickers fetched from {base}")
     except LintUsageError:
         market = None
     return symbols, market
