@@ -8,6 +8,7 @@ error (a path that does not exist, a symbols file that cannot be read, a failed 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -21,7 +22,14 @@ from typing import Any
 
 from rules_engine.compiler import Compiler, MarketSnapshot, SafetyLimits, shipped_symbols
 from rules_engine.core.symbols import SymbolDataError, SymbolTable, parse_symbols_reply
-from rules_engine.dsl import Severity, SourceFile, format_github, format_json, format_text
+from rules_engine.dsl import (
+    Severity,
+    SourceFile,
+    apply_fixes,
+    format_github,
+    format_json,
+    format_text,
+)
 from rules_engine.runtime._reload import rule_files_in
 
 __all__ = ["register", "run_lint"]
@@ -68,6 +76,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--exchange-url", default=DEFAULT_EXCHANGE, help="REST base URL for --fetch-symbols"
     )
     parser.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the fixes that are certain (look-alike characters, keyword case and "
+        "spelling with one candidate, a missing ':', unindented clauses) and write the files",
+    )
+    parser.add_argument(
+        "--diff",
+        action="store_true",
+        help="show the fixes --fix would apply as a unified diff, and write nothing "
+        "(exit 1 when there is one)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -93,7 +113,13 @@ def run_lint(args: argparse.Namespace) -> int:
             sources.append(SourceFile.read(path, display=str(path)))
         except OSError as err:
             raise LintUsageError(f"cannot read {path}: {err.strerror or err}") from None
-    program = Compiler(symbols, market, _limits(args)).compile(sources)
+    compiler = Compiler(symbols, market, _limits(args))
+    if args.fix or args.diff:
+        fixed, count = _fixed(compiler, sources)
+        if args.diff:
+            return _show_diff(sources, fixed, count)
+        sources = _write_fixed(sources, fixed, count)
+    program = compiler.compile(sources)
     diags = program.diagnostics
     if args.format == "json":
         print(format_json(diags))
@@ -114,6 +140,66 @@ def run_lint(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_ERRORS if errors else EXIT_OK
+
+
+_FIX_ROUNDS = 10  # a fix can reveal the next error on its line: lint again, up to this often
+
+
+def _fixed(compiler: Compiler, sources: list[SourceFile]) -> tuple[list[SourceFile], int]:
+    """The sources with every certain fix applied, and how many problems that fixed."""
+    current = list(sources)
+    total = 0
+    for _ in range(_FIX_ROUNDS):
+        program = compiler.compile(current)
+        changed = False
+        for i, source in enumerate(current):
+            if source.had_bad_bytes:
+                continue  # writing it back would replace its bad bytes: fix those first
+            mine = [d for d in program.diagnostics if d.path == source.path]
+            text, count = apply_fixes(source.text, mine)
+            if count and text != source.text:
+                current[i] = SourceFile(source.path, text, bom=source.bom)
+                total += count
+                changed = True
+        if not changed:
+            break
+    return current, total
+
+
+def _show_diff(before: list[SourceFile], after: list[SourceFile], count: int) -> int:
+    changed = 0
+    for old, new in zip(before, after, strict=True):
+        if old.text == new.text:
+            continue
+        changed += 1
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                old.text.splitlines(keepends=True),
+                new.text.splitlines(keepends=True),
+                fromfile=f"a/{old.path}",
+                tofile=f"b/{new.path}",
+            )
+        )
+    print(f"{count} fix(es) would be applied to {changed} file(s)", file=sys.stderr)
+    return EXIT_ERRORS if changed else EXIT_OK
+
+
+def _write_fixed(
+    before: list[SourceFile], after: list[SourceFile], count: int
+) -> list[SourceFile]:
+    changed = 0
+    for old, new in zip(before, after, strict=True):
+        if old.text == new.text:
+            continue
+        data = (b"\xef\xbb\xbf" if new.bom else b"") + new.text.encode("utf-8")
+        try:
+            Path(new.path).write_bytes(data)
+        except OSError as err:
+            raise LintUsageError(f"cannot write {new.path}: {err.strerror or err}") from None
+        changed += 1
+    if count:
+        print(f"fixed {count} problem(s) in {changed} file(s)", file=sys.stderr)
+    return after
 
 
 def collect_rule_files(paths: list[str]) -> list[Path]:

@@ -43,6 +43,11 @@ class Compiler:
         self.symbols = symbols
         self.market = market
         self.limits = limits or SafetyLimits()
+        joined: dict[str, str | None] = {}
+        for symbol in symbols:  # BTCUSDT -> BTC-USDT, for E014; ambiguous spellings dropped
+            key = symbol.replace("-", "")
+            joined[key] = None if key in joined else symbol
+        self._joined = {k: v for k, v in joined.items() if v is not None}
         self._files: dict[str, _FileResult] = {}
         self.parses = 0  # how many files were actually parsed (reloads of unchanged files: 0)
 
@@ -52,7 +57,7 @@ class Compiler:
         if cached is not None and cached.digest == digest:
             return cached
         self.parses += 1
-        parsed = parse(source)
+        parsed = parse(source, self._joined)
         compiler = RuleCompiler(source, self.symbols, self.market)
         rules = []
         pairs = []
