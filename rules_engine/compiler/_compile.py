@@ -974,6 +974,8 @@ _USAGE = {
     "sma": "sma(n, timeframe), such as sma(200, 1h)",
     "ema": "ema(n, timeframe), such as ema(50, 15m)",
     "rsi": "rsi(n, timeframe), such as rsi(14, 1h)",
+    "highest": "highest(n, timeframe), such as highest(20, 1h)",
+    "lowest": "lowest(n, timeframe), such as lowest(20, 1h)",
     "high": "high(timeframe), such as high(1d)",
     "low": "low(timeframe), such as low(1d)",
     "close": "close(timeframe), such as close(1h)",

@@ -81,7 +81,8 @@ class Depth(NamedTuple):
 
 
 class Indicator(NamedTuple):
-    """`sma`/`ema`/`rsi` over `period` closed candles of `timeframe`."""
+    """`sma`/`ema`/`rsi` (of closes), `highest`/`lowest` (of highs and lows) over `period`
+    closed candles of `timeframe`."""
 
     symbol: str
     kind: str
