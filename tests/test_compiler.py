@@ -137,3 +137,28 @@ def test_the_shortcut_for_one_comparison_agrees_with_testing_every_region() -> N
         assert _decide(op, c, domain) == (any(truths), all(truths))
 
     agree()
+
+
+def test_highest_and_lowest_compile_to_indicators_with_their_usage_on_misuse() -> None:
+    program = compiled(
+        "when BTC-USDT last > highest(20, 1h) and last < lowest(5, 4h) + 10%"
+        " place market buy 10 USDT\n"
+    )
+    assert program.ok, program.diagnostics
+    (rule,) = program.rules
+    assert M.Indicator("BTC-USDT", "highest", 20, "1h") in repr_leaves(rule.condition)
+    bad = compiled("when BTC-USDT last > highest(1h) place market buy 10 USDT\n")
+    assert [d.code for d in bad.diagnostics] == ["E108"]
+    assert "highest(n, timeframe), such as highest(20, 1h)" in bad.diagnostics[0].message
+
+
+def repr_leaves(cond: object) -> list[object]:
+    found: list[object] = []
+    stack = [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, M.Indicator):
+            found.append(node)
+        elif isinstance(node, tuple):
+            stack.extend(node)
+    return found

@@ -24,7 +24,9 @@ from rules_engine.engine._candles import (
     TIMEFRAME_TYPES,
     CandleSeries,
     ema,
+    highest,
     history_needed,
+    lowest,
     rsi,
     sma,
 )
@@ -571,3 +573,28 @@ def test_values_are_re_read_only_when_the_closed_candles_change() -> None:
     assert series.value("ema", 14) == first
     assert series.update(REAL[200], REAL[200].open_time)
     assert series.value("ema", 14) != first
+
+
+# ------------------------------------------------------------------ highest and lowest
+
+
+def test_highest_and_lowest_match_a_sorted_reference_on_the_shipped_candles() -> None:
+    for n in (1, 2, 20, 200):
+        for end in range(n, len(REAL) + 1, 97):
+            window = REAL[:end]
+            highs = sorted(c.high for c in window[-n:])
+            lows = sorted(c.low for c in window[-n:])
+            assert highest(window, n) == highs[-1]
+            assert lowest(window, n) == lows[0]
+    assert highest(REAL[:4], 5) is None and lowest(REAL[:4], 5) is None
+    assert history_needed("highest", 20) == 20 and history_needed("lowest", 7) == 7
+
+
+def test_a_series_gives_highest_and_lowest_of_its_closed_candles_only() -> None:
+    series = CandleSeries("BTC-USDT", "1h", keep=10)
+    history = [candle(h, "100", high=str(100 + h), low=str(100 - h)) for h in range(3)]
+    series.load(history, at(3.5))
+    series.update(candle(3, "100", high="500", low="1"), at(3.5))  # still open: not counted
+    leaf = M.Indicator("BTC-USDT", "highest", 3, "1h")
+    assert series.value_of(leaf) == Decimal(102)
+    assert series.value_of(leaf._replace(kind="lowest")) == Decimal(98)

@@ -1,4 +1,5 @@
-"""`rules-engine lint PATH... [--format text|json|github] [--symbols FILE | --fetch-symbols]`.
+"""`rules-engine lint PATH... [--format text|json|github] [--symbols FILE | --fetch-symbols]
+[--tickers FILE] [--config FILE] [--max-order-value AMOUNT]`.
 
 Exit 0 when there are no errors (warnings allowed), 1 when there are, 2 for a usage or IO
 error (a path that does not exist, a symbols file that cannot be read, a failed fetch).
@@ -7,9 +8,11 @@ error (a path that does not exist, a symbols file that cannot be read, a failed 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -17,9 +20,16 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from rules_engine.compiler import Compiler, MarketSnapshot, shipped_symbols
+from rules_engine.compiler import Compiler, MarketSnapshot, SafetyLimits, shipped_symbols
 from rules_engine.core.symbols import SymbolDataError, SymbolTable, parse_symbols_reply
-from rules_engine.dsl import Severity, SourceFile, format_github, format_json, format_text
+from rules_engine.dsl import (
+    Severity,
+    SourceFile,
+    apply_fixes,
+    format_github,
+    format_json,
+    format_text,
+)
 from rules_engine.runtime._reload import rule_files_in
 
 __all__ = ["register", "run_lint"]
@@ -53,7 +63,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a saved /api/v1/market/allTickers reply: warns about limit prices far from market",
     )
     parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the watcher's TOML config: its [risk] limits count as bounds in the safety checks",
+    )
+    parser.add_argument(
+        "--max-order-value",
+        metavar="AMOUNT",
+        help="warn (W702) about an order worth more than AMOUNT of its quote currency",
+    )
+    parser.add_argument(
         "--exchange-url", default=DEFAULT_EXCHANGE, help="REST base URL for --fetch-symbols"
+    )
+    parser.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the fixes that are certain (look-alike characters, keyword case and "
+        "spelling with one candidate, a missing ':', unindented clauses) and write the files",
+    )
+    parser.add_argument(
+        "--diff",
+        action="store_true",
+        help="show the fixes --fix would apply as a unified diff, and write nothing "
+        "(exit 1 when there is one)",
     )
     parser.add_argument(
         "-v",
@@ -81,7 +113,13 @@ def run_lint(args: argparse.Namespace) -> int:
             sources.append(SourceFile.read(path, display=str(path)))
         except OSError as err:
             raise LintUsageError(f"cannot read {path}: {err.strerror or err}") from None
-    program = Compiler(symbols, market).compile(sources)
+    compiler = Compiler(symbols, market, _limits(args))
+    if args.fix or args.diff:
+        fixed, count = _fixed(compiler, sources)
+        if args.diff:
+            return _show_diff(sources, fixed, count)
+        sources = _write_fixed(sources, fixed, count)
+    program = compiler.compile(sources)
     diags = program.diagnostics
     if args.format == "json":
         print(format_json(diags))
@@ -102,6 +140,66 @@ def run_lint(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_ERRORS if errors else EXIT_OK
+
+
+_FIX_ROUNDS = 10  # a fix can reveal the next error on its line: lint again, up to this often
+
+
+def _fixed(compiler: Compiler, sources: list[SourceFile]) -> tuple[list[SourceFile], int]:
+    """The sources with every certain fix applied, and how many problems that fixed."""
+    current = list(sources)
+    total = 0
+    for _ in range(_FIX_ROUNDS):
+        program = compiler.compile(current)
+        changed = False
+        for i, source in enumerate(current):
+            if source.had_bad_bytes:
+                continue  # writing it back would replace its bad bytes: fix those first
+            mine = [d for d in program.diagnostics if d.path == source.path]
+            text, count = apply_fixes(source.text, mine)
+            if count and text != source.text:
+                current[i] = SourceFile(source.path, text, bom=source.bom)
+                total += count
+                changed = True
+        if not changed:
+            break
+    return current, total
+
+
+def _show_diff(before: list[SourceFile], after: list[SourceFile], count: int) -> int:
+    changed = 0
+    for old, new in zip(before, after, strict=True):
+        if old.text == new.text:
+            continue
+        changed += 1
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                old.text.splitlines(keepends=True),
+                new.text.splitlines(keepends=True),
+                fromfile=f"a/{old.path}",
+                tofile=f"b/{new.path}",
+            )
+        )
+    print(f"{count} fix(es) would be applied to {changed} file(s)", file=sys.stderr)
+    return EXIT_ERRORS if changed else EXIT_OK
+
+
+def _write_fixed(
+    before: list[SourceFile], after: list[SourceFile], count: int
+) -> list[SourceFile]:
+    changed = 0
+    for old, new in zip(before, after, strict=True):
+        if old.text == new.text:
+            continue
+        data = (b"\xef\xbb\xbf" if new.bom else b"") + new.text.encode("utf-8")
+        try:
+            Path(new.path).write_bytes(data)
+        except OSError as err:
+            raise LintUsageError(f"cannot write {new.path}: {err.strerror or err}") from None
+        changed += 1
+    if count:
+        print(f"fixed {count} problem(s) in {changed} file(s)", file=sys.stderr)
+    return after
 
 
 def collect_rule_files(paths: list[str]) -> list[Path]:
@@ -157,7 +255,50 @@ def _symbols_and_market(args: argparse.Namespace) -> tuple[SymbolTable, MarketSn
         document = _load_json(args.tickers, "tickers file")
         mtime = datetime.fromtimestamp(os.path.getmtime(args.tickers), UTC)
         market = parse_all_tickers(document, args.tickers, mtime)
+        market = MarketSnapshot(market.last, market.as_of, f"--tickers {args.tickers}")
     return symbols, market
+
+
+def _amount(text: object, where: str) -> Decimal:
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        value = Decimal(0)
+    if not value.is_finite() or value <= 0:
+        raise LintUsageError(f"{where} must be an amount above zero, not {text!r}")
+    return value
+
+
+def _limits(args: argparse.Namespace) -> SafetyLimits:
+    """The risk limits the safety checks count as bounds: `--config`'s [risk] table (only the
+    notional limits are read) and `--max-order-value`, which wins over max_order_notional."""
+    found: dict[str, Decimal] = {}
+    source = ""
+    if getattr(args, "config", None):
+        try:
+            with open(args.config, "rb") as f:
+                document = tomllib.load(f)
+        except OSError as err:
+            reason = err.strerror or err
+            raise LintUsageError(f"cannot read config {args.config}: {reason}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise LintUsageError(f"config {args.config} is not TOML: {err}") from None
+        risk = document.get("risk", {})
+        if not isinstance(risk, dict):
+            raise LintUsageError(f"config {args.config}: [risk] must be a table")
+        for key in ("max_order_notional", "max_rule_notional", "max_daily_notional"):
+            if key in risk:
+                found[key] = _amount(risk[key], f"{args.config}: risk.{key}")
+        source = f"--config {args.config}"
+    if getattr(args, "max_order_value", None):
+        found["max_order_notional"] = _amount(args.max_order_value, "--max-order-value")
+        source = "--max-order-value" if len(found) == 1 else f"{source} and --max-order-value"
+    return SafetyLimits(
+        max_order_notional=found.get("max_order_notional"),
+        max_rule_notional=found.get("max_rule_notional"),
+        max_daily_notional=found.get("max_daily_notional"),
+        source=source,
+    )
 
 
 def parse_all_tickers(document: Any, where: str, fallback: datetime) -> MarketSnapshot:
@@ -237,6 +378,7 @@ def _fetch(base_url: str) -> tuple[SymbolTable, MarketSnapshot | None]:
     market: MarketSnapshot | None
     try:
         market = parse_all_tickers(_get(f"{base}/api/v1/market/allTickers"), base, now)
+        market = MarketSnapshot(market.last, market.as_of, f"the tickers fetched from {base}")
     except LintUsageError:
         market = None
     return symbols, market

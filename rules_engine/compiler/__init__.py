@@ -4,6 +4,7 @@ from rules_engine.compiler import _model as model
 from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler, compile_rule
 from rules_engine.compiler._model import CompiledProgram, CompiledRule
 from rules_engine.compiler._program import Compiler, compile_sources
+from rules_engine.compiler._safety import SafetyLimits
 from rules_engine.compiler._snapshot import shipped_symbols
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Compiler",
     "MarketSnapshot",
     "RuleCompiler",
+    "SafetyLimits",
     "compile_rule",
     "compile_sources",
     "model",

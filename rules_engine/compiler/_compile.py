@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import ClassVar, TypeVar
 
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._analysis import analyse_condition, crosses_atoms
+from rules_engine.compiler._model import MarketSnapshot
+from rules_engine.compiler._safety import bracket_problem
 from rules_engine.compiler._vocab import (
     BOOK_FUNCTIONS,
     DAYS,
@@ -40,14 +41,6 @@ _FAR_FROM_MARKET = Decimal("0.10")  # W602: a literal limit price more than 10% 
 MAX_NESTING = 50  # E009: operators, negations and calls inside one another, in one expression
 MAX_DURATION_S = 36500 * 86400  # E204: a hundred years; longer ones overflow the clock's dates
 MAX_FIRINGS = 1_000_000  # E409
-
-
-@dataclass(frozen=True, slots=True)
-class MarketSnapshot:
-    """Last prices known at lint time (a saved `allTickers` reply), for W602."""
-
-    last: Mapping[str, Decimal]
-    as_of: datetime
 
 
 class _Bad(Exception):
@@ -861,14 +854,19 @@ class RuleCompiler:
             stop = self._value(node.price)
         except _Bad:
             return None
-        if isinstance(stop, M.Const):
-            if not self._check_price(stop.value, node.price, info, "sell", "stop-loss price"):
-                return None
-            if isinstance(price, M.Const) and stop.value >= price.value:
-                self._report(
-                    node.price.span, "E408", "the stop-loss must be below the take-profit price"
-                )
-                return None
+        if isinstance(stop, M.Const) and not self._check_price(
+            stop.value, node.price, info, "sell", "stop-loss price"
+        ):
+            return None
+        problem = bracket_problem(price, stop, info.symbol)
+        if problem is not None:
+            self._report(
+                node.price.span,
+                "E705",
+                f"inverted bracket: {problem}; the take-profit belongs above the entry's fill "
+                "and the stop-loss below it (`at fill_price + 3%`, `stop-loss at fill_price - 2%`)",
+            )
+            return None
         return stop
 
     # ------------------------------------------------------------ lifecycle
@@ -976,6 +974,8 @@ _USAGE = {
     "sma": "sma(n, timeframe), such as sma(200, 1h)",
     "ema": "ema(n, timeframe), such as ema(50, 15m)",
     "rsi": "rsi(n, timeframe), such as rsi(14, 1h)",
+    "highest": "highest(n, timeframe), such as highest(20, 1h)",
+    "lowest": "lowest(n, timeframe), such as lowest(20, 1h)",
     "high": "high(timeframe), such as high(1d)",
     "low": "low(timeframe), such as low(1d)",
     "close": "close(timeframe), such as close(1h)",

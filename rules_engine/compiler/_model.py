@@ -8,6 +8,7 @@ can be shared, hashed and compared, and their `repr` is a normalised text of the
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +34,7 @@ __all__ = [
     "Field",
     "Fill",
     "Indicator",
+    "MarketSnapshot",
     "Negate",
     "Negation",
     "NotifyAction",
@@ -45,6 +47,16 @@ __all__ = [
     "digest",
     "label",
 ]
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """Last prices known at lint time (a saved `allTickers` reply), for W602 and the safety
+    checks; `source` says where they came from in messages."""
+
+    last: Mapping[str, Decimal]
+    as_of: datetime
+    source: str = "the market snapshot"
+
 
 # ------------------------------------------------------------------ values
 
@@ -69,7 +81,8 @@ class Depth(NamedTuple):
 
 
 class Indicator(NamedTuple):
-    """`sma`/`ema`/`rsi` over `period` closed candles of `timeframe`."""
+    """`sma`/`ema`/`rsi` (of closes), `highest`/`lowest` (of highs and lows) over `period`
+    closed candles of `timeframe`."""
 
     symbol: str
     kind: str

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler, _did_you_mean
+from rules_engine.compiler._safety import SafetyLimits, check_file
 from rules_engine.compiler._snapshot import shipped_symbols
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.dsl import Diagnostic, Severity, SourceFile, parse
@@ -33,9 +34,20 @@ class _FileResult:
 class Compiler:
     """Compiles sets of rule files; remembers unchanged files between calls."""
 
-    def __init__(self, symbols: SymbolTable, market: MarketSnapshot | None = None) -> None:
+    def __init__(
+        self,
+        symbols: SymbolTable,
+        market: MarketSnapshot | None = None,
+        limits: SafetyLimits | None = None,
+    ) -> None:
         self.symbols = symbols
         self.market = market
+        self.limits = limits or SafetyLimits()
+        joined: dict[str, str | None] = {}
+        for symbol in symbols:  # BTCUSDT -> BTC-USDT, for E014; ambiguous spellings dropped
+            key = symbol.replace("-", "")
+            joined[key] = None if key in joined else symbol
+        self._joined = {k: v for k, v in joined.items() if v is not None}
         self._files: dict[str, _FileResult] = {}
         self.parses = 0  # how many files were actually parsed (reloads of unchanged files: 0)
 
@@ -45,19 +57,22 @@ class Compiler:
         if cached is not None and cached.digest == digest:
             return cached
         self.parses += 1
-        parsed = parse(source)
+        parsed = parse(source, self._joined)
         compiler = RuleCompiler(source, self.symbols, self.market)
         rules = []
+        pairs = []
         with gc_paused():  # everything built here survives: a collection would find nothing
             for node in parsed.rules:
                 rule = compiler.compile(node)
                 if rule is not None:
                     rules.append(rule)
+                    pairs.append((node, rule))
+            safety = check_file(source, pairs, self.symbols, self.market, self.limits)
         result = _FileResult(
             digest,
             tuple(parsed.rules),
             tuple(rules),
-            tuple(parsed.diagnostics) + tuple(compiler.diagnostics),
+            tuple(parsed.diagnostics) + tuple(compiler.diagnostics) + tuple(safety),
             parsed.broken_names,
         )
         self._files[source.path] = result
@@ -199,8 +214,9 @@ def compile_sources(
     sources: Sequence[SourceFile],
     symbols: SymbolTable | None = None,
     market: MarketSnapshot | None = None,
+    limits: SafetyLimits | None = None,
 ) -> M.CompiledProgram:
     """Parse, compile and check `sources` together (the shipped symbols snapshot by default)."""
     if symbols is None:
         symbols = shipped_symbols()
-    return Compiler(symbols, market).compile(sources)
+    return Compiler(symbols, market, limits).compile(sources)

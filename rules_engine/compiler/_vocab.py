@@ -24,7 +24,7 @@ FIELDS = frozenset(
 PERCENT_FIELDS = frozenset(["spread", "change"])
 FILL_NAMES = frozenset(["fill_price", "filled_size"])
 BOOK_FUNCTIONS = frozenset(["bid_depth", "ask_depth"])
-INDICATORS = frozenset(["sma", "ema", "rsi"])
+INDICATORS = frozenset(["sma", "ema", "rsi", "highest", "lowest"])
 CANDLE_FUNCTIONS = frozenset(["high", "low", "close"])
 FUNCTIONS = BOOK_FUNCTIONS | INDICATORS | CANDLE_FUNCTIONS
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
@@ -80,6 +80,6 @@ def domain_of(kind: str, name: str) -> Domain:
         return RSI
     if name in ("bid_depth", "ask_depth", "filled_size"):
         return NON_NEGATIVE
-    if name in ("sma", "ema", "high", "low", "close", "fill_price"):
+    if name in ("sma", "ema", "highest", "lowest", "high", "low", "close", "fill_price"):
         return POSITIVE
     return ANY

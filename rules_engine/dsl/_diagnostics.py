@@ -15,7 +15,7 @@ from typing import NamedTuple
 from rules_engine.dsl._source import SourceFile
 from rules_engine.dsl.ast import Span
 
-__all__ = ["Diagnostic", "Severity", "format_github", "format_json", "format_text"]
+__all__ = ["Diagnostic", "Edit", "Severity", "format_github", "format_json", "format_text"]
 
 
 class Severity(enum.Enum):
@@ -24,12 +24,20 @@ class Severity(enum.Enum):
     NOTE = "note"
 
 
+class Edit(NamedTuple):
+    """Replace the text of `span` (on one line; empty to insert) with `text`."""
+
+    span: Span
+    text: str
+
+
 class Diagnostic(NamedTuple):
     path: str
     span: Span
     code: str
     severity: Severity
     message: str
+    fix: tuple[Edit, ...] = ()  # a certain fix (`rules-engine lint --fix`), or none
 
     @property
     def is_error(self) -> bool:
@@ -39,7 +47,7 @@ class Diagnostic(NamedTuple):
         return (self.path, self.span.line, self.span.column, self.code)
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "path": self.path,
             "line": self.span.line,
             "column": self.span.column,
@@ -49,6 +57,13 @@ class Diagnostic(NamedTuple):
             "severity": self.severity.value,
             "message": self.message,
         }
+        if self.fix:
+            found["fix"] = [
+                {"line": e.span.line, "column": e.span.column, "end_column": e.span.end_column,
+                 "text": e.text}
+                for e in self.fix
+            ]
+        return found
 
 
 def _caret(source: SourceFile | None, diag: Diagnostic) -> list[str]:

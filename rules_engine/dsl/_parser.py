@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
@@ -21,6 +21,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from rules_engine.dsl import ast as A
 from rules_engine.dsl._diagnostics import Diagnostic, Severity
+from rules_engine.dsl._hints import lookalikes, missing_colon, token_hint, unindented_clauses
 from rules_engine.dsl._lexer import FastLexer
 from rules_engine.dsl._source import REPLACEMENT, SourceFile
 
@@ -422,7 +423,7 @@ class ParseResult(NamedTuple):
     broken_names: frozenset[str]
 
 
-def parse(source: SourceFile) -> ParseResult:
+def parse(source: SourceFile, joined_symbols: Mapping[str, str] | None = None) -> ParseResult:
     """Parse one file. Broken lines become diagnostics; the rules that parsed are returned.
 
     The whole file is parsed in one call when it is valid. After a syntax error, the complete
@@ -435,7 +436,9 @@ def parse(source: SourceFile) -> ParseResult:
     rules: list[A.RuleNode] = []
     broken: set[str] = set()
     parser = _parser()
-    text = source.text
+    found, text = lookalikes(source)  # parsed as the characters they stand for
+    diagnostics.extend(found)
+    joined = joined_symbols or {}
     chunk = text
     resumed = 0  # the line parsing last resumed after
     with gc_paused():
@@ -444,13 +447,15 @@ def parse(source: SourceFile) -> ParseResult:
                 _keep(rules, _run(parser, chunk), source.path)
                 break
             except UnexpectedInput as err:
-                diagnostic = _syntax_diagnostic(source, err)
+                diagnostic = _syntax_diagnostic(source, err, joined)
                 if diagnostic not in diagnostics:
                     diagnostics.append(diagnostic)
                 lines = chunk.split("\n")
                 # An error at or above the resumed line is one the placeholder header met
                 # (the resumed line itself broke): move on past it, so parsing always ends.
                 bad = max(_broken_line(err, len(lines)), resumed + 1)
+                if diagnostic.code == "E015":  # the unindented clauses were reported once
+                    bad = max(bad, diagnostic.span.end_line)
                 resumed = bad
                 start = _item_start(lines, bad)
                 broken.update(_HEADER_RE.findall("\n".join(lines[start - 1 : bad])))
@@ -577,7 +582,21 @@ def _describe_token(tok: Token) -> str:
     return repr(str(tok))
 
 
-def _syntax_diagnostic(source: SourceFile, err: UnexpectedInput) -> Diagnostic:
+def _expected_words(expected: list[str]) -> set[str]:
+    """The keywords (and SYMBOL, when a symbol may come) among expected terminals."""
+    words = {"SYMBOL"} if "SYMBOL" in expected else set()
+    lark = _parser()
+    for name in expected:
+        with suppress(KeyError):
+            pattern = lark.get_terminal(name).pattern
+            if pattern.type == "str" and pattern.value[:1].isalpha():
+                words.add(pattern.value)
+    return words
+
+
+def _syntax_diagnostic(
+    source: SourceFile, err: UnexpectedInput, joined: Mapping[str, str]
+) -> Diagnostic:
     line = getattr(err, "line", 1) or 1
     column = getattr(err, "column", 1) or 1
     if isinstance(err, UnexpectedCharacters):
@@ -610,6 +629,17 @@ def _syntax_diagnostic(source: SourceFile, err: UnexpectedInput) -> Diagnostic:
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     expected = sorted(err.expected)
+    if tok.type == "_NL_IND" and "COLON" in expected:
+        return missing_colon(source, tok.line or line)
+    if tok.type == "_NL" and "_NL_IND" in expected:
+        once = unindented_clauses(
+            source, tok.line or line, lambda text: _HEADER_RE.match(text) is not None
+        )
+        if once is not None:
+            return once
+    hinted = token_hint(source, tok, _expected_words(expected), joined)
+    if hinted is not None:
+        return hinted
     if tok.type == "_NL_IND":
         # Report at the indented line itself, not at the break before it.
         where = _indented_line(source, tok)

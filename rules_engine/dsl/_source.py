@@ -17,14 +17,19 @@ class SourceFile:
     path: str
     text: str
     had_bad_bytes: bool = False
+    bom: bool = False  # the file began with a UTF-8 byte-order mark (not part of `text`)
     _lines: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @staticmethod
     def from_bytes(path: str, data: bytes) -> SourceFile:
+        bom = data.startswith(b"\xef\xbb\xbf")  # editors on Windows write one: accepted
+        if bom:
+            data = data[3:]
         try:
-            return SourceFile(path, data.decode("utf-8"))
+            return SourceFile(path, data.decode("utf-8"), bom=bom)
         except UnicodeDecodeError:
-            return SourceFile(path, data.decode("utf-8", errors="replace"), had_bad_bytes=True)
+            text = data.decode("utf-8", errors="replace")
+            return SourceFile(path, text, had_bad_bytes=True, bom=bom)
 
     @staticmethod
     def read(path: Path, display: str | None = None) -> SourceFile:

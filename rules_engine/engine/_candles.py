@@ -85,7 +85,9 @@ __all__ = [
     "Change",
     "Timeframe",
     "ema",
+    "highest",
     "history_needed",
+    "lowest",
     "rsi",
     "sma",
 ]
@@ -109,7 +111,8 @@ TIMEFRAME_TYPES: Mapping[str, Timeframe] = MappingProxyType(
     }
 )
 
-INDICATOR_KINDS = frozenset({"sma", "ema", "rsi"})
+INDICATOR_KINDS = frozenset({"sma", "ema", "rsi", "highest", "lowest"})
+EXTREME_KINDS = frozenset({"highest", "lowest"})  # over candles' highs and lows, not closes
 FIELD_KINDS = frozenset({"high", "low", "close"})
 
 SEED_WEIGHT = Fraction(1, 1000)  # the most the seed of an EMA or RSI may weigh in its value
@@ -159,7 +162,8 @@ def _decay_steps(keep: Fraction) -> int:
 def history_needed(kind: str, period: int | None = None) -> int:
     """How many closed candles the value of `kind` (with `period` for an indicator) needs.
 
-    sma(n): n. ema(n): n, plus the closes after the seed that bring its weight to 0.1%.
+    sma(n), highest(n), lowest(n): n.
+    ema(n): n, plus the closes after the seed that bring its weight to 0.1%.
     rsi(n): n + 1 (n changes for the seed), plus the changes that bring its weight to 0.1%.
     high, low, close: 1 (they take no period).
     """
@@ -172,7 +176,7 @@ def history_needed(kind: str, period: int | None = None) -> int:
     if period is None:
         raise ValueError(f"{kind} needs a period")
     _check_period(period)
-    if kind == "sma":
+    if kind == "sma" or kind in EXTREME_KINDS:
         return period
     if kind == "ema":
         return period + _decay_steps(Fraction(period - 1, period + 1))
@@ -243,6 +247,22 @@ def rsi(closes: Sequence[Decimal], n: int) -> Decimal | None:
         else:
             result = _HUNDRED - _HUNDRED / (1 + gain / loss)
         return result.quantize(RSI_QUANTUM)
+
+
+def highest(candles: Sequence[Candle], n: int) -> Decimal | None:
+    """The highest high of the last `n` closed candles, or None with fewer than `n`."""
+    _check_period(n)
+    if len(candles) < n:
+        return None
+    return max(c.high for c in candles[len(candles) - n :])
+
+
+def lowest(candles: Sequence[Candle], n: int) -> Decimal | None:
+    """The lowest low of the last `n` closed candles, or None with fewer than `n`."""
+    _check_period(n)
+    if len(candles) < n:
+        return None
+    return min(c.low for c in candles[len(candles) - n :])
 
 
 _INDICATORS: Mapping[str, Callable[[Sequence[Decimal], int], Decimal | None]] = {
@@ -329,6 +349,11 @@ class CandleSeries:
         result: Decimal | None
         if kind in FIELD_KINDS:
             result = getattr(self._closed[-1], kind) if self._closed else None
+        elif kind in EXTREME_KINDS:
+            assert period is not None
+            start = max(0, len(self._closed) - need)
+            window = list(islice(self._closed, start, None))
+            result = (highest if kind == "highest" else lowest)(window, period)
         else:
             assert period is not None  # history_needed checked it
             start = max(0, len(self._closed) - need)
