@@ -292,8 +292,6 @@ async def test_an_inverted_bracket_blocks_its_entry_before_anything_is_sent(
         assert orders == []
 
 
-@pytest.mark.xfail(strict=True, reason="lint does not yet report a bracket inverted in its "
-                   "text (issue 12 item 7; the language work of issue 15 adds it)")
 def test_lint_reports_a_bracket_inverted_in_its_text_as_an_error(tmp_path: Path) -> None:
     path = tmp_path / "inverted.rules"
     path.write_text("rule entry on BTC-USDT:\n    when ask < 60000\n"
