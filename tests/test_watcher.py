@@ -744,7 +744,8 @@ async def test_halt_keeps_a_trailing_stop_and_halt_all_cancels_it(tmp_path: Path
         assert await cli("halt", "--all", "--db", r.db) == 0
         await until(lambda: not r.watcher.held)
         store = r.store()
-        assert [o.status for o in store.orders()] == ["canceled"]
+        # The order table: a held order cancelled never reached the exchange (not placed).
+        assert [o.status for o in store.orders()] == ["not_placed"]
         assert [f.status for f in store.firings()] == ["done"]
         store.close()
         assert r.orders() == []
@@ -815,7 +816,7 @@ async def test_bracket_legs_racing_in_one_update_never_sell_more_than_the_positi
         store = r.store()
         [row] = [o for o in store.orders() if o.client_oid == leg.oid]
         store.close()
-        assert row.status == "canceled"
+        assert row.status == "not_placed"  # dropped while held: it never reached the exchange
 
 
 async def test_a_stop_loss_already_on_the_exchange_at_a_restart_is_tracked_not_triggered(
@@ -986,7 +987,7 @@ async def test_cancel_after_cancels_a_trailing_stop_still_held(tmp_path: Path) -
         clock.advance(600_000)
         await until(lambda: not r.watcher.held and not r.watcher.tracked, 5)
         store = r.store()
-        assert [o.status for o in store.orders()] == ["canceled"]
+        assert [o.status for o in store.orders()] == ["not_placed"]  # held: never sent
         assert [f.status for f in store.firings()] == ["done"]
         store.close()
         assert r.orders() == []  # it never reached the exchange
