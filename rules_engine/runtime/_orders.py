@@ -81,6 +81,7 @@ FIRING_MOVES = {
        for b in ("open", "cancel_requested", "filled", "canceled")},
 }
 _UNPROVEN = ("pending", "unknown")
+_REPLIES = frozenset({"acknowledged", "refused", "unknown", "not_sent"})  # a send's replies
 
 
 @dataclass
@@ -200,8 +201,14 @@ class OrderManager:
         before, after = tracked.record, transition.record
         if transition.anomaly is not None:
             anomaly = transition.anomaly
-            self.ctx.event("order.anomaly", {"event": anomaly.event, "status": anomaly.status,
-                                             "why": anomaly.why}, oid=tracked.oid)
+            if anomaly.event in _REPLIES:  # the order channel was faster than the reply
+                self.ctx.event("order.reply_after_ack", {"reply": anomaly.event,
+                                                         "status": anomaly.status},
+                               oid=tracked.oid)
+            else:
+                self.ctx.event("order.anomaly", {"what": anomaly.event,
+                                                 "status": anomaly.status,
+                                                 "why": anomaly.why}, oid=tracked.oid)
         commands = transition.commands
         tracked.record = after  # the rule side reads the order as the table left it
         steps = []
@@ -338,10 +345,8 @@ class OrderManager:
         self.check_fence()
         outcome = await self.ctx.venue.place(tracked.body, tracked.family)
         action = outcome.action
-        if tracked.status != "pending":
-            # The exchange already showed the order (the order channel was faster than the
-            # reply): this reply, even a timeout, changes nothing.
-            self.ctx.event("order.reply_after_ack", {"reply": action.name}, oid=tracked.oid)
+        # A reply after the exchange already showed the order (the order channel was
+        # faster) changes nothing, even a timeout: the table says so (`reply_after_ack`).
         event: TableEvent
         if action is Action.OK and isinstance(outcome.data, dict):
             exchange_id = str(outcome.data.get("orderId") or outcome.data.get("id") or "")
