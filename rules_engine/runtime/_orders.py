@@ -298,8 +298,11 @@ class OrderManager:
 
     def _schedule(self, command: Schedule, now: datetime) -> None:
         """A `cancel after` falls due on the watcher's clock; a retry (a lookup, a cancel
-        asked again) after its wait in real time, seen by the table at its due time."""
+        asked again) after its wait in real time (a lookup: the table's interval or
+        `resolve_interval_s`, the longer), seen by the table at its due time or later."""
         wait = max((command.at - now).total_seconds(), 0.0)
+        if command.why == "look up":  # `resolve_interval_s` may ask for a longer one
+            wait = max(wait, self.ctx.config.resolve_interval_s)
         due = 0.0 if command.why == "cancel after" else time.monotonic() + wait
         heapq.heappush(self._timers, (due, next(self._seq), command.client_oid, command.why,
                                       command.at))
