@@ -134,7 +134,10 @@ class HeldOrders:
             return  # never on stale data
         for leg in [g for g in self.legs.values() if g.symbol == symbol and not g.busy]:
             tracked = self.orders.tracked.get(leg.oid)
-            if tracked is None or tracked.status not in ("held", "not_placed"):
+            if tracked is None:  # cancelled while it waited: nothing more to trigger
+                self.legs.pop(leg.oid, None)
+                continue
+            if tracked.status not in ("held", "not_placed"):
                 continue  # on the exchange already: the table follows it
             if last <= leg.trigger if leg.side == "sell" else last >= leg.trigger:
                 leg.busy = True

@@ -63,9 +63,10 @@ from rules_engine.engine._order_types import (
     Unknown,
 )
 from rules_engine.engine._order_types import OrderEvent as TableEvent
+from rules_engine.engine._order_types import StorageFailed as WriteFailed
 from rules_engine.engine._risk import Exposure
 from rules_engine.runtime._context import Context, LeaseLostError
-from rules_engine.store import StateRow
+from rules_engine.store import StateRow, StorageFailed
 
 __all__ = ["FIRING_MOVES", "OrderManager", "Pending", "Step", "Tracked", "done_status"]
 
@@ -221,7 +222,14 @@ class OrderManager:
         self._index(tracked)
         for command in commands:
             if isinstance(command, Record) and not recorded:
-                self._save(tracked, before, command, now, steps)
+                try:
+                    self._save(tracked, before, command, now, steps)
+                except StorageFailed as err:  # nothing after an unwritten `Record`
+                    tracked.record = before
+                    for stop in apply(before, WriteFailed(str(err)), now).commands:
+                        if isinstance(stop, StopWatcher):
+                            self.ctx.fail(stop.reason)
+                    raise
         calls: list[Coroutine[Any, Any, None]] = []
         for command in commands:
             if isinstance(command, Send):
@@ -255,7 +263,7 @@ class OrderManager:
             self.pending[key] = tracked
         elif self.pending.get(key) is tracked:
             del self.pending[key]
-        keep = not record.final and (record.status != "not_placed" or (
+        keep = not record.final or (record.status == "not_placed" and (
             record.held_as == "stop-loss" and not record.cancel))
         if not keep:
             self.tracked.pop(tracked.oid, None)
