@@ -501,7 +501,8 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
             status_events[e.client_oid].append(e.kind.split(".", 1)[1])
         if e.client_oid and e.kind in ("order.open", "order.filled", "order.canceled",
                                        "order.refused", "order.not_placed", "order.pending",
-                                       "order.held"):
+                                       "order.held", "order.unknown", "order.cancel_requested",
+                                       "order.vanished"):
             order_events[e.client_oid].append(e.kind.split(".", 1)[1])
     statuses: Counter[str] = Counter()
     for firing in store.firings:
@@ -553,7 +554,8 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
             out.add("lost", f"order {oid} is {row.status} but its last order event is "
                     f"{history[-1] if history else 'none'}")
         if not there:
-            if row.status in ("open", "filled", "canceled") and row.order_type not in HELD_TYPES:
+            if row.status in ("open", "cancel_requested", "filled", "canceled") and (
+                    row.order_type not in HELD_TYPES):
                 out.add("lost", f"order {oid} is {row.status} in the store but not on the "
                         "exchange")
             continue

@@ -410,6 +410,17 @@ def test_a_stop_loss_proven_absent_waits_for_its_trigger_again() -> None:
     assert kinds(apply(t.record, Trigger(D("2"), s(30)), s(20))) == ["Record", "Send"]
 
 
+def test_a_cancel_or_halt_all_ends_the_wait_of_a_stop_loss_proven_absent() -> None:
+    waiting = apply(new("unknown", held_as="stop-loss"), Resolved(placed=False), s(1)).record
+    for event in (CancelAsked("cancel all"), Halt(everything=True)):
+        t = apply(waiting, event, s(2))
+        assert t.anomaly is None and kinds(t) == ["Record"]  # the cancel is persisted
+        assert t.record.status == "not_placed" and t.record.cancel
+        assert apply(t.record, Trigger(D("2"), s(30)), s(20)).commands == ()  # never sent
+    kept = apply(waiting, Halt(everything=False), s(2))  # a plain halt keeps protection
+    assert kept.record == waiting and kept.commands == ()
+
+
 def test_storage_failure_stops_and_keeps_the_record() -> None:
     r = new("open")
     t = apply(r, StorageFailed("disk full"), s(1))

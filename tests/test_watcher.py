@@ -744,7 +744,8 @@ async def test_halt_keeps_a_trailing_stop_and_halt_all_cancels_it(tmp_path: Path
         assert await cli("halt", "--all", "--db", r.db) == 0
         await until(lambda: not r.watcher.held)
         store = r.store()
-        assert [o.status for o in store.orders()] == ["canceled"]
+        # The order table: a held order cancelled never reached the exchange (not placed).
+        assert [o.status for o in store.orders()] == ["not_placed"]
         assert [f.status for f in store.firings()] == ["done"]
         store.close()
         assert r.orders() == []
@@ -815,7 +816,38 @@ async def test_bracket_legs_racing_in_one_update_never_sell_more_than_the_positi
         store = r.store()
         [row] = [o for o in store.orders() if o.client_oid == leg.oid]
         store.close()
-        assert row.status == "canceled"
+        assert row.status == "not_placed"  # dropped while held: it never reached the exchange
+
+
+async def test_a_stop_loss_sale_proven_never_placed_is_sent_again_once_at_its_next_trigger(
+    tmp_path: Path,
+) -> None:
+    """The order table keeps a bracket's stop-loss whose sale the exchange proved absent
+    waiting in not_placed: the next price past its trigger sends it again, same clientOid."""
+    clock = moved_clock()
+    async with venue(clock=clock) as v, watch(v, tmp_path, BRACKET) as r:
+        leg, tp = await bracket_placed(r)
+        api = Sandbox(v.url, v.state, v.http)  # the take-profit cancelled by hand first
+        await api.ok("DELETE", f"/api/v1/hf/orders/client-order/{tp.req.client_oid}",
+                     params={"symbol": SYMBOL})
+        await until(lambda: tp.req.client_oid not in r.watcher.tracked, 5)
+        await r.admin("faults", {"http_5xx": True})  # the stop-loss's sale: a 503
+        r.push("56990", "57000", trade="56995")
+        await until(lambda: any(p.unknown for p in r.watcher.pending.values()), 5)
+        await r.admin("faults", {"http_5xx": False})
+        clock.advance(2_500)  # past the HF deadline: two lookups prove it absent
+        await until(lambda: not r.watcher.pending and
+                    r.watcher.tracked[leg.oid].status == "not_placed", 10)
+        assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []
+        r.push("58990", "59000", trade="58995")  # back above its trigger...
+        r.push("56890", "56900", trade="56895")  # ...and through it again
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 10)
+        [sale] = [o for o in r.orders() if o.req.client_oid == leg.oid]
+        assert sale.req.type == "market" and sale.deal_size == D("0.002")
+        store = r.store()
+        [row] = [o for o in store.orders() if o.client_oid == leg.oid]
+        store.close()
+        assert row.status == "filled"
 
 
 async def test_a_stop_loss_already_on_the_exchange_at_a_restart_is_tracked_not_triggered(
@@ -986,7 +1018,7 @@ async def test_cancel_after_cancels_a_trailing_stop_still_held(tmp_path: Path) -
         clock.advance(600_000)
         await until(lambda: not r.watcher.held and not r.watcher.tracked, 5)
         store = r.store()
-        assert [o.status for o in store.orders()] == ["canceled"]
+        assert [o.status for o in store.orders()] == ["not_placed"]  # held: never sent
         assert [f.status for f in store.firings()] == ["done"]
         store.close()
         assert r.orders() == []  # it never reached the exchange

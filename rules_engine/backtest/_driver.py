@@ -215,7 +215,7 @@ class _Driver:
         firing."""
         firing = self.watcher.firing
         times = [t for t in (self.watcher.rules.timers.earliest(),
-                             firing.cancels[0][0] if firing.cancels else None,
+                             self.watcher.orders.next_cancel_after(),
                              min(firing.deferred.values()) if firing.deferred else None)
                  if t is not None]
         return min(times) if times else None
@@ -226,12 +226,8 @@ class _Driver:
         now = self._now()
         await w.jobs.clock_job()
         await self.drain()
-        if w.orders.cancels:
-            await w.orders.cancel_job()
-            await self.drain()
-        if any(p.unknown for p in w.orders.pending.values()):
-            await w.orders.resolve_job()
-            await self.drain()
+        await w.orders.timer_job()  # cancels asked again, lookups, `cancel after` due
+        await self.drain()
         if time.monotonic() - w.orders.lease_renewed > 1.0:
             await w.jobs.heartbeat_job()
         config = w.ctx.config
@@ -332,7 +328,7 @@ class _Driver:
         symbol = candle.symbol
         w = self.watcher
         if (not self.settings.skip or symbol in never or symbol not in self.last
-                or w.orders.pending or w.orders.cancels or w.held_orders.held
+                or w.orders.pending or w.orders.busy() or w.held_orders.held
                 or w.held_orders.legs):
             return False
         tick = self.table[symbol].price_increment * 2

@@ -19,7 +19,9 @@ States (`OrderRecord.status`)::
 Moves (`STATUS_TRANSITIONS`; the event that makes each in brackets)::
 
     held        -> pending [Trigger] | not_placed [CancelAsked, Halt, TimerDue "cancel after":
-                   dropped, it never reached the exchange]
+                   dropped, it never reached the exchange]; a stop-loss's sale proven not
+                   placed waits in not_placed for its next trigger, and a cancel asked
+                   then (or `halt --all`) ends that wait
     pending     -> unknown [Unknown, Recovered] | refused [Refused]
                  | not_placed [NotSent]
     pending, unknown -> open [Acknowledged, Opened, PartFilled, LookedUp found, Resolved]
@@ -456,8 +458,17 @@ def _on_not_found(record: OrderRecord, event: NotFound, now: datetime) -> _Out:
     return _on_looked_up(record, LookedUp("absent", event.at), now)
 
 
+def _waits_trigger(record: OrderRecord) -> bool:
+    """A bracket's stop-loss whose sale was proven not placed: sent again at its next
+    trigger, unless a cancel was asked."""
+    return record.status == "not_placed" and record.held_as == "stop-loss" and not (
+        record.cancel)
+
+
 def _ask_cancel(record: OrderRecord, event: OrderEvent, reason: str) -> _Out:
     status = record.status
+    if _waits_trigger(record):  # nothing on the exchange: the cancel ends the wait
+        return record._replace(cancel=(reason,)), [], None
     if status in FINAL_STATUSES:
         return _anomaly(record, event, f"nothing to cancel: the order is {status}")
     asked = record._replace(cancel=record.cancel if reason in record.cancel
@@ -475,7 +486,8 @@ def _on_cancel_asked(record: OrderRecord, event: CancelAsked, now: datetime) -> 
 
 
 def _on_halt(record: OrderRecord, event: Halt, now: datetime) -> _Out:
-    if record.final or (record.protective and not event.everything):
+    if (record.final and not _waits_trigger(record)) or (
+            record.protective and not event.everything):
         return record, [], None
     return _ask_cancel(record, event, "halt --all" if event.everything else "halt")
 
@@ -510,8 +522,7 @@ def _on_timer_due(record: OrderRecord, event: TimerDue, now: datetime) -> _Out:
 
 
 def _on_trigger(record: OrderRecord, event: Trigger, now: datetime) -> _Out:
-    if record.status == "held" or (record.status == "not_placed"
-                                   and record.held_as == "stop-loss" and not record.cancel):
+    if record.status == "held" or _waits_trigger(record):
         size = event.size if event.size is not None else record.size
         return _sent(record, event.deadline, size)
     return _anomaly(record, event, "not an order waiting for its trigger")

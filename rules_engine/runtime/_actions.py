@@ -30,10 +30,10 @@ class Actions:
         self._session: aiohttp.ClientSession | None = None
 
     def cancel(self, which: list[Tracked], why: str) -> list[str]:
-        """Cancel each order: engine-held ones at once (nothing on the exchange), the rest
-        asked of the exchange until confirmed. Returns the clientOids asked of it."""
-        rest = self.held.cancel(which, why, self.ctx.now())
-        return self.orders.ask_cancel(rest, why)
+        """Cancel each order, as the order table says: an engine-held one is dropped at
+        once (nothing is on the exchange), the rest asked of the exchange until it shows
+        them final. Returns the clientOids asked."""
+        return self.orders.ask_cancel(which, why)
 
     def cancels(self, rule: CompiledRule, now: datetime) -> None:
         """`cancel all` and `cancel orders of`, chosen among what is tracked now (before the

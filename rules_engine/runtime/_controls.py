@@ -61,16 +61,16 @@ class Controls:
     # ------------------------------------------------------------ the kill switch
 
     def halt_now(self, wanted: dict[str, Any]) -> None:
-        """Stop firing; cancel every open order but protective exits (all with `--all`).
-        Acknowledged at once with the cancels asked, then again as they are confirmed."""
+        """Stop firing; cancel every open order but protective exits (all with `--all`):
+        the order table decides which (an order in flight is cancelled once the exchange
+        shows it). Acknowledged at once with the cancels asked, then again as they are
+        confirmed."""
         self.ctx.halted = wanted
         everything = bool(wanted.get("all"))
-        tracked = list(self.orders.tracked.values())
-        cancel = [t for t in tracked if everything or not self.held.protective(t)]
-        kept = len(tracked) - len(cancel)
-        self.ctx.event("halted", {"all": everything, "cancelling": len(cancel), "kept": kept})
-        self.halt_asked = [t.oid for t in cancel]
-        self.actions.cancel(cancel, "halt" + (" --all" if everything else ""))
+        total = len(self.orders.tracked)
+        self.halt_asked = self.orders.halt(everything)
+        self.ctx.event("halted", {"all": everything, "cancelling": len(self.halt_asked),
+                                  "kept": total - len(self.halt_asked)})
         self.halt_open = None
         self.halt_progress()
 
@@ -86,14 +86,6 @@ class Controls:
         self.ctx.store.acknowledge_halt(str(halted.get("request")), self.ctx.now(), {
             "asked": len(self.halt_asked), "cancelled": len(self.halt_asked) - len(still),
             "open": still, "kept": len(self.orders.tracked) - len(still)})
-
-    def on_acknowledged(self, tracked: Tracked) -> None:
-        """An order acknowledged while halted (it was in flight when the switch was thrown):
-        cancelled as soon as it exists."""
-        halted = self.ctx.halted
-        if halted is not None and (halted.get("all") or not self.held.protective(tracked)):
-            self.halt_asked.append(tracked.oid)
-            self.actions.cancel([tracked], "halt (acknowledged after it)")
 
     def resume_now(self) -> None:
         now = self.ctx.now()
@@ -130,13 +122,7 @@ class Controls:
 
     def resolve_by_hand(self, oid: str, placed: bool) -> None:
         """`rules-engine resolve`: a person settles an order the exchange cannot prove."""
-        now = self.ctx.now()
-        pending = self.orders.pending_for(oid)
-        if pending is not None and pending.unknown:
-            if placed:
-                self.orders.acknowledged(pending, None, now, "settled by a person: placed")
-            else:
-                self.orders.retry(pending, "not_placed", now, "settled by a person: not placed")
+        if self.orders.resolve(oid, placed):
             self.ctx.event("resolved", {"placed": placed}, oid=oid)
         else:
             self.ctx.event("resolve.ignored", {"why": "not an order of unknown outcome"},

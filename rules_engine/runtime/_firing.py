@@ -11,7 +11,6 @@ line) runs after it has been handed over.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -33,13 +32,15 @@ from rules_engine.engine import (
     step,
 )
 from rules_engine.engine import value as value_of
+from rules_engine.engine._lifecycle import place
+from rules_engine.engine._order_types import OrderRecord
 from rules_engine.engine._risk import check, value_order
 from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
-from rules_engine.runtime._orders import OrderManager, Pending, Tracked
+from rules_engine.runtime._orders import OrderManager, Tracked
 from rules_engine.runtime._rules import RuleSet
 from rules_engine.store import IllegalTransition, LeaseLost, client_oid
 
@@ -67,7 +68,6 @@ class Firing:
         self.file_limits = {path: limits.limits()
                             for path, limits in ctx.config.risk_files.items()}
         self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
-        self.cancels: list[tuple[datetime, str]] = []  # `cancel after D`: (due, clientOid)
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
 
@@ -251,30 +251,31 @@ class Firing:
                      "size": leg.size, "funds": None, "status": "held",
                      "filled_size": Decimal(0), "filled_value": Decimal(0),
                      "family": family, "deadline": None},)
+        cancel_at = None if rule.cancel_after_seconds is None else now + timedelta(
+            seconds=rule.cancel_after_seconds)
+        order_row["cancel_at"] = cancel_at
         if not self._commit(identity, number, inputs, intent, order_row, now, again=again,
                             also=also, events=events, legs=legs, held=held):
             return False
-        # The order goes out first; the bookkeeping the send does not need follows it.
-        pending: Pending | None = None
-        if not held:
-            assert body is not None
-            pending = Pending(oid, identity, number, resolved.symbol, family, until,
-                              decision.arm)
-            self.orders.pending[identity] = pending
-            self.ctx.spawn(self.orders.send(pending, body))
-        day = now.date()
+        # The order goes out first (the fenced commit above is `place`'s `Record`); the
+        # bookkeeping the send does not need follows it.
+        family_of = family
+        tracked = Tracked(oid, identity, number, resolved.symbol,
+                          OrderRecord(oid, "", family_of, resolved.side, resolved.size),
+                          value=value, day=now.date(), arm=decision.arm, body=body)
+        self.orders.start(tracked, place(oid, family=family_of, side=resolved.side,
+                                         size=resolved.size, deadline=until,
+                                         held_as="trailing-stop" if held else None,
+                                         cancel_at=cancel_at), recorded=True)
         if leg is not None:
             self.held.legs[leg.oid] = leg
-            self.orders.tracked[leg.oid] = Tracked(leg.oid, identity, number, leg.symbol,
-                                                   family, leg.size, side=leg.side, day=day,
-                                                   counted=False)
-        self.orders.tracked[oid] = Tracked(oid, identity, number, resolved.symbol, family,
-                                           resolved.size, side=resolved.side, value=value,
-                                           day=day)
-        self.orders.exposure.add(identity, day, value)
-        if rule.cancel_after_seconds is not None:
-            heapq.heappush(self.cancels, (now + timedelta(seconds=rule.cancel_after_seconds),
-                                          oid))
+            self.orders.start(
+                Tracked(leg.oid, identity, number, leg.symbol,
+                        OrderRecord(leg.oid, "", family, leg.side, leg.size),
+                        day=now.date(), counted=False, leg=identity),
+                place(leg.oid, family=family, side=leg.side, size=leg.size, deadline=None,
+                      held_as="stop-loss"), recorded=True)
+        self.orders.exposure.add(identity, now.date(), value)
         self.fired += 1
         if held:
             assert resolved.size is not None and resolved.trail is not None

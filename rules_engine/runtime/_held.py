@@ -15,9 +15,11 @@ from typing import Any
 
 from rules_engine.compiler import model as M
 from rules_engine.engine import OrderIntent, deadline, order_body
+from rules_engine.engine._lifecycle import apply
+from rules_engine.engine._order_types import Trigger
 from rules_engine.runtime._context import Context
 from rules_engine.runtime._market import MarketState
-from rules_engine.runtime._orders import OrderManager, Pending, Tracked
+from rules_engine.runtime._orders import OrderManager, Tracked
 
 __all__ = ["Held", "HeldOrders", "Leg"]
 
@@ -62,18 +64,10 @@ class HeldOrders:
         self.held: dict[str, Held] = {}  # trailing stops, by clientOid
         self.legs: dict[str, Leg] = {}  # bracket stop-losses, by their clientOid
 
-    def is_engine_held(self, oid: str) -> bool:
-        """Not on the exchange: a trailing stop, or a stop-loss waiting for its trigger."""
-        leg = self.legs.get(oid)
-        return oid in self.held or (leg is not None and not leg.busy)
-
-    def protective(self, tracked: Tracked) -> bool:
-        """An exit that protects a position: kept by `halt`, cancelled by `halt --all`.
-        KuCoin stop orders that sell, trailing stops, and brackets' stop-losses."""
-        return ((tracked.family == "stop" and tracked.side == "sell")
-                or tracked.oid in self.held or tracked.oid in self.legs)
-
     def on_price(self, symbol: str, now: datetime) -> None:
+        halted = self.ctx.halted
+        if halted is not None and halted.get("all"):
+            return  # `halt --all`: not even protection is sent
         if self.held:
             self._check_held(symbol, now)
         if self.legs:
@@ -99,6 +93,10 @@ class HeldOrders:
                 self._trigger(held, last, stop, now)
 
     def _trigger(self, held: Held, last: Decimal, stop: Decimal, now: datetime) -> None:
+        tracked = self.orders.tracked.get(held.oid)
+        if tracked is None or tracked.status != "held":
+            self.held.pop(held.oid, None)
+            return
         body, until = self.market_order(held.symbol, held.side, held.size, held.oid)
         detail = {"last": str(last), "mark": str(held.mark), "stop": str(stop)}
         self.ctx.store.trigger(
@@ -109,11 +107,11 @@ class HeldOrders:
         )
         self.orders.fenced()
         del self.held[held.oid]
-        pending = Pending(held.oid, held.identity, held.number, held.symbol,
-                          self.ctx.venue.family, until, None)
-        self.orders.pending[held.identity] = pending
+        tracked.body = body
         self.ctx.emit("triggered", {"rule": held.identity, "client_oid": held.oid, **detail})
-        self.ctx.spawn(self.orders.send(pending, body))
+        # The fenced commit above is the trigger's `Record`: the table's `Send` follows.
+        self.orders.start(tracked, apply(tracked.record, Trigger(None, until), now),
+                          recorded=True)
 
     def market_order(self, symbol: str, side: str, size: Decimal,
                      oid: str) -> tuple[dict[str, Any], datetime | None]:
@@ -135,6 +133,12 @@ class HeldOrders:
         if last is None:
             return  # never on stale data
         for leg in [g for g in self.legs.values() if g.symbol == symbol and not g.busy]:
+            tracked = self.orders.tracked.get(leg.oid)
+            if tracked is None:  # cancelled while it waited: nothing more to trigger
+                self.legs.pop(leg.oid, None)
+                continue
+            if tracked.status not in ("held", "not_placed"):
+                continue  # on the exchange already: the table follows it
             if last <= leg.trigger if leg.side == "sell" else last >= leg.trigger:
                 leg.busy = True
                 self.ctx.event("stop_loss.triggered", {"last": str(last),
@@ -150,7 +154,7 @@ class HeldOrders:
             for _ in range(50):
                 if leg.tp_oid not in self.orders.tracked:
                     break
-                await self.orders.cancel_job()
+                await self.orders.timer_job()
                 if leg.tp_oid in self.orders.tracked:
                     await _sleep(self.ctx.stop, 0.1)
             if leg.tp_oid in self.orders.tracked:  # not proven final: never sell beside it
@@ -158,80 +162,68 @@ class HeldOrders:
                 self.ctx.event("stop_loss.waiting", {"why": "the take-profit is not final yet"},
                                oid=leg.oid)
                 return
+        if leg.oid not in self.legs:
+            return  # dropped meanwhile (the take-profit filled the position)
         row = self.ctx.store.order(leg.tp_oid)
         filled = row.filled_size if row is not None else Decimal(0)
         info = self.ctx.symbols[leg.symbol]
         remaining = ((leg.size - filled) / info.base_increment).to_integral_value(
             ROUND_FLOOR) * info.base_increment
-        now = self.ctx.now()
         if remaining <= 0 or remaining < info.base_min_size:
             self.drop_leg(leg, f"nothing left to sell ({filled} of {leg.size} filled by the "
                                "take-profit)" if remaining <= 0 else
-                          f"what is left ({remaining}) is below baseMinSize", now)
+                          f"what is left ({remaining}) is below baseMinSize")
             return
-        await self._send_leg(leg, remaining)
+        self._send_leg(leg, remaining)
 
-    async def _send_leg(self, leg: Leg, size: Decimal) -> None:
+    def _send_leg(self, leg: Leg, size: Decimal) -> None:
+        tracked = self.orders.tracked.get(leg.oid)
+        if tracked is None:
+            self.legs.pop(leg.oid, None)
+            return
         body, until = self.market_order(leg.symbol, leg.side, size, leg.oid)
         now = self.ctx.now()
         self.ctx.store.send_leg(leg.oid, now, size=size, deadline_at=until)
         self.orders.fenced()
-        key = f"{leg.identity}/stop-loss#{leg.number}"
-        pending = Pending(leg.oid, key, leg.number, leg.symbol, self.ctx.venue.family, until,
-                          None, leg=leg.identity)
-        self.orders.pending[key] = pending
+        tracked.body = body
         self.ctx.emit("stop_loss.sent", {"rule": leg.identity, "client_oid": leg.oid,
                                          "size": str(size)})
-        await self.orders.send(pending, body)
+        # The fenced commit above is the trigger's `Record`: the table's `Send` follows.
+        self.orders.start(tracked, apply(tracked.record, Trigger(size, until), now),
+                          recorded=True)
 
-    def drop_leg(self, leg: Leg, why: str, now: datetime) -> None:
+    def drop_leg(self, leg: Leg, why: str) -> None:
+        """A stop-loss that is no longer needed: cancelled (held, it becomes not placed)."""
+        tracked = self.orders.tracked.get(leg.oid)
         self.legs.pop(leg.oid, None)
-        self.orders.tracked.pop(leg.oid, None)
-        self.ctx.store.settle(leg.oid, now, order_to="canceled", payload={"why": why})
+        if tracked is not None:
+            self.orders.ask_cancel([tracked], why)
         self.ctx.emit("stop_loss.dropped", {"rule": leg.identity, "client_oid": leg.oid,
                                             "why": why})
 
-    def leg_refused(self, pending: Pending, reason: str, now: datetime) -> None:
-        """A stop-loss sale refused: a person must look at it."""
-        self.legs.pop(pending.oid, None)
-        self.ctx.store.settle(pending.oid, now, order_to="refused", payload={"reason": reason})
-        self.ctx.event("stop_loss.refused", {"reason": reason}, identity=pending.leg,
-                       oid=pending.oid)
-
-    def leg_absent(self, pending: Pending, status: str, now: datetime) -> None:
-        """A stop-loss sale proven absent: sent again (same clientOid) at the next fresh
-        price at or past its trigger."""
-        self.ctx.store.settle(pending.oid, now, order_to="not_placed", payload={"why": status})
-        leg = self.legs.get(pending.oid)
-        if leg is not None and not self.ctx.stop.is_set():
-            leg.busy = False
-
-    def on_final(self, tracked: Tracked, filled: Decimal, now: datetime) -> None:
-        """An order is final: a take-profit that filled the position ends its stop-loss; a
-        stop-loss's own order ends its bracket."""
-        for leg in [g for g in self.legs.values() if g.tp_oid == tracked.oid and not g.busy]:
-            if filled >= leg.size:
-                self.drop_leg(leg, "the take-profit filled", now)
-        self.legs.pop(tracked.oid, None)
-
-    def cancel(self, which: list[Tracked], why: str, now: datetime) -> list[Tracked]:
-        """Cancel what the engine holds (nothing on the exchange: settled here); the rest
-        is returned for the exchange."""
-        rest = []
-        for tracked in which:
-            leg = self.legs.get(tracked.oid)
-            if leg is not None and not leg.busy:
-                self.drop_leg(leg, why, now)
-            elif tracked.oid in self.held:
-                del self.held[tracked.oid]
-                self.orders.tracked.pop(tracked.oid, None)
-                self.orders.release(tracked, Decimal(0))
-                self.ctx.store.settle(tracked.oid, now, firing_to="done", order_to="canceled",
-                                      payload={"why": why})
-                self.ctx.emit("order.canceled", {"client_oid": tracked.oid, "why": why})
+    def on_end(self, tracked: Tracked, now: datetime) -> None:
+        """An order ended (as the table decided): a take-profit that filled the position
+        ends its stop-loss; a stop-loss's own end ends its bracket (a sale proven not placed
+        waits for its next trigger); a trailing stop dropped is no longer followed."""
+        status = tracked.status
+        if tracked.oid in self.held:
+            del self.held[tracked.oid]
+            if status == "not_placed" and tracked.record.cancel:
+                self.ctx.emit("order.canceled", {"client_oid": tracked.oid,
+                                                 "why": "; ".join(tracked.record.cancel)})
+        leg = self.legs.get(tracked.oid)
+        if leg is not None:
+            if status == "refused":  # a stop-loss sale refused: a person must look at it
+                self.ctx.event("stop_loss.refused", {"reason": "refused by the exchange"},
+                               identity=leg.identity, oid=leg.oid)
+            if status == "not_placed" and not tracked.record.cancel:
+                leg.busy = self.ctx.stop.is_set()  # sent again at the next trigger
             else:
-                rest.append(tracked)
-        return rest
+                self.legs.pop(tracked.oid, None)
+        filled = tracked.record.filled
+        for other in [g for g in self.legs.values() if g.tp_oid == tracked.oid and not g.busy]:
+            if filled >= other.size:
+                self.drop_leg(other, "the take-profit filled")
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

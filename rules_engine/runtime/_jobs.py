@@ -2,11 +2,11 @@
 each, a late run coalesced, a failing one stops the watcher (fail-stop). What a job decides
 uses the watcher's clock (`ctx.now`), so a test clock reaches it too.
 
-    clock        candles that closed, values past their age, timed rules due, `cancel
-                 after` timers due, deferred firings whose window opened
-    cancels      every cancel asked and not confirmed, retried with backoff
+    clock        candles that closed, values past their age, timed rules due, deferred
+                 firings whose window opened
+    order timers the order table's timers due (`cancel after`, a cancel asked again with
+                 backoff, an order of unknown outcome looked up again)
     heartbeat    the lease (a lost lease stops the watcher at once)
-    resolve      lookups of orders of unknown outcome
     poll         open orders over REST while the order channel is down
     reconcile    every open order looked up, even with the channel live (a lost push, an
                  order the exchange forgot)
@@ -18,7 +18,6 @@ uses the watcher's clock (`ctx.now`), so a test clock reaches it too.
 from __future__ import annotations
 
 import asyncio
-import heapq
 from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -51,9 +50,8 @@ class Jobs:
         w = self.w
         every: list[tuple[Callable[[], Any], float, str]] = [
             (self.clock_job, config.clock_interval_s, "clock"),
-            (w.orders.cancel_job, min(config.clock_interval_s, 0.5), "cancels"),
+            (w.orders.timer_job, min(config.clock_interval_s, 0.25), "order timers"),
             (self.heartbeat_job, config.heartbeat_s, "heartbeat"),
-            (w.orders.resolve_job, config.resolve_interval_s, "resolve unknown orders"),
             (self.poll_job, config.poll_interval_s, "poll while the channel is down"),
             (self.reconcile_job, config.reconcile_interval_s, "reconcile"),
             (w.controls.control_job, 0.25, "halt, resume, resolve"),
@@ -111,15 +109,6 @@ class Jobs:
         deferred = w.firing.due(now)
         if deferred:
             w.firing.evaluate(deferred, now)
-        expired = []
-        cancels = w.firing.cancels
-        while cancels and cancels[0][0] <= now:
-            _, oid = heapq.heappop(cancels)
-            tracked = w.orders.tracked.get(oid)
-            if tracked is not None:
-                expired.append(tracked)
-        if expired:  # asked now; the order manager retries each until it is confirmed
-            w.actions.cancel(expired, "cancel after")
 
     async def heartbeat_job(self) -> None:
         try:

@@ -6,8 +6,7 @@ timers are rebuilt from the store.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -15,12 +14,14 @@ from typing import Any
 
 from rules_engine.core.market import OrderState
 from rules_engine.engine import Arm, Fill
+from rules_engine.engine._lifecycle import apply
+from rules_engine.engine._order_types import OrderRecord, Recovered, Transition
 from rules_engine.engine._risk import Exposure
 from rules_engine.ports import PageLike
 from rules_engine.runtime._context import Context
 from rules_engine.runtime._firing import Firing
 from rules_engine.runtime._held import Held, HeldOrders, Leg
-from rules_engine.runtime._orders import OrderManager, Pending, Tracked, done_status
+from rules_engine.runtime._orders import OrderManager, Tracked, done_status
 from rules_engine.runtime._rules import RuleSet
 from rules_engine.store import client_oid
 
@@ -41,90 +42,95 @@ class Recovery:
         self.read = read
 
     async def recover(self) -> None:
+        """Every order the store holds not final, rebuilt as the order table's record and
+        given `Recovered`: the table says what to look up, cancel or schedule; those port
+        calls run here, in order, before any rule is evaluated."""
         now = self.ctx.now()
         store = self.ctx.store
-        family = self.ctx.venue.family
-        for firing in store.open_firings():
-            if firing.client_oid is None or firing.intent is None or firing.status == "held":
-                continue  # a held order is not on the exchange: rebuilt with the orders
-            order = firing.intent
-            pending = Pending(
-                firing.client_oid, firing.identity, firing.number, str(order["symbol"]),
-                str(order.get("family", family)), _parse(order.get("deadline")),
-                _arm_of(firing.inputs),
-            )
-            if firing.status in ("not_sent", "not_placed"):
-                self.firing.again.add((firing.identity, firing.number))
-                self.orders.retry(pending, firing.status, now)  # proven absent: decide again
-                continue
-            pending.unknown = True
-            if firing.status == "sent":
-                store.settle(firing.client_oid, now, firing_to="unknown",
-                             payload={"why": "recovery: the watcher stopped before the reply"})
-            self.orders.pending[firing.identity] = pending
-            await self.orders.look_up(pending)
         rows = store.orders(open_only=True)
         firings = store.firings_by_id({r.firing_id for r in rows if r.firing_id is not None})
-        decided: dict[str, datetime] = {}  # clientOid -> its firing's time (`cancel after`)
+        calls = []
         for row in rows:
             of = firings.get(row.firing_id) if row.firing_id is not None else None
-            owner = of if of is not None and of.client_oid == row.client_oid else None
-            if of is not None and owner is None:
-                if of.client_oid is not None:
-                    self._recover_leg(row, of)  # a bracket's stop-loss, of that firing
+            if of is not None and of.client_oid is None:
                 continue
-            if owner is not None:
-                decided[row.client_oid] = owner.created_at
-            if row.status == "not_placed":
+            leg = of is not None and of.client_oid != row.client_oid  # a bracket's stop-loss
+            tracked = self._tracked(row, of, leg, now)
+            record = tracked.record
+            if record.status == "not_placed":
+                if leg and not record.cancel:
+                    self.orders.tracked[tracked.oid] = tracked  # sent at its next trigger
+                elif not leg and of is not None and not record.cancel and of.status in (
+                        "not_sent", "not_placed"):
+                    self._decide_again(tracked, now)
                 continue
-            if row.status == "held" and owner is not None and row.size is not None:
-                trail = Decimal(str((owner.intent or {}).get("trail", "0")))
-                self.held.held[row.client_oid] = Held(
-                    row.client_oid, owner.identity, owner.number, row.symbol, row.side,
-                    row.size, trail, row.price)
-            self.orders.tracked[row.client_oid] = Tracked(
-                row.client_oid, owner.identity if owner else None,
-                owner.number if owner else None, row.symbol, row.family, row.size,
-                row.exchange_id, row.side,
-            )
-        for oid in list(self.orders.tracked):
-            tracked = self.orders.tracked.get(oid)
-            if tracked is not None and not self.held.is_engine_held(oid) and (
-                    self.orders.pending_for(oid) is None):
-                await self.orders.poll_order(tracked)
-        self._rearm_cancels(decided, now)
-        self.load_exposure(now)
+            if record.cancel_at is not None and record.cancel_at <= now and not record.cancel:
+                self.ctx.event("timer.late", {
+                    "timer": "cancel after", "due": record.cancel_at.isoformat(),
+                    "late_s": round((now - record.cancel_at).total_seconds(), 3)},
+                    oid=tracked.oid)
+            calls.append((tracked, apply(record, Recovered(), now)))
+        self.load_exposure(now, [t for t, _ in calls])
+        for tracked, transition in calls:
+            for call in self.orders.recover(tracked, transition):
+                await call
         await self._adopt_unknown()
         self.ctx.event("recovered", {"pending": len(self.orders.pending),
                                      "open_orders": len(self.orders.tracked)})
 
-    def _recover_leg(self, row: Any, parent: Any) -> None:
-        """A bracket's stop-loss from the store: still held (waiting for its trigger), or
-        proven not placed (sent again at the next price past its trigger), or sent and not
-        settled (unknown: looked up like any order, never sent twice), or on the exchange
-        (acknowledged: tracked and polled like any order, never triggered again)."""
-        if row.size is None:
-            return
-        intent = parent.intent or {}
-        trigger = Decimal(str((intent.get("stop_loss") or {}).get("trigger") or row.price or 0))
-        sent = row.status not in ("held", "not_placed")  # past its trigger: pending or open
-        leg = Leg(row.client_oid, parent.client_oid, parent.identity, parent.number,
-                  row.symbol, row.side, row.size, trigger, busy=sent)
-        self.held.legs[leg.oid] = leg
-        self.orders.tracked[leg.oid] = Tracked(leg.oid, leg.identity, leg.number, leg.symbol,
-                                               row.family, row.size, row.exchange_id,
-                                               row.side, counted=False)
-        if row.status == "pending":
-            key = f"{leg.identity}/stop-loss#{leg.number}"
-            self.orders.pending[key] = Pending(leg.oid, key, leg.number, leg.symbol,
-                                               row.family, row.deadline, None, unknown=True,
-                                               leg=leg.identity)
+    def _tracked(self, row: Any, of: Any, leg: bool, now: datetime) -> Tracked:
+        """A stored order as the manager carries it: the table's record (the persisted
+        fields), its rule and firing, and the engine-held part (a trailing stop's mark, a
+        stop-loss's trigger)."""
+        intent = (of.intent if of is not None else None) or {}
+        held_as = "stop-loss" if leg else "trailing-stop" if intent.get("trail") else None
+        cancel_at = row.cancel_at
+        rule = self.rules.rules.get(of.identity) if of is not None and not leg else None
+        if cancel_at is None and rule is not None and rule.cancel_after_seconds is not None:
+            cancel_at = of.created_at + timedelta(seconds=rule.cancel_after_seconds)
+        deadline = row.deadline
+        if deadline is None and row.status in ("open", "cancel_requested"):
+            # An acknowledged order's deadline has passed once it was seen; a legacy order
+            # has none: the exchange's silence is judged from the order's last change.
+            deadline = row.updated_at + timedelta(seconds=self.ctx.config.request_timeout_s)
+        record = OrderRecord(row.client_oid, row.status, row.family, row.side, row.size,
+                             row.filled_size, row.filled_value, row.exchange_id, deadline,
+                             held_as, cancel_at, tuple(row.cancel or ()))
+        identity = of.identity if of is not None else None
+        number = of.number if of is not None else None
+        if identity is None:
+            owner = self._owner_of(row.client_oid, now)
+            identity, number = owner if owner is not None else (None, None)
+        tracked = Tracked(row.client_oid, identity, number, row.symbol, record,
+                          counted=not leg, arm=_arm_of(of.inputs) if of is not None else None,
+                          leg=identity if leg else None)
+        if leg and of is not None and row.size is not None:
+            trigger = Decimal(str((intent.get("stop_loss") or {}).get("trigger")
+                                  or row.price or 0))
+            self.held.legs[row.client_oid] = Leg(
+                row.client_oid, of.client_oid, of.identity, of.number, row.symbol, row.side,
+                row.size, trigger, busy=row.status not in ("held", "not_placed"))
+        elif held_as and row.status == "held" and row.size is not None and of is not None:
+            self.held.held[row.client_oid] = Held(
+                row.client_oid, of.identity, of.number, row.symbol, row.side, row.size,
+                Decimal(str(intent.get("trail", "0"))), row.price)
+        return tracked
 
-    def load_exposure(self, now: datetime) -> None:
+    def _decide_again(self, tracked: Tracked, now: datetime) -> None:
+        """A firing proven not placed before the restart: decided again, same clientOid."""
+        step = self.orders.retry_hook(tracked, now)
+        if step.rows:
+            self.ctx.store.save_states(list(step.rows), now, list(step.events))
+        if step.then is not None:
+            step.then()
+
+    def load_exposure(self, now: datetime, tracked: list[Tracked] | None = None) -> None:
         """The risk limits' usage, rebuilt from the store: an order not final keeps its full
         value and counts as open; a final one keeps what it traded; one refused, proven not
         placed or vanished, nothing."""
         exposure = Exposure()
+        by_oid = {t.oid: t for t in (tracked if tracked is not None else
+                                     self.orders.tracked.values())}
         rows, times = self.ctx.store.exposure_rows(since=now - timedelta(minutes=1))
         for row in rows:
             if row["client_oid"] in self.held.legs:
@@ -133,37 +139,21 @@ class Recovery:
             if value is None:  # adopted, or written before values were kept
                 value = row["funds"] or ((row["price"] or Decimal(0)) * (row["size"] or 0))
             status = row["status"]
-            is_open = status in ("pending", "open", "held")
+            is_open = status in ("pending", "unknown", "open", "cancel_requested", "held")
             kept = value if is_open else row["filled_value"] if status in (
                 "filled", "canceled") else Decimal(0)
             if row["rule"] is not None and row["at"] is not None:
                 exposure.add(row["rule"], row["at"].date(), kept, is_open=is_open)
             elif is_open:
                 exposure.open_orders += 1
-            tracked = self.orders.tracked.get(row["client_oid"])
-            if tracked is not None:
-                tracked.value = value
-                tracked.day = row["at"].date() if row["at"] is not None else None
+            of = by_oid.get(row["client_oid"])
+            if of is not None:
+                of.value = value
+                of.day = row["at"].date() if row["at"] is not None else None
         for at in times:
             if now - at < timedelta(minutes=1):
                 exposure.fired(at)
         self.orders.exposure = exposure
-
-    def _rearm_cancels(self, decided: Mapping[str, datetime], now: datetime) -> None:
-        """`cancel after D` timers are a pure function of the store: the firing's decision
-        time (`decided`, by clientOid) plus the rule's D, for each order still open. One due
-        while the watcher was down runs at once, and says so."""
-        for tracked in self.orders.tracked.values():
-            rule = self.rules.rules.get(tracked.identity or "")
-            at = decided.get(tracked.oid)
-            if rule is None or rule.cancel_after_seconds is None or at is None:
-                continue
-            due = at + timedelta(seconds=rule.cancel_after_seconds)
-            if due <= now:
-                self.ctx.event("timer.late", {"timer": "cancel after", "due": due.isoformat(),
-                                              "late_s": round((now - due).total_seconds(), 3)},
-                               oid=tracked.oid)
-            heapq.heappush(self.firing.cancels, (due, tracked.oid))
 
     async def _adopt_unknown(self) -> None:
         store = self.ctx.store
@@ -193,9 +183,13 @@ class Recovery:
                     self.ctx.emit("order.adopted", {"client_oid": oid, "status": status,
                                                     "rule": owner[0] if owner else None})
                     if status == "open":
-                        self.orders.tracked[oid] = Tracked(
+                        record = OrderRecord(oid, "open", family, state.side, state.size,
+                                             state.filled_size, state.filled_funds,
+                                             state.order_id)
+                        self.orders.start(Tracked(
                             oid, owner[0] if owner else None, owner[1] if owner else None,
-                            state.symbol, family, state.size, state.order_id, state.side)
+                            state.symbol, record), Transition(record, (), None),
+                            recorded=True)
 
     async def exchange_orders(self, symbol: str, recent_pages: int = 10) -> list[OrderState]:
         """Every active order of `symbol` (all pages), and the most recent done ones (HF: up

@@ -32,7 +32,6 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
@@ -40,6 +39,7 @@ from rules_engine.compiler import CompiledRule
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
+from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
@@ -50,7 +50,7 @@ from rules_engine.runtime._firing import Firing
 from rules_engine.runtime._held import HeldOrders
 from rules_engine.runtime._jobs import Jobs
 from rules_engine.runtime._market import MarketState
-from rules_engine.runtime._orders import OrderManager, Pending, Tracked
+from rules_engine.runtime._orders import OrderManager, Step, Tracked
 from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
@@ -104,8 +104,7 @@ class Watcher:
         self.market = MarketState((), max_age=config.max_age)
         self.rules = RuleSet(rules, self.market)
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
-                                   on_final=self._final, on_acknowledged=self._acknowledged,
-                                   is_engine_held=self._is_engine_held)
+                                   on_final=self._final, on_acknowledged=self._acknowledged)
         self.held_orders = HeldOrders(ctx, self.market, self.orders)
         self.actions = Actions(ctx, self.orders, self.held_orders)
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
@@ -129,7 +128,7 @@ class Watcher:
         return self.rules.states
 
     @property
-    def pending(self) -> dict[str, Pending]:
+    def pending(self) -> dict[str, Tracked]:
         return self.orders.pending
 
     @property
@@ -324,82 +323,76 @@ class Watcher:
         if symbol:
             self.held_orders.on_price(symbol, now)
 
-    def _is_engine_held(self, oid: str) -> bool:
-        return self.held_orders.is_engine_held(oid)
-
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)
 
-    def _acknowledged(self, pending: Pending, now: datetime) -> None:
-        self.rules.schedule(pending.identity, now)
-        tracked = self.orders.tracked.get(pending.oid)
-        if tracked is not None:
-            self.controls.on_acknowledged(tracked)
+    # ------------------------------------------------------------ the rule side's hooks
+    # Each returns what it writes in the order's own commit (`Step`), and what it does
+    # after that commit (`then`): the order table has decided, these only follow.
 
-    def _refused(self, pending: Pending, reason: str, now: datetime) -> None:
-        if pending.leg is not None:
-            self.held_orders.leg_refused(pending, reason, now)
-            return
-        self.rules.block(pending.identity, reason)
-        self.ctx.store.settle(pending.oid, now, firing_to="refused", order_to="refused",
-                              state=self.rules.row(pending.identity),
-                              payload={"reason": reason})
-        self.rules.schedule(pending.identity, now)
-        self.ctx.emit("refused", {"rule": pending.identity, "client_oid": pending.oid,
-                                  "reason": reason})
+    def _acknowledged(self, tracked: Tracked, now: datetime) -> None:
+        if tracked.identity is not None:
+            self.rules.schedule(tracked.identity, now)
 
-    def _retried(self, pending: Pending, status: str, now: datetime) -> None:
+    def _refused(self, tracked: Tracked, command: BlockRule, now: datetime) -> Step:
+        """The exchange refused the order for good: its rule is blocked with the reason."""
+        identity, reason = tracked.identity, command.reason
+        if identity is None or identity not in self.rules.states:
+            return Step()
+        self.rules.block(identity, reason)
+
+        def then() -> None:
+            self.rules.schedule(identity, now)
+            self.ctx.emit("refused", {"rule": identity, "client_oid": tracked.oid,
+                                      "reason": reason})
+
+        return Step((self.rules.row(identity),), (), then)
+
+    def _retried(self, tracked: Tracked, command: RetryFiring, now: datetime) -> Step:
         """Proven not on the exchange: the rule decides the same firing again (same
         clientOid) once its condition holds on fresh data."""
-        if pending.leg is not None:
-            self.held_orders.leg_absent(pending, status, now)
-            return
+        identity, number = tracked.identity, tracked.number
         rules = self.rules
-        state = rules.states.get(pending.identity)
-        row_state = None
-        if state is not None and state.firings == pending.number and state.status in (
-            "done", "cooling", "armed", "waiting"
-        ):
-            rules.states[pending.identity] = retry_firing(state, pending.number, pending.arm)
-            row_state = rules.row(pending.identity)
-            self.firing.again.add((pending.identity, pending.number))
-        firing = self.ctx.store.firing_of(pending.oid)
-        firing_to = (status if firing is not None and firing.status in ("sent", "unknown")
-                     else None)
-        self.ctx.store.settle(pending.oid, now, firing_to=firing_to, order_to="not_placed",
-                              state=row_state, payload={"why": status})
-        rules.schedule(pending.identity, now)
-        rule = rules.rules.get(pending.identity)
-        if row_state is not None and rule is not None and self.ctx.ready.is_set():
-            # Decided again on the values as they are now: no market move needs to select it.
-            self.firing.evaluate([rule], now)
+        state = rules.states.get(identity or "")
+        if identity is None or number is None or state is None or tracked.leg is not None:
+            return Step()
+        if state.firings != number or state.status not in ("done", "cooling", "armed",
+                                                            "waiting"):
+            return Step(then=lambda: rules.schedule(identity, now))
+        rules.states[identity] = retry_firing(state, number, tracked.arm)
+        self.firing.again.add((identity, number))
 
-    def _final(self, tracked: Tracked, status: str, now: datetime, why: str) -> None:
-        """The order is final: its status, and the `after` rules it arms, in one commit."""
+        def then() -> None:
+            rules.schedule(identity, now)
+            rule = rules.rules.get(identity)
+            if rule is not None and self.ctx.ready.is_set():
+                # Decided again on the values as they are now: no market move needs to
+                # select it.
+                self.firing.evaluate([rule], now)
+
+        return Step((rules.row(identity),), (), then)
+
+    def _final(self, tracked: Tracked, command: ArmChildren | None, now: datetime) -> Step:
+        """The order ended (filled, canceled, vanished, refused, not placed): the `after`
+        rules it arms, in its own commit; then what holds on to it (a bracket) lets go."""
         arms: Arms = []
-        if tracked.identity is not None and tracked.number is not None:
-            row = self.ctx.store.order(tracked.oid)
+        if command is not None and tracked.identity is not None and tracked.number is not None:
+            row = self.ctx.store.order(tracked.oid)  # the fills as stored, once per trade
             fill = None
             if row is not None and row.filled_size > 0:
                 fill = Fill(row.filled_value / row.filled_size, row.filled_size)
-                arms += self.rules.arms(tracked.identity, "filled", tracked.number, fill)
-            if status in ("canceled", "vanished"):
-                arms += self.rules.arms(tracked.identity, "canceled", tracked.number, fill)
-        _, final = self.ctx.store.settle(
-            tracked.oid, now, order_to=status, exchange_id=tracked.exchange_id,
-            payload={"why": why} if why else None,
-            also=tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
-            events=tuple(("rule.armed", c.identity, e) for c, _, e in arms))
-        filled = final.filled_value if final is not None else Decimal(0)
-        self.orders.release(tracked, filled)
-        self.ctx.emit(f"order.{status}", {"client_oid": tracked.oid,
-                                          **({"why": why} if why else {})})
-        self.held_orders.on_final(tracked, final.filled_size if final is not None
-                                  else Decimal(0), now)
-        for child, _, detail in arms:
-            self.ctx.emit("rule.armed", {"rule": child.identity, **detail})
-        if arms:
-            self.firing.evaluate(self.rules.armed(arms, now), now)
+            for event in command.events:
+                arms += self.rules.arms(tracked.identity, event, tracked.number, fill)
+
+        def then() -> None:
+            self.held_orders.on_end(tracked, now)
+            for child, _, detail in arms:
+                self.ctx.emit("rule.armed", {"rule": child.identity, **detail})
+            if arms:
+                self.firing.evaluate(self.rules.armed(arms, now), now)
+
+        return Step(tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
+                    tuple(("rule.armed", c.identity, e) for c, _, e in arms), then)
 
     async def apply_reload(self, result: Reloaded) -> None:
         await self.controls.apply_reload(result)
@@ -424,7 +417,7 @@ class Watcher:
             "rules": rules,
             "open_orders": [{"client_oid": t.oid, "symbol": t.symbol, "rule": t.identity,
                              "side": t.side, "size": None if t.size is None else str(t.size),
-                             "cancelling": t.oid in self.orders.cancels}
+                             "status": t.status, "cancelling": bool(t.record.cancel)}
                             for t in self.orders.tracked.values()],
             "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,

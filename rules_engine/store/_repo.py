@@ -36,9 +36,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from rules_engine.engine._lifecycle import STATUS_TRANSITIONS
+from rules_engine.engine._order_types import OrderRecord
 from rules_engine.store import _lease
 from rules_engine.store._failure import StorageFailed, watch_failures
 from rules_engine.store._lease import Fence, LeaseHeld, LeaseLost
+from rules_engine.store._order_rows import move_firing_total, write_order
 from rules_engine.store._schema import (
     Event,
     Fill,
@@ -88,49 +91,13 @@ FIRING_TRANSITIONS = frozenset(
 )
 FINAL_FIRINGS = frozenset({"acknowledged", "refused", "blocked", "done"})
 
-# Orders (the `orders` table), keyed by clientOid and written with the firing's intent:
-#
-#     pending    -> open | filled | canceled | refused | not_placed
-#     open       -> filled | canceled | vanished
-#     vanished   acknowledged once, unknown to the exchange in two lookups after its
-#                deadline (reconciliation): final, its share of the risk limits released;
-#                -> open | filled | canceled if the exchange shows it after all
-#     canceled -> filled         the exchange reports the fill after the cancel: fills are
-#                                money, the exchange's last word wins
-#
-# `settle` is total: a move reported from outside that this table lacks is recorded as an
-# `order.anomaly` (or `firing.anomaly`) event and changes nothing; it never raises.
-#     not_placed -> pending      the same firing sent again, same clientOid
-#     held       -> pending | canceled   an engine-held order (a trailing stop): sent when
-#                                it triggers, or cancelled before
-#     not_placed | canceled -> held    held again with its firing sent again (a canceled
-#                                one only if it never reached the exchange: a bracket's
-#                                stop-loss dropped while its take-profit was unproven)
-#
-# `pending` means "sent or about to be": the exchange has not shown it yet. Partial fills
-# change `filled_size` and `filled_value`, not the status.
-ORDER_TRANSITIONS = frozenset(
-    {
-        ("pending", "open"),
-        ("pending", "filled"),
-        ("pending", "canceled"),
-        ("pending", "refused"),
-        ("pending", "not_placed"),
-        ("open", "filled"),
-        ("open", "canceled"),
-        ("open", "vanished"),
-        ("pending", "vanished"),
-        ("vanished", "open"),
-        ("vanished", "filled"),
-        ("vanished", "canceled"),
-        ("canceled", "filled"),
-        ("not_placed", "pending"),
-        ("held", "pending"),
-        ("held", "canceled"),
-        ("not_placed", "held"),
-        ("canceled", "held"),
-    }
-)
+# Orders (the `orders` table), keyed by clientOid and written with the firing's intent: their
+# statuses and moves are the order table's (`engine/_lifecycle.py`, `STATUS_TRANSITIONS`),
+# which decides every one of them; the watcher writes what it decided with `save_order`.
+# `settle` (the CLI's `resolve` with no watcher running) is total: a move the table lacks is
+# recorded as an `order.anomaly` (or `firing.anomaly`) event and changes nothing. Partial
+# fills change `filled_size` and `filled_value` (`add_fill`), not the status.
+ORDER_TRANSITIONS = STATUS_TRANSITIONS
 FINAL_ORDERS = frozenset({"filled", "canceled", "refused", "vanished"})
 
 
@@ -722,7 +689,7 @@ class Store:
         `order.anomaly` event and the order keeps its status; otherwise it raises."""
         if order.status == to:
             return
-        if to == "open" and order.status not in ("pending", "vanished", "not_placed"):
+        if to == "open" and order.status not in ("pending", "unknown", "not_placed"):
             return  # "it exists" arriving after the exchange already showed more of it
         if (order.status, to) not in ORDER_TRANSITIONS:
             if total:
@@ -805,6 +772,33 @@ class Store:
                     Event(at=now, kind=kind, identity=identity, client_oid=None, payload=extra)
                 )
         return firing, order
+
+    def save_order(
+        self,
+        record: OrderRecord,
+        now: datetime,
+        kind: str,
+        detail: dict[str, Any] | None = None,
+        *,
+        firing_to: str | None = None,
+        also: tuple[StateRow, ...] = (),
+        events: tuple[tuple[str, str, dict[str, Any]], ...] = (),
+    ) -> Order | None:
+        """One `Record` of the order table, in one transaction: the order as the table
+        decided it with its event `kind`, its firing's move (`firing_to`, total), and the
+        rule rows of the same step (`also`, with their `events`: a rule blocked, a firing
+        decided again, `after` rules armed). Returns the order row as written."""
+        detail = detail or {}
+        with self.session() as session, session.begin():
+            move_firing_total(session, record.client_oid, firing_to, now, payload=detail,
+                              transitions=FIRING_TRANSITIONS)
+            order = write_order(session, record, now, kind, detail)
+            for row in also:
+                self._put_state(session, row, now)
+            for what, identity, extra in events:
+                session.add(Event(at=now, kind=what, identity=identity, client_oid=None,
+                                  payload=extra))
+        return order
 
     def adopt_order(self, order: dict[str, Any], now: datetime, reason: str) -> bool:
         """An order of this engine's prefix the store did not know: track it (False when it

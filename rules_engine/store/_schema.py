@@ -157,6 +157,10 @@ class Order(Base):
     family: Mapped[str] = mapped_column(String(8))
     deadline: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # Why a cancel was asked and not yet confirmed (the order table's `cancel`), and when
+    # its `cancel after` falls due: kept so a restart carries on with both.
+    cancel: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    cancel_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Fill(Base):
