@@ -22,12 +22,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from sandbox_support import auth_headers
 
 from rules_engine.sandbox import persist
 from rules_engine.sandbox.config import SandboxConfig
 from rules_engine.sandbox.journal import journal_path, read_journal
 from rules_engine.sandbox.server import build_state
-from tests.sandbox_support import auth_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOL = "BTC-USDT"
@@ -75,7 +75,9 @@ class Client:
                                                     "inOrderBook", "cancelExist")}
         active = await self.ok("GET", "/api/v1/hf/orders/active", {"symbol": SYMBOL})
         fills = await self.ok("GET", "/api/v1/hf/fills", {"symbol": SYMBOL, "limit": 100})
+        ledger = await self.ok("GET", "/api/v1/hf/accounts/ledgers", {"limit": 200})
         return {
+            "ledger": [(e["id"], e["currency"], e["amount"], e["balance"]) for e in ledger],
             "balances": sorted((a["currency"], a["balance"], a["available"], a["holds"])
                                for a in accounts),
             "orders": orders,
@@ -149,6 +151,7 @@ def test_a_sandbox_killed_with_sigkill_keeps_everything_it_acknowledged(tmp_path
         assert after["orders"][order_id]["active"] is False
     assert len(after["fills"]) >= 10 and {f[1] for f in after["fills"]} <= set(ids)
     assert len(after["active"]) == 30 - 10 + 5
+    assert len(after["ledger"]) == 2 * len(after["fills"])
     # What was read before the last burst is still true of the orders it covered.
     for order_id, row in before["orders"].items():
         assert after["orders"][order_id] == row

@@ -22,6 +22,7 @@ from rules_engine.sandbox.engine import (
     Engine,
     Event,
     Fill,
+    LedgerEntry,
     Order,
     OrderEvent,
     OrderRequest,
@@ -39,6 +40,7 @@ UNCLEAN_JUMP = 1_000_000  # ids and sequences skipped after a restart that was n
 _DECIMAL_REQ = ("price", "size", "funds", "visible_size", "stop_price")
 _DECIMAL_ORDER = ("deal_size", "deal_funds", "fee", "canceled_size", "canceled_funds", "hold")
 _DECIMAL_FILL = ("price", "size", "funds", "fee", "fee_rate")
+_DECIMAL_LEDGER = ("change", "fee", "balance")
 
 
 def _order_json(order: Order) -> dict[str, Any]:
@@ -78,6 +80,17 @@ def _fill_from(row: dict[str, Any]) -> Fill:
     return Fill(**values)
 
 
+def _ledger_json(entry: LedgerEntry) -> dict[str, Any]:
+    return {k: (fmt(v) if isinstance(v, Decimal) else v) for k, v in asdict(entry).items()}
+
+
+def _ledger_from(row: dict[str, Any]) -> LedgerEntry:
+    values = dict(row)
+    for name in _DECIMAL_LEDGER:
+        values[name] = Decimal(values[name])
+    return LedgerEntry(**values)
+
+
 def save(state: SandboxState, path: Path, journal_n: int = 0, *, clean: bool = False) -> None:
     """Write the whole state; `journal_n` is the last journal line it includes, `clean` says
     the sandbox is stopping (nothing happens after this snapshot)."""
@@ -96,6 +109,8 @@ def save(state: SandboxState, path: Path, journal_n: int = 0, *, clean: bool = F
         "orders": [_order_json(o) for o in engine.orders.values()],
         "stop_orders": [_order_json(o) for o in engine.stop_orders.values()],
         "fills": [_fill_json(f) for f in engine.fills],
+        "ledger_counter": engine.ledger_counter,
+        "ledger": [_ledger_json(e) for e in engine.ledger],
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
@@ -106,10 +121,12 @@ def save(state: SandboxState, path: Path, journal_n: int = 0, *, clean: bool = F
     fsync_dir(path.parent)
 
 
-def delta(engine: Engine, events: Iterable[Event], fills_from: int) -> dict[str, Any] | None:
+def delta(engine: Engine, events: Iterable[Event], fills_from: int, ledger_from: int
+          ) -> dict[str, Any] | None:
     """The journal line for one operation's events: the full rows of the orders it touched,
-    its fills (sequence above `fills_from`), the new balances of the currencies it moved and
-    the id counters. None when the events touch nothing of the account (market data)."""
+    its fills (sequence above `fills_from`) and ledger entries (id above `ledger_from`), the
+    new balances of the currencies it moved and the id counters. None when the events touch
+    nothing of the account (market data)."""
     order_ids: dict[str, None] = {}
     currencies: dict[str, None] = {}
     for event in events:
@@ -126,16 +143,23 @@ def delta(engine: Engine, events: Iterable[Event], fills_from: int) -> dict[str,
             break
         fills.append(_fill_json(fill))
     fills.reverse()
+    ledger: list[dict[str, Any]] = []
+    for entry in reversed(engine.ledger):
+        if entry.id <= ledger_from:
+            break
+        ledger.append(_ledger_json(entry))
+    ledger.reverse()
     account = engine.account
     return {
         "orders": [_order_json(engine.orders[i]) for i in order_ids if i in engine.orders],
         "stops": [_order_json(engine.stop_orders[i]) for i in order_ids
                   if i in engine.stop_orders],
         "fills": fills,
+        "ledger": ledger,
         "totals": {c: fmt(account.total(c)) for c in currencies},
         "holds": {c: fmt(account.held(c)) for c in currencies},
         "counter": engine.counter, "trade_counter": engine.trade_counter,
-        "fill_counter": engine.fill_counter,
+        "fill_counter": engine.fill_counter, "ledger_counter": engine.ledger_counter,
     }
 
 
@@ -154,7 +178,8 @@ def empty_document(instance_id: str) -> dict[str, Any]:
     """What a state file holds before anything happened (a journal may still follow)."""
     return {"version": 1, "journal_n": 0, "instance_id": instance_id, "counter": 0,
             "trade_counter": 0, "fill_counter": 0, "totals": None, "holds": None,
-            "sequences": {}, "orders": [], "stop_orders": [], "fills": []}
+            "sequences": {}, "orders": [], "stop_orders": [], "fills": [],
+            "ledger_counter": 0, "ledger": []}
 
 
 def restore(state: SandboxState, document: dict[str, Any],
@@ -163,13 +188,15 @@ def restore(state: SandboxState, document: dict[str, Any],
     snapshot does not hold; resting orders rejoin their books. Returns the last line number."""
     engine = state.engine
     last_n: int = document.get("journal_n", 0)
-    counters = {name: document[name] for name in ("counter", "trade_counter", "fill_counter")}
+    counters = {name: document.get(name, 0)
+                for name in ("counter", "trade_counter", "fill_counter", "ledger_counter")}
     if document["totals"] is not None:
         engine.account.totals = {c: Decimal(v) for c, v in document["totals"].items()}
         engine.account.holds = {c: Decimal(v) for c, v in document["holds"].items()}
     orders = {row["id"]: row for row in document["orders"]}
     stops = {row["id"]: row for row in document["stop_orders"]}
     fills = list(document["fills"])
+    ledger = list(document.get("ledger", ()))
     for record in journal:
         if record["n"] <= last_n:
             continue  # already in the snapshot (a crash between its rename and the truncate)
@@ -180,18 +207,21 @@ def restore(state: SandboxState, document: dict[str, Any],
             stops[row["id"]] = row
         top = fills[-1]["seq"] if fills else 0
         fills.extend(row for row in record["fills"] if row["seq"] > top)
+        top = ledger[-1]["id"] if ledger else 0
+        ledger.extend(row for row in record.get("ledger", ()) if row["id"] > top)
         for currency, value in record["totals"].items():
             engine.account.totals[currency] = Decimal(value)
         for currency, value in record["holds"].items():
             engine.account.holds[currency] = Decimal(value)
         for name, value in counters.items():
-            counters[name] = max(value, record[name])
+            counters[name] = max(value, record.get(name, 0))
     engine.counter = counters["counter"]
     # After a crash, the market's own prints and book changes since the last line are lost
     # (they were never the account's); jump past any id or sequence a client may have seen.
     jump = 0 if document.get("clean", True) else UNCLEAN_JUMP
     engine.trade_counter = counters["trade_counter"] + jump
     engine.fill_counter = counters["fill_counter"]
+    engine.ledger_counter = counters["ledger_counter"]
     for symbol, sequence in document["sequences"].items():
         if symbol in engine.books:
             engine.books[symbol].sequence = sequence + jump
@@ -212,4 +242,5 @@ def restore(state: SandboxState, document: dict[str, Any],
         if order.active or order.req.client_oid not in engine.by_client_oid:
             engine.by_client_oid[order.req.client_oid] = order.id
     engine.fills.extend(_fill_from(row) for row in fills)
+    engine.ledger.extend(_ledger_from(row) for row in ledger)
     return last_n

@@ -22,8 +22,9 @@ from rules_engine.sandbox.feeds import Candle
 from rules_engine.sandbox.state import SandboxState
 from rules_engine.sandbox.ws import CANDLE_TYPES
 
-__all__ = ["Ctx", "Route", "candles", "fill_json", "hf_order", "legacy_order", "ok_body",
-           "routes", "stop_order"]
+__all__ = ["Ctx", "Route", "bool_param", "candles", "dec_param", "fill_json", "hf_order",
+           "int_param", "legacy_order", "ok_body", "order_request", "page_of", "routes",
+           "stop_order"]
 
 Handler = Callable[["Ctx"], Awaitable[Any]]
 
@@ -56,7 +57,7 @@ def ok_body(data: Any) -> dict[str, Any]:
     return {"code": "200000", "data": data}
 
 
-def _dec(value: Any, name: str) -> Decimal | None:
+def dec_param(value: Any, name: str) -> Decimal | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
@@ -70,7 +71,7 @@ def _dec(value: Any, name: str) -> Decimal | None:
     return number
 
 
-def _bool(value: Any, name: str) -> bool:
+def bool_param(value: Any, name: str) -> bool:
     if value is None:
         return False
     if isinstance(value, bool):
@@ -82,7 +83,7 @@ def _bool(value: Any, name: str) -> bool:
     raise ApiFailureError(errors.bad_param(f"{name} must be a boolean"))
 
 
-def _int(value: Any, name: str, default: int) -> int:
+def int_param(value: Any, name: str, default: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -93,7 +94,7 @@ def _int(value: Any, name: str, default: int) -> int:
         raise ApiFailureError(errors.bad_param(f"{name} must be an integer")) from None
 
 
-def _order_request(body: dict[str, Any], *, hf: bool, stop: bool = False) -> OrderRequest:
+def order_request(body: dict[str, Any], *, hf: bool, stop: bool = False) -> OrderRequest:
     side = body.get("side")
     if side not in ("buy", "sell"):
         raise ApiFailureError(errors.bad_param("side must be buy or sell"))
@@ -116,17 +117,17 @@ def _order_request(body: dict[str, Any], *, hf: bool, stop: bool = False) -> Ord
         stop_kind = body.get("stop") or "loss"
     return OrderRequest(
         symbol=symbol, side=side, type=kind, client_oid=client_oid,
-        price=_dec(body.get("price"), "price") if kind == "limit" else None,
-        size=_dec(body.get("size"), "size"),
-        funds=_dec(body.get("funds"), "funds") if kind == "market" else None,
-        time_in_force=str(tif), cancel_after=_int(body.get("cancelAfter"), "cancelAfter", -1),
-        post_only=_bool(body.get("postOnly"), "postOnly"),
-        hidden=_bool(body.get("hidden"), "hidden"),
-        iceberg=_bool(body.get("iceberg"), "iceberg"),
-        visible_size=_dec(body.get("visibleSize"), "visibleSize"),
+        price=dec_param(body.get("price"), "price") if kind == "limit" else None,
+        size=dec_param(body.get("size"), "size"),
+        funds=dec_param(body.get("funds"), "funds") if kind == "market" else None,
+        time_in_force=str(tif), cancel_after=int_param(body.get("cancelAfter"), "cancelAfter", -1),
+        post_only=bool_param(body.get("postOnly"), "postOnly"),
+        hidden=bool_param(body.get("hidden"), "hidden"),
+        iceberg=bool_param(body.get("iceberg"), "iceberg"),
+        visible_size=dec_param(body.get("visibleSize"), "visibleSize"),
         stp=str(body.get("stp") or ""), remark=str(body.get("remark") or "")[:100],
         tags=str(body.get("tags") or "")[:20], hf=hf, stop=stop_kind,
-        stop_price=_dec(body.get("stopPrice"), "stopPrice") if stop else None,
+        stop_price=dec_param(body.get("stopPrice"), "stopPrice") if stop else None,
     )
 
 
@@ -218,9 +219,9 @@ def fill_json(fill: Fill, *, hf: bool) -> dict[str, Any]:
     return row
 
 
-def _page(items: list[Any], ctx: Ctx, page_key: str = "currentPage") -> dict[str, Any]:
-    page = max(_int(ctx.q(page_key), page_key, 1), 1)
-    size = _int(ctx.q("pageSize"), "pageSize", 50)
+def page_of(items: list[Any], ctx: Ctx, page_key: str = "currentPage") -> dict[str, Any]:
+    page = max(int_param(ctx.q(page_key), page_key, 1), 1)
+    size = int_param(ctx.q("pageSize"), "pageSize", 50)
     if size > 500:
         raise ApiFailureError(errors.bad_param("pageSize should not greater than 500"))
     size = max(size, 1)
@@ -394,8 +395,8 @@ async def h_candles(ctx: Ctx) -> Any:
     granularity = CANDLE_TYPES.get(kind)
     if granularity is None:
         raise ApiFailureError(errors.bad_param("type is invalid"))
-    start = _int(ctx.q("startAt"), "startAt", 0)
-    end = _int(ctx.q("endAt"), "endAt", 0)
+    start = int_param(ctx.q("startAt"), "startAt", 0)
+    end = int_param(ctx.q("endAt"), "endAt", 0)
     return candles(ctx.state, symbol, granularity, start, end)
 
 
@@ -498,14 +499,14 @@ def _check_window(ctx: Ctx) -> None:
         raise ApiFailureError(
             errors.bad_param("clientTimestamp is required with allowMaxTimeWindow")
         )
-    if _int(stamp, "clientTimestamp", 0) + _int(window, "allowMaxTimeWindow", 0) < ctx.state.now_ms():  # noqa: E501
+    if int_param(stamp, "clientTimestamp", 0) + int_param(window, "allowMaxTimeWindow", 0) < ctx.state.now_ms():  # noqa: E501
         raise ApiFailureError(errors.client_timestamp_expired())
 
 
 async def _place(ctx: Ctx, *, hf: bool) -> Order:
     if hf:
         _check_window(ctx)
-    req = _order_request(ctx.body, hf=hf)
+    req = order_request(ctx.body, hf=hf)
     result, events = ctx.state.engine.place(req, ctx.state.now_ms())
     if isinstance(result, ApiError):
         raise ApiFailureError(result)
@@ -551,8 +552,8 @@ async def h_hf_alter(ctx: Ctx) -> Any:
     old = engine.orders.get(str(order_id)) if order_id else None
     if old is None or old.symbol != symbol:
         raise ApiFailureError(errors.order_not_cancellable())
-    result, events = engine.alter(old.id, _dec(ctx.body.get("newPrice"), "newPrice"),
-                                  _dec(ctx.body.get("newSize"), "newSize"), now)
+    result, events = engine.alter(old.id, dec_param(ctx.body.get("newPrice"), "newPrice"),
+                                  dec_param(ctx.body.get("newSize"), "newSize"), now)
     ctx.state.publish(events)
     if isinstance(result, ApiError):
         raise ApiFailureError(result)
@@ -567,7 +568,7 @@ async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError
         if not isinstance(row, dict):
             raise ApiFailureError(errors.bad_param("orderList items must be objects"))
         try:
-            req = _order_request(row, hf=hf)
+            req = order_request(row, hf=hf)
         except ApiFailureError as failure:
             out.append(failure.error)
             continue
@@ -608,7 +609,7 @@ async def h_legacy_multi(ctx: Ctx) -> Any:
 
 async def h_hf_test(ctx: Ctx) -> Any:
     _check_window(ctx)
-    req = _order_request(ctx.body, hf=True)
+    req = order_request(ctx.body, hf=True)
     error = ctx.state.engine.validate(req, ctx.state.now_ms())
     if error is not None:
         raise ApiFailureError(error)
@@ -697,7 +698,7 @@ async def h_hf_cancel_sync(ctx: Ctx) -> Any:
 
 async def h_hf_cancel_partial(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
-    size = _dec(ctx.q("cancelSize", required=True), "cancelSize")
+    size = dec_param(ctx.q("cancelSize", required=True), "cancelSize")
     assert size is not None
     order = ctx.state.engine.orders.get(ctx.match["orderId"])
     if order is not None and order.symbol != symbol:
@@ -743,7 +744,7 @@ async def h_legacy_cancel_all(ctx: Ctx) -> Any:
 def _wanted(ctx: Ctx) -> Callable[[Order], bool]:
     """The request's `side`, `type`, `startAt` and `endAt` filters, read once."""
     side, kind = ctx.q("side"), ctx.q("type")
-    start, end = _int(ctx.q("startAt"), "startAt", 0), _int(ctx.q("endAt"), "endAt", 0)
+    start, end = int_param(ctx.q("startAt"), "startAt", 0), int_param(ctx.q("endAt"), "endAt", 0)
     return lambda o: ((side is None or o.side == side) and (kind is None or o.req.type == kind)
                       and o.created_at >= start and (not end or o.created_at <= end))
 
@@ -763,7 +764,7 @@ async def h_hf_active_page(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
     orders = ctx.state.engine.list_orders(ctx.state.now_ms(), active=True, symbol=symbol)
     items = [hf_order(o, ctx.state) for o in _filtered(ctx, orders)]
-    return _page(items, ctx, "pageNum")
+    return page_of(items, ctx, "pageNum")
 
 
 async def h_hf_active_symbols(ctx: Ctx) -> Any:
@@ -799,8 +800,8 @@ def _newest_done(ctx: Ctx, symbol: str | None, last_id: int, limit: int
 
 async def h_hf_done(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
-    limit = min(max(_int(ctx.q("limit"), "limit", 20), 1), 100)
-    last_id = _int(ctx.q("lastId"), "lastId", 0)
+    limit = min(max(int_param(ctx.q("limit"), "limit", 20), 1), 100)
+    last_id = int_param(ctx.q("lastId"), "lastId", 0)
     chosen = _newest_done(ctx, symbol, last_id, limit)
     if chosen is None:
         # Newest first by the id the cursor is (ids grow with each order); not by
@@ -823,7 +824,7 @@ async def h_legacy_list(ctx: Ctx) -> Any:
     symbol = ctx.symbol(required=False)
     orders = ctx.state.engine.list_orders(ctx.state.now_ms(), active=status == "active",
                                           symbol=symbol)
-    return _page([legacy_order(o, ctx.state) for o in _filtered(ctx, orders)], ctx)
+    return page_of([legacy_order(o, ctx.state) for o in _filtered(ctx, orders)], ctx)
 
 
 async def h_legacy_recent(ctx: Ctx) -> Any:
@@ -836,7 +837,7 @@ async def h_legacy_recent(ctx: Ctx) -> Any:
 def _fills(ctx: Ctx, symbol_required: bool) -> list[Fill]:
     symbol = ctx.symbol(required=symbol_required)
     order_id, side = ctx.q("orderId"), ctx.q("side")
-    start, end = _int(ctx.q("startAt"), "startAt", 0), _int(ctx.q("endAt"), "endAt", 0)
+    start, end = int_param(ctx.q("startAt"), "startAt", 0), int_param(ctx.q("endAt"), "endAt", 0)
     now = ctx.state.now_ms()
     fills = [
         f for f in ctx.state.engine.fills
@@ -849,17 +850,17 @@ def _fills(ctx: Ctx, symbol_required: bool) -> list[Fill]:
 
 async def h_hf_fills(ctx: Ctx) -> Any:
     fills = _fills(ctx, True)
-    last_id = _int(ctx.q("lastId"), "lastId", 0)
+    last_id = int_param(ctx.q("lastId"), "lastId", 0)
     if last_id:
         fills = [f for f in fills if f.seq < last_id]
-    limit = min(max(_int(ctx.q("limit"), "limit", 20), 1), 100)
+    limit = min(max(int_param(ctx.q("limit"), "limit", 20), 1), 100)
     chosen = fills[:limit]
     return {"items": [fill_json(f, hf=True) for f in chosen],
             "lastId": chosen[-1].seq if chosen else 0}
 
 
 async def h_legacy_fills(ctx: Ctx) -> Any:
-    return _page([fill_json(f, hf=False) for f in _fills(ctx, False)], ctx)
+    return page_of([fill_json(f, hf=False) for f in _fills(ctx, False)], ctx)
 
 
 async def h_limit_fills(ctx: Ctx) -> Any:
@@ -871,7 +872,7 @@ async def h_limit_fills(ctx: Ctx) -> Any:
 
 
 async def h_stop_place(ctx: Ctx) -> Any:
-    req = _order_request(ctx.body, hf=False, stop=True)
+    req = order_request(ctx.body, hf=False, stop=True)
     result, events = ctx.state.engine.place(req, ctx.state.now_ms())
     if isinstance(result, ApiError):
         raise ApiFailureError(result)
@@ -882,7 +883,7 @@ async def h_stop_place(ctx: Ctx) -> Any:
 async def h_stop_list(ctx: Ctx) -> Any:
     symbol = ctx.symbol(required=False)
     stops = ctx.state.engine.stops(ctx.state.now_ms(), symbol)
-    return _page([stop_order(s, ctx.state) for s in stops], ctx)
+    return page_of([stop_order(s, ctx.state) for s in stops], ctx)
 
 
 async def h_stop_get(ctx: Ctx) -> Any:

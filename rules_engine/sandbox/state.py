@@ -90,6 +90,7 @@ class SandboxState:
     history: History = field(default_factory=History)
     journal: Journal | None = None
     journal_fills: int = 0  # the last fill sequence the journal holds
+    journal_ledger: int = 0  # and the last ledger entry id
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -146,9 +147,10 @@ class SandboxState:
         if journal is None:
             self._push(events)
             return
-        record = persist.delta(self.engine, events, self.journal_fills)
+        record = persist.delta(self.engine, events, self.journal_fills, self.journal_ledger)
         if record is not None:
             self.journal_fills = self.engine.fill_counter
+            self.journal_ledger = self.engine.ledger_counter
             journal.append(record)
         journal.after(lambda: self._push(events))  # nothing confirms it before its fsync
 
@@ -257,6 +259,7 @@ def build_state(config: SandboxConfig, *, feed_name: str | None = None,
         saved["clean"] = False
     last_n = persist.restore(state, saved, lines) if saved else 0
     state.journal_fills = state.engine.fill_counter
+    state.journal_ledger = state.engine.ledger_counter
     state.journal = Journal(journal_path(state_file), last_n)
     # Start from one snapshot holding everything: the journal begins empty.
     state.journal.compact_now(lambda n: persist.save(state, state_file, n))
