@@ -213,6 +213,7 @@ def fill_json(fill: Fill, *, hf: bool) -> dict[str, Any]:
         "type": fill.order_type, "createdAt": fill.created_at,
     }
     if hf:
+        row["tradeId"] = int(fill.trade_id)  # a JSON number on the HF endpoint (int64)
         row["id"] = fill.seq
         row["taxRate"] = "0"
         row["tax"] = "0"
@@ -627,9 +628,8 @@ def _find(ctx: Ctx, *, by_client: bool, hf: bool) -> Order:
     if hf:
         ctx.symbol(required=True)
     if by_client:
+        # Done orders too, within their retention (as by id).
         order = state.engine.get_by_client_oid(ctx.match["clientOid"], now)
-        if order is not None and not hf and not order.active:
-            order = None  # legacy by-clientOid only sees active orders
     else:
         order = state.engine.get(ctx.match["orderId"], now)
     if order is None or (hf and order.symbol != ctx.q("symbol")):
@@ -908,6 +908,27 @@ async def h_stop_cancel(ctx: Ctx) -> Any:
     return {"cancelledOrderIds": [_cancel(ctx, ctx.match["orderId"]).id]}
 
 
+async def h_stop_cancel_batch(ctx: Ctx) -> Any:
+    """`DELETE /api/v1/stop-order/cancel?symbol=&tradeType=&orderIds=a,b`: every untriggered
+    stop order of the symbol (all symbols without one), only the listed ids if given."""
+    symbol = ctx.symbol(required=False)
+    trade_type = ctx.q("tradeType")
+    if trade_type not in (None, "TRADE"):
+        return {"cancelledOrderIds": []}  # margin stop orders are not emulated: none exist
+    wanted = {i for i in (ctx.q("orderIds") or "").split(",") if i}
+    state = ctx.state
+    cancelled: list[str] = []
+    for stop in state.engine.stops(state.now_ms(), symbol):
+        if wanted and stop.id not in wanted:
+            continue
+        result, events = state.engine.cancel(stop.id, state.now_ms())
+        if isinstance(result, ApiError):
+            continue
+        state.publish(events)
+        cancelled.append(stop.id)
+    return {"cancelledOrderIds": cancelled}
+
+
 async def h_stop_cancel_client(ctx: Ctx) -> Any:
     stop = _stop_by_client(ctx)
     order = _cancel(ctx, None if stop is None else stop.id)
@@ -1023,6 +1044,7 @@ def routes() -> list[Route]:
         r("GET", "/api/v1/stop-order/queryOrderByClientOid", h_stop_get_client, 3, spot, True),
         r("DELETE", "/api/v1/stop-order/cancelOrderByClientOid", h_stop_cancel_client, 5, spot,
           True, "Spot"),
+        r("DELETE", "/api/v1/stop-order/cancel", h_stop_cancel_batch, 3, spot, True, "Spot"),
         r("GET", "/api/v1/stop-order/{orderId}", h_stop_get, 3, spot, True),
         r("DELETE", "/api/v1/stop-order/{orderId}", h_stop_cancel, 3, spot, True, "Spot"),
     ]
