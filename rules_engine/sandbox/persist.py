@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rules_engine.sandbox.deadman import Deadman
 from rules_engine.sandbox.engine import (
     BalanceEvent,
     Engine,
@@ -111,6 +112,7 @@ def save(state: SandboxState, path: Path, journal_n: int = 0, *, clean: bool = F
         "fills": [_fill_json(f) for f in engine.fills],
         "ledger_counter": engine.ledger_counter,
         "ledger": [_ledger_json(e) for e in engine.ledger],
+        "deadman": None if state.deadman is None else state.deadman.as_json(),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
@@ -197,10 +199,14 @@ def restore(state: SandboxState, document: dict[str, Any],
     stops = {row["id"]: row for row in document["stop_orders"]}
     fills = list(document["fills"])
     ledger = list(document.get("ledger", ()))
+    armed = document.get("deadman")
     for record in journal:
         if record["n"] <= last_n:
             continue  # already in the snapshot (a crash between its rename and the truncate)
         last_n = record["n"]
+        if "deadman" in record:
+            armed = record["deadman"]
+            continue
         for row in record["orders"]:
             orders[row["id"]] = row
         for row in record["stops"]:
@@ -243,4 +249,5 @@ def restore(state: SandboxState, document: dict[str, Any],
             engine.by_client_oid[order.req.client_oid] = order.id
     engine.fills.extend(_fill_from(row) for row in fills)
     engine.ledger.extend(_ledger_from(row) for row in ledger)
+    state.deadman = Deadman.from_json(armed)
     return last_n

@@ -22,9 +22,9 @@ from rules_engine.sandbox.feeds import Candle
 from rules_engine.sandbox.state import SandboxState
 from rules_engine.sandbox.ws import CANDLE_TYPES
 
-__all__ = ["Ctx", "Route", "bool_param", "candles", "dec_param", "fill_json", "hf_order",
-           "int_param", "legacy_order", "ok_body", "order_request", "page_of", "routes",
-           "stop_order"]
+__all__ = ["Ctx", "Route", "bool_param", "candles", "check_window", "dec_param", "fill_json",
+           "hf_order", "int_param", "legacy_order", "ok_body", "order_request", "page_of",
+           "place_many", "routes", "stop_order", "sync_row"]
 
 Handler = Callable[["Ctx"], Awaitable[Any]]
 
@@ -491,7 +491,7 @@ async def h_account(ctx: Ctx) -> Any:
 # ---- handlers: orders -------------------------------------------------------------------------
 
 
-def _check_window(ctx: Ctx) -> None:
+def check_window(ctx: Ctx) -> None:
     window = ctx.body.get("allowMaxTimeWindow")
     if window is None:
         return
@@ -506,7 +506,7 @@ def _check_window(ctx: Ctx) -> None:
 
 async def _place(ctx: Ctx, *, hf: bool) -> Order:
     if hf:
-        _check_window(ctx)
+        check_window(ctx)
     req = order_request(ctx.body, hf=hf)
     result, events = ctx.state.engine.place(req, ctx.state.now_ms())
     if isinstance(result, ApiError):
@@ -530,8 +530,8 @@ async def h_hf_place(ctx: Ctx) -> Any:
     return {"orderId": order.id, "clientOid": order.req.client_oid}
 
 
-async def h_hf_place_sync(ctx: Ctx) -> Any:
-    order = await _place(ctx, hf=True)
+def sync_row(order: Order) -> dict[str, Any]:
+    """The reply of the `sync` placements: the order as the matching engine left it."""
     return {
         "orderId": order.id, "clientOid": order.req.client_oid, "orderTime": order.created_at,
         "originSize": fmt(order.size), "dealSize": fmt(order.deal_size),
@@ -539,6 +539,10 @@ async def h_hf_place_sync(ctx: Ctx) -> Any:
         "canceledSize": fmt(order.canceled_size), "status": "open" if order.active else "done",
         "matchTime": order.updated_at,
     }
+
+
+async def h_hf_place_sync(ctx: Ctx) -> Any:
+    return sync_row(await _place(ctx, hf=True))
 
 
 async def h_hf_alter(ctx: Ctx) -> Any:
@@ -561,7 +565,7 @@ async def h_hf_alter(ctx: Ctx) -> Any:
     return {"newOrderId": result.id, "clientOid": result.req.client_oid}
 
 
-async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError]:
+async def place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError]:
     if not isinstance(rows, list) or not rows or len(rows) > 5:
         raise ApiFailureError(errors.bad_param("orderList must hold 1 to 5 orders"))
     out: list[Order | ApiError] = []
@@ -580,8 +584,8 @@ async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError
 
 
 async def h_hf_multi(ctx: Ctx) -> Any:
-    _check_window(ctx)
-    results = await _place_many(ctx, ctx.body.get("orderList"), hf=True)
+    check_window(ctx)
+    results = await place_many(ctx, ctx.body.get("orderList"), hf=True)
     return [
         {"orderId": r.id, "clientOid": r.req.client_oid, "success": True}
         if isinstance(r, Order) else {"success": False, "failMsg": r.msg}
@@ -595,7 +599,7 @@ async def h_legacy_multi(ctx: Ctx) -> Any:
     if not isinstance(raw, list):
         raise ApiFailureError(errors.bad_param("orderList must hold 1 to 5 orders"))
     rows: list[Any] = [dict(r, symbol=symbol) if isinstance(r, dict) else r for r in raw]
-    results = await _place_many(ctx, rows, hf=False)
+    results = await place_many(ctx, rows, hf=False)
     data = []
     for row, r in zip(rows, results, strict=True):
         item = {k: row.get(k) for k in ("symbol", "side", "type", "price", "size", "funds",
@@ -609,7 +613,7 @@ async def h_legacy_multi(ctx: Ctx) -> Any:
 
 
 async def h_hf_test(ctx: Ctx) -> Any:
-    _check_window(ctx)
+    check_window(ctx)
     req = order_request(ctx.body, hf=True)
     error = ctx.state.engine.validate(req, ctx.state.now_ms())
     if error is not None:

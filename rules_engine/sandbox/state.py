@@ -19,6 +19,8 @@ from rules_engine.core.symbols import SymbolTable
 from rules_engine.sandbox import persist
 from rules_engine.sandbox.clock import Clock, SystemClock
 from rules_engine.sandbox.config import SandboxConfig
+from rules_engine.sandbox.deadman import Deadman
+from rules_engine.sandbox.deadman import check as check_deadman
 from rules_engine.sandbox.engine import Engine, Event, L2Change, Stats, TradeEvent
 from rules_engine.sandbox.feeds import CandleFeed, Feed, RecordedFeed, SyntheticFeed
 from rules_engine.sandbox.journal import Journal, journal_path, read_journal
@@ -91,6 +93,8 @@ class SandboxState:
     journal: Journal | None = None
     journal_fills: int = 0  # the last fill sequence the journal holds
     journal_ledger: int = 0  # and the last ledger entry id
+    deadman: Deadman | None = None  # the armed dead-man switch (DCP), if any
+    deadman_fired: list[tuple[int, int]] = field(default_factory=list)  # (time, orders)
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -158,6 +162,13 @@ class SandboxState:
         for listener in list(self.listeners):
             listener(events)
 
+    def set_deadman(self, armed: Deadman | None) -> None:
+        """Arm, renew or disarm the dead-man switch; with `--state` it is journaled, so a
+        restarted sandbox still fires it."""
+        self.deadman = armed
+        if self.journal is not None:
+            self.journal.append({"deadman": None if armed is None else armed.as_json()})
+
     async def settled(self) -> None:
         """Return once every change made so far is durable (at once without `--state`)."""
         if self.journal is not None:
@@ -205,7 +216,9 @@ class SandboxState:
 
     def feed_step(self, *, force: bool = False) -> None:
         """Apply one tick of the market feed (and expire GTT orders). A stalled feed
-        (`stall_feed` fault) does nothing unless `force` (the book's first seeding)."""
+        (`stall_feed` fault) does nothing unless `force` (the book's first seeding). The
+        dead-man switch is checked first, stalled or not."""
+        check_deadman(self)
         if self.config.faults.stall_feed and not force:
             return
         now = self.now_ms()
