@@ -456,6 +456,12 @@ class Engine:
         self.trade_counter += 1
         return f"{self.trade_counter:d}"
 
+    @staticmethod
+    def feed_order_id(trade_id: str, side: str = "maker") -> str:
+        """The id of the rest of the market's order in a trade: 24 hex digits, like KuCoin's,
+        derived from the trade id (`fa...` its resting side, `fb...` its taking side)."""
+        return f"{'fa' if side == 'maker' else 'fb'}{int(trade_id):022x}"
+
     # ---- validation --------------------------------------------------------------------
 
     def validate(self, req: OrderRequest, now_ms: int) -> ApiError | None:
@@ -803,16 +809,16 @@ class Engine:
         trade_id = self._next_trade_id()
         symbol = taker.symbol
         book = self.books[symbol]
-        self._apply_fill(taker, maker.id if maker else "", price, qty, "taker", trade_id,
-                         now_ms, events)
+        maker_id = maker.id if maker else self.feed_order_id(trade_id)
+        self._apply_fill(taker, maker_id, price, qty, "taker", trade_id, now_ms, events)
         if maker is not None:
             self._apply_fill(maker, taker.id, price, qty, "maker", trade_id, now_ms, events)
             if maker.remaining <= 0:
                 self._unrest(maker)
                 self._finish(maker, "filled", now_ms, events)
         events.append(
-            TradeEvent(symbol, price, qty, taker.side, trade_id, maker.id if maker else "",
-                       taker.id, book.sequence, now_ms)
+            TradeEvent(symbol, price, qty, taker.side, trade_id, maker_id, taker.id,
+                       book.sequence, now_ms)
         )
         self._record_trade(symbol, price, qty)
         if taker.req.size is not None and taker.remaining <= 0:
@@ -1131,8 +1137,11 @@ class Engine:
         if trade is not None:
             price, size, side = trade
             self._record_trade(symbol, price, size)
-            events.append(TradeEvent(symbol, price, size, side, self._next_trade_id(), "", "",
-                                     book.sequence, now_ms))
+            trade_id = self._next_trade_id()
+            events.append(TradeEvent(symbol, price, size, side, trade_id,
+                                     self.feed_order_id(trade_id),
+                                     self.feed_order_id(trade_id, "taker"), book.sequence,
+                                     now_ms))
             self._check_stops(symbol, price, now_ms, events)
         return events
 
@@ -1155,11 +1164,13 @@ class Engine:
                 if qty <= 0:
                     break
                 trade_id = self._next_trade_id()
-                self._apply_fill(maker, "", level_price, qty, "maker", trade_id, now_ms, events)
+                taker_id = self.feed_order_id(trade_id, "taker")
+                self._apply_fill(maker, taker_id, level_price, qty, "maker", trade_id, now_ms,
+                                 events)
                 left -= qty
                 events.append(
                     TradeEvent(symbol, level_price, qty, "sell" if name == "asks" else "buy",
-                               trade_id, maker.id, "", book.sequence, now_ms)
+                               trade_id, maker.id, taker_id, book.sequence, now_ms)
                 )
                 self._record_trade(symbol, level_price, qty)
                 if maker.remaining <= 0:

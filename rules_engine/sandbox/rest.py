@@ -200,6 +200,9 @@ def stop_order(order: Order, state: SandboxState) -> dict[str, Any]:
         "makerFeeRate": fmt(state.config.maker_fee_rate), "createdAt": order.created_at,
         "stop": req.stop, "stopTriggerTime": order.updated_at if order.stop_triggered else None,
         "stopPrice": fmt(req.stop_price or Decimal(0)),
+        # Fields of KuCoin's other trigger kinds (OCO legs, take-profit/stop-loss pairs): a
+        # plain stop order has none of them.
+        "relatedNo": None, "limitPrice": None, "pop": None, "activateCondition": None,
     }
 
 
@@ -399,15 +402,6 @@ async def h_candles(ctx: Ctx) -> Any:
     start = int_param(ctx.q("startAt"), "startAt", 0)
     end = int_param(ctx.q("endAt"), "endAt", 0)
     return candles(ctx.state, symbol, granularity, start, end)
-
-
-async def h_currencies(ctx: Ctx) -> Any:
-    return [
-        {"currency": c, "name": c, "fullName": c, "precision": 8, "confirms": None,
-         "contractAddress": None, "isMarginEnabled": False, "isDebitEnabled": False,
-         "chains": []}
-        for c in sorted(ctx.state.symbols.currencies)
-    ]
 
 
 async def h_empty_list(ctx: Ctx) -> Any:
@@ -993,7 +987,6 @@ def routes() -> list[Route]:
         r("GET", "/api/v3/market/orderbook/level2", h_level2_full, 3, spot, True),
         r("GET", "/api/v1/market/histories", h_histories, 3, pub, False),
         r("GET", "/api/v1/market/candles", h_candles, 3, pub, False),
-        r("GET", "/api/v3/currencies", h_currencies, 3, pub, False),
         r("GET", "/api/v1/contracts/active", h_empty_list, 3, pub, False),
         r("GET", "/api/v3/margin/symbols", h_margin_symbols, 3, spot, True),
         r("GET", "/api/v1/isolated/symbols", h_empty_list, 3, spot, True),

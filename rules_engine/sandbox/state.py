@@ -116,9 +116,13 @@ class SandboxState:
 
     def stats_24h(self, symbol: str) -> Stats:
         """Rolling 24 h figures: the feed's history candles, then the sandbox's own trades."""
+        return self.stats_window(symbol, 86_400)
+
+    def stats_window(self, symbol: str, seconds: int) -> Stats:
+        """Rolling figures over the last `seconds` (1 h, 4 h, 24 h for the snapshot topic)."""
         live = self.minute_candles.get(symbol, {})
         first_live = min(live) if live else None
-        start = self.now_ms() // 1000 - 86_400
+        start = self.now_ms() // 1000 - seconds
         rows: list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]] = [
             (c.start_s, c.open, c.close, c.high, c.low, c.volume, c.turnover)
             for c in self.feed.history(symbol)
