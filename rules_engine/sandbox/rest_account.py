@@ -1,4 +1,5 @@
-"""Account routes beyond balances: the ledgers (old and HF), transferable, user info.
+"""Account routes beyond balances: the ledgers (old and HF), transferable, and the deposit
+and withdrawal histories (empty: the sandbox has neither).
 
 Every balance change the engine makes (each side of each fill, the fee inside it) is one
 ledger entry; holds change `available`, not the balance, so they are not entries (as on
@@ -99,9 +100,25 @@ async def h_transferable(ctx: Ctx) -> Any:
             "holds": fmt(held), "transferable": fmt(total - held)}
 
 
+async def h_no_transfers(ctx: Ctx) -> Any:
+    """Deposits and withdrawals: none are emulated, so the account's history is empty."""
+    currency = ctx.q("currency")
+    status = ctx.q("status")
+    if status not in (None, "PROCESSING", "SUCCESS", "FAILURE", "WALLET_PROCESSING"):
+        raise ApiFailureError(errors.bad_param(
+            "status must be PROCESSING, SUCCESS, FAILURE or WALLET_PROCESSING"))
+    if currency is not None and not currency:
+        raise ApiFailureError(errors.bad_param("currency is empty"))
+    return page_of([], ctx)
+
+
 def routes() -> list[Route]:
     r = Route
     return [
+        r("GET", "/api/v1/deposits", h_no_transfers, 5, "management", True),
+        r("GET", "/api/v1/hist-deposits", h_no_transfers, 5, "management", True),
+        r("GET", "/api/v1/withdrawals", h_no_transfers, 20, "management", True),
+        r("GET", "/api/v1/hist-withdrawals", h_no_transfers, 20, "management", True),
         r("GET", "/api/v1/accounts/ledgers", h_ledgers, 2, "management", True),
         r("GET", "/api/v1/accounts/transferable", h_transferable, 20, "management", True),
         r("GET", "/api/v1/hf/accounts/ledgers", h_hf_ledgers, 2, "spot", True),
