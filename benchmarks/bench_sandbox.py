@@ -92,15 +92,25 @@ def bench_engine(seconds: float, say: Callable[[str], None] = print) -> dict[str
             "seconds": elapsed}
 
 
-async def bench_orders(seconds: float, workers: int, say: Callable[[str], None] = print
-                       ) -> dict[str, Any]:
-    """Signed HF limit orders over loopback HTTP from `workers` concurrent clients."""
+async def bench_orders(seconds: float, workers: int, say: Callable[[str], None] = print,
+                       *, durable: bool = False) -> dict[str, Any]:
+    """Signed HF limit orders over loopback HTTP from `workers` concurrent clients; `durable`
+    runs the sandbox with a `--state` file, so each order is fsync'd to its journal before the
+    reply (group commits)."""
+    if durable:
+        with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as folder:
+            return await _bench_orders(seconds, workers, say, Path(folder) / "state.json")
+    return await _bench_orders(seconds, workers, say, None)
+
+
+async def _bench_orders(seconds: float, workers: int, say: Callable[[str], None],
+                        state_file: Path | None) -> dict[str, Any]:
     config = SandboxConfig.model_validate({
         "quotas": {"spot": 10**9, "public": 10**9, "management": 10**9},
         "balances": {"USDT": "1000000000", "BTC": "1000"},
         "max_open_orders_per_symbol": 10**9,
     })
-    state = build_state(config)
+    state = build_state(config, state_file=state_file)
     runner, url = await _serve(state, run_feed=True)
     _, bids, _ = state.engine.snapshot("BTC-USDT", 1)
     price = (bids[0][0] * Decimal("0.9")).quantize(Decimal("0.1"))
@@ -129,11 +139,14 @@ async def bench_orders(seconds: float, workers: int, say: Callable[[str], None] 
     latencies.sort()
     median_ms = statistics.median(latencies) * 1000
     p99_ms = latencies[int(len(latencies) * 0.99)] * 1000
-    say(f"orders over loopback HTTP: {count / elapsed:,.0f} orders/s "
+    fsyncs = state.journal.fsyncs if state.journal is not None else 0
+    how = f", {fsyncs} journal fsyncs" if state_file is not None else ""
+    say(f"orders over loopback HTTP{' with --state' if state_file else ''}: "
+        f"{count / elapsed:,.0f} orders/s "
         f"({count} signed HF limit orders in {elapsed:.1f} s, {workers} concurrent clients; "
-        f"median {median_ms:.1f} ms, p99 {p99_ms:.1f} ms)")
+        f"median {median_ms:.1f} ms, p99 {p99_ms:.1f} ms{how})")
     return {"orders_per_s": count / elapsed, "orders": count, "workers": workers,
-            "seconds": elapsed, "median_ms": median_ms, "p99_ms": p99_ms}
+            "seconds": elapsed, "median_ms": median_ms, "p99_ms": p99_ms, "fsyncs": fsyncs}
 
 
 async def bench_level2(seconds: float, clients: int, feed: str) -> None:
@@ -408,6 +421,7 @@ async def main() -> None:
     args = parser.parse_args()
     bench_engine(args.seconds)
     await bench_orders(args.seconds, args.workers)
+    await bench_orders(args.seconds, args.workers, durable=True)
     await bench_level2(args.seconds, 1, "synthetic")
     await bench_level2(args.seconds, 10, "recorded")
     await bench_demo_load(max(args.seconds, 5.0))

@@ -53,7 +53,7 @@ Targets and what each calls (every place that parses outside bytes, found with g
   tickers         cli/lint._symbols_and_market --tickers FILE (json -> parse_all_tickers),
                   then a compile that compares limit prices with those tickers (W602).
   config          runtime/_config.load_config on mutated examples/watcher.toml: ConfigError.
-  sandbox_order   sandbox/rest._order_request on bodies decoded by the server's own
+  sandbox_order   sandbox/rest.order_request on bodies decoded by the server's own
                   `parse_body` (json.loads with Decimal floats): an OrderRequest or
                   ApiFailureError.
 
@@ -1073,7 +1073,7 @@ def build_targets(seeds: Seeds | None = None) -> tuple[list[Target], list[Callab
     from rules_engine.cli.lint import LintUsageError, _symbols_and_market
     from rules_engine.runtime._config import ConfigError, load_config
     from rules_engine.sandbox.errors import ApiFailureError
-    from rules_engine.sandbox.rest import _order_request
+    from rules_engine.sandbox.rest import order_request
     from rules_engine.sandbox.server import parse_body
 
     s = seeds or Seeds()
@@ -1150,7 +1150,7 @@ def build_targets(seeds: Seeds | None = None) -> tuple[list[Target], list[Callab
             return False
         flags = hashlib.sha256(data).digest()[0]
         try:
-            request = _order_request(body, hf=bool(flags & 1), stop=bool(flags & 2))
+            request = order_request(body, hf=bool(flags & 1), stop=bool(flags & 2))
         except ApiFailureError:
             return False
         sane(request, exponent=None)  # the sandbox takes any finite number and refuses later

@@ -579,7 +579,7 @@ def check(store: StoreRecord, exchange: ExchangeRecord, now: datetime) -> Checke
             out.add("lost", f"order {oid} ({order['id']}): {len(theirs)} fills of "
                     f"{sum((_dec(f['size']) for f in theirs), Decimal(0))} on the exchange, "
                     f"{len(ours)} of {sum((f.size for f in ours), Decimal(0))} in the store")
-        their_ids = {f["tradeId"] for f in theirs}
+        their_ids = {str(f["tradeId"]) for f in theirs}  # a JSON number on the HF endpoint
         for fill in ours:
             if fill.trade_id not in their_ids:
                 out.add("lost", f"store fill {fill.trade_id} of {oid} is not on the exchange")

@@ -15,8 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = {
     "lint", "lint_reload", "eval_100", "eval_1000", "eval_10000", "eval_100000", "decision",
-    "loopback", "watcher_memory", "level2", "sandbox_orders", "recovery", "memory_10000",
-    "memory_100000", "crash",
+    "loopback", "watcher_memory", "level2", "sandbox_orders", "sandbox_orders_durable",
+    "recovery", "memory_10000", "memory_100000", "crash",
 }
 
 

@@ -221,8 +221,12 @@ async def test_legacy_orders_keep_their_own_shapes(sb: Sandbox) -> None:
     assert listed["totalNum"] == 1 and listed["items"][0]["clientOid"] == "leg-1"
     cancelled = await sb.ok("DELETE", "/api/v1/order/client-order/leg-1")
     assert cancelled["cancelledOrderId"] == placed["orderId"]
-    _status, body, _ = await sb.call("GET", "/api/v1/order/client-order/leg-1")
-    assert body["code"] == "400100"  # legacy by-clientOid sees active orders only
+    # A done order is still found by its clientOid, as by its id (issue 17, gap 5).
+    done = await sb.ok("GET", "/api/v1/order/client-order/leg-1")
+    assert done["id"] == placed["orderId"] and done["isActive"] is False
+    assert done["cancelExist"] is True
+    _status, body, _ = await sb.call("GET", "/api/v1/order/client-order/never-placed")
+    assert body["code"] == "400100"
 
 
 async def test_hf_client_timestamp_window_refuses_late_orders() -> None:

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from rules_engine.sandbox import persist, ws
+from rules_engine.sandbox import ws
 from rules_engine.sandbox.config import FaultConfig
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def install(app: web.Application, state: SandboxState) -> None:
     async def save(request: web.Request) -> web.Response:
         if state.state_file is None:
             return _json({"code": "400100", "msg": "no --state file"}, 400)
-        persist.save(state, state.state_file)
+        await state.save()
         return _json({"code": "200000", "data": str(state.state_file)})
 
     async def stats(request: web.Request) -> web.Response:

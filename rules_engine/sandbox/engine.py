@@ -40,6 +40,7 @@ __all__ = [
     "Fill",
     "IllegalTransitionError",
     "L2Change",
+    "LedgerEntry",
     "Order",
     "OrderEvent",
     "OrderRequest",
@@ -269,6 +270,23 @@ class Fill:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One change of a currency's balance (the account ledgers): `change` is signed, `fee` the
+    part of it that was a fee, `balance` the total after it."""
+
+    id: int
+    currency: str
+    change: Decimal
+    fee: Decimal
+    balance: Decimal
+    biz_type: str
+    symbol: str
+    order_id: str
+    trade_id: str
+    created_at: int
+
+
 @dataclass(slots=True)
 class Level:
     """One price: the feed's size, then resting orders in time order.
@@ -415,6 +433,8 @@ class Engine:
         self.by_client_oid: dict[str, str] = {}
         self.stop_orders: dict[str, Order] = {}
         self.fills: list[Fill] = []
+        self.ledger: list[LedgerEntry] = []
+        self.ledger_counter = 0  # ledger entry ids; never reused
         self.counter = 0
         self.trade_counter = 0
         self.fill_counter = 0  # fill ids (HF `id`, the `lastId` cursor); never reused
@@ -435,6 +455,12 @@ class Engine:
     def _next_trade_id(self) -> str:
         self.trade_counter += 1
         return f"{self.trade_counter:d}"
+
+    @staticmethod
+    def feed_order_id(trade_id: str, side: str = "maker") -> str:
+        """The id of the rest of the market's order in a trade: 24 hex digits, like KuCoin's,
+        derived from the trade id (`fa...` its resting side, `fb...` its taking side)."""
+        return f"{'fa' if side == 'maker' else 'fb'}{int(trade_id):022x}"
 
     # ---- validation --------------------------------------------------------------------
 
@@ -559,10 +585,14 @@ class Engine:
 
     def _settle(  # noqa: PLR0917 - internal helper, arguments in a fixed order
         self, currency: str, delta: Decimal, order: Order, trade_id: str, now_ms: int,
-                events: list[Event]) -> None:
+                events: list[Event], fee: Decimal = ZERO) -> None:
         if delta == 0:
             return
         self.account.totals[currency] = self.account.total(currency) + delta
+        self.ledger_counter += 1
+        self.ledger.append(LedgerEntry(
+            self.ledger_counter, currency, delta, fee, self.account.totals[currency],
+            "TRADE_EXCHANGE", order.symbol, order.id, trade_id, now_ms))
         events.append(
             self._balance_event(currency, delta, ZERO, "trade.setted", order, trade_id, now_ms)
         )
@@ -779,16 +809,16 @@ class Engine:
         trade_id = self._next_trade_id()
         symbol = taker.symbol
         book = self.books[symbol]
-        self._apply_fill(taker, maker.id if maker else "", price, qty, "taker", trade_id,
-                         now_ms, events)
+        maker_id = maker.id if maker else self.feed_order_id(trade_id)
+        self._apply_fill(taker, maker_id, price, qty, "taker", trade_id, now_ms, events)
         if maker is not None:
             self._apply_fill(maker, taker.id, price, qty, "maker", trade_id, now_ms, events)
             if maker.remaining <= 0:
                 self._unrest(maker)
                 self._finish(maker, "filled", now_ms, events)
         events.append(
-            TradeEvent(symbol, price, qty, taker.side, trade_id, maker.id if maker else "",
-                       taker.id, book.sequence, now_ms)
+            TradeEvent(symbol, price, qty, taker.side, trade_id, maker_id, taker.id,
+                       book.sequence, now_ms)
         )
         self._record_trade(symbol, price, qty)
         if taker.req.size is not None and taker.remaining <= 0:
@@ -815,14 +845,15 @@ class Engine:
             if order.req.type == "limit":
                 release = min(order.hold, order.price * qty * (1 + self.taker_fee))
                 self._change_hold(info.quote_currency, -release, order, now_ms, events)
-            self._settle(info.quote_currency, -(funds + fee), order, trade_id, now_ms, events)
+            self._settle(info.quote_currency, -(funds + fee), order, trade_id, now_ms, events,
+                         fee)
             self._settle(info.base_currency, qty, order, trade_id, now_ms, events)
         else:
             if order.req.type == "limit":
                 self._change_hold(info.base_currency, -min(order.hold, qty), order, now_ms,
                                   events)
             self._settle(info.base_currency, -qty, order, trade_id, now_ms, events)
-            self._settle(info.quote_currency, funds - fee, order, trade_id, now_ms, events)
+            self._settle(info.quote_currency, funds - fee, order, trade_id, now_ms, events, fee)
         self.fills.append(
             Fill(order.symbol, trade_id, order.id, counter, order.side, liquidity, price, qty,
                  funds, fee, rate, info.quote_currency, order.req.type, now_ms,
@@ -991,6 +1022,8 @@ class Engine:
         horizon = now_ms - FILL_RETENTION_MS
         if self.fills and self.fills[0].created_at < horizon:
             self.fills = [f for f in self.fills if f.created_at >= horizon]
+        if self.ledger and self.ledger[0].created_at < horizon:
+            self.ledger = [e for e in self.ledger if e.created_at >= horizon]
         return len(gone)
 
     def expire(self, now_ms: int) -> list[Event]:
@@ -1104,8 +1137,11 @@ class Engine:
         if trade is not None:
             price, size, side = trade
             self._record_trade(symbol, price, size)
-            events.append(TradeEvent(symbol, price, size, side, self._next_trade_id(), "", "",
-                                     book.sequence, now_ms))
+            trade_id = self._next_trade_id()
+            events.append(TradeEvent(symbol, price, size, side, trade_id,
+                                     self.feed_order_id(trade_id),
+                                     self.feed_order_id(trade_id, "taker"), book.sequence,
+                                     now_ms))
             self._check_stops(symbol, price, now_ms, events)
         return events
 
@@ -1128,11 +1164,13 @@ class Engine:
                 if qty <= 0:
                     break
                 trade_id = self._next_trade_id()
-                self._apply_fill(maker, "", level_price, qty, "maker", trade_id, now_ms, events)
+                taker_id = self.feed_order_id(trade_id, "taker")
+                self._apply_fill(maker, taker_id, level_price, qty, "maker", trade_id, now_ms,
+                                 events)
                 left -= qty
                 events.append(
                     TradeEvent(symbol, level_price, qty, "sell" if name == "asks" else "buy",
-                               trade_id, maker.id, "", book.sequence, now_ms)
+                               trade_id, maker.id, taker_id, book.sequence, now_ms)
                 )
                 self._record_trade(symbol, level_price, qty)
                 if maker.remaining <= 0:

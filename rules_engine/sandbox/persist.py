@@ -1,29 +1,47 @@
 """`--state FILE`: orders, balances, sequences and the instance id survive a restart.
 
-The file is JSON written atomically (a temporary file, then a rename) on shutdown and by the
-admin `save` action. Books hold only the account's resting orders; the feed's liquidity is
-rebuilt by the feed, and each book's sequence continues from where it stopped.
+The file is a JSON snapshot written atomically (a temporary file, fsync'd, then a rename) on
+shutdown, periodically and by the admin `save` action; every change acknowledged in between is
+in the journal beside it (`journal.py`), whose lines `delta` builds and `restore` replays over
+the snapshot. Books hold only the account's resting orders; the feed's liquidity is rebuilt by
+the feed, and each book's sequence continues from where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rules_engine.sandbox.engine import Fill, Order, OrderRequest, fmt
+from rules_engine.sandbox.deadman import Deadman
+from rules_engine.sandbox.engine import (
+    BalanceEvent,
+    Engine,
+    Event,
+    Fill,
+    LedgerEntry,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    StopEvent,
+    fmt,
+)
+from rules_engine.sandbox.journal import fsync_dir
 
 if TYPE_CHECKING:
     from rules_engine.sandbox.state import SandboxState
 
-__all__ = ["load", "restore", "save"]
+__all__ = ["delta", "load", "restore", "save"]
 
+UNCLEAN_JUMP = 1_000_000  # ids and sequences skipped after a restart that was not clean
 _DECIMAL_REQ = ("price", "size", "funds", "visible_size", "stop_price")
 _DECIMAL_ORDER = ("deal_size", "deal_funds", "fee", "canceled_size", "canceled_funds", "hold")
 _DECIMAL_FILL = ("price", "size", "funds", "fee", "fee_rate")
+_DECIMAL_LEDGER = ("change", "fee", "balance")
 
 
 def _order_json(order: Order) -> dict[str, Any]:
@@ -52,10 +70,36 @@ def _order_from(row: dict[str, Any]) -> Order:
     return order
 
 
-def save(state: SandboxState, path: Path) -> None:
+def _fill_json(fill: Fill) -> dict[str, Any]:
+    return {k: (fmt(v) if isinstance(v, Decimal) else v) for k, v in asdict(fill).items()}
+
+
+def _fill_from(row: dict[str, Any]) -> Fill:
+    values = dict(row)
+    for name in _DECIMAL_FILL:
+        values[name] = Decimal(values[name])
+    return Fill(**values)
+
+
+def _ledger_json(entry: LedgerEntry) -> dict[str, Any]:
+    return {k: (fmt(v) if isinstance(v, Decimal) else v) for k, v in asdict(entry).items()}
+
+
+def _ledger_from(row: dict[str, Any]) -> LedgerEntry:
+    values = dict(row)
+    for name in _DECIMAL_LEDGER:
+        values[name] = Decimal(values[name])
+    return LedgerEntry(**values)
+
+
+def save(state: SandboxState, path: Path, journal_n: int = 0, *, clean: bool = False) -> None:
+    """Write the whole state; `journal_n` is the last journal line it includes, `clean` says
+    the sandbox is stopping (nothing happens after this snapshot)."""
     engine = state.engine
     document = {
         "version": 1,
+        "journal_n": journal_n,
+        "clean": clean,
         "instance_id": state.instance_id,
         "counter": engine.counter,
         "trade_counter": engine.trade_counter,
@@ -65,35 +109,129 @@ def save(state: SandboxState, path: Path) -> None:
         "sequences": {s: b.sequence for s, b in engine.books.items()},
         "orders": [_order_json(o) for o in engine.orders.values()],
         "stop_orders": [_order_json(o) for o in engine.stop_orders.values()],
-        "fills": [
-            {k: (fmt(v) if isinstance(v, Decimal) else v) for k, v in asdict(f).items()}
-            for f in engine.fills
-        ],
+        "fills": [_fill_json(f) for f in engine.fills],
+        "ledger_counter": engine.ledger_counter,
+        "ledger": [_ledger_json(e) for e in engine.ledger],
+        "deadman": None if state.deadman is None else state.deadman.as_json(),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(document), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(json.dumps(document))
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def delta(engine: Engine, events: Iterable[Event], fills_from: int, ledger_from: int
+          ) -> dict[str, Any] | None:
+    """The journal line for one operation's events: the full rows of the orders it touched,
+    its fills (sequence above `fills_from`) and ledger entries (id above `ledger_from`), the
+    new balances of the currencies it moved and the id counters. None when the events touch
+    nothing of the account (market data)."""
+    order_ids: dict[str, None] = {}
+    currencies: dict[str, None] = {}
+    for event in events:
+        if isinstance(event, (OrderEvent, StopEvent)):
+            order_ids[event.order.id] = None
+        elif isinstance(event, BalanceEvent):
+            currencies[event.currency] = None
+            order_ids[event.order_id] = None
+    if not order_ids and not currencies:
+        return None
+    fills: list[dict[str, Any]] = []
+    for fill in reversed(engine.fills):
+        if fill.seq <= fills_from:
+            break
+        fills.append(_fill_json(fill))
+    fills.reverse()
+    ledger: list[dict[str, Any]] = []
+    for entry in reversed(engine.ledger):
+        if entry.id <= ledger_from:
+            break
+        ledger.append(_ledger_json(entry))
+    ledger.reverse()
+    account = engine.account
+    return {
+        "orders": [_order_json(engine.orders[i]) for i in order_ids if i in engine.orders],
+        "stops": [_order_json(engine.stop_orders[i]) for i in order_ids
+                  if i in engine.stop_orders],
+        "fills": fills,
+        "ledger": ledger,
+        "totals": {c: fmt(account.total(c)) for c in currencies},
+        "holds": {c: fmt(account.held(c)) for c in currencies},
+        "counter": engine.counter, "trade_counter": engine.trade_counter,
+        "fill_counter": engine.fill_counter, "ledger_counter": engine.ledger_counter,
+    }
 
 
 def load(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if document.get("version") != 1:
+    try:
+        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a sandbox state file ({exc}); move it away to start "
+                         "afresh") from None
+    if not isinstance(document, dict) or document.get("version") != 1:
         raise ValueError(f"{path}: not a sandbox state file of version 1")
     return document
 
 
-def restore(state: SandboxState, document: dict[str, Any]) -> None:
-    """Put saved orders, balances and sequences back; resting orders rejoin their books."""
+def empty_document(instance_id: str) -> dict[str, Any]:
+    """What a state file holds before anything happened (a journal may still follow)."""
+    return {"version": 1, "journal_n": 0, "instance_id": instance_id, "counter": 0,
+            "trade_counter": 0, "fill_counter": 0, "totals": None, "holds": None,
+            "sequences": {}, "orders": [], "stop_orders": [], "fills": [],
+            "ledger_counter": 0, "ledger": []}
+
+
+def restore(state: SandboxState, document: dict[str, Any],
+            journal: Iterable[dict[str, Any]] = ()) -> int:
+    """Put saved orders, balances and sequences back, then replay the journal lines the
+    snapshot does not hold; resting orders rejoin their books. Returns the last line number."""
     engine = state.engine
-    engine.counter = document["counter"]
-    engine.trade_counter = document["trade_counter"]
-    engine.fill_counter = document["fill_counter"]
-    engine.account.totals = {c: Decimal(v) for c, v in document["totals"].items()}
-    engine.account.holds = {c: Decimal(v) for c, v in document["holds"].items()}
+    last_n: int = document.get("journal_n", 0)
+    counters = {name: document.get(name, 0)
+                for name in ("counter", "trade_counter", "fill_counter", "ledger_counter")}
+    if document["totals"] is not None:
+        engine.account.totals = {c: Decimal(v) for c, v in document["totals"].items()}
+        engine.account.holds = {c: Decimal(v) for c, v in document["holds"].items()}
+    orders = {row["id"]: row for row in document["orders"]}
+    stops = {row["id"]: row for row in document["stop_orders"]}
+    fills = list(document["fills"])
+    ledger = list(document.get("ledger", ()))
+    armed = document.get("deadman")
+    for record in journal:
+        if record["n"] <= last_n:
+            continue  # already in the snapshot (a crash between its rename and the truncate)
+        last_n = record["n"]
+        if "deadman" in record:
+            armed = record["deadman"]
+            continue
+        for row in record["orders"]:
+            orders[row["id"]] = row
+        for row in record["stops"]:
+            stops[row["id"]] = row
+        top = fills[-1]["seq"] if fills else 0
+        fills.extend(row for row in record["fills"] if row["seq"] > top)
+        top = ledger[-1]["id"] if ledger else 0
+        ledger.extend(row for row in record.get("ledger", ()) if row["id"] > top)
+        for currency, value in record["totals"].items():
+            engine.account.totals[currency] = Decimal(value)
+        for currency, value in record["holds"].items():
+            engine.account.holds[currency] = Decimal(value)
+        for name, value in counters.items():
+            counters[name] = max(value, record.get(name, 0))
+    engine.counter = counters["counter"]
+    # After a crash, the market's own prints and book changes since the last line are lost
+    # (they were never the account's); jump past any id or sequence a client may have seen.
+    jump = 0 if document.get("clean", True) else UNCLEAN_JUMP
+    engine.trade_counter = counters["trade_counter"] + jump
+    engine.fill_counter = counters["fill_counter"]
+    engine.ledger_counter = counters["ledger_counter"]
     for symbol, sequence in document["sequences"].items():
         if symbol in engine.books:
-            engine.books[symbol].sequence = sequence
-    for row in document["orders"]:
+            engine.books[symbol].sequence = sequence + jump
+    for row in orders.values():
         order = _order_from(row)
         engine.orders[order.id] = order
         engine.by_client_oid[order.req.client_oid] = order.id
@@ -104,12 +242,12 @@ def restore(state: SandboxState, document: dict[str, Any]) -> None:
             book = engine.books[order.symbol]
             book.level(side, order.price).add(order)
             book.touch(side, order.price, order.updated_at)
-    for row in document["stop_orders"]:
+    for row in stops.values():
         order = _order_from(row)
         engine.stop_orders[order.id] = order
-        engine.by_client_oid[order.req.client_oid] = order.id
-    for row in document["fills"]:
-        values = dict(row)
-        for name in _DECIMAL_FILL:
-            values[name] = Decimal(values[name])
-        engine.fills.append(Fill(**values))
+        if order.active or order.req.client_oid not in engine.by_client_oid:
+            engine.by_client_oid[order.req.client_oid] = order.id
+    engine.fills.extend(_fill_from(row) for row in fills)
+    engine.ledger.extend(_ledger_from(row) for row in ledger)
+    state.deadman = Deadman.from_json(armed)
+    return last_n

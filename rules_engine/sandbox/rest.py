@@ -22,8 +22,9 @@ from rules_engine.sandbox.feeds import Candle
 from rules_engine.sandbox.state import SandboxState
 from rules_engine.sandbox.ws import CANDLE_TYPES
 
-__all__ = ["Ctx", "Route", "candles", "fill_json", "hf_order", "legacy_order", "ok_body",
-           "routes", "stop_order"]
+__all__ = ["Ctx", "Route", "bool_param", "candles", "check_window", "dec_param", "fill_json",
+           "hf_order", "int_param", "legacy_order", "ok_body", "order_request", "page_of",
+           "place_many", "routes", "stop_order", "sync_row"]
 
 Handler = Callable[["Ctx"], Awaitable[Any]]
 
@@ -56,7 +57,7 @@ def ok_body(data: Any) -> dict[str, Any]:
     return {"code": "200000", "data": data}
 
 
-def _dec(value: Any, name: str) -> Decimal | None:
+def dec_param(value: Any, name: str) -> Decimal | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
@@ -70,7 +71,7 @@ def _dec(value: Any, name: str) -> Decimal | None:
     return number
 
 
-def _bool(value: Any, name: str) -> bool:
+def bool_param(value: Any, name: str) -> bool:
     if value is None:
         return False
     if isinstance(value, bool):
@@ -82,7 +83,7 @@ def _bool(value: Any, name: str) -> bool:
     raise ApiFailureError(errors.bad_param(f"{name} must be a boolean"))
 
 
-def _int(value: Any, name: str, default: int) -> int:
+def int_param(value: Any, name: str, default: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -93,7 +94,7 @@ def _int(value: Any, name: str, default: int) -> int:
         raise ApiFailureError(errors.bad_param(f"{name} must be an integer")) from None
 
 
-def _order_request(body: dict[str, Any], *, hf: bool, stop: bool = False) -> OrderRequest:
+def order_request(body: dict[str, Any], *, hf: bool, stop: bool = False) -> OrderRequest:
     side = body.get("side")
     if side not in ("buy", "sell"):
         raise ApiFailureError(errors.bad_param("side must be buy or sell"))
@@ -116,17 +117,17 @@ def _order_request(body: dict[str, Any], *, hf: bool, stop: bool = False) -> Ord
         stop_kind = body.get("stop") or "loss"
     return OrderRequest(
         symbol=symbol, side=side, type=kind, client_oid=client_oid,
-        price=_dec(body.get("price"), "price") if kind == "limit" else None,
-        size=_dec(body.get("size"), "size"),
-        funds=_dec(body.get("funds"), "funds") if kind == "market" else None,
-        time_in_force=str(tif), cancel_after=_int(body.get("cancelAfter"), "cancelAfter", -1),
-        post_only=_bool(body.get("postOnly"), "postOnly"),
-        hidden=_bool(body.get("hidden"), "hidden"),
-        iceberg=_bool(body.get("iceberg"), "iceberg"),
-        visible_size=_dec(body.get("visibleSize"), "visibleSize"),
+        price=dec_param(body.get("price"), "price") if kind == "limit" else None,
+        size=dec_param(body.get("size"), "size"),
+        funds=dec_param(body.get("funds"), "funds") if kind == "market" else None,
+        time_in_force=str(tif), cancel_after=int_param(body.get("cancelAfter"), "cancelAfter", -1),
+        post_only=bool_param(body.get("postOnly"), "postOnly"),
+        hidden=bool_param(body.get("hidden"), "hidden"),
+        iceberg=bool_param(body.get("iceberg"), "iceberg"),
+        visible_size=dec_param(body.get("visibleSize"), "visibleSize"),
         stp=str(body.get("stp") or ""), remark=str(body.get("remark") or "")[:100],
         tags=str(body.get("tags") or "")[:20], hf=hf, stop=stop_kind,
-        stop_price=_dec(body.get("stopPrice"), "stopPrice") if stop else None,
+        stop_price=dec_param(body.get("stopPrice"), "stopPrice") if stop else None,
     )
 
 
@@ -199,6 +200,9 @@ def stop_order(order: Order, state: SandboxState) -> dict[str, Any]:
         "makerFeeRate": fmt(state.config.maker_fee_rate), "createdAt": order.created_at,
         "stop": req.stop, "stopTriggerTime": order.updated_at if order.stop_triggered else None,
         "stopPrice": fmt(req.stop_price or Decimal(0)),
+        # Fields of KuCoin's other trigger kinds (OCO legs, take-profit/stop-loss pairs): a
+        # plain stop order has none of them.
+        "relatedNo": None, "limitPrice": None, "pop": None, "activateCondition": None,
     }
 
 
@@ -212,15 +216,16 @@ def fill_json(fill: Fill, *, hf: bool) -> dict[str, Any]:
         "type": fill.order_type, "createdAt": fill.created_at,
     }
     if hf:
+        row["tradeId"] = int(fill.trade_id)  # a JSON number on the HF endpoint (int64)
         row["id"] = fill.seq
         row["taxRate"] = "0"
         row["tax"] = "0"
     return row
 
 
-def _page(items: list[Any], ctx: Ctx, page_key: str = "currentPage") -> dict[str, Any]:
-    page = max(_int(ctx.q(page_key), page_key, 1), 1)
-    size = _int(ctx.q("pageSize"), "pageSize", 50)
+def page_of(items: list[Any], ctx: Ctx, page_key: str = "currentPage") -> dict[str, Any]:
+    page = max(int_param(ctx.q(page_key), page_key, 1), 1)
+    size = int_param(ctx.q("pageSize"), "pageSize", 50)
     if size > 500:
         raise ApiFailureError(errors.bad_param("pageSize should not greater than 500"))
     size = max(size, 1)
@@ -394,18 +399,9 @@ async def h_candles(ctx: Ctx) -> Any:
     granularity = CANDLE_TYPES.get(kind)
     if granularity is None:
         raise ApiFailureError(errors.bad_param("type is invalid"))
-    start = _int(ctx.q("startAt"), "startAt", 0)
-    end = _int(ctx.q("endAt"), "endAt", 0)
+    start = int_param(ctx.q("startAt"), "startAt", 0)
+    end = int_param(ctx.q("endAt"), "endAt", 0)
     return candles(ctx.state, symbol, granularity, start, end)
-
-
-async def h_currencies(ctx: Ctx) -> Any:
-    return [
-        {"currency": c, "name": c, "fullName": c, "precision": 8, "confirms": None,
-         "contractAddress": None, "isMarginEnabled": False, "isDebitEnabled": False,
-         "chains": []}
-        for c in sorted(ctx.state.symbols.currencies)
-    ]
 
 
 async def h_empty_list(ctx: Ctx) -> Any:
@@ -489,7 +485,7 @@ async def h_account(ctx: Ctx) -> Any:
 # ---- handlers: orders -------------------------------------------------------------------------
 
 
-def _check_window(ctx: Ctx) -> None:
+def check_window(ctx: Ctx) -> None:
     window = ctx.body.get("allowMaxTimeWindow")
     if window is None:
         return
@@ -498,14 +494,14 @@ def _check_window(ctx: Ctx) -> None:
         raise ApiFailureError(
             errors.bad_param("clientTimestamp is required with allowMaxTimeWindow")
         )
-    if _int(stamp, "clientTimestamp", 0) + _int(window, "allowMaxTimeWindow", 0) < ctx.state.now_ms():  # noqa: E501
+    if int_param(stamp, "clientTimestamp", 0) + int_param(window, "allowMaxTimeWindow", 0) < ctx.state.now_ms():  # noqa: E501
         raise ApiFailureError(errors.client_timestamp_expired())
 
 
 async def _place(ctx: Ctx, *, hf: bool) -> Order:
     if hf:
-        _check_window(ctx)
-    req = _order_request(ctx.body, hf=hf)
+        check_window(ctx)
+    req = order_request(ctx.body, hf=hf)
     result, events = ctx.state.engine.place(req, ctx.state.now_ms())
     if isinstance(result, ApiError):
         raise ApiFailureError(result)
@@ -528,8 +524,8 @@ async def h_hf_place(ctx: Ctx) -> Any:
     return {"orderId": order.id, "clientOid": order.req.client_oid}
 
 
-async def h_hf_place_sync(ctx: Ctx) -> Any:
-    order = await _place(ctx, hf=True)
+def sync_row(order: Order) -> dict[str, Any]:
+    """The reply of the `sync` placements: the order as the matching engine left it."""
     return {
         "orderId": order.id, "clientOid": order.req.client_oid, "orderTime": order.created_at,
         "originSize": fmt(order.size), "dealSize": fmt(order.deal_size),
@@ -537,6 +533,10 @@ async def h_hf_place_sync(ctx: Ctx) -> Any:
         "canceledSize": fmt(order.canceled_size), "status": "open" if order.active else "done",
         "matchTime": order.updated_at,
     }
+
+
+async def h_hf_place_sync(ctx: Ctx) -> Any:
+    return sync_row(await _place(ctx, hf=True))
 
 
 async def h_hf_alter(ctx: Ctx) -> Any:
@@ -551,15 +551,15 @@ async def h_hf_alter(ctx: Ctx) -> Any:
     old = engine.orders.get(str(order_id)) if order_id else None
     if old is None or old.symbol != symbol:
         raise ApiFailureError(errors.order_not_cancellable())
-    result, events = engine.alter(old.id, _dec(ctx.body.get("newPrice"), "newPrice"),
-                                  _dec(ctx.body.get("newSize"), "newSize"), now)
+    result, events = engine.alter(old.id, dec_param(ctx.body.get("newPrice"), "newPrice"),
+                                  dec_param(ctx.body.get("newSize"), "newSize"), now)
     ctx.state.publish(events)
     if isinstance(result, ApiError):
         raise ApiFailureError(result)
     return {"newOrderId": result.id, "clientOid": result.req.client_oid}
 
 
-async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError]:
+async def place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError]:
     if not isinstance(rows, list) or not rows or len(rows) > 5:
         raise ApiFailureError(errors.bad_param("orderList must hold 1 to 5 orders"))
     out: list[Order | ApiError] = []
@@ -567,7 +567,7 @@ async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError
         if not isinstance(row, dict):
             raise ApiFailureError(errors.bad_param("orderList items must be objects"))
         try:
-            req = _order_request(row, hf=hf)
+            req = order_request(row, hf=hf)
         except ApiFailureError as failure:
             out.append(failure.error)
             continue
@@ -578,8 +578,8 @@ async def _place_many(ctx: Ctx, rows: Any, *, hf: bool) -> list[Order | ApiError
 
 
 async def h_hf_multi(ctx: Ctx) -> Any:
-    _check_window(ctx)
-    results = await _place_many(ctx, ctx.body.get("orderList"), hf=True)
+    check_window(ctx)
+    results = await place_many(ctx, ctx.body.get("orderList"), hf=True)
     return [
         {"orderId": r.id, "clientOid": r.req.client_oid, "success": True}
         if isinstance(r, Order) else {"success": False, "failMsg": r.msg}
@@ -593,7 +593,7 @@ async def h_legacy_multi(ctx: Ctx) -> Any:
     if not isinstance(raw, list):
         raise ApiFailureError(errors.bad_param("orderList must hold 1 to 5 orders"))
     rows: list[Any] = [dict(r, symbol=symbol) if isinstance(r, dict) else r for r in raw]
-    results = await _place_many(ctx, rows, hf=False)
+    results = await place_many(ctx, rows, hf=False)
     data = []
     for row, r in zip(rows, results, strict=True):
         item = {k: row.get(k) for k in ("symbol", "side", "type", "price", "size", "funds",
@@ -607,8 +607,8 @@ async def h_legacy_multi(ctx: Ctx) -> Any:
 
 
 async def h_hf_test(ctx: Ctx) -> Any:
-    _check_window(ctx)
-    req = _order_request(ctx.body, hf=True)
+    check_window(ctx)
+    req = order_request(ctx.body, hf=True)
     error = ctx.state.engine.validate(req, ctx.state.now_ms())
     if error is not None:
         raise ApiFailureError(error)
@@ -626,9 +626,8 @@ def _find(ctx: Ctx, *, by_client: bool, hf: bool) -> Order:
     if hf:
         ctx.symbol(required=True)
     if by_client:
+        # Done orders too, within their retention (as by id).
         order = state.engine.get_by_client_oid(ctx.match["clientOid"], now)
-        if order is not None and not hf and not order.active:
-            order = None  # legacy by-clientOid only sees active orders
     else:
         order = state.engine.get(ctx.match["orderId"], now)
     if order is None or (hf and order.symbol != ctx.q("symbol")):
@@ -697,7 +696,7 @@ async def h_hf_cancel_sync(ctx: Ctx) -> Any:
 
 async def h_hf_cancel_partial(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
-    size = _dec(ctx.q("cancelSize", required=True), "cancelSize")
+    size = dec_param(ctx.q("cancelSize", required=True), "cancelSize")
     assert size is not None
     order = ctx.state.engine.orders.get(ctx.match["orderId"])
     if order is not None and order.symbol != symbol:
@@ -743,7 +742,7 @@ async def h_legacy_cancel_all(ctx: Ctx) -> Any:
 def _wanted(ctx: Ctx) -> Callable[[Order], bool]:
     """The request's `side`, `type`, `startAt` and `endAt` filters, read once."""
     side, kind = ctx.q("side"), ctx.q("type")
-    start, end = _int(ctx.q("startAt"), "startAt", 0), _int(ctx.q("endAt"), "endAt", 0)
+    start, end = int_param(ctx.q("startAt"), "startAt", 0), int_param(ctx.q("endAt"), "endAt", 0)
     return lambda o: ((side is None or o.side == side) and (kind is None or o.req.type == kind)
                       and o.created_at >= start and (not end or o.created_at <= end))
 
@@ -763,7 +762,7 @@ async def h_hf_active_page(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
     orders = ctx.state.engine.list_orders(ctx.state.now_ms(), active=True, symbol=symbol)
     items = [hf_order(o, ctx.state) for o in _filtered(ctx, orders)]
-    return _page(items, ctx, "pageNum")
+    return page_of(items, ctx, "pageNum")
 
 
 async def h_hf_active_symbols(ctx: Ctx) -> Any:
@@ -799,8 +798,8 @@ def _newest_done(ctx: Ctx, symbol: str | None, last_id: int, limit: int
 
 async def h_hf_done(ctx: Ctx) -> Any:
     symbol = ctx.symbol()
-    limit = min(max(_int(ctx.q("limit"), "limit", 20), 1), 100)
-    last_id = _int(ctx.q("lastId"), "lastId", 0)
+    limit = min(max(int_param(ctx.q("limit"), "limit", 20), 1), 100)
+    last_id = int_param(ctx.q("lastId"), "lastId", 0)
     chosen = _newest_done(ctx, symbol, last_id, limit)
     if chosen is None:
         # Newest first by the id the cursor is (ids grow with each order); not by
@@ -823,7 +822,7 @@ async def h_legacy_list(ctx: Ctx) -> Any:
     symbol = ctx.symbol(required=False)
     orders = ctx.state.engine.list_orders(ctx.state.now_ms(), active=status == "active",
                                           symbol=symbol)
-    return _page([legacy_order(o, ctx.state) for o in _filtered(ctx, orders)], ctx)
+    return page_of([legacy_order(o, ctx.state) for o in _filtered(ctx, orders)], ctx)
 
 
 async def h_legacy_recent(ctx: Ctx) -> Any:
@@ -836,7 +835,7 @@ async def h_legacy_recent(ctx: Ctx) -> Any:
 def _fills(ctx: Ctx, symbol_required: bool) -> list[Fill]:
     symbol = ctx.symbol(required=symbol_required)
     order_id, side = ctx.q("orderId"), ctx.q("side")
-    start, end = _int(ctx.q("startAt"), "startAt", 0), _int(ctx.q("endAt"), "endAt", 0)
+    start, end = int_param(ctx.q("startAt"), "startAt", 0), int_param(ctx.q("endAt"), "endAt", 0)
     now = ctx.state.now_ms()
     fills = [
         f for f in ctx.state.engine.fills
@@ -849,17 +848,17 @@ def _fills(ctx: Ctx, symbol_required: bool) -> list[Fill]:
 
 async def h_hf_fills(ctx: Ctx) -> Any:
     fills = _fills(ctx, True)
-    last_id = _int(ctx.q("lastId"), "lastId", 0)
+    last_id = int_param(ctx.q("lastId"), "lastId", 0)
     if last_id:
         fills = [f for f in fills if f.seq < last_id]
-    limit = min(max(_int(ctx.q("limit"), "limit", 20), 1), 100)
+    limit = min(max(int_param(ctx.q("limit"), "limit", 20), 1), 100)
     chosen = fills[:limit]
     return {"items": [fill_json(f, hf=True) for f in chosen],
             "lastId": chosen[-1].seq if chosen else 0}
 
 
 async def h_legacy_fills(ctx: Ctx) -> Any:
-    return _page([fill_json(f, hf=False) for f in _fills(ctx, False)], ctx)
+    return page_of([fill_json(f, hf=False) for f in _fills(ctx, False)], ctx)
 
 
 async def h_limit_fills(ctx: Ctx) -> Any:
@@ -871,7 +870,7 @@ async def h_limit_fills(ctx: Ctx) -> Any:
 
 
 async def h_stop_place(ctx: Ctx) -> Any:
-    req = _order_request(ctx.body, hf=False, stop=True)
+    req = order_request(ctx.body, hf=False, stop=True)
     result, events = ctx.state.engine.place(req, ctx.state.now_ms())
     if isinstance(result, ApiError):
         raise ApiFailureError(result)
@@ -882,7 +881,7 @@ async def h_stop_place(ctx: Ctx) -> Any:
 async def h_stop_list(ctx: Ctx) -> Any:
     symbol = ctx.symbol(required=False)
     stops = ctx.state.engine.stops(ctx.state.now_ms(), symbol)
-    return _page([stop_order(s, ctx.state) for s in stops], ctx)
+    return page_of([stop_order(s, ctx.state) for s in stops], ctx)
 
 
 async def h_stop_get(ctx: Ctx) -> Any:
@@ -905,6 +904,27 @@ async def h_stop_get_client(ctx: Ctx) -> Any:
 
 async def h_stop_cancel(ctx: Ctx) -> Any:
     return {"cancelledOrderIds": [_cancel(ctx, ctx.match["orderId"]).id]}
+
+
+async def h_stop_cancel_batch(ctx: Ctx) -> Any:
+    """`DELETE /api/v1/stop-order/cancel?symbol=&tradeType=&orderIds=a,b`: every untriggered
+    stop order of the symbol (all symbols without one), only the listed ids if given."""
+    symbol = ctx.symbol(required=False)
+    trade_type = ctx.q("tradeType")
+    if trade_type not in (None, "TRADE"):
+        return {"cancelledOrderIds": []}  # margin stop orders are not emulated: none exist
+    wanted = {i for i in (ctx.q("orderIds") or "").split(",") if i}
+    state = ctx.state
+    cancelled: list[str] = []
+    for stop in state.engine.stops(state.now_ms(), symbol):
+        if wanted and stop.id not in wanted:
+            continue
+        result, events = state.engine.cancel(stop.id, state.now_ms())
+        if isinstance(result, ApiError):
+            continue
+        state.publish(events)
+        cancelled.append(stop.id)
+    return {"cancelledOrderIds": cancelled}
 
 
 async def h_stop_cancel_client(ctx: Ctx) -> Any:
@@ -967,7 +987,6 @@ def routes() -> list[Route]:
         r("GET", "/api/v3/market/orderbook/level2", h_level2_full, 3, spot, True),
         r("GET", "/api/v1/market/histories", h_histories, 3, pub, False),
         r("GET", "/api/v1/market/candles", h_candles, 3, pub, False),
-        r("GET", "/api/v3/currencies", h_currencies, 3, pub, False),
         r("GET", "/api/v1/contracts/active", h_empty_list, 3, pub, False),
         r("GET", "/api/v3/margin/symbols", h_margin_symbols, 3, spot, True),
         r("GET", "/api/v1/isolated/symbols", h_empty_list, 3, spot, True),
@@ -1022,6 +1041,7 @@ def routes() -> list[Route]:
         r("GET", "/api/v1/stop-order/queryOrderByClientOid", h_stop_get_client, 3, spot, True),
         r("DELETE", "/api/v1/stop-order/cancelOrderByClientOid", h_stop_cancel_client, 5, spot,
           True, "Spot"),
+        r("DELETE", "/api/v1/stop-order/cancel", h_stop_cancel_batch, 3, spot, True, "Spot"),
         r("GET", "/api/v1/stop-order/{orderId}", h_stop_get, 3, spot, True),
         r("DELETE", "/api/v1/stop-order/{orderId}", h_stop_cancel, 3, spot, True, "Spot"),
     ]

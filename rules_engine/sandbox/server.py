@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from rules_engine.sandbox import admin, errors, persist, ws
+from rules_engine.sandbox import admin, errors, rest_account, rest_market, rest_orders, ws
 from rules_engine.sandbox.auth import verify_request
 from rules_engine.sandbox.config import KeyConfig
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
@@ -32,7 +32,8 @@ __all__ = ["SandboxState", "build_state", "create_app", "parse_body", "run_serve
 
 log = logging.getLogger("rules_engine.sandbox")
 
-SAVE_EVERY_MS = 5000  # the state file is also written every few seconds, not only on exit
+COMPACT_EVERY_MS = 60_000  # the journal is folded into the snapshot this often,
+COMPACT_BYTES = 16 << 20  # or as soon as it grows past this
 
 
 def _reply(state: SandboxState, payload: Any, status: int = 200,
@@ -108,10 +109,19 @@ def _make_handler(state: SandboxState, route: Route) -> Callable[[web.Request], 
                 return _error(state, errors.bad_param(parsed), limit_headers)
             body = parsed
         ctx = Ctx(state, request, dict(request.query), body, key, dict(request.match_info))
+        data: Any = None
+        error: ApiError | None = None
         try:
             data = await route.handler(ctx)
         except ApiFailureError as failure:
-            return _error(state, failure.error, limit_headers)
+            error = failure.error  # a batch may have changed something before it failed
+        try:
+            await state.settled()  # with --state: no reply before its change is fsync'd
+        except OSError as exc:
+            log.error("sandbox: not acknowledged, the journal write failed: %s", exc)
+            return _error(state, errors.internal_error(), limit_headers)
+        if error is not None:
+            return _error(state, error, limit_headers)
         return _reply(state, ok_body(data), 200, limit_headers)
 
     return handle
@@ -148,7 +158,9 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
     """The aiohttp application. `run_feed=False` leaves the feed to the caller (`feed_step`)."""
     app = web.Application(middlewares=[_guard])
     app[STATE_KEY] = state
-    for route in routes():
+    # Fixed paths first: aiohttp matches routes in the order they were added.
+    for route in [*rest_account.routes(), *rest_orders.routes(), *rest_market.routes(),
+                  *routes()]:
         app.router.add_route(route.method, route.path, _make_handler(state, route))
     ws.install(app, state)
     admin.install(app, state)
@@ -167,8 +179,10 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
             due = max(due + interval, loop.time())
             state.feed_step()
             now = state.clock.base_ms()
-            if state.state_file is not None and now - last_save >= SAVE_EVERY_MS:
-                persist.save(state, state.state_file)
+            journal = state.journal
+            if journal is not None and journal.bytes and (
+                    now - last_save >= COMPACT_EVERY_MS or journal.bytes >= COMPACT_BYTES):
+                await state.save()
                 last_save = now
 
     async def lifecycle(app: web.Application) -> Any:
@@ -181,8 +195,9 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
         for waiter in state.hold_replies:
             if not waiter.done():
                 waiter.cancel()
-        if state.state_file is not None:
-            persist.save(state, state.state_file)
+        await state.save(clean=True)
+        if state.journal is not None:
+            state.journal.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -19,8 +19,11 @@ from rules_engine.core.symbols import SymbolTable
 from rules_engine.sandbox import persist
 from rules_engine.sandbox.clock import Clock, SystemClock
 from rules_engine.sandbox.config import SandboxConfig
+from rules_engine.sandbox.deadman import Deadman
+from rules_engine.sandbox.deadman import check as check_deadman
 from rules_engine.sandbox.engine import Engine, Event, L2Change, Stats, TradeEvent
 from rules_engine.sandbox.feeds import CandleFeed, Feed, RecordedFeed, SyntheticFeed
+from rules_engine.sandbox.journal import Journal, journal_path, read_journal
 from rules_engine.sandbox.ratelimit import RateLimiter
 
 __all__ = ["HISTORY_ROWS", "FeedStats", "History", "SandboxState", "build_state"]
@@ -87,6 +90,11 @@ class SandboxState:
     recent_trades: dict[str, deque[TradeEvent]] = field(default_factory=dict)
     last_prune_ms: int = 0
     history: History = field(default_factory=History)
+    journal: Journal | None = None
+    journal_fills: int = 0  # the last fill sequence the journal holds
+    journal_ledger: int = 0  # and the last ledger entry id
+    deadman: Deadman | None = None  # the armed dead-man switch (DCP), if any
+    deadman_fired: list[tuple[int, int]] = field(default_factory=list)  # (time, orders)
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -108,9 +116,13 @@ class SandboxState:
 
     def stats_24h(self, symbol: str) -> Stats:
         """Rolling 24 h figures: the feed's history candles, then the sandbox's own trades."""
+        return self.stats_window(symbol, 86_400)
+
+    def stats_window(self, symbol: str, seconds: int) -> Stats:
+        """Rolling figures over the last `seconds` (1 h, 4 h, 24 h for the snapshot topic)."""
         live = self.minute_candles.get(symbol, {})
         first_live = min(live) if live else None
-        start = self.now_ms() // 1000 - 86_400
+        start = self.now_ms() // 1000 - seconds
         rows: list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]] = [
             (c.start_s, c.open, c.close, c.high, c.low, c.volume, c.turnover)
             for c in self.feed.history(symbol)
@@ -137,9 +149,44 @@ class SandboxState:
                 trades.append(event)
         if events and self.config.record_history:
             self._record(events)
-        if events:
-            for listener in list(self.listeners):
-                listener(events)
+        if not events:
+            return
+        journal = self.journal
+        if journal is None:
+            self._push(events)
+            return
+        record = persist.delta(self.engine, events, self.journal_fills, self.journal_ledger)
+        if record is not None:
+            self.journal_fills = self.engine.fill_counter
+            self.journal_ledger = self.engine.ledger_counter
+            journal.append(record)
+        journal.after(lambda: self._push(events))  # nothing confirms it before its fsync
+
+    def _push(self, events: list[Event]) -> None:
+        for listener in list(self.listeners):
+            listener(events)
+
+    def set_deadman(self, armed: Deadman | None) -> None:
+        """Arm, renew or disarm the dead-man switch; with `--state` it is journaled, so a
+        restarted sandbox still fires it."""
+        self.deadman = armed
+        if self.journal is not None:
+            self.journal.append({"deadman": None if armed is None else armed.as_json()})
+
+    async def settled(self) -> None:
+        """Return once every change made so far is durable (at once without `--state`)."""
+        if self.journal is not None:
+            await self.journal.settled()
+
+    async def save(self, *, clean: bool = False) -> None:
+        """Write the snapshot and empty the journal (`--state` only)."""
+        path = self.state_file
+        if path is None:
+            return
+        if self.journal is None:
+            persist.save(self, path, clean=clean)
+            return
+        await self.journal.compact(lambda n: persist.save(self, path, n, clean=clean))
 
     def _record(self, events: list[Event]) -> None:
         changed = {e.symbol for e in events if isinstance(e, L2Change)}
@@ -173,7 +220,9 @@ class SandboxState:
 
     def feed_step(self, *, force: bool = False) -> None:
         """Apply one tick of the market feed (and expire GTT orders). A stalled feed
-        (`stall_feed` fault) does nothing unless `force` (the book's first seeding)."""
+        (`stall_feed` fault) does nothing unless `force` (the book's first seeding). The
+        dead-man switch is checked first, stalled or not."""
+        check_deadman(self)
         if self.config.faults.stall_feed and not force:
             return
         now = self.now_ms()
@@ -216,9 +265,19 @@ def build_state(config: SandboxConfig, *, feed_name: str | None = None,
         feed = SyntheticFeed(seed=seed, start_ms=start, interval_ms=config.feed_interval_ms,
                              level_count=config.level_count, speed=speed,
                              symbols=config.synthetic_symbols)
-    saved = persist.load(state_file) if state_file is not None and state_file.exists() else None
+    if state_file is None:
+        return SandboxState(config=config, feed=feed, clock=clock)
+    saved = persist.load(state_file) if state_file.exists() else None
+    lines = read_journal(journal_path(state_file))
     state = SandboxState(config=config, feed=feed, clock=clock, state_file=state_file,
                          **({"instance_id": saved["instance_id"]} if saved else {}))
-    if saved:
-        persist.restore(state, saved)
+    if saved is None and lines:
+        saved = persist.empty_document(state.instance_id)
+        saved["clean"] = False
+    last_n = persist.restore(state, saved, lines) if saved else 0
+    state.journal_fills = state.engine.fill_counter
+    state.journal_ledger = state.engine.ledger_counter
+    state.journal = Journal(journal_path(state_file), last_n)
+    # Start from one snapshot holding everything: the journal begins empty.
+    state.journal.compact_now(lambda n: persist.save(state, state_file, n))
     return state

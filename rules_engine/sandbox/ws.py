@@ -37,6 +37,7 @@ from rules_engine.sandbox.engine import (
     Event,
     L2Change,
     OrderEvent,
+    Stats,
     StopEvent,
     TradeEvent,
     account_id,
@@ -51,6 +52,8 @@ __all__ = ["CANDLE_TYPES", "Hub", "drop_all", "install", "issue_token"]
 PUBLIC_PREFIXES = (
     "/market/ticker", "/market/level2", "/market/match", "/market/candles", "/market/snapshot",
     "/spotMarket/level1", "/spotMarket/level2Depth5", "/spotMarket/level2Depth50",
+    # No symbol runs a call auction here: these are accepted and stay silent.
+    "/callauction/level2Depth50", "/callauction/callauctionData",
 )
 SNAPSHOT_INTERVAL_MS = 2000
 # KuCoin's candle types and their length in seconds (buckets are aligned on the epoch).
@@ -91,6 +94,7 @@ class Hub:
     conns: list[Conn] = field(default_factory=list)
     pushed: int = 0
     snapshot_sent: dict[str, int] = field(default_factory=dict)
+    balance_events: int = 0  # the envelope `id` of `/account/balance` messages
 
     def on_events(self, events: list[Event]) -> None:
         if not self.conns:
@@ -117,6 +121,8 @@ class Hub:
             elif isinstance(event, OrderEvent):
                 self._order(event)
             elif isinstance(event, BalanceEvent):
+                self.balance_events += 1
+                event_id = str(self.balance_events)
                 self._private("/account/balance", "account.balance", {
                     "accountId": account_id(event.currency),
                     "currency": event.currency, "total": fmt(event.total),
@@ -124,11 +130,11 @@ class Hub:
                     "availableChange": fmt(event.available_change),
                     "holdChange": fmt(event.hold_change),
                     "relationEvent": event.relation_event,
-                    "relationEventId": event.order_id,
+                    "relationEventId": event_id,
                     "relationContext": {"symbol": event.symbol, "orderId": event.order_id,
                                         "tradeId": event.trade_id},
                     "time": str(event.time_ms),
-                })
+                }, envelope_id=event_id)
             elif isinstance(event, StopEvent):
                 order = event.order
                 data: dict[str, Any] = {
@@ -178,8 +184,12 @@ class Hub:
             now = state.now_ms()
             if now - self.snapshot_sent.get(symbol, 0) >= SNAPSHOT_INTERVAL_MS:
                 self.snapshot_sent[symbol] = now
-                self._send(f"/market/snapshot:{symbol}", "trade.snapshot",
-                           snapshot_data(state, symbol))
+                topics = [f"/market/snapshot:{symbol}",
+                          *(f"/market/snapshot:{m}" for m in markets_of(state, symbol))]
+                if any(conn.wants(t) for conn in self.conns for t in topics):
+                    snap = snapshot_data(state, symbol)
+                    for topic in topics:
+                        self._send(topic, "trade.snapshot", snap)
 
     def _depth(self, symbol: str) -> None:
         """Top-of-book snapshots: `/spotMarket/level1` and `level2Depth5`/`50`."""
@@ -257,10 +267,13 @@ class Hub:
                 conn.push(message)
                 self.pushed += 1
 
-    def _private(self, topic: str, subject: str, data: dict[str, Any]) -> None:
-        message = {"topic": topic, "type": "message", "subject": subject,
-                   "userId": str(self.state.config.uid), "channelType": "private",
-                   "data": data}
+    def _private(self, topic: str, subject: str, data: dict[str, Any],
+                 envelope_id: str | None = None) -> None:
+        message: dict[str, Any] = {"topic": topic, "type": "message", "subject": subject}
+        if envelope_id is not None:
+            message["id"] = envelope_id
+        message |= {"userId": str(self.state.config.uid), "channelType": "private",
+                    "data": data}
         for conn in self.conns:
             if conn.private_key is not None and conn.wants(topic):
                 conn.push(message)
@@ -272,23 +285,43 @@ def _num(value: Decimal | None) -> orjson.Fragment | None:
     return None if value is None else orjson.Fragment(fmt(value).encode("ascii"))
 
 
+def markets_of(state: SandboxState, symbol: str) -> list[str]:
+    """The markets a symbol is listed in (its row's `market`: USDS for the USDT pairs, BTC
+    for the BTC pairs), as `/market/snapshot:{market}` names them."""
+    found = state.extras.get("markets")
+    if found is None:
+        found = {str(row["symbol"]): [str(row.get("market") or "USDS")]
+                 for row in state.feed.symbol_rows()}
+        state.extras["markets"] = found
+    markets: list[str] = found.get(symbol) or ["USDS"]
+    return markets
+
+
+def _window(st: Stats) -> dict[str, Any]:
+    change = st.last - st.open if st.open else Decimal(0)
+    rate = (change / st.open).quantize(Decimal("0.0001")) if st.open else Decimal(0)
+    return {
+        "open": _num(st.open), "high": _num(st.high), "low": _num(st.low), "vol": _num(st.vol),
+        "volValue": _num(st.vol_value), "changePrice": _num(change), "changeRate": _num(rate),
+    }
+
+
 def snapshot_data(state: SandboxState, symbol: str) -> dict[str, Any]:
     """The `/market/snapshot` payload: KuCoin sends these figures as JSON numbers."""
     seq, bids, asks = state.engine.snapshot(symbol, 1)
     st = state.stats_24h(symbol)
     info = state.symbols[symbol]
-    change = st.last - st.open if st.open else Decimal(0)
-    rate = (change / st.open).quantize(Decimal("0.0001")) if st.open else Decimal(0)
     avg = (st.vol_value / st.vol).quantize(info.price_increment) if st.vol else st.last
-    window = {
-        "open": _num(st.open), "high": _num(st.high), "low": _num(st.low), "vol": _num(st.vol),
-        "volValue": _num(st.vol_value), "changePrice": _num(change), "changeRate": _num(rate),
-    }
+    window = _window(st)
+    markets = markets_of(state, symbol)
     return {
         "sequence": str(seq),
         "data": {
             "symbol": symbol, "symbolCode": symbol, "baseCurrency": info.base_currency,
-            "quoteCurrency": info.quote_currency, "market": "USDS", "markets": ["USDS"],
+            "quoteCurrency": info.quote_currency, "market": markets[0], "markets": markets,
+            "siteTypes": ["global"],
+            "marketChange1h": _window(state.stats_window(symbol, 3600)),
+            "marketChange4h": _window(state.stats_window(symbol, 4 * 3600)),
             "trading": info.enable_trading, "marginTrade": False, "board": 0, "mark": 0,
             "sort": 1, "lastTradedPrice": _num(st.last), "close": _num(st.last),
             "buy": _num(bids[0][0]) if bids else None, "sell": _num(asks[0][0]) if asks else None,
@@ -341,7 +374,10 @@ def _expand(topic: str, private: bool, state: SandboxState) -> list[str] | str:
         symbol = arg.rsplit("_", 1)[0] if prefix == "/market/candles" else arg
         if prefix == "/market/candles" and arg.rpartition("_")[2] not in CANDLE_TYPES:
             return f"topic {prefix}:{arg} is not found"
-        if symbol not in state.symbols and not (prefix == "/market/ticker" and arg == "all"):
+        whole_market = prefix == "/market/snapshot" and any(
+            arg in markets_of(state, s) for s in state.symbols)
+        if (symbol not in state.symbols and not whole_market
+                and not (prefix == "/market/ticker" and arg == "all")):
             return f"topic {prefix}:{arg} is not found"
         out.append(f"{prefix}:{arg}")
     if len(out) > 100:
@@ -436,7 +472,10 @@ def _handle(conn: Conn, text: str, state: SandboxState) -> list[dict[str, Any]]:
         if kind == "subscribe":
             for one in expanded:
                 if one.startswith("/market/snapshot:"):
-                    replies.append({"topic": one, "type": "message", "subject": "trade.snapshot",
-                                    "data": snapshot_data(state, one.partition(":")[2])})
+                    name = one.partition(":")[2]
+                    covered = [name] if name in state.symbols else [
+                        s for s in state.symbols if name in markets_of(state, s)]
+                    replies.extend({"topic": one, "type": "message", "subject": "trade.snapshot",
+                                    "data": snapshot_data(state, s)} for s in covered)
         return replies
     return [{"id": ident, "type": "error", "code": 415, "data": "type is not supported"}]
