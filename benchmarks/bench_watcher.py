@@ -90,7 +90,7 @@ from rules_engine.core.symbols import SymbolTable
 from rules_engine.dsl import SourceFile
 from rules_engine.engine import dump_state, initial_state
 from rules_engine.runtime._config import WatcherConfig
-from rules_engine.runtime._orders import Pending
+from rules_engine.runtime._orders import Tracked
 from rules_engine.runtime._watcher import Watcher, utc_now
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
 from rules_engine.sandbox.feeds import ExternalFeed
@@ -215,7 +215,7 @@ class NoCommitStore(Store):
 
 
 class SigningWatcher(Watcher):
-    """Its `OrderManager.send` (the spawned task of a firing) checks the lease's fence as
+    """Its `OrderManager._send` (the spawned task of a firing's `Send` command) checks the lease's fence as
     the real one does, then makes the exact request `KucoinVenue.place` -> `KucoinOrders.place`
     -> `KucoinRest.call` would send (body serialised the same way, signed by the client's
     Signer with its server time) and records the moment instead of sending it. `on_frame` is
@@ -227,24 +227,25 @@ class SigningWatcher(Watcher):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.signed = []
-        self.orders.send = self._sign  # type: ignore[method-assign]
+        self.orders._send = self._sign  # type: ignore[method-assign]
         self.on_frame = self.frame_handler()
 
     def frame_handler(self) -> Callable[[dict[str, Any]], None]:
         feeds = self.feeds
         return self.ctx.feed.stream(feeds.on_event, feeds.on_bad, feeds.on_state).on_message  # type: ignore[attr-defined,no-any-return]
 
-    async def _sign(self, pending: Pending, body: dict[str, Any]) -> None:
+    async def _sign(self, tracked: Tracked) -> None:
         started = time.perf_counter_ns()
-        self.orders.check_fence(pending.family)
-        path = "/api/v1/hf/orders" if pending.family == "hf" else "/api/v1/orders"
-        raw = json.dumps(body, separators=(",", ":")).encode()
+        self.orders.check_fence()
+        assert tracked.body is not None and tracked.identity is not None
+        path = "/api/v1/hf/orders" if tracked.family == "hf" else "/api/v1/orders"
+        raw = json.dumps(tracked.body, separators=(",", ":")).encode()
         venue = self.ctx.venue
         assert isinstance(venue, KucoinVenue)
         signer = venue.rest._signer
         assert signer is not None
         request = signer.sign("POST", path, timestamp_ms=venue.rest.server_ms(), body=raw)
-        self.signed.append((pending.identity, started, time.perf_counter_ns(), request.headers))
+        self.signed.append((tracked.identity, started, time.perf_counter_ns(), request.headers))
 
 
 def l2_frame(symbol: str, seq: int, price: Decimal, size: Decimal, ms: int) -> str:
@@ -518,9 +519,9 @@ STAGES: list[tuple[str, str, str]] = [
     ("RuleSet.row (dump_state)", "Firing._commit", "rules.row"),
     ("Store.fire (no commit here)", "Firing._commit", "store.fire"),
     ("OrderManager.fenced", "Firing._commit", "orders.fenced"),
-    ("Pending (dataclass)", "Firing._place", "firing_module.Pending"),
-    ("Context.spawn (create_task): the send", "Firing._place", "ctx.spawn"),
-    (AFTER + "Tracked (dataclass)", "Firing._place", "firing_module.Tracked"),
+    ("Tracked (dataclass)", "Firing._place", "firing_module.Tracked"),
+    ("place (the order table's first move)", "Firing._place", "firing_module.place"),
+    ("OrderManager.start: the send spawned", "Firing._place", "orders.start"),
     (AFTER + "Exposure.add", "Firing._place", "exposure.add"),
     (AFTER + "Exposure.fired", "Firing._place", "exposure.fired"),
     (AFTER + "Context.emit (a no-op here)", "Firing._place", "ctx.emit"),
