@@ -217,10 +217,10 @@ class NoCommitStore(Store):
 class SigningWatcher(Watcher):
     """Its `OrderManager._send` (the spawned task of a firing's `Send` command) checks the
     lease's fence as the real one does, then makes the exact request `KucoinVenue.place` ->
-    `KucoinOrders.place` -> `KucoinRest.call` would send (body serialised the same way, signed by the client's
-    Signer with its server time) and records the moment instead of sending it. `on_frame` is
-    the public stream's message handler (`KucoinFeed.stream`: parse, then `Feeds.on_event`),
-    what `KucoinWs.on_text` calls with each decoded frame."""
+    `KucoinOrders.place` -> `KucoinRest.call` would send (body serialised the same way,
+    signed by the client's Signer with its server time) and records the moment instead of
+    sending it. `on_frame` is the public stream's message handler (`KucoinFeed.stream`:
+    parse, then `Feeds.on_event`), what `KucoinWs.on_text` calls with each decoded frame."""
 
     signed: list[tuple[str, int, int, dict[str, str]]]  # identity, task start, signed, headers
 
