@@ -302,7 +302,7 @@ async def recover_once(past: int, open_count: int, folder: Path, *, events: bool
         assert isinstance(venue, KucoinVenue)
         timed.wrap(venue.rest, "call", "rest")  # every REST call of the venue's client
         timed.wrap(watcher.recovery, "_adopt_unknown", "adopt_unknown")
-        timed.wrap(watcher.orders, "poll_order", "poll_open_orders")
+        timed.wrap(watcher.orders, "_look_up", "poll_open_orders")
         timed.wrap(watcher.recovery, "load_exposure", "load_exposure")
         recover = watcher.recovery.recover
 

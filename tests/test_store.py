@@ -313,7 +313,8 @@ def test_a_step_reported_from_outside_that_the_table_lacks_is_an_anomaly_not_a_c
 
 
 def test_the_exchange_reporting_a_fill_after_a_cancel_wins(owned: Store) -> None:
-    """Fills are money: `canceled -> filled` and a vanished order shown again are moves."""
+    """Fills are money: `canceled -> filled` is a move (the order table's one reopening of a
+    canceled order)."""
     from rules_engine.store._repo import StateRow
 
     store = owned
@@ -326,8 +327,6 @@ def test_the_exchange_reporting_a_fill_after_a_cancel_wins(owned: Store) -> None
                state=state, now=NOW)
     oid = client_oid(store.engine_id(), "dip", 1)
     store.settle(oid, NOW, firing_to="acknowledged", order_to="open")
-    store.settle(oid, NOW, order_to="vanished")
-    store.settle(oid, NOW, order_to="open")  # the exchange showed it after all
     store.settle(oid, NOW, order_to="canceled")
     store.settle(oid, NOW, order_to="filled")
     row = store.order(oid)
