@@ -17,17 +17,20 @@ that commit too, so no other watcher can take over until `stale_after` after it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, false, insert, select, true, update
+from sqlalchemy import Table, bindparam, delete, false, insert, select, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from rules_engine.store._schema import Lease
+from rules_engine.store._schema import Lease, Meta
 
-__all__ = ["Fence", "LeaseHeld", "LeaseLost", "acquire", "check", "no_fence", "release", "renew"]
+__all__ = ["Fence", "LeaseHeld", "LeaseLost", "acquire", "check", "no_fence", "read_lease",
+           "release", "renew", "standby_beat", "standby_drop", "standbys"]
 
 _LEASE = cast(Table, Lease.__table__)
 _C = _LEASE.c
@@ -158,3 +161,89 @@ def release(engine: Engine, fence: Fence | None) -> None:
         return
     with engine.begin() as connection:
         connection.execute(_RELEASE, {"fence_owner": fence.owner, "fence_epoch": fence.epoch})
+
+
+# ---------------------------------------------------------------- standbys
+#
+# A standby watcher (`rules-engine run --standby`) waits for the lease without holding it.
+# It says so in `meta`, one row per standby (`standby:` + a hash of its owner name), with its
+# host, pid, time to live and a heartbeat, so that `status` can list the standbys beside the
+# active watcher. The rows decide nothing: the lease alone says who owns the store.
+
+_STANDBY = "standby:"
+
+
+def _standby_key(owner: str) -> str:
+    return _STANDBY + hashlib.sha256(owner.encode()).hexdigest()[:40]
+
+
+def read_lease(engine: Engine) -> tuple[str, datetime, bool, int] | None:
+    """The lease as it is now: (owner, heartbeat, alive, epoch), or None on a fresh store."""
+    with engine.connect() as connection:
+        row = connection.execute(_READ).first()
+    if row is None:
+        return None
+    return str(row[0]), _aware(row[1]), bool(row[2]), int(row[3])
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def standby_beat(engine: Engine, owner: str, now: datetime, stale_after: timedelta,
+                 since: datetime) -> None:
+    """Register the standby `owner` (host:pid:...) or renew its heartbeat; rows of standbys
+    silent for ten times their own time to live are removed on the way."""
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":", 1)[0]
+    value = json.dumps({"owner": owner, "host": host, "pid": int(pid) if pid.isdigit() else None,
+                        "since": since.isoformat(), "heartbeat": now.isoformat(),
+                        "stale_after_s": stale_after.total_seconds()})
+    key = _standby_key(owner)
+    meta = cast(Table, Meta.__table__)
+    with engine.begin() as connection:
+        gone = []
+        for row_key, row_value in connection.execute(
+                select(meta.c.key, meta.c.value).where(meta.c.key.startswith(_STANDBY))):
+            entry = _entry(row_value)
+            if row_key != key and (entry is None or now - entry["heartbeat_at"] > 10 * timedelta(
+                    seconds=entry["stale_after_s"])):
+                gone.append(row_key)
+        if gone:
+            connection.execute(delete(meta).where(meta.c.key.in_(gone)))
+        if connection.execute(update(meta).where(meta.c.key == key).values(value=value)
+                              ).rowcount == 0:
+            connection.execute(insert(meta), {"key": key, "value": value})
+
+
+def standby_drop(engine: Engine, owner: str) -> None:
+    """Remove the standby's row (it took the store over, or it stops)."""
+    meta = cast(Table, Meta.__table__)
+    with engine.begin() as connection:
+        connection.execute(delete(meta).where(meta.c.key == _standby_key(owner)))
+
+
+def standbys(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """The registered standbys, oldest first: owner, host, pid, since, heartbeat, its age in
+    seconds, and `waiting` (a heartbeat younger than its time to live) or `gone`."""
+    meta = cast(Table, Meta.__table__)
+    with engine.connect() as connection:
+        rows = connection.execute(select(meta.c.value).where(meta.c.key.startswith(_STANDBY)))
+        entries = [e for e in (_entry(value) for (value,) in rows) if e is not None]
+    out = []
+    for entry in sorted(entries, key=lambda e: (e["since"], e["owner"])):
+        age = (now - entry.pop("heartbeat_at")).total_seconds()
+        entry["heartbeat_age_s"] = round(age, 3)
+        entry["state"] = "waiting" if age <= entry["stale_after_s"] else "gone"
+        out.append(entry)
+    return out
+
+
+def _entry(value: str) -> dict[str, Any] | None:
+    try:
+        entry = dict(json.loads(value))
+        entry["heartbeat_at"] = _aware(datetime.fromisoformat(str(entry["heartbeat"])))
+        entry["stale_after_s"] = float(entry["stale_after_s"])
+    except (ValueError, KeyError, TypeError):
+        return None  # not written by this code: ignored, and removed by the next standby
+    return entry
