@@ -49,9 +49,31 @@ from crash_support import (
     settled,
 )
 
-__all__ = ["FailoverResult", "FailoverSession", "Switch", "watcher_config"]
+__all__ = ["FailoverResult", "FailoverSession", "Switch", "failover_rules", "watcher_config"]
 
 HELD_GRACE_S = 3.0  # a passed trigger reaches a ready watcher's fresh `last` within this
+
+# Brackets whose take-profit is far (it rests) and whose stop-loss is near: their stop-losses
+# are held by the engine for seconds, across kills, until the walk passes them.
+GUARD_RULES = """
+rule guard_dip_btc on BTC-USDT:
+    when spread > 0.2
+    place market buy 0.0002
+    repeat every 2s
+
+rule guard_btc on BTC-USDT:
+    after guard_dip_btc filled
+    place limit sell filled_size at fill_price + 3%
+    stop-loss at fill_price - 0.005%
+"""
+
+
+def failover_rules(btc_bid: Decimal, eth_bid: Decimal) -> str:
+    """The crash test's busy session without its `cancel all` sweeps (they would cancel the
+    guards' resting take-profits, and with them their stop-losses), plus `GUARD_RULES`."""
+    blocks = rules_text(btc_bid, eth_bid).split("\n\n")
+    kept = [b for b in blocks if "cancel all" not in b]
+    return "\n\n".join(kept) + "\n" + GUARD_RULES
 
 
 def watcher_config(lease_stale_s: float, heartbeat_s: float, order_window_ms: int) -> str:
@@ -129,8 +151,8 @@ class FailoverSession:
                                             {"symbol": "BTC-USDT"})
             eth = await self.sandbox.public("/api/v1/market/orderbook/level1",
                                             {"symbol": "ETH-USDT"})
-            self.rules.write_text(rules_text(Decimal(btc["bestBid"]), Decimal(eth["bestBid"])),
-                                  encoding="utf-8")
+            self.rules.write_text(failover_rules(Decimal(btc["bestBid"]),
+                                                 Decimal(eth["bestBid"])), encoding="utf-8")
             self.config.write_text(watcher_config(self.lease_stale_s, self.heartbeat_s,
                                                   self.order_window_ms), encoding="utf-8")
             sampler = asyncio.create_task(self._sample())

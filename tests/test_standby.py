@@ -228,3 +228,4 @@ def test_failover_a_standby_takes_over_each_of_five_sigkills_and_the_record_is_w
     assert figures["firing statuses"].get("acknowledged", 0) > 20, figures
     # Engine-held stops: the check ran on stops whose trigger the price really passed.
     assert sum(s.held_checked for s in result.switches) >= 1, story
+    assert sum(s.held_fired for s in result.switches) >= 1, story
