@@ -299,7 +299,7 @@ class FailoverSession:
                 if not checked.behind and not checked.count("stuck"):
                     break
             await asyncio.sleep(1.0)
-        for n, inc in self.procs.items():
+        for inc in self.procs.values():
             if inc.proc.returncode is None:
                 inc.proc.send_signal(signal.SIGTERM)
         for n, inc in self.procs.items():

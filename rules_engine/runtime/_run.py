@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -333,6 +333,10 @@ async def run_watcher(
             if took is None:
                 output("run.done", {"fired": 0, "standby": True})
                 return
+            # Its clock offset was measured when it started, maybe long ago: measured again,
+            # as a watcher's start does, before anything is signed for the exchange.
+            await _fenced(_sync_clock(rest, output, config.start_patience_s), store,
+                          config.heartbeat_s, now)
             reporter = asyncio.create_task(_report_takeover(watcher, took, now))
             stack.callback(reporter.cancel)
         output("watcher.starting", {"db": _redact(db), "rules": len(rules),
@@ -380,6 +384,43 @@ async def _stand_by(watcher: Watcher, store: Any, config: WatcherConfig, *,
                              owner_dead=owner_dead).wait(stop)
     except StandbyRefused as err:
         raise Fatal(str(err)) from None
+
+
+async def _sync_clock(rest: KucoinRest, output: Output, patience_s: float) -> None:
+    """The exchange's clock offset, measured again (with the start's patience); one that
+    cannot be measured now is kept, and the time-sync job tries again."""
+    patience = Patience(patience_s, output)
+    attempt = 0
+    while True:
+        synced = await rest.sync_time()
+        if synced.action is Action.OK or synced.action not in TRANSIENT:
+            break
+        if not await patience.retry(f"the exchange's time: {synced.message}", attempt):
+            break
+        attempt += 1
+    if synced.action is not Action.OK:
+        output("time.sync_failed", {"error": synced.message})
+
+
+async def _fenced(work: Coroutine[Any, Any, None], store: Any, every: float,
+                  now: Callable[[], datetime]) -> None:
+    """Run `work` while renewing the lease this process just took every `every` seconds,
+    as the watcher's start does: no other watcher may take it meanwhile."""
+    from rules_engine.store import LeaseLost
+
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=every)
+            if not task.done():
+                store.heartbeat(now())
+    except LeaseLost as err:
+        raise Fatal(f"the store's lease was lost during the takeover: {err}") from None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    task.result()
 
 
 async def _report_takeover(watcher: Watcher, took: Any, now: Callable[[], datetime]) -> None:

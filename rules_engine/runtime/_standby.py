@@ -28,6 +28,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.store import LeaseHeld, Store
 
@@ -95,7 +97,7 @@ class Standby:
     async def wait(self, stop: asyncio.Event) -> Takeover | None:
         """Wait until this standby holds the lease (its Takeover), or `stop` is set (None)."""
         store = self.store
-        store.migrate()
+        await self._migrate()
         since = self.now()
         started = time.monotonic()
         seen = store.lease_now()
@@ -132,6 +134,19 @@ class Standby:
         finally:
             with contextlib.suppress(Exception):  # the store failed: the row goes stale
                 store.standby_drop(self.owner)
+
+    async def _migrate(self) -> None:
+        """The schema brought up to date. Standbys started together on a fresh PostgreSQL
+        schema race to create it (a duplicate type or table): the loser tries again, and
+        finds it made."""
+        for attempt in range(5):
+            try:
+                self.store.migrate()
+                return
+            except (IntegrityError, ProgrammingError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     def _check_host(self, lease: tuple[str, datetime, bool, int] | None) -> None:
         if not self.sqlite or lease is None or not lease[2]:
