@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, delete, false, insert, select, true, update
+from sqlalchemy import Table, bindparam, delete, event, false, insert, select, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -64,6 +64,46 @@ class Fence(NamedTuple):
     epoch: int
 
 
+# On PostgreSQL every connection of a Store that acquired the lease gets
+# `idle_in_transaction_session_timeout` = the lease's time to live: a transaction left open
+# by a process that stopped, froze or was cut off (holding the lease row's lock, or a rule
+# state's) is ended by the server, so a standby taking the store over is never blocked on
+# its locks for longer than the lease itself would have held the store.
+_IDLE_LIMITS: dict[int, str] = {}  # id(engine) -> the limit its connections get
+
+
+def _limit_idle(engine: Engine, stale_after: timedelta) -> None:
+    if engine.dialect.name != "postgresql":
+        return
+    first = id(engine) not in _IDLE_LIMITS
+    _IDLE_LIMITS[id(engine)] = f"{max(int(stale_after.total_seconds() * 1000), 1)}ms"
+    if first:
+        event.listen(engine, "checkout", _apply_limit(id(engine)))
+
+
+def _apply_limit(key: int) -> Callable[[Any, Any, Any], None]:
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        limit = _IDLE_LIMITS.get(key)
+        if limit is None or record.info.get("idle_limit") == limit:
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('idle_in_transaction_session_timeout', "
+                               "%s, false)", (limit,))
+        finally:
+            dbapi_connection.autocommit = autocommit
+        record.info["idle_limit"] = limit
+
+    return checkout
+
+
+def _fence(owner: str, epoch: int, engine: Engine, stale_after: timedelta) -> Fence:
+    _limit_idle(engine, stale_after)
+    return Fence(owner, epoch)
+
+
 def _held(owner: str, heartbeat: datetime) -> LeaseHeld:
     return LeaseHeld(
         f"another watcher ({owner}) is running on this database "
@@ -91,7 +131,7 @@ def acquire(
                                                         "epoch": 1})
             except IntegrityError:
                 continue  # created by another watcher just now: read what it wrote
-            return Fence(owner, 1)
+            return _fence(owner, 1, engine, stale_after)
         seen_owner, heartbeat, alive, epoch = row
         dead = False
         if alive and seen_owner != owner and now - heartbeat < stale_after:
@@ -110,7 +150,7 @@ def acquire(
                                                        epoch=epoch + 1)
             ).rowcount
         if won == 1:
-            return Fence(owner, epoch + 1)
+            return _fence(owner, epoch + 1, engine, stale_after)
     with engine.connect() as connection:
         row = connection.execute(_READ).first()
     if row is not None:
