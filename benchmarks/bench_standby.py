@@ -65,7 +65,7 @@ def _p50_max(values: list[float]) -> tuple[float | None, float | None]:
     return ordered[len(ordered) // 2], ordered[-1]
 
 
-def measure(kills: int, freezes: int, seed: int, workdir: Path, pg_url: str | None = None,
+def measure(kills: int, freezes: int, seed: int, workdir: Path, *, pg_url: str | None = None,
             log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     out: dict[str, Any] = {"lease_stale_s": LEASE_STALE_S, "heartbeat_s": HEARTBEAT_S,
                            "store": "postgresql" if pg_url else "sqlite", "failures": []}
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-standby-"))
     print(f"work directory {workdir}", flush=True)
-    result = measure(args.kills, args.freezes, args.seed, workdir, args.pg,
+    result = measure(args.kills, args.freezes, args.seed, workdir, pg_url=args.pg,
                      log=lambda line: print(line, flush=True))
     for how in ("kill", "freeze"):
         if how in result:
