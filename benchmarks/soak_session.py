@@ -36,6 +36,12 @@ be 0:
   watcher's output, the sandbox's output, the rule and config files or the store's files;
 * watchers that ended on their own, and orders from a watcher that lost its lease: see
   `soak_watchers.py` (with `--pause`, a watcher is also stopped past its lease and resumed).
+
+With `--standby N`, N standby watchers (`rules-engine run --standby`) wait beside the active
+one under every fault: each watcher after the first is the standby that took the lease over
+when the one before was killed (or paused past its lease), and a new standby takes its place;
+the standbys still waiting at the end are stopped with SIGTERM and must exit 0. The report
+adds how many takeovers there were and how long they took.
 """
 
 from __future__ import annotations
@@ -206,9 +212,12 @@ class SoakSession(CrashSession):
 
     def __init__(self, workdir: Path, *, seconds: float, seed: int,
                  log: Callable[[str], None] = print, pg_url: str | None = None,
-                 pause: bool = False) -> None:
+                 pause: bool = False, standby: int = 0) -> None:
         self.seconds = seconds
         self.pause = pause
+        self.standby = standby
+        self.pool: list[Incarnation] = []  # `--standby N`: standbys waiting for the lease
+        self.finishing = False
         self.lives: list[Life] = []
         self.key = f"soak-key-{secrets.token_hex(4)}"
         self.secret = f"soak-secret-{secrets.token_hex(16)}"
@@ -283,10 +292,63 @@ class SoakSession(CrashSession):
             await super()._cycle()
 
     async def _spawn(self) -> Incarnation:
-        inc = await super()._spawn()
+        if not self.standby:
+            return await self._start_one(standby=False)
+        # `--standby N`: the next watcher is the standby that takes the lease over (the one
+        # before it has just been killed or stopped); a new standby fills its place.
+        while len(self.pool) < self.standby + (0 if self.finishing else 1):
+            self.pool.append(await self._start_one(standby=True))
+        deadline = time.monotonic() + LEASE_STALE_S + 30
+        while time.monotonic() < deadline:
+            taker = next((inc for inc in self.pool if inc.seen["standby.acquired"].is_set()),
+                         None)
+            if taker is not None:
+                self.pool.remove(taker)
+                return taker
+            for gone in [inc for inc in self.pool if inc.eof.is_set()]:
+                self.pool.remove(gone)  # ended while waiting: its Life says how
+                life = next(life for life in self.lives if life.inc is gone)
+                life.ended_ms, life.code, life.how = _now_ms(), await gone.finish(), "standby"
+                life.inc = None
+                life.read()
+                why = ending(life)
+                if why is not None:
+                    self.result.self_exits.append(why)
+                self.pool.append(await self._start_one(standby=True))
+            await asyncio.sleep(0.02)
+        raise RuntimeError(f"no standby took the lease over within {LEASE_STALE_S + 30} s")
+
+    async def _start_one(self, *, standby: bool) -> Incarnation:
+        self.n += 1
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rules_engine", "run", *map(str, self.rule_paths),
+            "--exchange-url", self.sandbox.url, "--db", self.db_url,
+            "--config", str(self.config), *(["--standby"] if standby else []),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env=self.watcher_env(), limit=1 << 22,
+        )
+        inc = Incarnation(proc, self.workdir / f"watcher-{self.n:04d}.log")
         self.lives.append(Life(self.n, self.workdir / f"watcher-{self.n:04d}.log", _now_ms(),
                                inc=inc))
         return inc
+
+    async def _stop_pool(self) -> None:
+        """`--standby N`: the standbys still waiting at the end, stopped with SIGTERM: each
+        must exit 0 having done nothing (judged as the last watcher is)."""
+        for inc in self.pool:
+            if inc.proc.returncode is None:
+                inc.proc.send_signal(signal.SIGTERM)
+        for inc in self.pool:
+            life = next(life for life in self.lives if life.inc is inc)
+            try:
+                code = await asyncio.wait_for(inc.finish(), 30)
+            except TimeoutError:
+                inc.kill()
+                code = await inc.finish()
+            life.final, life.code, life.ended_ms, life.inc = True, code, _now_ms(), None
+            life.how = "standby at the end"
+            life.read()
+        self.pool.clear()
 
     async def _account(self, inc: Incarnation, how: str, t0: float) -> None:
         """Wait for a watcher the soak ended to end, and judge how it ended
@@ -361,6 +423,7 @@ class SoakSession(CrashSession):
         await self._account(inc, how, t0)
 
     async def before_final(self) -> None:
+        self.finishing = True  # the last watcher takes over without a new standby behind it
         if self.injecting is not None:
             await self.injector.stop()
             await self.injecting
@@ -378,7 +441,9 @@ class SoakSession(CrashSession):
                 out.add(mine, message)
         for message in self.result.self_exits:
             out.add(SELF_EXITS, message)
-        final = self.lives[-1]  # the last watcher, stopped with SIGTERM by `_final`
+        # The last watcher, stopped with SIGTERM by `_final` (with standbys: the last to take
+        # the lease; the standbys stopped at the end are judged in `_stop_pool`).
+        final = next(life for life in reversed(self.lives) if life.inc is not None)
         final.final, final.code, final.ended_ms, final.inc = True, self.result.final_exit, \
             _now_ms(), None
         final.read()
@@ -398,6 +463,8 @@ class SoakSession(CrashSession):
         self._audit_limits(store, exchange.orders, history, out)
         self._audit_secrets(out)
         out.figures.update(checked.figures)
+        if self.standby:
+            out.figures.update(_takeovers(self.lives))
         return out
 
     def _audit_data(self, store: StoreRecord, history: dict[str, Any], out: Audit) -> None:
@@ -518,6 +585,7 @@ class SoakSession(CrashSession):
         out.figures["bytes scanned for secrets"] = scanned
 
     async def after_final(self) -> None:
+        await self._stop_pool()
         self.soak.audit = await self.audit()
 
     def _schema(self, statement: str) -> None:
@@ -549,6 +617,23 @@ class SoakSession(CrashSession):
         return self.soak
 
 
+def _takeovers(lives: list[Life]) -> dict[str, Any]:
+    """`--standby N`: the standbys' `watcher.took_over` lines: how many, and the time from
+    the old lease's last heartbeat to the new watcher being ready (p50, max)."""
+    took = []
+    for life in lives:
+        if not life.log.exists():
+            continue
+        for line in life.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if '"watcher.took_over"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    took.append(float(json.loads(line)["since_heartbeat_s"]))
+    took.sort()
+    return {"takeovers by a standby": len(took),
+            "takeover from the last heartbeat, p50 / max (s)":
+                [took[len(took) // 2], took[-1]] if took else None}
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -574,10 +659,10 @@ def _value(order: dict[str, Any]) -> tuple[Decimal, Decimal]:
 
 
 def run_soak(workdir: Path, *, seconds: float, seed: int, log: Callable[[str], None] = print,
-             pg_url: str | None = None, pause: bool = False) -> SoakResult:
+             pg_url: str | None = None, pause: bool = False, standby: int = 0) -> SoakResult:
     workdir.mkdir(parents=True, exist_ok=True)
     session = SoakSession(workdir, seconds=seconds, seed=seed, log=log, pg_url=pg_url,
-                          pause=pause)
+                          pause=pause, standby=standby)
     return asyncio.run(session.run_soak())
 
 
@@ -606,7 +691,8 @@ def report(result: SoakResult) -> str:
         "open orders at the peak", "capped rules' totals (USDT)", "bytes scanned for secrets",
         "orders checked against the lease", "orders no watcher's output names",
         "watchers that took the lease", "least time from an order to the next lease taken (ms)",
-        "stop rows in the store")
+        "stop rows in the store", "takeovers by a standby",
+        "takeover from the last heartbeat, p50 / max (s)")
         if k in f}, default=str)]
     for kind in AUDIT_KINDS:
         for message in result.audit.problems.get(kind, ())[:20]:

@@ -229,12 +229,15 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
                 changes: Sequence[SkewChange], add: Any) -> dict[str, int]:
     """Every exchange order of this engine against the watchers' leases (module docstring).
     Returns figures."""
+    # In the order they took the lease (with `--standby N` a standby started earlier may take
+    # it after one started later); without standbys that is the order they were started in.
     takers = sorted((life for life in lives if life.acquired_ms is not None),
-                    key=lambda life: life.n)
+                    key=lambda life: (life.acquired_ms or 0, life.n))
+    order = {life.n: i for i, life in enumerate(takers)}
     checked = unnamed = 0
     margin = math.inf  # the least time between an order and the next watcher's lease
-    for order in orders:
-        oid = str(order.get("clientOid") or "")
+    for item in orders:
+        oid = str(item.get("clientOid") or "")
         if not prefix or not oid.startswith(prefix):
             continue
         senders = [life for life in lives if oid in life.sent]
@@ -242,14 +245,16 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
             unnamed += 1  # adopted from before the soak, or a line never written
             continue
         checked += 1
-        sender = max(senders, key=lambda life: life.n)
-        accepted = earliest_base_ms(int(order.get("createdAt") or 0), changes,
+        sender = max(senders, key=lambda life: (order.get(life.n, -1), life.n))
+        accepted = earliest_base_ms(int(item.get("createdAt") or 0), changes,
                                     not_before=min(life.sent[oid] for life in senders))
-        after = [q.acquired_ms for q in takers if q.n > sender.n and q.acquired_ms is not None]
+        rank = order.get(sender.n)
+        next_ = (takers[rank + 1:] if rank is not None
+                 else [q for q in takers if q.n > sender.n])  # never logged taking it
+        after = [q.acquired_ms for q in next_ if q.acquired_ms is not None]
         if after:
             margin = min(margin, min(after) - accepted)
-        later = [q for q in takers if q.n > sender.n and q.acquired_ms is not None
-                 and q.acquired_ms < accepted]
+        later = [q for q in next_ if q.acquired_ms is not None and q.acquired_ms < accepted]
         if not later:
             continue
         taker = later[-1]
@@ -260,7 +265,7 @@ def audit_lease(lives: Sequence[Life], orders: Iterable[dict[str, Any]], prefix:
         else:
             state = "still running" + (" (it had been paused)" if sender.paused else "")
         add(LOST_LEASE_ORDERS,
-            f"{oid} ({order.get('symbol')} {order.get('side')}) accepted by the exchange at "
+            f"{oid} ({item.get('symbol')} {item.get('side')}) accepted by the exchange at "
             f"{_iso(accepted)} at the earliest, sent by watcher {sender.n} (its line at "
             f"{_iso(sender.sent[oid])}); watcher {taker.n} had taken the lease by "
             f"{_iso(taker.acquired_ms)}; watcher {sender.n} was {state}")

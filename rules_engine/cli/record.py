@@ -30,7 +30,8 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = subparsers.add_parser(
         "status", help="rules, their states, open orders and feed health, from the store",
-        description="What the watcher on this store is doing: rules, open orders, feeds.",
+        description="What the watcher on this store is doing (and the standbys waiting to "
+        "take it over): rules, open orders, feeds.",
     )
     _common(status, ("text", "json"))
     status.set_defaults(handler=lambda a: _run(a, _status))
@@ -153,8 +154,9 @@ def _status(store: Any, args: argparse.Namespace) -> int:
     from rules_engine.cli._stores import redact
     from rules_engine.store._record import status_report
 
-    report = {"store": redact(args.store_url), **status_report(store, datetime.now(UTC)),
-              "balances": venue_balances(args.store_url)}
+    now = datetime.now(UTC)
+    report = {"store": redact(args.store_url), **status_report(store, now),
+              "standbys": store.standbys(now), "balances": venue_balances(args.store_url)}
     if args.format == "json":
         print(json.dumps(report, default=str, indent=2))
         return 0
@@ -166,6 +168,7 @@ def _status(store: Any, args: argparse.Namespace) -> int:
         state = "running" if watcher["alive"] else "stopped"
         print(f"watcher: {state} ({watcher['owner']}, last heartbeat {watcher['heartbeat']}, "
               f"{watcher['heartbeat_age_s']:.0f} s ago)")
+    _print_standbys(report["standbys"])
     print(f"venue: {report['venue'] or '-'}   engine: {report['engine_id']}")
     feeds = report["feeds"]
     if watcher is not None and watcher["alive"]:
@@ -205,6 +208,21 @@ def _status(store: Any, args: argparse.Namespace) -> int:
     _print_positions(report["positions"])
     _print_not_yet(report["not_yet"])
     return 0
+
+
+def _print_standbys(rows: list[dict[str, Any]]) -> None:
+    """The standby watchers (`run --standby`) waiting for the lease, and those gone silent."""
+    waiting = [r for r in rows if r["state"] == "waiting"]
+    if not rows:
+        print("standbys: none")
+        return
+    print(f"standbys: {len(waiting)} waiting" + (f", {len(rows) - len(waiting)} gone silent"
+                                                 if len(waiting) < len(rows) else ""))
+    for row in rows:
+        state = ("waiting" if row["state"] == "waiting" else
+                 f"gone (no heartbeat for {row['heartbeat_age_s']:.0f} s)")
+        print(f"  {row['owner']}  host {row['host']} pid {row['pid']}  {state}, since "
+              f"{row['since'][:19]}, last heartbeat {row['heartbeat_age_s']:.1f} s ago")
 
 
 def _print_halt(halt: dict[str, Any] | None) -> None:

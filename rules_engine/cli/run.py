@@ -1,6 +1,8 @@
 """`rules-engine run RULES... [--mode sandbox|paper|live] [--exchange-url URL] [--db URL]
-[--config FILE] [--live] [--duration SECONDS] [--http HOST:PORT [--http-token TOKEN]]`: the
-watcher; `--http` serves the dashboard and /metrics with its live state (cli/dashboard.py).
+[--config FILE] [--live] [--duration SECONDS] [--standby] [--http HOST:PORT [--http-token
+TOKEN]]`: the watcher; `--http` serves the dashboard and /metrics with its live state
+(cli/dashboard.py); `--standby` waits for the store's lease as a hot standby and takes the
+store over when the active watcher's lease expires (runtime/_standby.py, operations.md).
 
 * `sandbox` (default): without `--exchange-url`, a sandbox starts in this process with its
   demo feed, its state kept in a file beside the database (so a restart meets the same
@@ -49,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="with --mode live: really trade on KuCoin")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop cleanly after this many seconds")
+    parser.add_argument("--standby", action="store_true",
+                        help="a hot standby: wait for the store's lease without touching the "
+                        "exchange, take the store over when the active watcher's lease "
+                        "expires (PostgreSQL, or SQLite on the same host)")
     from rules_engine.cli.dashboard import http_options
 
     http_options(parser, None)
@@ -71,6 +77,11 @@ def _handle(args: argparse.Namespace) -> int:
         config = load_config(args.config, {"mode": args.mode, "exchange_url": args.exchange_url,
                                            "db": args.db})
         _check_mode(config, args.live)
+        if args.standby and (config.mode == "paper" or (
+                config.mode == "sandbox" and config.exchange_url is None)):
+            from rules_engine.runtime._run import STANDBY_NEEDS_VENUE
+
+            raise _Usage(STANDBY_NEEDS_VENUE)
         files = _collect(args.rules)
         http = _http(args.http, args.http_token)
     except (ConfigError, _Usage) as err:
@@ -80,7 +91,7 @@ def _handle(args: argparse.Namespace) -> int:
     try:
         folders = [Path(p) for p in args.rules if Path(p).is_dir()]
         return asyncio.run(_main(config, files, folders, args.duration, run_watcher,
-                                 http=http))
+                                 http=http, standby=args.standby))
     except RulesRejected as err:
         print(err.report, file=sys.stderr)
         return 1
@@ -101,7 +112,8 @@ def _http(address: str | None, token: str | None) -> Any:
 
 
 async def _main(config: WatcherConfig, files: list[Path], folders: list[Path],
-                duration: float | None, run_watcher: Any, *, http: Any = None) -> int:
+                duration: float | None, run_watcher: Any, *, http: Any = None,
+                standby: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -110,7 +122,8 @@ async def _main(config: WatcherConfig, files: list[Path], folders: list[Path],
     if duration is not None:
         loop.call_later(duration, stop.set)
     await run_watcher(config, files, stop, folders=folders,
-                      **({"http": http} if http is not None else {}))
+                      **({"http": http} if http is not None else {}),
+                      **({"standby": True} if standby else {}))
     return 0
 
 

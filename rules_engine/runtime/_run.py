@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +35,8 @@ from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._reload import RuleFiles, RulesRejected, traded_symbols
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
-__all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher", "state_dir"]
+__all__ = ["STANDBY_NEEDS_VENUE", "Fatal", "RulesRejected", "account_name", "default_db",
+           "run_watcher", "state_dir"]
 
 
 class Fatal(Exception):
@@ -249,12 +250,15 @@ async def run_watcher(
     *,
     folders: Sequence[Path] = (),
     http: Any = None,
+    standby: bool = False,
 ) -> None:
     """Run until `stop` is set. `folders`: those `files` were found in, where each reload
     check looks for new rule files; `started` receives the watcher once it is built (tests);
     `clock` (tests): an object with `now_ms()`, the time the watcher decides and signs with,
     so a test can move the watcher's time and a sandbox's together (a `ManualClock`); `http`
-    (a `dashboard.Bind`): serve the dashboard there with the watcher's snapshot."""
+    (a `dashboard.Bind`): serve the dashboard there with the watcher's snapshot; `standby`:
+    wait for the store's lease without touching the exchange, then take the store over
+    (`runtime/_standby.py`)."""
     now: Callable[[], datetime] = (
         (lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)) if clock is not None
         else (lambda: datetime.now(UTC))
@@ -267,6 +271,8 @@ async def run_watcher(
     # not worth a warning line among the events.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     local = config.mode == "paper" or (config.mode == "sandbox" and config.exchange_url is None)
+    if standby and local:
+        raise Fatal(STANDBY_NEEDS_VENUE)
     credentials = _credentials(config, local)
     url_for_account = config.market_url if config.mode == "paper" else config.exchange_url
     account = account_name(config.mode, url_for_account, credentials.api_key)
@@ -321,6 +327,18 @@ async def run_watcher(
                           reloader=rule_files if config.reload_interval_s > 0 else None)
         if bridge is not None:
             bridge.watcher = watcher
+        reporter: asyncio.Task[None] | None = None
+        if standby:
+            took = await _stand_by(watcher, store, config, now=now, output=output, stop=stop)
+            if took is None:
+                output("run.done", {"fired": 0, "standby": True})
+                return
+            # Its clock offset was measured when it started, maybe long ago: measured again,
+            # as a watcher's start does, before anything is signed for the exchange.
+            await _fenced(_sync_clock(rest, output, config.start_patience_s), store,
+                          config.heartbeat_s, now)
+            reporter = asyncio.create_task(_report_takeover(watcher, took, now))
+            stack.callback(reporter.cancel)
         output("watcher.starting", {"db": _redact(db), "rules": len(rules),
                                     "mode": config.mode, "exchange": url})
         if started is not None:
@@ -347,6 +365,72 @@ async def run_watcher(
             raise Fatal(f"the watcher stopped: {watcher.stop_reason}; its record is whole, and "
                         "the next start recovers from it")
         output("run.done", {"fired": watcher.fired})
+
+
+STANDBY_NEEDS_VENUE = (
+    "--standby takes over a store whose exchange it shares with the active watcher: give "
+    "--exchange-url (a sandbox both reach) or --mode live; a sandbox or paper venue started "
+    "inside the process is another venue each time")
+
+
+async def _stand_by(watcher: Watcher, store: Any, config: WatcherConfig, *,
+                    now: Callable[[], datetime], output: Output, stop: asyncio.Event) -> Any:
+    """Wait for the lease as a standby; its `Takeover`, or None when asked to stop first."""
+    from rules_engine.runtime._standby import Standby, StandbyRefused
+    from rules_engine.runtime._watcher import owner_dead
+
+    try:
+        return await Standby(store, watcher.owner, config, now=now, emit=output,
+                             owner_dead=owner_dead).wait(stop)
+    except StandbyRefused as err:
+        raise Fatal(str(err)) from None
+
+
+async def _sync_clock(rest: KucoinRest, output: Output, patience_s: float) -> None:
+    """The exchange's clock offset, measured again (with the start's patience); one that
+    cannot be measured now is kept, and the time-sync job tries again."""
+    patience = Patience(patience_s, output)
+    attempt = 0
+    while True:
+        synced = await rest.sync_time()
+        if synced.action is Action.OK or synced.action not in TRANSIENT:
+            break
+        if not await patience.retry(f"the exchange's time: {synced.message}", attempt):
+            break
+        attempt += 1
+    if synced.action is not Action.OK:
+        output("time.sync_failed", {"error": synced.message})
+
+
+async def _fenced(work: Coroutine[Any, Any, None], store: Any, every: float,
+                  now: Callable[[], datetime]) -> None:
+    """Run `work` while renewing the lease this process just took every `every` seconds,
+    as the watcher's start does: no other watcher may take it meanwhile."""
+    from rules_engine.store import LeaseLost
+
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=every)
+            if not task.done():
+                store.heartbeat(now())
+    except LeaseLost as err:
+        raise Fatal(f"the store's lease was lost during the takeover: {err}") from None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    task.result()
+
+
+async def _report_takeover(watcher: Watcher, took: Any, now: Callable[[], datetime]) -> None:
+    """Once the watcher that took the store over is ready: how long the takeover took, in
+    the output and the store's event log (`watcher.took_over`)."""
+    await watcher.ready()
+    try:
+        watcher.ctx.event("watcher.took_over", took.report(now(), time.monotonic()))
+    except Exception as err:  # the store failed: the watcher stops with the reason
+        watcher.ctx.fail_on(err)
 
 
 def _control_signals(store: Any) -> None:

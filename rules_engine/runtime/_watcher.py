@@ -57,7 +57,7 @@ from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
 from rules_engine.store import LeaseHeld, Store, engine_prefix
 
-__all__ = ["Watcher", "WatcherError", "utc_now"]
+__all__ = ["Watcher", "WatcherError", "owner_dead", "utc_now"]
 
 
 class WatcherError(Exception):
@@ -174,15 +174,20 @@ class Watcher:
     # ------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
-        """Own the store, check the venue, load rules and states, recover, then subscribe."""
+        """Own the store (unless a standby already took its lease over for this watcher),
+        check the venue, load rules and states, recover, then subscribe."""
         ctx = self.ctx
         now = ctx.now()
         ctx.store.migrate()
-        try:
-            self.epoch = ctx.store.acquire_lease(
-                self.owner, now, timedelta(seconds=ctx.config.lease_stale_s), _owner_dead)
-        except LeaseHeld as err:
-            raise WatcherError(str(err)) from None
+        fence = ctx.store.fence
+        if fence is not None and fence.owner == self.owner:
+            self.epoch = fence.epoch  # a standby took the lease over (runtime/_standby.py)
+        else:
+            try:
+                self.epoch = ctx.store.acquire_lease(
+                    self.owner, now, timedelta(seconds=ctx.config.lease_stale_s), owner_dead)
+            except LeaseHeld as err:
+                raise WatcherError(str(err)) from None
         self.orders.fenced()
         ctx.engine_id = ctx.store.engine_id()
         ctx.prefix = engine_prefix(ctx.engine_id)
@@ -426,7 +431,7 @@ class Watcher:
         }
 
 
-def _owner_dead(owner: str) -> bool:
+def owner_dead(owner: str) -> bool:
     """True when a lease owner `host:pid:...` is a process of this host that is gone."""
     host, _, rest = owner.partition(":")
     pid_text = rest.split(":", 1)[0]

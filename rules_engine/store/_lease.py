@@ -17,17 +17,20 @@ that commit too, so no other watcher can take over until `stale_after` after it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, false, insert, select, true, update
+from sqlalchemy import Table, bindparam, delete, event, false, insert, select, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from rules_engine.store._schema import Lease
+from rules_engine.store._schema import Lease, Meta
 
-__all__ = ["Fence", "LeaseHeld", "LeaseLost", "acquire", "check", "no_fence", "release", "renew"]
+__all__ = ["Fence", "LeaseHeld", "LeaseLost", "acquire", "check", "no_fence", "read_lease",
+           "release", "renew", "standby_beat", "standby_drop", "standbys"]
 
 _LEASE = cast(Table, Lease.__table__)
 _C = _LEASE.c
@@ -61,6 +64,46 @@ class Fence(NamedTuple):
     epoch: int
 
 
+# On PostgreSQL every connection of a Store that acquired the lease gets
+# `idle_in_transaction_session_timeout` = the lease's time to live: a transaction left open
+# by a process that stopped, froze or was cut off (holding the lease row's lock, or a rule
+# state's) is ended by the server, so a standby taking the store over is never blocked on
+# its locks for longer than the lease itself would have held the store.
+_IDLE_LIMITS: dict[int, str] = {}  # id(engine) -> the limit its connections get
+
+
+def _limit_idle(engine: Engine, stale_after: timedelta) -> None:
+    if engine.dialect.name != "postgresql":
+        return
+    first = id(engine) not in _IDLE_LIMITS
+    _IDLE_LIMITS[id(engine)] = f"{max(int(stale_after.total_seconds() * 1000), 1)}ms"
+    if first:
+        event.listen(engine, "checkout", _apply_limit(id(engine)))
+
+
+def _apply_limit(key: int) -> Callable[[Any, Any, Any], None]:
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        limit = _IDLE_LIMITS.get(key)
+        if limit is None or record.info.get("idle_limit") == limit:
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('idle_in_transaction_session_timeout', "
+                               "%s, false)", (limit,))
+        finally:
+            dbapi_connection.autocommit = autocommit
+        record.info["idle_limit"] = limit
+
+    return checkout
+
+
+def _fence(owner: str, epoch: int, engine: Engine, stale_after: timedelta) -> Fence:
+    _limit_idle(engine, stale_after)
+    return Fence(owner, epoch)
+
+
 def _held(owner: str, heartbeat: datetime) -> LeaseHeld:
     return LeaseHeld(
         f"another watcher ({owner}) is running on this database "
@@ -88,7 +131,7 @@ def acquire(
                                                         "epoch": 1})
             except IntegrityError:
                 continue  # created by another watcher just now: read what it wrote
-            return Fence(owner, 1)
+            return _fence(owner, 1, engine, stale_after)
         seen_owner, heartbeat, alive, epoch = row
         dead = False
         if alive and seen_owner != owner and now - heartbeat < stale_after:
@@ -107,7 +150,7 @@ def acquire(
                                                        epoch=epoch + 1)
             ).rowcount
         if won == 1:
-            return Fence(owner, epoch + 1)
+            return _fence(owner, epoch + 1, engine, stale_after)
     with engine.connect() as connection:
         row = connection.execute(_READ).first()
     if row is not None:
@@ -158,3 +201,89 @@ def release(engine: Engine, fence: Fence | None) -> None:
         return
     with engine.begin() as connection:
         connection.execute(_RELEASE, {"fence_owner": fence.owner, "fence_epoch": fence.epoch})
+
+
+# ---------------------------------------------------------------- standbys
+#
+# A standby watcher (`rules-engine run --standby`) waits for the lease without holding it.
+# It says so in `meta`, one row per standby (`standby:` + a hash of its owner name), with its
+# host, pid, time to live and a heartbeat, so that `status` can list the standbys beside the
+# active watcher. The rows decide nothing: the lease alone says who owns the store.
+
+_STANDBY = "standby:"
+
+
+def _standby_key(owner: str) -> str:
+    return _STANDBY + hashlib.sha256(owner.encode()).hexdigest()[:40]
+
+
+def read_lease(engine: Engine) -> tuple[str, datetime, bool, int] | None:
+    """The lease as it is now: (owner, heartbeat, alive, epoch), or None on a fresh store."""
+    with engine.connect() as connection:
+        row = connection.execute(_READ).first()
+    if row is None:
+        return None
+    return str(row[0]), _aware(row[1]), bool(row[2]), int(row[3])
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def standby_beat(engine: Engine, owner: str, now: datetime, stale_after: timedelta,
+                 since: datetime) -> None:
+    """Register the standby `owner` (host:pid:...) or renew its heartbeat; rows of standbys
+    silent for ten times their own time to live are removed on the way."""
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":", 1)[0]
+    value = json.dumps({"owner": owner, "host": host, "pid": int(pid) if pid.isdigit() else None,
+                        "since": since.isoformat(), "heartbeat": now.isoformat(),
+                        "stale_after_s": stale_after.total_seconds()})
+    key = _standby_key(owner)
+    meta = cast(Table, Meta.__table__)
+    with engine.begin() as connection:
+        gone = []
+        for row_key, row_value in connection.execute(
+                select(meta.c.key, meta.c.value).where(meta.c.key.startswith(_STANDBY))):
+            entry = _entry(row_value)
+            if row_key != key and (entry is None or now - entry["heartbeat_at"] > 10 * timedelta(
+                    seconds=entry["stale_after_s"])):
+                gone.append(row_key)
+        if gone:
+            connection.execute(delete(meta).where(meta.c.key.in_(gone)))
+        if connection.execute(update(meta).where(meta.c.key == key).values(value=value)
+                              ).rowcount == 0:
+            connection.execute(insert(meta), {"key": key, "value": value})
+
+
+def standby_drop(engine: Engine, owner: str) -> None:
+    """Remove the standby's row (it took the store over, or it stops)."""
+    meta = cast(Table, Meta.__table__)
+    with engine.begin() as connection:
+        connection.execute(delete(meta).where(meta.c.key == _standby_key(owner)))
+
+
+def standbys(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """The registered standbys, oldest first: owner, host, pid, since, heartbeat, its age in
+    seconds, and `waiting` (a heartbeat younger than its time to live) or `gone`."""
+    meta = cast(Table, Meta.__table__)
+    with engine.connect() as connection:
+        rows = connection.execute(select(meta.c.value).where(meta.c.key.startswith(_STANDBY)))
+        entries = [e for e in (_entry(value) for (value,) in rows) if e is not None]
+    out = []
+    for entry in sorted(entries, key=lambda e: (e["since"], e["owner"])):
+        age = (now - entry.pop("heartbeat_at")).total_seconds()
+        entry["heartbeat_age_s"] = round(age, 3)
+        entry["state"] = "waiting" if age <= entry["stale_after_s"] else "gone"
+        out.append(entry)
+    return out
+
+
+def _entry(value: str) -> dict[str, Any] | None:
+    try:
+        entry = dict(json.loads(value))
+        entry["heartbeat_at"] = _aware(datetime.fromisoformat(str(entry["heartbeat"])))
+        entry["stale_after_s"] = float(entry["stale_after_s"])
+    except (ValueError, KeyError, TypeError):
+        return None  # not written by this code: ignored, and removed by the next standby
+    return entry

@@ -279,6 +279,22 @@ class Store:
         fence, self._fence = self._fence, None
         _lease.release(self.engine, fence)
 
+    def lease_now(self) -> tuple[str, datetime, bool, int] | None:
+        """The lease as it is now: (owner, heartbeat, alive, epoch); None on a fresh store."""
+        return _lease.read_lease(self.engine)
+
+    def standby_beat(self, owner: str, now: datetime, stale_after: timedelta,
+                     since: datetime) -> None:
+        """A standby watcher says it waits for the lease (`status` lists it)."""
+        _lease.standby_beat(self.engine, owner, now, stale_after, since)
+
+    def standby_drop(self, owner: str) -> None:
+        _lease.standby_drop(self.engine, owner)
+
+    def standbys(self, now: datetime) -> list[dict[str, Any]]:
+        """The standby watchers registered on this store, `waiting` or `gone`."""
+        return _lease.standbys(self.engine, now)
+
     # ------------------------------------------------------------ firings
 
     def record_intent(
