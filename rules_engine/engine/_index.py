@@ -181,5 +181,13 @@ class Timers:
             heapq.heappop(heap)  # replaced later: stale
         return heap[0][0] if heap else None
 
+    def earliest_after(self, now: datetime) -> datetime | None:
+        """The first moment after `now` a rule is due (those due at or before `now` left out:
+        a virtual clock that stepped them at `now` need not step them again)."""
+        first = self.earliest()
+        if first is None or first > now:
+            return first
+        return min((due for due in self._due.values() if due > now), default=None)
+
     def __len__(self) -> int:
         return len(self._due)
