@@ -115,6 +115,23 @@ class RuleIndex:
             items.sort(key=lambda item: (item[0], item[1]))
             self._thresholds[leaf] = ([t for t, _, _ in items], [r for _, _, r in items])
 
+    def around(self, leaf: object, value: Decimal) -> list[Decimal]:
+        """The thresholds on `leaf` nearest `value`: the greatest below it, the least above
+        it, and `value` itself if it is one (an update of `leaf` within the open interval
+        between the two selects no threshold rule)."""
+        table = self._thresholds.get(leaf)
+        if table is None:
+            return []
+        thresholds = table[0]
+        start = bisect.bisect_left(thresholds, value)
+        stop = bisect.bisect_right(thresholds, value)
+        out = thresholds[start:stop][:1]
+        if start > 0:
+            out.append(thresholds[start - 1])
+        if stop < len(thresholds):
+            out.append(thresholds[stop])
+        return out
+
     def leaves(self) -> set[object]:
         """Every market value some rule reads (what the watcher must subscribe to)."""
         return set(self._indexed) | set(self._readers) | set(self._on_known)
