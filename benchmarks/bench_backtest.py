@@ -254,7 +254,7 @@ def ours_in_child(cache_path: Path, rules_text: str, count: int, *, skip: bool =
     return result
 
 
-def backtesting_py(python: str | None) -> tuple[str | None, str]:
+def backtesting_py(python: str | None, install: bool = True) -> tuple[str | None, str]:
     """The interpreter of an environment with backtesting.py: `python` if given, else a
     virtual environment under the temporary directory made once by pip (never the project's
     environment); None and the reason when it cannot be had."""
@@ -266,6 +266,9 @@ def backtesting_py(python: str | None) -> tuple[str | None, str]:
     if interpreter.exists() and subprocess.run(probe, capture_output=True,
                                                check=False).returncode == 0:
         return str(interpreter), f"venv {folder}"
+    if not install:
+        return None, ("left out of a quick run unless RULES_ENGINE_BACKTESTING_PY or "
+                      "--with-backtesting-py names an interpreter with it")
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True,
                        capture_output=True, timeout=300)
@@ -303,7 +306,7 @@ def measure(quick: bool = False, python: str | None = None,
         say(f"ours: {dip}")
         small = ours_in_child(cache_path, DIP_RULES, count // 8)
         say(f"ours over 1/8: {small}")
-        interpreter, how = backtesting_py(python)
+        interpreter, how = backtesting_py(python, install=not quick)
         other = theirs(interpreter, cache_path, count) if interpreter else None
         say(f"backtesting.py ({how}): {other}")
         first = next(minute_candles(1))
