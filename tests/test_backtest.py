@@ -184,3 +184,57 @@ def test_skipping_decides_what_stepping_decides(tmp_path: Path) -> None:
                                                         "trail": 1}
     assert Counter(o["type"] for o in stepped.orders.values())["stop-loss"] == 5
     assert skipped.skipped > stepped.candles // 2  # most candles needed no step
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG's own header (its IHDR chunk)."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_chart_marks_every_fill_where_it_filled(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from rules_engine.backtest import figure, write_chart
+    from rules_engine.backtest._chart import BUY, DPI, SELL, SIZE
+
+    rules = tmp_path / "timed.rules"
+    rules.write_text(TIMED)
+    run = _run(rules, True)
+    png = tmp_path / "run.png"
+    data = write_chart(run, png)
+    assert _png_size(png) == (int(SIZE[0] * DPI), int(SIZE[1] * DPI))
+    # One marker per fill, at its time and price, from what was plotted.
+    assert len(data.buys) + len(data.sells) == len(run.fills) == 12
+    assert len(data.buys) == sum(f["side"] == "buy" for f in run.fills)
+    plotted = {c.get_gid(): c.get_offsets() for c in figure(data).axes[0].collections}
+    assert {k: len(v) for k, v in plotted.items()} == {"buy": len(data.buys),
+                                                       "sell": len(data.sells)}
+    sells = sorted(float(f["price"]) for f in run.fills if f["side"] == "sell")
+    assert sorted(float(y) for _, y in plotted["sell"]) == sells
+    assert len(data.equity) == run.candles and len(data.prices) == run.candles
+    # The PNG holds pixels of both markers' colours.
+    pixels = imread(png)
+    for colour in (BUY, SELL):
+        rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        near = (abs(pixels[:, :, :3] - rgb) < 0.02).all(axis=2)
+        assert near.sum() > 20, colour
+
+
+def test_chart_from_the_command_line(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    rules = tmp_path / "two.rules"
+    rules.write_text(RULES)
+    png = tmp_path / "out.png"
+    code = main(["backtest", str(rules), "--from", "2026-01-01", "--to", "2026-01-01T05:00",
+                 "--balance", "1000 USDT", "--cache", str(_cache(tmp_path / "c.sqlite")),
+                 "--quiet", "--chart", str(png)])
+    assert code == 0
+    assert _png_size(png) == (1200, 700)
+    assert main(["backtest", str(rules), "--from", "2026-01-01", "--to", "2026-01-01T05:00",
+                 "--cache", str(tmp_path / "c.sqlite"), "--quiet",
+                 "--chart", str(tmp_path / "missing" / "x.png")]) == 2
+    assert "cannot write" in capsys.readouterr().err

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ROWS = {
     "lint", "lint_reload", "eval_100", "eval_1000", "eval_10000", "eval_100000", "decision",
     "loopback", "watcher_memory", "level2", "sandbox_orders", "sandbox_orders_durable",
-    "recovery", "memory_10000", "memory_100000", "crash",
+    "recovery", "memory_10000", "memory_100000", "crash", "backtest_vs_btpy", "backtest_skip",
+    "backtest_memory",
 }
 
 
@@ -57,6 +58,8 @@ def test_quick_run_writes_every_row_with_numeric_figures(tmp_path: Path) -> None
     assert goals["memory_10000"] == ["< 200 MB for 10,000 rules"]
     assert goals["watcher_memory"] == ["< 200 MB"]
     assert goals["lint_reload"] == ["no parsing"]
+    assert goals["backtest_vs_btpy"] == ["ratio >= 1"]
+    assert goals["backtest_skip"] == ["ratio > 1"]
     machine = document["machine"]
     for field in ("cpu", "cores", "python", "platform", "date_utc", "git_commit"):
         assert machine[field], field

@@ -57,10 +57,12 @@ from rules_engine.sandbox.state import build_state
 from rules_engine.sandbox.ws import CANDLE_TYPES
 from rules_engine.store import Store
 
-__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Settings", "price_path", "run_backtest"]
+__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Samples", "Settings", "price_path",
+           "run_backtest"]
 
 PRICE_FIELDS = frozenset({"last", "bid", "ask", "mid", "spread"})
 LEVELS = 10
+FAR = datetime.max.replace(tzinfo=UTC)
 History = Callable[[str, str, datetime, datetime], list[Candle]]
 
 
@@ -78,7 +80,45 @@ class Settings:
     taker_fee: Decimal = Decimal("0.001")
     db: str = "sqlite://"
     skip: bool = True
+    # The open orders' REST lookups (live: every 60 s, a net for a lost push); the
+    # in-process stream loses nothing, so a backtest runs them once a simulated hour.
+    reconcile_interval_s: float = 3600.0
     progress: Callable[[datetime], None] | None = None
+
+
+class Samples:
+    """A series at candle closes in bounded memory: every point while there are at most
+    `2 x limit`, then every `stride`-th (a power of two, doubled as the history grows),
+    always with the last."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.points: list[tuple[datetime, Decimal]] = []
+        self.stride = 1
+        self.seen = 0
+        self.last: tuple[datetime, Decimal] | None = None
+
+    def add(self, at: datetime, value: Decimal) -> None:
+        point = (at, value)
+        if self.seen % self.stride == 0:
+            self.points.append(point)
+            if len(self.points) > 2 * self.limit:
+                del self.points[1::2]
+                self.stride *= 2
+        self.last = point
+        self.seen += 1
+
+    def series(self) -> list[tuple[datetime, Decimal]]:
+        out = list(self.points)
+        if self.last is not None and (not out or out[-1] is not self.last):
+            out.append(self.last)
+        return out
+
+    def __iter__(self) -> Iterator[tuple[datetime, Decimal]]:
+        return iter(self.series())
+
+    def __len__(self) -> int:
+        return len(self.series())
 
 
 @dataclass
@@ -90,9 +130,16 @@ class Run:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     fills: list[dict[str, Any]] = field(default_factory=list)
-    equity: list[tuple[datetime, Decimal]] = field(default_factory=list)
-    prices: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
-    exposed: list[bool] = field(default_factory=list)
+    # The equity and each symbol's close at candle closes, sampled (`Samples`) so memory
+    # does not grow with the history; what the report needs of them is kept exactly.
+    equity: Samples = field(default_factory=Samples)
+    prices: dict[str, Samples] = field(default_factory=dict)
+    end_equity: Decimal | None = None
+    peak: Decimal | None = None
+    max_drawdown: Decimal = Decimal(0)
+    closes: int = 0
+    exposed_closes: int = 0  # candle closes with more of a traded base than at the start
+    last_close: dict[str, Decimal] = field(default_factory=dict)
     start_balances: dict[str, Decimal] = field(default_factory=dict)
     end_balances: dict[str, Decimal] = field(default_factory=dict)
     first_open: dict[str, Decimal] = field(default_factory=dict)
@@ -134,6 +181,9 @@ class _Driver:
                                taker_fee_rate=settings.taker_fee,
                                max_open_orders_per_symbol=10_000)
         self.state = build_state(config, feed=self.feed, clock=self.clock)
+        # The sandbox's own minute candles serve its 24 h stats: a day and an hour is enough,
+        # so memory does not grow with the history.
+        self.state.minutes_kept_s = 90_000
         self.engine = self.state.engine
         self.conn = capture(self.state)
         self.session = InProcessSession(self.state)
@@ -143,11 +193,12 @@ class _Driver:
                                attempts=1, wall_ms=self.clock.now_ms)
         self.venue = LocalVenue(self.rest, self.conn)
         self.local_feed = LocalFeed(self.rest, self.conn, history)
-        self.store = Store(settings.db)
+        self.store = Store(settings.db, durable=False)
         self.run = Run(self.quote)
         self.watcher = Watcher(
             rules, symbols=table, store=self.store,
-            config=WatcherConfig(mode="sandbox", order_family="hf"),
+            config=WatcherConfig(mode="sandbox", order_family="hf",
+                                 reconcile_interval_s=settings.reconcile_interval_s),
             venue=self.venue, feed=self.local_feed, emit=self._emit, now=self._now,
             scheduled=False)
         self.last: dict[str, Decimal] = {}  # the last price applied to the venue
@@ -155,6 +206,7 @@ class _Driver:
         self.partial: dict[tuple[str, str], list[Any]] = {}
         self.seen_fill = 0
         self.reconcile_at: datetime | None = None
+        self.bands: dict[str, tuple[Decimal, Decimal, datetime] | None] = {}
 
     # ------------------------------------------------------------ the watcher's side
 
@@ -324,40 +376,107 @@ class _Driver:
             out.update(s for s, _ in self.local_feed.public.candles)
         return out
 
-    def quiet(self, candle: Candle, period_s: int, never: set[str]) -> bool:
-        symbol = candle.symbol
+    def band(self, symbol: str, never: set[str]) -> tuple[Decimal, Decimal, datetime] | None:
+        """The quiet band of `symbol` (None: no candle of it may be skipped now): a candle
+        whose low and high lie strictly inside `(low, high)` (the nearest threshold of a rule
+        and resting order price on either side of the last price applied, two ticks in) and
+        that ends by `until` (the first timer due) is quiet. Nothing a skipped candle does
+        changes any of these, so the band holds until a candle is stepped."""
         w = self.watcher
         if (not self.settings.skip or symbol in never or symbol not in self.last
                 or w.orders.pending or w.orders.busy() or w.held_orders.held
                 or w.held_orders.legs):
-            return False
-        tick = self.table[symbol].price_increment * 2
-        low = min(candle.low, self.last[symbol]) - tick
-        high = max(candle.high, self.last[symbol]) + tick
+            return None
+        last = self.last[symbol]
+        below: Decimal | None = None
+        above: Decimal | None = None
         index = w.rules.index
-        for name in PRICE_FIELDS:
-            if index.affected(M.Field(symbol, name), low, high):
-                return False
         engine = self.engine
-        for oid in engine.open_ids.get(symbol, ()):
-            order = engine.orders[oid]
-            if order.req.price is None or low <= order.req.price <= high:
-                return False
+        prices = [engine.orders[oid].req.price for oid in engine.open_ids.get(symbol, ())]
+        for name in PRICE_FIELDS:
+            prices.extend(index.around(M.Field(symbol, name), last))
+        for price in prices:
+            if price is None or price == last:
+                return None
+            if price < last:
+                below = price if below is None else max(below, price)
+            else:
+                above = price if above is None else min(above, price)
         if any(s.symbol == symbol for s in engine.stops(self.clock.current_ms, symbol)):
-            return False
-        due = self.next_due()
-        return due is None or due >= candle.open_time + timedelta(seconds=period_s)
+            return None
+        firing = w.firing
+        dues = [d for d in (w.orders.next_cancel_after(),
+                            min(firing.deferred.values()) if firing.deferred else None,
+                            # A rule's moment already due (a rule cooling past its re-arm
+                            # time while its chain is in flight) was stepped at the last
+                            # point, and a rule's state changes with time only at its due
+                            # moments: stepping it again later decides the same.
+                            w.rules.timers.earliest_after(self._now()))
+                if d is not None]
+        tick = self.table[symbol].price_increment * 2
+        return (below + tick if below is not None else Decimal("-Infinity"),
+                above - tick if above is not None else Decimal("Infinity"),
+                min(dues) if dues else FAR)
+
+    def quiet(self, candle: Candle, period_s: int, never: set[str]) -> bool:
+        """No rule, order or timer could act on `candle` (see `band`)."""
+        bands = self.bands
+        symbol = candle.symbol
+        if symbol not in bands:
+            bands[symbol] = self.band(symbol, never)
+        band = bands[symbol]
+        return (band is not None and band[0] < candle.low and candle.high < band[1]
+                and candle.open_time + timedelta(seconds=period_s) <= band[2])
 
     # ------------------------------------------------------------ the run
 
-    def equity(self) -> Decimal:
-        account = self.engine.account
-        total = account.total(self.quote)
+    def holdings(self) -> tuple[Decimal, list[tuple[str, Decimal]], bool]:
+        """The quote held, each symbol's base held (when any), and whether more of a traded
+        base is held than at the start: constant while candles are skipped."""
+        account, run = self.engine.account, self.run
+        bases = []
+        exposed = False
         for symbol in self.symbols:
             base = self.table[symbol].base_currency
-            price = self.marks.get(symbol)
-            if price is not None:
-                total += account.total(base) * price
+            held = account.total(base)
+            if held:
+                bases.append((symbol, held))
+            exposed = exposed or held > run.start_balances.get(base, Decimal(0))
+        return account.total(self.quote), bases, exposed
+
+    def record(self, end: datetime, symbol: str, close: Decimal,
+               holdings: tuple[Decimal, list[tuple[str, Decimal]], bool]) -> None:
+        """One candle close: the equity (quote + each base at its last close), its peak and
+        drawdown, the time in the market, the sampled series."""
+        run = self.run
+        quote, bases, exposed = holdings
+        equity = quote
+        marks = self.marks
+        for name, held in bases:
+            mark = marks.get(name)
+            if mark is not None:
+                equity += held * mark
+        if run.peak is None:
+            run.peak = max(equity, self.start_equity())
+        elif equity > run.peak:
+            run.peak = equity
+        if run.peak > 0 and equity < run.peak:
+            drawdown = (run.peak - equity) / run.peak
+            run.max_drawdown = max(run.max_drawdown, drawdown)
+        run.end_equity = equity
+        run.closes += 1
+        run.exposed_closes += exposed
+        run.equity.add(end, equity)
+        run.prices[symbol].add(end, close)
+        run.last_close[symbol] = close
+
+    def start_equity(self) -> Decimal:
+        """The starting balances at each symbol's first open (quote + bases)."""
+        run = self.run
+        total = run.start_balances.get(run.quote, Decimal(0))
+        for symbol, price in run.first_open.items():
+            total += run.start_balances.get(self.table[symbol].base_currency,
+                                            Decimal(0)) * price
         return total
 
     async def go(self, candles: Iterator[Candle]) -> Run:
@@ -383,30 +502,31 @@ class _Driver:
         await self.watcher.start()
         await self.drain()
         never = self.unskippable()
+        quiet, progress, length = self.quiet, self.settings.progress, timedelta(seconds=period)
+        holdings = self.holdings()
         try:
             for candle in _chain(first, candles):
                 run.candles += 1
-                run.first_open.setdefault(candle.symbol, candle.open)
-                at = int(candle.open_time.timestamp() * 1000)
-                if self.quiet(candle, period, never):
+                symbol = candle.symbol
+                if symbol not in run.first_open:
+                    run.first_open[symbol] = candle.open
+                    run.prices[symbol] = Samples()
+                if quiet(candle, period, never):
                     run.skipped += 1
+                    at = int(candle.open_time.timestamp() * 1000)
                     self.clock.current_ms = max(self.clock.current_ms, at + 3 * step_ms)
-                    close = candle.close
                 else:
                     run.stepped += 1
+                    at = int(candle.open_time.timestamp() * 1000)
                     for share, price in enumerate(price_path(candle), start=1):
                         await self.point(candle, price, at + (share - 1) * step_ms, share)
-                    close = candle.close
-                end = candle.open_time + timedelta(seconds=period)
-                self.marks[candle.symbol] = close
-                run.equity.append((end, self.equity()))
-                run.prices.setdefault(candle.symbol, []).append((end, candle.close))
-                run.exposed.append(any(
-                    self.engine.account.total(self.table[s].base_currency)
-                    > run.start_balances.get(self.table[s].base_currency, Decimal(0))
-                    for s in self.symbols))
-                if self.settings.progress is not None:
-                    self.settings.progress(end)
+                    self.bands.clear()
+                    holdings = self.holdings()
+                end = candle.open_time + length
+                self.marks[symbol] = candle.close
+                self.record(end, symbol, candle.close, holdings)
+                if progress is not None:
+                    progress(end)
             await self.advance_to(int(self.settings.end.timestamp() * 1000))
         finally:
             run.stop_reason = self.watcher.stop_reason
@@ -454,6 +574,8 @@ def _chain(first: Candle, rest: Iterator[Candle]) -> Iterator[Candle]:
 
 def merged(series: list[Iterator[Candle]]) -> Iterator[Candle]:
     """Several symbols' candles in time order."""
+    if len(series) == 1:
+        return series[0]
     return heapq.merge(*series, key=lambda c: (c.open_time, c.symbol))
 
 

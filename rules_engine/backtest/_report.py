@@ -55,23 +55,17 @@ def summary(run: Run) -> dict[str, Any]:
             held[symbol] = position - sold
             cost[symbol] = basis - sold * average
     start = _start_equity(run)
-    end = run.equity[-1][1] if run.equity else start
-    peak, drawdown = start, ZERO
-    for _, value in run.equity:
-        peak = max(peak, value)
-        if peak > 0:
-            drawdown = max(drawdown, (peak - value) / peak)
+    end = run.end_equity if run.end_equity is not None else start
     first_symbol = next(iter(run.first_open), None)
     hold = None
-    if first_symbol is not None and run.prices.get(first_symbol):
-        hold = run.prices[first_symbol][-1][1] / run.first_open[first_symbol] - 1
+    if first_symbol is not None and first_symbol in run.last_close:
+        hold = run.last_close[first_symbol] / run.first_open[first_symbol] - 1
     return {
         "quote": run.quote,
         "start_equity": start, "end_equity": end,
         "return": (end / start - 1) if start else ZERO,
-        "max_drawdown": drawdown,
-        "time_in_market": (Decimal(sum(run.exposed)) / len(run.exposed)) if run.exposed
-        else ZERO,
+        "max_drawdown": run.max_drawdown,
+        "time_in_market": (Decimal(run.exposed_closes) / run.closes) if run.closes else ZERO,
         "trades": len(run.fills),
         "buy_and_hold": hold,
         "realised": sum((r["realised"] for r in rules.values()), ZERO),

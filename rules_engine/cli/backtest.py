@@ -1,6 +1,6 @@
 """`rules-engine backtest RULES... --from DATE --to DATE [--timeframe 1h] [--balance
 "1000 USDT,0.1 BTC"] [--fees MAKER,TAKER] [--cache FILE] [--db URL] [--json FILE]
-[--no-skip] [--quiet]`.
+[--chart FILE.png] [--no-skip] [--quiet]`.
 
 The rules, compiled as `run` compiles them, driven by the live watcher's parts on a virtual
 clock over the candle history, against the sandbox's matching engine in this process
@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--db", default=None, help="keep the backtest's store at this URL")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="every decision, order and fill, and the report, as JSON")
+    parser.add_argument("--chart", type=Path, default=None, metavar="FILE.png",
+                        help="the price with every fill marked, and the equity under it, as "
+                        "PNG (needs the chart extra: pip install 'rules-engine[chart]')")
     parser.add_argument("--no-skip", action="store_true",
                         help="step every candle (slower; decides the same)")
     parser.add_argument("--quiet", action="store_true", help="no progress, no report")
@@ -119,6 +122,11 @@ def _handle(args: argparse.Namespace) -> int:
         return _fail(str(err))
     if end <= start:
         return _fail(f"--to ({args.end}) must be after --from ({args.start})")
+    if args.chart is not None:
+        try:
+            import matplotlib  # noqa: F401  (fail before the run, not after it)
+        except ImportError:
+            return _fail("--chart needs matplotlib: pip install 'rules-engine[chart]'")
     table = shipped_symbols()
     try:
         rules, _ = RuleFiles(list(args.rules), table, ()).load()
@@ -181,6 +189,13 @@ def _handle(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(document, default=_plain, indent=1))
         except OSError as err:
             return _fail(f"cannot write {args.json}: {err}")
+    if args.chart is not None:
+        from rules_engine.backtest import ChartError, write_chart
+
+        try:
+            write_chart(run, args.chart)
+        except ChartError as err:
+            return _fail(str(err))
     return 0
 
 

@@ -115,6 +115,23 @@ class RuleIndex:
             items.sort(key=lambda item: (item[0], item[1]))
             self._thresholds[leaf] = ([t for t, _, _ in items], [r for _, _, r in items])
 
+    def around(self, leaf: object, value: Decimal) -> list[Decimal]:
+        """The thresholds on `leaf` nearest `value`: the greatest below it, the least above
+        it, and `value` itself if it is one (an update of `leaf` within the open interval
+        between the two selects no threshold rule)."""
+        table = self._thresholds.get(leaf)
+        if table is None:
+            return []
+        thresholds = table[0]
+        start = bisect.bisect_left(thresholds, value)
+        stop = bisect.bisect_right(thresholds, value)
+        out = thresholds[start:stop][:1]
+        if start > 0:
+            out.append(thresholds[start - 1])
+        if stop < len(thresholds):
+            out.append(thresholds[stop])
+        return out
+
     def leaves(self) -> set[object]:
         """Every market value some rule reads (what the watcher must subscribe to)."""
         return set(self._indexed) | set(self._readers) | set(self._on_known)
@@ -180,6 +197,14 @@ class Timers:
         while heap and self._due.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)  # replaced later: stale
         return heap[0][0] if heap else None
+
+    def earliest_after(self, now: datetime) -> datetime | None:
+        """The first moment after `now` a rule is due (those due at or before `now` left out:
+        a virtual clock that stepped them at `now` need not step them again)."""
+        first = self.earliest()
+        if first is None or first > now:
+            return first
+        return min((due for due in self._due.values() if due > now), default=None)
 
     def __len__(self) -> int:
         return len(self._due)

@@ -95,6 +95,9 @@ class SandboxState:
     journal_ledger: int = 0  # and the last ledger entry id
     deadman: Deadman | None = None  # the armed dead-man switch (DCP), if any
     deadman_fired: list[tuple[int, int]] = field(default_factory=list)  # (time, orders)
+    # Minutes of the sandbox's own trades kept for candles and 24 h stats: all of them
+    # (None), or those of the last N seconds (a backtest over a year keeps a day and a bit).
+    minutes_kept_s: int | None = None
 
     def __post_init__(self) -> None:
         self.symbols = self.feed.symbols()
@@ -236,6 +239,11 @@ class SandboxState:
         if now - self.last_prune_ms >= 60_000:
             self.last_prune_ms = now
             self.engine.prune(now)
+            if self.minutes_kept_s is not None:
+                oldest = now // 1000 - self.minutes_kept_s
+                for buckets in self.minute_candles.values():
+                    for minute in [m for m in buckets if m < oldest]:
+                        del buckets[minute]
 
 
 def build_state(config: SandboxConfig, *, feed_name: str | None = None,

@@ -149,6 +149,8 @@ class Hub:
                 self._private("/spotMarket/advancedOrders", "stopOrder", data)
         faults = state.config.faults
         for symbol, changes in l2.items():
+            if not self._wanted(f"/market/level2:{symbol}"):
+                continue  # nobody follows it: no payload built (the faults wait for one)
             payload = {
                 "changes": {
                     "asks": [[fmt(c.price), fmt(c.size), str(c.sequence)]
@@ -182,7 +184,8 @@ class Hub:
             self._send("/market/ticker:all", symbol, ticker)
             self._depth(symbol)
             now = state.now_ms()
-            if now - self.snapshot_sent.get(symbol, 0) >= SNAPSHOT_INTERVAL_MS:
+            if (now - self.snapshot_sent.get(symbol, 0) >= SNAPSHOT_INTERVAL_MS
+                    and self._wanted(f"/market/snapshot:{symbol}")):
                 self.snapshot_sent[symbol] = now
                 topics = [f"/market/snapshot:{symbol}",
                           *(f"/market/snapshot:{m}" for m in markets_of(state, symbol))]
@@ -259,6 +262,9 @@ class Hub:
         self._private("/spotMarket/tradeOrdersV2", "orderChange", data)
         if event.type != "received":
             self._private("/spotMarket/tradeOrders", "orderChange", data)
+
+    def _wanted(self, topic: str) -> bool:
+        return any(conn.wants(topic) for conn in self.conns)
 
     def _send(self, topic: str, subject: str, data: dict[str, Any]) -> None:
         message = {"topic": topic, "type": "message", "subject": subject, "data": data}

@@ -169,12 +169,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_pragmas_not_durable(dbapi_connection: Any, _record: Any) -> None:
+    """A store nothing needs after a crash (a backtest's): no fsync, the journal in memory."""
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=MEMORY", "synchronous=OFF", "foreign_keys=ON",
+                   "busy_timeout=5000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
 def _migrations() -> Path:
     return Path(str(resources.files("rules_engine.store").joinpath("migrations")))
 
 
 class Store:
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, durable: bool = True) -> None:
+        """`durable=False` (SQLite only): commits are not synced to disk, for a store that
+        is thrown away after its run (a backtest's); the default syncs every commit."""
         connect_args: dict[str, Any] = {}
         if schema is not None:
             connect_args["options"] = f"-csearch_path={schema}"
@@ -185,7 +196,8 @@ class Store:
         self.engine: Engine = create_engine(url, connect_args=connect_args,
                                             pool_pre_ping=not sqlite)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect",
+                         _sqlite_pragmas if durable else _sqlite_pragmas_not_durable)
         watch_failures(self.engine)
         self._fence: Fence | None = None
         self.schema = schema
