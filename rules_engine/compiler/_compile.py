@@ -24,6 +24,7 @@ from rules_engine.compiler._vocab import (
     FILL_NAMES,
     FUNCTIONS,
     INDICATORS,
+    MACDS,
     MAX_PERIOD,
     PERCENT_FIELDS,
     TIMEFRAMES,
@@ -37,6 +38,8 @@ __all__ = ["MarketSnapshot", "RuleCompiler", "compile_rule"]
 _T = TypeVar("_T")
 _SEVERITY = {"E": Severity.ERROR, "W": Severity.WARNING}
 _HUNDRED = Decimal(100)
+_TWO = Decimal(2)  # the bands' width when none is given
+_TEN = Decimal(10)
 _FAR_FROM_MARKET = Decimal("0.10")  # W602: a literal limit price more than 10% from last
 MAX_NESTING = 50  # E009: operators, negations and calls inside one another, in one expression
 MAX_DURATION_S = 36500 * 86400  # E204: a hundred years; longer ones overflow the clock's dates
@@ -364,6 +367,8 @@ class RuleCompiler:
             raise self._fail(b_node.span, "E202", _PCT_RULE)
         other = b if a_pct else a
         other_node = b_node if a_pct else a_node
+        if isinstance(other, M.Indicator) and other.kind == "change":
+            return a, b  # `change(24, 1h) > 5%`: a rate, as the 24h change
         if not (isinstance(other, M.Field) and other.name in PERCENT_FIELDS):
             raise self._fail((a_node if a_pct else b_node).span, "E202", _PCT_RULE)
         del other_node
@@ -487,17 +492,55 @@ class RuleCompiler:
             if not 0 < pct <= _HUNDRED:
                 raise self._fail(args[0].span, "E108", f"{name} takes a percent in (0, 100]")
             return M.Depth(symbol, name.split("_")[0], pct / _HUNDRED)
+        if name in MACDS:
+            return self._macd(expr, symbol)
         if name in INDICATORS:
-            if len(args) != 2:
+            widths = 1 if name in ("bb_upper", "bb_lower") else 0
+            if not 2 <= len(args) <= 2 + widths:
                 raise self._fail(expr.span, "E108", _USAGE[name])
             period = self._period(args[0], name)
-            return M.Indicator(symbol, name, period, self._timeframe(args[1]))
+            params: tuple[Decimal, ...] = ()
+            if widths:
+                params = (self._width(args[1], name) if len(args) == 3 else _TWO,)
+            return M.Indicator(symbol, name, period, self._timeframe(args[-1]), params)
         if len(args) != 1:
             raise self._fail(expr.span, "E108", _USAGE[name])
         return M.CandleField(symbol, name, self._timeframe(args[0]))
 
+    def _macd(self, expr: A.Call, symbol: str) -> M.Indicator:
+        """`macd(tf)` (12, 26, 9) or `macd(fast, slow, signal, tf)`; the same for the signal
+        and the histogram."""
+        name, args = expr.name, expr.args
+        if len(args) not in (1, 4):
+            raise self._fail(expr.span, "E108", _USAGE[name])
+        timeframe = self._timeframe(args[-1])
+        if len(args) == 1:
+            return M.Indicator(symbol, name, 12, timeframe, (Decimal(26), Decimal(9)))
+        fast, slow, signal = (self._period(node, name) for node in args[:3])
+        if fast >= slow:
+            raise self._fail(
+                expr.span,
+                "E108",
+                f"{name}'s fast period ({fast}) must be below its slow one ({slow}): "
+                f"{_USAGE[name]}",
+            )
+        return M.Indicator(symbol, name, fast, timeframe, (Decimal(slow), Decimal(signal)))
+
+    def _width(self, node: A.Expr, name: str) -> Decimal:
+        """A band's width in standard deviations: a number above 0, at most 10."""
+        if not isinstance(node, A.Num) or len(node.text) > 15:
+            raise self._fail(node.span, "E108", f"{name}'s width is a number: {_USAGE[name]}")
+        width = _decimal(node.text)
+        if not 0 < width <= _TEN:
+            raise self._fail(
+                node.span,
+                "E108",
+                f"{name}'s width is a number of standard deviations above 0 and at most 10",
+            )
+        return width
+
     def _period(self, node: A.Expr, name: str) -> int:
-        least = 2 if name == "rsi" else 1
+        least = 2 if name in ("rsi", "bb_upper", "bb_middle", "bb_lower") else 1
         if not isinstance(node, A.Num) or "." in node.text:
             raise self._fail(
                 node.span, "E108", f"{name} needs a whole number of candles first: {_USAGE[name]}"
@@ -975,6 +1018,21 @@ _USAGE = {
     "ema": "ema(n, timeframe), such as ema(50, 15m)",
     "rsi": "rsi(n, timeframe), such as rsi(14, 1h)",
     "highest": "highest(n, timeframe), such as highest(20, 1h)",
+    "atr": "atr(n, timeframe), such as atr(14, 1h)",
+    "vwap": "vwap(n, timeframe), such as vwap(24, 1h)",
+    "change": "change(n, timeframe), such as change(24, 1h) > 5%",
+    "bb_middle": "bb_middle(n, timeframe), such as bb_middle(20, 1h)",
+    "bb_upper": "bb_upper(n, [width,] timeframe), such as bb_upper(20, 1h) or "
+    "bb_upper(20, 2.5, 1h)",
+    "bb_lower": "bb_lower(n, [width,] timeframe), such as bb_lower(20, 1h) or "
+    "bb_lower(20, 2.5, 1h)",
+    "macd": "macd(timeframe) or macd(fast, slow, signal, timeframe), such as macd(1h) or "
+    "macd(12, 26, 9, 1h)",
+    "macd_signal": "macd_signal(timeframe) or macd_signal(fast, slow, signal, timeframe), "
+    "such as macd_signal(12, 26, 9, 1h)",
+    "macd_hist": "macd_hist(timeframe) or macd_hist(fast, slow, signal, timeframe), such as "
+    "macd_hist(12, 26, 9, 1h)",
+    "volume": "volume(timeframe), such as volume(1h); `volume` alone is the 24h volume",
     "lowest": "lowest(n, timeframe), such as lowest(20, 1h)",
     "high": "high(timeframe), such as high(1d)",
     "low": "low(timeframe), such as low(1d)",

@@ -81,17 +81,30 @@ class Depth(NamedTuple):
 
 
 class Indicator(NamedTuple):
-    """`sma`/`ema`/`rsi` (of closes), `highest`/`lowest` (of highs and lows) over `period`
-    closed candles of `timeframe`."""
+    """A candle function over `period` closed candles of `timeframe` (engine/_indicators.py):
+    `sma ema rsi change bb_upper bb_middle bb_lower macd macd_signal macd_hist` of closes,
+    `highest lowest atr vwap` of whole candles. `params` holds what follows the period: the
+    bands' width in deviations (`bb_upper`, `bb_lower`), MACD's slow and signal periods (the
+    period is its fast one)."""
 
     symbol: str
     kind: str
     period: int
     timeframe: str
+    params: tuple[Decimal, ...] = ()
+
+    def __repr__(self) -> str:
+        # Without params the text is the one of before params existed: a rule's canonical
+        # text, hence its fingerprint and an unnamed rule's identity, must not change.
+        head = f"Indicator(symbol={self.symbol!r}, kind={self.kind!r}, period={self.period!r}"
+        tail = f", timeframe={self.timeframe!r}"
+        if self.params:
+            tail += f", params={self.params!r}"
+        return head + tail + ")"
 
 
 class CandleField(NamedTuple):
-    """`high`/`low`/`close` of the last closed candle of `timeframe`."""
+    """`high`/`low`/`close`/`volume` (base) of the last closed candle of `timeframe`."""
 
     symbol: str
     kind: str
@@ -270,7 +283,8 @@ def label(value: object) -> str:
     if isinstance(value, Field):
         return f"{value.symbol} {value.name}"
     if isinstance(value, Indicator):
-        return f"{value.symbol} {value.kind}({value.period}, {value.timeframe})"
+        args = ", ".join([str(value.period), *(f"{p:f}" for p in value.params)])
+        return f"{value.symbol} {value.kind}({args}, {value.timeframe})"
     if isinstance(value, CandleField):
         return f"{value.symbol} {value.kind}({value.timeframe})"
     if isinstance(value, Depth):

@@ -526,7 +526,11 @@ def _check_change_as_fraction(node: A.RuleNode, report: Report) -> None:
 
 
 def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
-    if not (isinstance(field, A.FieldRef) and field.name == "change"):
+    if isinstance(field, A.Call) and field.name == "change":
+        what = "change(n, timeframe) is the change over n candles"
+    elif isinstance(field, A.FieldRef) and field.name == "change":
+        what = "change is the 24h change"
+    else:
         return
     negative = isinstance(other, A.Neg)
     number = other.operand if isinstance(other, A.Neg) else other
@@ -539,7 +543,7 @@ def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
     report(
         other.span,
         "W708",
-        f"change is the 24h change as a fraction: {sign}{number.text} means "
+        f"{what} as a fraction: {sign}{number.text} means "
         f"{sign}{_fmt(value * _HUNDRED)}%; write `{sign}{number.text}%` for "
         f"{sign}{number.text} percent",
     )
