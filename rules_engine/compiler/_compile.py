@@ -8,6 +8,8 @@ raises for bad input: problems become diagnostics and the rule is left out of th
 from __future__ import annotations
 
 import difflib
+import functools
+import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
@@ -172,11 +174,16 @@ class RuleCompiler:
                 "the rule has no action: add `place ...`, `cancel all`, "
                 '`cancel orders of RULE` or `notify "..."`',
             )
-        if when is None and after is None:
+        every = slots.get("lifecycle")
+        schedule: M.Schedule | None = None
+        if isinstance(every, A.Every):
+            schedule = self._schedule(every, when, after)
+        elif when is None and after is None:
             self._report(
                 node.span,
                 "E405",
-                "the rule has no trigger: add `when CONDITION` or `after RULE filled`",
+                "the rule has no trigger: add `when CONDITION`, `after RULE filled` or a "
+                "schedule (`every 1h max 24`)",
             )
 
         lifecycle = self._lifecycle(slots, place)
@@ -187,9 +194,12 @@ class RuleCompiler:
         # The normalised text of the rule's meaning: layout, comments and spans play no part,
         # numbers are normalised (0.010 == 0.01). Its hash is the fingerprint, and the
         # identity of an unnamed rule.
-        canonical_text = repr(
-            (symbol, condition, for_seconds, tuple(actions), lifecycle, after_ref)
+        meaning: tuple[object, ...] = (
+            symbol, condition, for_seconds, tuple(actions), lifecycle, after_ref
         )
+        if schedule is not None:  # appended only when there is one: older texts stay
+            meaning = (*meaning, schedule)
+        canonical_text = repr(meaning)
         fingerprint = M.digest(canonical_text)
         identity = node.name.text if node.name is not None else f"rule-{fingerprint[:12]}"
         max_firings, repeat_s, cancel_s, exp_in, exp_at, window = lifecycle
@@ -213,6 +223,7 @@ class RuleCompiler:
             canonical=canonical_text,
             fingerprint=fingerprint,
             crosses=tuple(crosses_atoms(condition)),
+            schedule=schedule,
         )
 
     def _error_count(self) -> int:
@@ -225,6 +236,7 @@ class RuleCompiler:
         A.CancelAfter: "cancel_after",
         A.Once: "lifecycle",
         A.Repeat: "lifecycle",
+        A.Every: "lifecycle",
         A.ExpiresIn: "expires",
         A.ExpiresAt: "expires",
         A.After: "after",
@@ -932,8 +944,9 @@ class RuleCompiler:
         max_firings: int | None = 1
         repeat_s: int | None = None
         life = slots.get("lifecycle")
-        if isinstance(life, A.Repeat):
-            repeat_s = self._positive_duration(life.every)
+        if isinstance(life, A.Repeat | A.Every):
+            if isinstance(life, A.Repeat):
+                repeat_s = self._positive_duration(life.every)
             max_firings = None
             if life.max_count is not None:
                 text = life.max_count.text
@@ -977,6 +990,66 @@ class RuleCompiler:
             window = self._window(during)
         return max_firings, repeat_s, cancel_s, exp_in, exp_at, window
 
+    def _schedule(
+        self, node: A.Every, when: A.When | None, after: A.After | None
+    ) -> M.Schedule | None:
+        clash = False
+        for other in (when, after):
+            if other is not None:
+                clash = True
+                self._report(
+                    other.span,
+                    "E412",
+                    "a schedule (`every ...`) fires on the clock, without a condition or a "
+                    "parent: remove this clause, or check a condition at most every D with "
+                    "`when ... repeat every D`",
+                )
+        if node.interval is not None:
+            seconds = self._positive_duration(node.interval)
+            return None if clash else M.Schedule(seconds, None, None, "UTC")
+        assert node.time is not None and node.first_day is not None
+        minute = self._minute(node.time)
+        zone = self._zone(node.zone)
+        days: frozenset[int] | None = None
+        if node.first_day.text != "day" or node.last_day is not None:
+            days = self._days(node.first_day, node.last_day)
+            if days is None:
+                return None
+        if minute is None or zone is None or clash:
+            return None
+        return M.Schedule(None, minute, days, zone)
+
+    def _minute(self, word: A.Word) -> int | None:
+        hours, mins = (int(x) for x in word.text.split(":"))
+        if hours > 23 or mins > 59:
+            self._report(word.span, "E205", f"{word.text} is not a time of day (00:00-23:59)")
+            return None
+        return hours * 60 + mins
+
+    def _zone(self, word: A.Word | None) -> str | None:
+        """An IANA time zone by name (`UTC` when none is given), or None after E207."""
+        if word is None or word.text == "UTC":
+            return "UTC"
+        if word.text in _zones():
+            return word.text
+        hint = _did_you_mean(word.text, _zones())
+        self._report(
+            word.span,
+            "E207",
+            f"unknown time zone {word.text!r}{hint}: use an IANA name such as Europe/Berlin, "
+            "America/New_York or UTC",
+        )
+        return None
+
+    def _days(self, first_word: A.Word, last_word: A.Word | None) -> frozenset[int] | None:
+        first = self._day(first_word)
+        last = self._day(last_word) if last_word is not None else first
+        if first is None or last is None:
+            return None
+        if last >= first:
+            return frozenset(range(first, last + 1))
+        return frozenset(list(range(first, 8)) + list(range(1, last + 1)))  # sat-mon wraps
+
     def _window(self, node: A.During) -> M.Window | None:
         minutes = []
         for word in (node.start, node.end):
@@ -984,17 +1057,15 @@ class RuleCompiler:
             if hours > 23 or mins > 59:
                 self._report(word.span, "E205", f"{word.text} is not a time of day (00:00-23:59)")
             minutes.append(hours * 60 + mins)
+        zone = self._zone(node.zone)
         days: frozenset[int] | None = None
         if node.first_day is not None:
-            first = self._day(node.first_day)
-            last = self._day(node.last_day) if node.last_day is not None else first
-            if first is None or last is None or len(minutes) != 2:
+            days = self._days(node.first_day, node.last_day)
+            if days is None:
                 return None
-            if last >= first:
-                days = frozenset(range(first, last + 1))
-            else:  # sat-mon wraps past Sunday
-                days = frozenset(list(range(first, 8)) + list(range(1, last + 1)))
-        return M.Window(minutes[0], minutes[1], days)
+        if zone is None:
+            return None
+        return M.Window(minutes[0], minutes[1], days, zone)
 
     def _day(self, word: A.Word) -> int | None:
         if word.text in DAYS:
@@ -1040,9 +1111,14 @@ _USAGE = {
 }
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _slot_name(slot: str) -> str:
     return {
-        "lifecycle": "`once`/`repeat`",
+        "lifecycle": "`once`/`repeat`/`every`",
         "expires": "`expires`",
         "stop_loss": "`stop-loss`",
         "cancel_after": "`cancel after`",

@@ -41,6 +41,7 @@ __all__ = [
     "Offset",
     "OrderSpec",
     "PlaceAction",
+    "Schedule",
     "SizeSpec",
     "Value",
     "Window",
@@ -212,12 +213,30 @@ Action = PlaceAction | CancelAllAction | CancelOrdersAction | NotifyAction
 
 
 class Window(NamedTuple):
-    """`during HH:MM-HH:MM UTC [on DAY-DAY]`: minutes of the day (end included) and ISO
-    weekdays (1 = Monday); `end < start` wraps past midnight."""
+    """`during HH:MM-HH:MM ZONE [on DAY-DAY]`: minutes of the day (end included) and ISO
+    weekdays (1 = Monday) in the IANA time zone `zone`; `end < start` wraps past midnight."""
 
     start_minute: int
     end_minute: int
     days: frozenset[int] | None
+    zone: str = "UTC"
+
+    def __repr__(self) -> str:
+        # In UTC the text is the one of before zones existed: identities stay.
+        text = (f"Window(start_minute={self.start_minute!r}, end_minute={self.end_minute!r}, "
+                f"days={self.days!r}")
+        return text + (f", zone={self.zone!r})" if self.zone != "UTC" else ")")
+
+
+class Schedule(NamedTuple):
+    """A rule that fires on the clock, without a condition: `every D` (`seconds`: at once,
+    then every D), or `every day|DAYS at HH:MM ZONE` (`minute` of the local day, ISO
+    `days` or None for every day, in the IANA time zone `zone`)."""
+
+    seconds: int | None
+    minute: int | None
+    days: frozenset[int] | None
+    zone: str
 
 
 # ------------------------------------------------------------------ rules
@@ -244,6 +263,7 @@ class CompiledRule:
     canonical: str
     fingerprint: str
     crosses: tuple[Crosses, ...] = ()  # the condition's `crosses` atoms, in evaluation order
+    schedule: Schedule | None = None  # `every ...`: fires on the clock, not on a condition
 
     @property
     def order(self) -> OrderSpec | None:
