@@ -162,3 +162,79 @@ def repr_leaves(cond: object) -> list[object]:
         elif isinstance(node, tuple):
             stack.extend(node)
     return found
+
+
+# ------------------------------------------------------------------ volatility, momentum, volume
+
+
+def leaves_of(text: str) -> list[object]:
+    program = compiled(text)
+    assert program.ok, program.diagnostics
+    return repr_leaves(program.rules[0].condition)
+
+
+def test_an_indicator_rule_of_before_params_keeps_its_identity() -> None:
+    # Computed on the commit before `Indicator.params` existed: stored states stay attached.
+    rule = compiled(
+        "when BTC-USDT last > sma(200, 1h) and rsi(14, 1h) < 30 place market buy 50 USDT\n"
+    ).rules[0]
+    assert (rule.identity, rule.fingerprint) == ("rule-1ae932f5f736", "1ae932f5f7367341")
+
+
+def test_bands_and_macd_compile_with_their_defaults_spelt_out() -> None:
+    two = (Decimal(2),)
+    assert leaves_of("when BTC-USDT last < bb_lower(20, 1h) place market buy 10 USDT\n") == [
+        M.Indicator("BTC-USDT", "bb_lower", 20, "1h", two)
+    ]
+    short = compiled("when BTC-USDT last > bb_upper(20, 1h) place market buy 10 USDT\n")
+    spelt = compiled("when BTC-USDT last > bb_upper(20, 2.0, 1h) place market buy 10 USDT\n")
+    assert short.rules[0].identity == spelt.rules[0].identity  # the same meaning
+    macd = M.Indicator("BTC-USDT", "macd_hist", 12, "4h", (Decimal(26), Decimal(9)))
+    assert leaves_of("when BTC-USDT macd_hist(4h) > 0 place market buy 10 USDT\n") == [macd]
+    assert leaves_of(
+        "when BTC-USDT macd_hist(12, 26, 9, 4h) > 0 place market buy 10 USDT\n"
+    ) == [macd]
+    assert M.label(macd) == "BTC-USDT macd_hist(12, 26, 9, 4h)"
+
+
+def test_change_over_candles_is_a_rate_and_volume_of_a_candle_a_candle_field() -> None:
+    found = leaves_of(
+        "when BTC-USDT change(24, 1h) > 5% and atr(14, 1h) > 0 and vwap(24, 1h) > 0"
+        " place market buy 10 USDT\n"
+    )
+    assert M.Indicator("BTC-USDT", "change", 24, "1h") in found
+    program = compiled("when BTC-USDT volume(1h) > 100 and volume > 5 place market buy 10 USDT\n")
+    assert program.ok, program.diagnostics
+    cond = program.rules[0].condition
+    assert isinstance(cond, M.All)
+    assert [part.left for part in cond.parts if isinstance(part, M.Compare)] == [
+        M.CandleField("BTC-USDT", "volume", "1h"),
+        M.Field("BTC-USDT", "volume"),
+    ]
+
+
+def test_misused_new_indicators_are_e108_with_their_usage() -> None:
+    cases = {
+        "macd(26, 12, 9, 1h) > 0": "fast period (26) must be below its slow one (12)",
+        "macd(12, 26, 1h) > 0": "macd(timeframe) or macd(fast, slow, signal, timeframe)",
+        "bb_upper(1, 1h) > 0": "bb_upper period must be between 2 and 1000",
+        "bb_upper(20, 0, 1h) > 1": "above 0 and at most 10",
+        "bb_middle(20, 2, 1h) > 1": "bb_middle(n, timeframe)",
+        "atr(14) > 1": "atr(n, timeframe), such as atr(14, 1h)",
+        "volume(1h, 2) > 1": "`volume` alone is the 24h volume",
+        "vwap(1h) > 1": "vwap(n, timeframe)",
+    }
+    for condition, message in cases.items():
+        program = compiled(f"when BTC-USDT {condition} place market buy 10 USDT\n")
+        assert [d.code for d in program.diagnostics] == ["E108"], condition
+        assert message in program.diagnostics[0].message, program.diagnostics[0].message
+
+
+def test_impossible_conditions_on_new_indicators_are_found() -> None:
+    for condition in ("atr(14, 1h) < 0", "change(3, 1h) < -100%", "volume(1h) < 0",
+                      "vwap(24, 1h) <= 0"):
+        program = compiled(f"when BTC-USDT {condition} place market buy 10 USDT\n")
+        assert [d.code for d in program.diagnostics] == ["E501"], condition
+    # bands below zero and MACD of either sign are possible: no diagnostic
+    assert compiled("when BTC-USDT bb_lower(20, 1h) < 0 and macd(1h) < 0"
+                    " place market buy 10 USDT\n").diagnostics == ()

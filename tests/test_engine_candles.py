@@ -309,7 +309,7 @@ def test_history_needed_counts_closed_candles_per_function() -> None:
 
 def test_history_needed_refuses_unknown_kinds_and_misplaced_periods() -> None:
     with pytest.raises(ValueError, match="not a candle function"):
-        history_needed("vwap", 3)
+        history_needed("wma", 3)
     with pytest.raises(ValueError, match="needs a period"):
         history_needed("sma")
     with pytest.raises(ValueError, match="takes no period"):

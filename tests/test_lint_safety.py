@@ -143,6 +143,15 @@ CASES: list[tuple[str, str, list[str]]] = [
             'rule r on BTC-USDT:\n    when last < 50000\n    cancel all\n    notify "out"\n',
         ],
     ),
+    (
+        "W708",
+        "rule m on ETH-USDT:\n    when change(24, 1h) > 3\n    place market buy 100 USDT\n",
+        [
+            "rule m on ETH-USDT:\n    when change(24, 1h) > 3%\n    place market buy 100 USDT\n",
+            "rule m on ETH-USDT:\n    when change(24, 1h) > 0.03\n    place market buy 100 USDT\n",
+            "rule m on ETH-USDT:\n    when atr(24, 1h) > 3\n    place market buy 100 USDT\n",
+        ],
+    ),
 ]
 
 

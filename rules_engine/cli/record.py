@@ -182,6 +182,8 @@ def _status(store: Any, args: argparse.Namespace) -> int:
     blocked = []
     for rule in report["rules"]:
         reason = f"  ({rule['reason']})" if rule["reason"] else ""
+        if rule.get("waits"):
+            reason += f"  (waits {rule['waits']})"
         print(f"  {rule['rule']:<28} v{rule['version']:<3} {rule['status']:<9} "
               f"firings {rule['firings']}{reason}")
         if rule["status"] == "blocked":

@@ -8,6 +8,8 @@ raises for bad input: problems become diagnostics and the rule is left out of th
 from __future__ import annotations
 
 import difflib
+import functools
+import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
@@ -24,6 +26,7 @@ from rules_engine.compiler._vocab import (
     FILL_NAMES,
     FUNCTIONS,
     INDICATORS,
+    MACDS,
     MAX_PERIOD,
     PERCENT_FIELDS,
     TIMEFRAMES,
@@ -37,6 +40,8 @@ __all__ = ["MarketSnapshot", "RuleCompiler", "compile_rule"]
 _T = TypeVar("_T")
 _SEVERITY = {"E": Severity.ERROR, "W": Severity.WARNING}
 _HUNDRED = Decimal(100)
+_TWO = Decimal(2)  # the bands' width when none is given
+_TEN = Decimal(10)
 _FAR_FROM_MARKET = Decimal("0.10")  # W602: a literal limit price more than 10% from last
 MAX_NESTING = 50  # E009: operators, negations and calls inside one another, in one expression
 MAX_DURATION_S = 36500 * 86400  # E204: a hundred years; longer ones overflow the clock's dates
@@ -169,11 +174,16 @@ class RuleCompiler:
                 "the rule has no action: add `place ...`, `cancel all`, "
                 '`cancel orders of RULE` or `notify "..."`',
             )
-        if when is None and after is None:
+        every = slots.get("lifecycle")
+        schedule: M.Schedule | None = None
+        if isinstance(every, A.Every):
+            schedule = self._schedule(every, when, after)
+        elif when is None and after is None:
             self._report(
                 node.span,
                 "E405",
-                "the rule has no trigger: add `when CONDITION` or `after RULE filled`",
+                "the rule has no trigger: add `when CONDITION`, `after RULE filled` or a "
+                "schedule (`every 1h max 24`)",
             )
 
         lifecycle = self._lifecycle(slots, place)
@@ -184,9 +194,12 @@ class RuleCompiler:
         # The normalised text of the rule's meaning: layout, comments and spans play no part,
         # numbers are normalised (0.010 == 0.01). Its hash is the fingerprint, and the
         # identity of an unnamed rule.
-        canonical_text = repr(
-            (symbol, condition, for_seconds, tuple(actions), lifecycle, after_ref)
+        meaning: tuple[object, ...] = (
+            symbol, condition, for_seconds, tuple(actions), lifecycle, after_ref
         )
+        if schedule is not None:  # appended only when there is one: older texts stay
+            meaning = (*meaning, schedule)
+        canonical_text = repr(meaning)
         fingerprint = M.digest(canonical_text)
         identity = node.name.text if node.name is not None else f"rule-{fingerprint[:12]}"
         max_firings, repeat_s, cancel_s, exp_in, exp_at, window = lifecycle
@@ -210,6 +223,7 @@ class RuleCompiler:
             canonical=canonical_text,
             fingerprint=fingerprint,
             crosses=tuple(crosses_atoms(condition)),
+            schedule=schedule,
         )
 
     def _error_count(self) -> int:
@@ -222,6 +236,7 @@ class RuleCompiler:
         A.CancelAfter: "cancel_after",
         A.Once: "lifecycle",
         A.Repeat: "lifecycle",
+        A.Every: "lifecycle",
         A.ExpiresIn: "expires",
         A.ExpiresAt: "expires",
         A.After: "after",
@@ -364,6 +379,8 @@ class RuleCompiler:
             raise self._fail(b_node.span, "E202", _PCT_RULE)
         other = b if a_pct else a
         other_node = b_node if a_pct else a_node
+        if isinstance(other, M.Indicator) and other.kind == "change":
+            return a, b  # `change(24, 1h) > 5%`: a rate, as the 24h change
         if not (isinstance(other, M.Field) and other.name in PERCENT_FIELDS):
             raise self._fail((a_node if a_pct else b_node).span, "E202", _PCT_RULE)
         del other_node
@@ -487,17 +504,55 @@ class RuleCompiler:
             if not 0 < pct <= _HUNDRED:
                 raise self._fail(args[0].span, "E108", f"{name} takes a percent in (0, 100]")
             return M.Depth(symbol, name.split("_")[0], pct / _HUNDRED)
+        if name in MACDS:
+            return self._macd(expr, symbol)
         if name in INDICATORS:
-            if len(args) != 2:
+            widths = 1 if name in ("bb_upper", "bb_lower") else 0
+            if not 2 <= len(args) <= 2 + widths:
                 raise self._fail(expr.span, "E108", _USAGE[name])
             period = self._period(args[0], name)
-            return M.Indicator(symbol, name, period, self._timeframe(args[1]))
+            params: tuple[Decimal, ...] = ()
+            if widths:
+                params = (self._width(args[1], name) if len(args) == 3 else _TWO,)
+            return M.Indicator(symbol, name, period, self._timeframe(args[-1]), params)
         if len(args) != 1:
             raise self._fail(expr.span, "E108", _USAGE[name])
         return M.CandleField(symbol, name, self._timeframe(args[0]))
 
+    def _macd(self, expr: A.Call, symbol: str) -> M.Indicator:
+        """`macd(tf)` (12, 26, 9) or `macd(fast, slow, signal, tf)`; the same for the signal
+        and the histogram."""
+        name, args = expr.name, expr.args
+        if len(args) not in (1, 4):
+            raise self._fail(expr.span, "E108", _USAGE[name])
+        timeframe = self._timeframe(args[-1])
+        if len(args) == 1:
+            return M.Indicator(symbol, name, 12, timeframe, (Decimal(26), Decimal(9)))
+        fast, slow, signal = (self._period(node, name) for node in args[:3])
+        if fast >= slow:
+            raise self._fail(
+                expr.span,
+                "E108",
+                f"{name}'s fast period ({fast}) must be below its slow one ({slow}): "
+                f"{_USAGE[name]}",
+            )
+        return M.Indicator(symbol, name, fast, timeframe, (Decimal(slow), Decimal(signal)))
+
+    def _width(self, node: A.Expr, name: str) -> Decimal:
+        """A band's width in standard deviations: a number above 0, at most 10."""
+        if not isinstance(node, A.Num) or len(node.text) > 15:
+            raise self._fail(node.span, "E108", f"{name}'s width is a number: {_USAGE[name]}")
+        width = _decimal(node.text)
+        if not 0 < width <= _TEN:
+            raise self._fail(
+                node.span,
+                "E108",
+                f"{name}'s width is a number of standard deviations above 0 and at most 10",
+            )
+        return width
+
     def _period(self, node: A.Expr, name: str) -> int:
-        least = 2 if name == "rsi" else 1
+        least = 2 if name in ("rsi", "bb_upper", "bb_middle", "bb_lower") else 1
         if not isinstance(node, A.Num) or "." in node.text:
             raise self._fail(
                 node.span, "E108", f"{name} needs a whole number of candles first: {_USAGE[name]}"
@@ -889,8 +944,9 @@ class RuleCompiler:
         max_firings: int | None = 1
         repeat_s: int | None = None
         life = slots.get("lifecycle")
-        if isinstance(life, A.Repeat):
-            repeat_s = self._positive_duration(life.every)
+        if isinstance(life, A.Repeat | A.Every):
+            if isinstance(life, A.Repeat):
+                repeat_s = self._positive_duration(life.every)
             max_firings = None
             if life.max_count is not None:
                 text = life.max_count.text
@@ -934,6 +990,66 @@ class RuleCompiler:
             window = self._window(during)
         return max_firings, repeat_s, cancel_s, exp_in, exp_at, window
 
+    def _schedule(
+        self, node: A.Every, when: A.When | None, after: A.After | None
+    ) -> M.Schedule | None:
+        clash = False
+        for other in (when, after):
+            if other is not None:
+                clash = True
+                self._report(
+                    other.span,
+                    "E412",
+                    "a schedule (`every ...`) fires on the clock, without a condition or a "
+                    "parent: remove this clause, or check a condition at most every D with "
+                    "`when ... repeat every D`",
+                )
+        if node.interval is not None:
+            seconds = self._positive_duration(node.interval)
+            return None if clash else M.Schedule(seconds, None, None, "UTC")
+        assert node.time is not None and node.first_day is not None
+        minute = self._minute(node.time)
+        zone = self._zone(node.zone)
+        days: frozenset[int] | None = None
+        if node.first_day.text != "day" or node.last_day is not None:
+            days = self._days(node.first_day, node.last_day)
+            if days is None:
+                return None
+        if minute is None or zone is None or clash:
+            return None
+        return M.Schedule(None, minute, days, zone)
+
+    def _minute(self, word: A.Word) -> int | None:
+        hours, mins = (int(x) for x in word.text.split(":"))
+        if hours > 23 or mins > 59:
+            self._report(word.span, "E205", f"{word.text} is not a time of day (00:00-23:59)")
+            return None
+        return hours * 60 + mins
+
+    def _zone(self, word: A.Word | None) -> str | None:
+        """An IANA time zone by name (`UTC` when none is given), or None after E207."""
+        if word is None or word.text == "UTC":
+            return "UTC"
+        if word.text in _zones():
+            return word.text
+        hint = _did_you_mean(word.text, _zones())
+        self._report(
+            word.span,
+            "E207",
+            f"unknown time zone {word.text!r}{hint}: use an IANA name such as Europe/Berlin, "
+            "America/New_York or UTC",
+        )
+        return None
+
+    def _days(self, first_word: A.Word, last_word: A.Word | None) -> frozenset[int] | None:
+        first = self._day(first_word)
+        last = self._day(last_word) if last_word is not None else first
+        if first is None or last is None:
+            return None
+        if last >= first:
+            return frozenset(range(first, last + 1))
+        return frozenset(list(range(first, 8)) + list(range(1, last + 1)))  # sat-mon wraps
+
     def _window(self, node: A.During) -> M.Window | None:
         minutes = []
         for word in (node.start, node.end):
@@ -941,17 +1057,15 @@ class RuleCompiler:
             if hours > 23 or mins > 59:
                 self._report(word.span, "E205", f"{word.text} is not a time of day (00:00-23:59)")
             minutes.append(hours * 60 + mins)
+        zone = self._zone(node.zone)
         days: frozenset[int] | None = None
         if node.first_day is not None:
-            first = self._day(node.first_day)
-            last = self._day(node.last_day) if node.last_day is not None else first
-            if first is None or last is None or len(minutes) != 2:
+            days = self._days(node.first_day, node.last_day)
+            if days is None:
                 return None
-            if last >= first:
-                days = frozenset(range(first, last + 1))
-            else:  # sat-mon wraps past Sunday
-                days = frozenset(list(range(first, 8)) + list(range(1, last + 1)))
-        return M.Window(minutes[0], minutes[1], days)
+        if zone is None:
+            return None
+        return M.Window(minutes[0], minutes[1], days, zone)
 
     def _day(self, word: A.Word) -> int | None:
         if word.text in DAYS:
@@ -975,6 +1089,21 @@ _USAGE = {
     "ema": "ema(n, timeframe), such as ema(50, 15m)",
     "rsi": "rsi(n, timeframe), such as rsi(14, 1h)",
     "highest": "highest(n, timeframe), such as highest(20, 1h)",
+    "atr": "atr(n, timeframe), such as atr(14, 1h)",
+    "vwap": "vwap(n, timeframe), such as vwap(24, 1h)",
+    "change": "change(n, timeframe), such as change(24, 1h) > 5%",
+    "bb_middle": "bb_middle(n, timeframe), such as bb_middle(20, 1h)",
+    "bb_upper": "bb_upper(n, [width,] timeframe), such as bb_upper(20, 1h) or "
+    "bb_upper(20, 2.5, 1h)",
+    "bb_lower": "bb_lower(n, [width,] timeframe), such as bb_lower(20, 1h) or "
+    "bb_lower(20, 2.5, 1h)",
+    "macd": "macd(timeframe) or macd(fast, slow, signal, timeframe), such as macd(1h) or "
+    "macd(12, 26, 9, 1h)",
+    "macd_signal": "macd_signal(timeframe) or macd_signal(fast, slow, signal, timeframe), "
+    "such as macd_signal(12, 26, 9, 1h)",
+    "macd_hist": "macd_hist(timeframe) or macd_hist(fast, slow, signal, timeframe), such as "
+    "macd_hist(12, 26, 9, 1h)",
+    "volume": "volume(timeframe), such as volume(1h); `volume` alone is the 24h volume",
     "lowest": "lowest(n, timeframe), such as lowest(20, 1h)",
     "high": "high(timeframe), such as high(1d)",
     "low": "low(timeframe), such as low(1d)",
@@ -982,9 +1111,14 @@ _USAGE = {
 }
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _slot_name(slot: str) -> str:
     return {
-        "lifecycle": "`once`/`repeat`",
+        "lifecycle": "`once`/`repeat`/`every`",
         "expires": "`expires`",
         "stop_loss": "`stop-loss`",
         "cancel_after": "`cancel after`",

@@ -41,6 +41,7 @@ __all__ = [
     "Offset",
     "OrderSpec",
     "PlaceAction",
+    "Schedule",
     "SizeSpec",
     "Value",
     "Window",
@@ -81,17 +82,30 @@ class Depth(NamedTuple):
 
 
 class Indicator(NamedTuple):
-    """`sma`/`ema`/`rsi` (of closes), `highest`/`lowest` (of highs and lows) over `period`
-    closed candles of `timeframe`."""
+    """A candle function over `period` closed candles of `timeframe` (engine/_indicators.py):
+    `sma ema rsi change bb_upper bb_middle bb_lower macd macd_signal macd_hist` of closes,
+    `highest lowest atr vwap` of whole candles. `params` holds what follows the period: the
+    bands' width in deviations (`bb_upper`, `bb_lower`), MACD's slow and signal periods (the
+    period is its fast one)."""
 
     symbol: str
     kind: str
     period: int
     timeframe: str
+    params: tuple[Decimal, ...] = ()
+
+    def __repr__(self) -> str:
+        # Without params the text is the one of before params existed: a rule's canonical
+        # text, hence its fingerprint and an unnamed rule's identity, must not change.
+        head = f"Indicator(symbol={self.symbol!r}, kind={self.kind!r}, period={self.period!r}"
+        tail = f", timeframe={self.timeframe!r}"
+        if self.params:
+            tail += f", params={self.params!r}"
+        return head + tail + ")"
 
 
 class CandleField(NamedTuple):
-    """`high`/`low`/`close` of the last closed candle of `timeframe`."""
+    """`high`/`low`/`close`/`volume` (base) of the last closed candle of `timeframe`."""
 
     symbol: str
     kind: str
@@ -199,12 +213,30 @@ Action = PlaceAction | CancelAllAction | CancelOrdersAction | NotifyAction
 
 
 class Window(NamedTuple):
-    """`during HH:MM-HH:MM UTC [on DAY-DAY]`: minutes of the day (end included) and ISO
-    weekdays (1 = Monday); `end < start` wraps past midnight."""
+    """`during HH:MM-HH:MM ZONE [on DAY-DAY]`: minutes of the day (end included) and ISO
+    weekdays (1 = Monday) in the IANA time zone `zone`; `end < start` wraps past midnight."""
 
     start_minute: int
     end_minute: int
     days: frozenset[int] | None
+    zone: str = "UTC"
+
+    def __repr__(self) -> str:
+        # In UTC the text is the one of before zones existed: identities stay.
+        text = (f"Window(start_minute={self.start_minute!r}, end_minute={self.end_minute!r}, "
+                f"days={self.days!r}")
+        return text + (f", zone={self.zone!r})" if self.zone != "UTC" else ")")
+
+
+class Schedule(NamedTuple):
+    """A rule that fires on the clock, without a condition: `every D` (`seconds`: at once,
+    then every D), or `every day|DAYS at HH:MM ZONE` (`minute` of the local day, ISO
+    `days` or None for every day, in the IANA time zone `zone`)."""
+
+    seconds: int | None
+    minute: int | None
+    days: frozenset[int] | None
+    zone: str
 
 
 # ------------------------------------------------------------------ rules
@@ -231,6 +263,7 @@ class CompiledRule:
     canonical: str
     fingerprint: str
     crosses: tuple[Crosses, ...] = ()  # the condition's `crosses` atoms, in evaluation order
+    schedule: Schedule | None = None  # `every ...`: fires on the clock, not on a condition
 
     @property
     def order(self) -> OrderSpec | None:
@@ -270,7 +303,8 @@ def label(value: object) -> str:
     if isinstance(value, Field):
         return f"{value.symbol} {value.name}"
     if isinstance(value, Indicator):
-        return f"{value.symbol} {value.kind}({value.period}, {value.timeframe})"
+        args = ", ".join([str(value.period), *(f"{p:f}" for p in value.params)])
+        return f"{value.symbol} {value.kind}({args}, {value.timeframe})"
     if isinstance(value, CandleField):
         return f"{value.symbol} {value.kind}({value.timeframe})"
     if isinstance(value, Depth):

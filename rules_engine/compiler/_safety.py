@@ -246,14 +246,17 @@ def _priced(entry: _Order) -> str:
 
 def _check_repeat(entry: _Order, limits: SafetyLimits, report: Report) -> None:
     rule = entry.rule
-    if rule.repeat_seconds is None or rule.max_firings is not None:
+    every = rule.repeat_seconds
+    if rule.schedule is not None:
+        every = rule.schedule.seconds or _DAY_S  # `every day at T`: once a day
+    if every is None or rule.max_firings is not None:
         return
     if rule.expires_at is not None or rule.expires_in_seconds is not None:
         return  # bounded by its expiry
     if limits.max_rule_notional is not None or limits.max_daily_notional is not None:
         return  # bounded by a risk limit
-    repeat = next(c for c in entry.node.clauses if isinstance(c, A.Repeat))
-    per_day = max(_DAY_S // rule.repeat_seconds, 1)
+    clause = next(c for c in entry.node.clauses if isinstance(c, A.Repeat | A.Every))
+    per_day = max(_DAY_S // every, 1)
     side = "buys" if entry.order.side == "buy" else "sells"
     each = f"each firing {side} {_describe_size(entry)}"
     if entry.value is not None:
@@ -262,10 +265,14 @@ def _check_repeat(entry: _Order, limits: SafetyLimits, report: Report) -> None:
         stake = f", about {_money(entry.value * per_day)} {entry.info.quote_currency} a day"
     else:
         stake = ""
+    if isinstance(clause, A.Repeat):
+        what = f"`repeat every {clause.every.text}`"
+    else:
+        what = "the schedule (`every ...`)"
     report(
-        repeat.span,
+        clause.span,
         "W701",
-        f"`repeat every {repeat.every.text}` without `max` places orders without end: {each}, "
+        f"{what} without `max` places orders without end: {each}, "
         f"up to {per_day} firing(s) a day{stake}; add `max N`, an `expires` clause, or a "
         "max_rule_notional or max_daily_notional risk limit (lint --config FILE)",
     )
@@ -526,7 +533,11 @@ def _check_change_as_fraction(node: A.RuleNode, report: Report) -> None:
 
 
 def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
-    if not (isinstance(field, A.FieldRef) and field.name == "change"):
+    if isinstance(field, A.Call) and field.name == "change":
+        what = "change(n, timeframe) is the change over n candles"
+    elif isinstance(field, A.FieldRef) and field.name == "change":
+        what = "change is the 24h change"
+    else:
         return
     negative = isinstance(other, A.Neg)
     number = other.operand if isinstance(other, A.Neg) else other
@@ -539,7 +550,7 @@ def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
     report(
         other.span,
         "W708",
-        f"change is the 24h change as a fraction: {sign}{number.text} means "
+        f"{what} as a fraction: {sign}{number.text} means "
         f"{sign}{_fmt(value * _HUNDRED)}%; write `{sign}{number.text}%` for "
         f"{sign}{number.text} percent",
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 __all__ = [
+    "BANDS",
     "BOOK_FUNCTIONS",
     "CANDLE_FUNCTIONS",
     "DAYS",
     "FIELDS",
     "FILL_NAMES",
     "INDICATORS",
+    "MACDS",
     "PERCENT_FIELDS",
     "TIMEFRAMES",
     "Domain",
@@ -24,8 +26,16 @@ FIELDS = frozenset(
 PERCENT_FIELDS = frozenset(["spread", "change"])
 FILL_NAMES = frozenset(["fill_price", "filled_size"])
 BOOK_FUNCTIONS = frozenset(["bid_depth", "ask_depth"])
-INDICATORS = frozenset(["sma", "ema", "rsi", "highest", "lowest"])
-CANDLE_FUNCTIONS = frozenset(["high", "low", "close"])
+BANDS = frozenset(["bb_upper", "bb_middle", "bb_lower"])
+MACDS = frozenset(["macd", "macd_signal", "macd_hist"])
+INDICATORS = (
+    frozenset(["sma", "ema", "rsi", "highest", "lowest", "atr", "vwap", "change"])
+    | BANDS
+    | MACDS
+)
+# `change` and `volume` are fields too: `change` (24h) and `change(n, tf)`, `volume` (24h)
+# and `volume(tf)` (of the last closed candle); the parentheses tell them apart.
+CANDLE_FUNCTIONS = frozenset(["high", "low", "close", "volume"])
 FUNCTIONS = BOOK_FUNCTIONS | INDICATORS | CANDLE_FUNCTIONS
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
@@ -78,8 +88,13 @@ def domain_of(kind: str, name: str) -> Domain:
         return NON_NEGATIVE
     if name == "rsi":
         return RSI
-    if name in ("bid_depth", "ask_depth", "filled_size"):
+    if name in ("bid_depth", "ask_depth", "filled_size", "atr", "volume"):
         return NON_NEGATIVE
-    if name in ("sma", "ema", "highest", "lowest", "high", "low", "close", "fill_price"):
+    if name == "change":
+        return RATE
+    if name in (
+        "sma", "ema", "highest", "lowest", "high", "low", "close", "fill_price",
+        "bb_middle", "bb_upper", "vwap",
+    ):
         return POSITIVE
     return ANY

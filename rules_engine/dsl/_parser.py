@@ -251,11 +251,43 @@ class _AstBuilder:
     def days(self, first: Token, _minus: Token | None = None, last: Token | None = None) -> Any:
         return (_word(first), _word(last) if last is not None else None)
 
-    def during(self, start: Token, _minus: Token, end: Token, days: Any = None) -> A.During:
+    def zone(self, tok: Token) -> A.Word:
+        return _word(tok)
+
+    def during(self, start: Token, _minus: Token, end: Token, zone: A.Word,
+               days: Any = None) -> A.During:
         first, last = days if days is not None else (None, None)
         s, e = _word(start), _word(end)
-        tail = (last or first or e).span
-        return A.During(s, e, first, last, s.span.to(tail))
+        tail = (last or first or zone).span
+        return A.During(s, e, first, last, s.span.to(tail), zone)
+
+    def every_interval(self, every: Token, max_count: A.Num | None = None) -> A.Every:
+        d = A.Dur(every.value, _span(every))
+        end = max_count.span if max_count is not None else d.span
+        return A.Every(d, None, None, None, None, max_count, d.span.to(end))
+
+    def every_at(self, first: Token, *rest: Any) -> A.Every:
+        """`every NAME [- NAME] at TIME [zone] [max N]`: children after the first name are
+        `MINUS NAME`, TIME, the zone's word and the max's number, as given."""
+        last: A.Word | None = None
+        time: A.Word | None = None
+        zone: A.Word | None = None
+        max_count: A.Num | None = None
+        items = list(rest)
+        if items and isinstance(items[0], Token) and items[0].type == "MINUS":
+            last = _word(items[1])
+            items = items[2:]
+        for item in items:
+            if isinstance(item, A.Num):
+                max_count = item
+            elif isinstance(item, A.Word):
+                zone = item
+            else:
+                time = _word(item)
+        assert time is not None  # the grammar requires it
+        head = _word(first)
+        end = (max_count or zone or time).span
+        return A.Every(None, head, last, time, zone, max_count, head.span.to(end))
 
     # ---- rules
     def on_symbol(self, tok: Token) -> A.Word:

@@ -22,6 +22,7 @@ __all__ = [
     "Cross",
     "Dur",
     "During",
+    "Every",
     "ExpiresAt",
     "ExpiresIn",
     "Expr",
@@ -242,6 +243,20 @@ class During(NamedTuple):
     first_day: Word | None
     last_day: Word | None
     span: Span
+    zone: Word | None = None  # `UTC` or an IANA name (`Europe/Berlin`)
+
+
+class Every(NamedTuple):
+    """`every 1h [max N]` (`interval`), or `every day|DAY[-DAY] at HH:MM [ZONE] [max N]`
+    (`first_day` is `day` for every day)."""
+
+    interval: Dur | None
+    first_day: Word | None
+    last_day: Word | None
+    time: Word | None
+    zone: Word | None
+    max_count: Num | None
+    span: Span
 
 
 Clause = (
@@ -258,6 +273,7 @@ Clause = (
     | ExpiresAt
     | After
     | During
+    | Every
 )
 
 

@@ -19,32 +19,13 @@ never fires) and `problem` says why. KuCoin publishes no candle for an interval 
 so an illiquid symbol's series breaks at its first quiet interval, and a re-load from REST
 shows the same hole: the series stays unusable until candles are contiguous again.
 
-Indicators, all over closes of closed candles, all None without enough of them:
+The candle functions themselves (`sma`, `ema`, `rsi`, `highest`, `lowest`, `atr`, the
+Bollinger bands, MACD, `vwap`, `change`) and their warm-ups are in engine/_indicators.py;
+`high`, `low`, `close` and `volume` are those of the last closed candle, exactly as KuCoin
+gave them. `CandleSeries.value` always hands a function exactly `history_needed` candles (the
+newest ones), so its value is a function of a fixed window, whatever `keep` is.
 
-* `sma(closes, n)`: the mean of the last n closes.
-* `ema(closes, n)`: alpha = 2/(n+1), seeded with the SMA of the first n closes given, then run
-  over the rest. The result depends on how many closes it is given: the seed's weight in it is
-  ((n-1)/(n+1))**k after k further closes. `ema` requires that weight to be at most 0.1%
-  (`SEED_WEIGHT`), about 3.45(n+1) closes after the seed (ema(14): 63 closes, ema(200): 891).
-* `rsi(closes, n)`: Wilder's smoothing: the averages of the first n changes seed the average
-  gain and loss, then avg = (prev*(n-1)+cur)/n; RSI = 100 - 100/(1 + gain/loss), 100 when
-  there were no losses, 0 when there were no gains, 50 (neutral) when neither (libraries
-  disagree there: TradingView says 100 and TA-Lib 0, and either would let a flat market fire an
-  overbought or oversold rule). The seed's weight is ((n-1)/n)**k after k further changes, held
-  to 0.1% as for `ema`: about 6.9n changes after the seed (rsi(14): 109 closes, rsi(200):
-  1580).
-* `high`, `low`, `close`: of the last closed candle, exactly as KuCoin gave them.
-
-`CandleSeries.value` always hands `ema` and `rsi` exactly `history_needed` closes (the newest
-ones), so their value is a function of a fixed window: the same after a restart as after a
-week of running, whatever `keep` is.
-
-Arithmetic runs in a local decimal context of 50 digits (`ROUND_HALF_EVEN`, traps on), never
-the caller's. SMA and EMA are rounded half-even to 8 decimal places more than the finest close
-they read (closes in 0.1 give 9 places): far finer than any price increment, and independent of
-how the sum was formed. RSI is rounded half-even to 8 decimal places (it lies in 0..100).
-
-`history_needed(kind, period)` is the number of closed candles a value needs; the watcher
+`history_needed(kind, period, params)` is the number of closed candles a value needs; the watcher
 fetches that many intervals before the current one, plus the current one (KuCoin returns at
 most 1500 candles a request, so long warm-ups take several pages). Long warm-ups on slow
 timeframes may reach further back than a symbol's history: rsi(1000, 1d) needs 7906 days. Such
@@ -53,28 +34,35 @@ a value stays None.
 
 from __future__ import annotations
 
-import functools
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import (
-    ROUND_CEILING,
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
-from fractions import Fraction
+from decimal import Decimal
 from itertools import islice, pairwise
 from types import MappingProxyType
 from typing import NamedTuple
 
 from rules_engine.compiler import model as M
 from rules_engine.core.market import Candle
+from rules_engine.engine._indicators import (
+    BAND_KINDS,
+    FIELD_KINDS,
+    INDICATOR_KINDS,
+    MACD_KINDS,
+    SEED_WEIGHT,
+    atr,
+    bollinger,
+    change,
+    ema,
+    highest,
+    history_needed,
+    lowest,
+    macd,
+    rsi,
+    sma,
+    vwap,
+)
 
 __all__ = [
     "FIELD_KINDS",
@@ -111,165 +99,25 @@ TIMEFRAME_TYPES: Mapping[str, Timeframe] = MappingProxyType(
     }
 )
 
-INDICATOR_KINDS = frozenset({"sma", "ema", "rsi", "highest", "lowest"})
-EXTREME_KINDS = frozenset({"highest", "lowest"})  # over candles' highs and lows, not closes
-FIELD_KINDS = frozenset({"high", "low", "close"})
 
-SEED_WEIGHT = Fraction(1, 1000)  # the most the seed of an EMA or RSI may weigh in its value
-EXTRA_PLACES = 8  # SMA and EMA: decimal places beyond the finest close
-RSI_QUANTUM = Decimal("1E-8")
-
-_CONTEXT = Context(
-    prec=50,
-    rounding=ROUND_HALF_EVEN,
-    Emin=-999_999,
-    Emax=999_999,
-    traps=[InvalidOperation, DivisionByZero, Overflow],
-)
-_ZERO = Decimal(0)
-_HUNDRED = Decimal(100)
-
-
-# ------------------------------------------------------------------ warm-up
-
-
-def _check_period(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"a period is a whole number of candles, at least 1, not {n!r}")
-
-
-@functools.cache
-def _decay_steps(keep: Fraction) -> int:
-    """The fewest steps k with keep**k <= SEED_WEIGHT, for 0 <= keep < 1 (exact)."""
-    if keep == 0:
-        return 0
-    with localcontext(_CONTEXT) as ctx:
-        estimate = Decimal(SEED_WEIGHT.numerator).ln() - Decimal(SEED_WEIGHT.denominator).ln()
-        estimate /= Decimal(keep.numerator).ln() - Decimal(keep.denominator).ln()
-        k = int(estimate.to_integral_value(rounding=ROUND_CEILING, context=ctx))
-
-    def enough(steps: int) -> bool:
-        return keep**steps <= SEED_WEIGHT
-
-    # The logarithms only estimate; exact rational powers decide.
-    while not enough(k):
-        k += 1
-    while k > 0 and enough(k - 1):
-        k -= 1
-    return k
-
-
-def history_needed(kind: str, period: int | None = None) -> int:
-    """How many closed candles the value of `kind` (with `period` for an indicator) needs.
-
-    sma(n), highest(n), lowest(n): n.
-    ema(n): n, plus the closes after the seed that bring its weight to 0.1%.
-    rsi(n): n + 1 (n changes for the seed), plus the changes that bring its weight to 0.1%.
-    high, low, close: 1 (they take no period).
-    """
-    if kind in FIELD_KINDS:
-        if period is not None:
-            raise ValueError(f"{kind} takes no period")
-        return 1
-    if kind not in INDICATOR_KINDS:
-        raise ValueError(f"not a candle function: {kind!r}")
-    if period is None:
-        raise ValueError(f"{kind} needs a period")
-    _check_period(period)
-    if kind == "sma" or kind in EXTREME_KINDS:
-        return period
-    if kind == "ema":
-        return period + _decay_steps(Fraction(period - 1, period + 1))
-    return period + 1 + _decay_steps(Fraction(period - 1, period))
-
-
-# ------------------------------------------------------------------ indicators
-
-
-def _places(closes: Iterable[Decimal]) -> Decimal:
-    """The rounding step of an SMA or EMA: 8 decimal places finer than the finest close."""
-    finest: int | None = None
-    for close in closes:
-        exponent = close.as_tuple().exponent
-        if not isinstance(exponent, int):
-            raise ValueError(f"a close must be a finite number, not {close}")
-        finest = exponent if finest is None else min(finest, exponent)
-    assert finest is not None  # callers pass at least one close
-    return Decimal(1).scaleb(finest - EXTRA_PLACES)
-
-
-def sma(closes: Sequence[Decimal], n: int) -> Decimal | None:
-    """The mean of the last `n` closes, or None with fewer than `n`."""
-    _check_period(n)
-    if len(closes) < n:
-        return None
-    window = closes[len(closes) - n :]
-    with localcontext(_CONTEXT):
-        mean = sum(window, _ZERO) / n
-        return mean.quantize(_places(window))
-
-
-def ema(closes: Sequence[Decimal], n: int) -> Decimal | None:
-    """The EMA of all `closes` (alpha = 2/(n+1), seeded with the SMA of the first n), or None
-    with fewer than `history_needed("ema", n)` (the seed would weigh more than 0.1%)."""
-    _check_period(n)
-    if len(closes) < history_needed("ema", n):
-        return None
-    with localcontext(_CONTEXT):
-        alpha = Decimal(2) / (n + 1)
-        average = sum(closes[:n], _ZERO) / n
-        for close in islice(closes, n, None):
-            average += alpha * (close - average)
-        return average.quantize(_places(closes))
-
-
-def rsi(closes: Sequence[Decimal], n: int) -> Decimal | None:
-    """Wilder's RSI of all `closes`, or None with fewer than `history_needed("rsi", n)`."""
-    _check_period(n)
-    if len(closes) < history_needed("rsi", n):
-        return None
-    with localcontext(_CONTEXT):
-        gains: list[Decimal] = []
-        losses: list[Decimal] = []
-        for before, after in pairwise(closes):
-            change = after - before
-            gains.append(change if change > 0 else _ZERO)
-            losses.append(-change if change < 0 else _ZERO)
-        gain = sum(gains[:n], _ZERO) / n
-        loss = sum(losses[:n], _ZERO) / n
-        for up, down in zip(gains[n:], losses[n:], strict=True):
-            gain = (gain * (n - 1) + up) / n
-            loss = (loss * (n - 1) + down) / n
-        if loss == 0:
-            result = _HUNDRED if gain > 0 else Decimal(50)
-        elif gain == 0:
-            result = _ZERO
-        else:
-            result = _HUNDRED - _HUNDRED / (1 + gain / loss)
-        return result.quantize(RSI_QUANTUM)
-
-
-def highest(candles: Sequence[Candle], n: int) -> Decimal | None:
-    """The highest high of the last `n` closed candles, or None with fewer than `n`."""
-    _check_period(n)
-    if len(candles) < n:
-        return None
-    return max(c.high for c in candles[len(candles) - n :])
-
-
-def lowest(candles: Sequence[Candle], n: int) -> Decimal | None:
-    """The lowest low of the last `n` closed candles, or None with fewer than `n`."""
-    _check_period(n)
-    if len(candles) < n:
-        return None
-    return min(c.low for c in candles[len(candles) - n :])
-
-
-_INDICATORS: Mapping[str, Callable[[Sequence[Decimal], int], Decimal | None]] = {
-    "sma": sma,
-    "ema": ema,
-    "rsi": rsi,
-}
+def _compute(
+    kind: str, window: list[Candle], period: int, params: tuple[Decimal, ...]
+) -> Decimal | None:
+    """The value of indicator `kind` over exactly its warm-up window of closed candles."""
+    if kind in ("highest", "lowest", "atr", "vwap"):
+        return {"highest": highest, "lowest": lowest, "atr": atr, "vwap": vwap}[kind](
+            window, period
+        )
+    closes = [c.close for c in window]
+    if kind in BAND_KINDS:
+        width = params[0] if params else Decimal(2)
+        bands = bollinger(closes, period, width)
+        return None if bands is None else bands[("bb_lower", "bb_middle", "bb_upper").index(kind)]
+    if kind in MACD_KINDS:
+        slow, signal = (int(p) for p in params)
+        values = macd(closes, period, slow, signal)
+        return None if values is None else values[("macd", "macd_signal", "macd_hist").index(kind)]
+    return {"sma": sma, "ema": ema, "rsi": rsi, "change": change}[kind](closes, period)
 
 
 # ------------------------------------------------------------------ the series
@@ -309,7 +157,7 @@ class CandleSeries:
         self._current: Candle | None = None
         self._problem: str | None = "not loaded"
         self._version = 0  # bumped whenever the closed candles change
-        self._cache: dict[tuple[str, int | None], Decimal | None] = {}
+        self._cache: dict[tuple[str, int | None, tuple[Decimal, ...]], Decimal | None] = {}
 
     # -------------------------------------------------------------- reading
 
@@ -332,33 +180,29 @@ class CandleSeries:
     def usable(self) -> bool:
         return self._problem is None
 
-    def value(self, kind: str, period: int | None = None) -> Decimal | None:
+    def value(
+        self, kind: str, period: int | None = None, params: tuple[Decimal, ...] = ()
+    ) -> Decimal | None:
         """The value of a candle function over the closed candles, None when unknown.
 
         Raises ValueError when the series keeps too few candles to ever have it.
         """
-        need = history_needed(kind, period)
+        need = history_needed(kind, period, params)
         if need > self.keep:
             shown = kind if period is None else f"{kind}({period})"
             raise ValueError(f"{shown} needs {need} closed candles; this series keeps {self.keep}")
         if self._problem is not None:
             return None
-        key = (kind, period)
+        key = (kind, period, params)
         if key in self._cache:
             return self._cache[key]
         result: Decimal | None
         if kind in FIELD_KINDS:
             result = getattr(self._closed[-1], kind) if self._closed else None
-        elif kind in EXTREME_KINDS:
-            assert period is not None
-            start = max(0, len(self._closed) - need)
-            window = list(islice(self._closed, start, None))
-            result = (highest if kind == "highest" else lowest)(window, period)
         else:
             assert period is not None  # history_needed checked it
             start = max(0, len(self._closed) - need)
-            closes = [c.close for c in islice(self._closed, start, None)]
-            result = _INDICATORS[kind](closes, period)
+            result = _compute(kind, list(islice(self._closed, start, None)), period, params)
         self._cache[key] = result
         return result
 
@@ -367,7 +211,7 @@ class CandleSeries:
         if leaf.symbol != self.symbol or leaf.timeframe != self.timeframe:
             raise ValueError(f"{leaf!r} is not of {self.symbol} {self.timeframe}")
         if isinstance(leaf, M.Indicator):
-            return self.value(leaf.kind, leaf.period)
+            return self.value(leaf.kind, leaf.period, leaf.params)
         return self.value(leaf.kind)
 
     # -------------------------------------------------------------- feeding

@@ -10,7 +10,8 @@ Rule lifecycle (the rule transition table, `RULE_TRANSITIONS`):
     armed    -> done       fired, and no firing is left (`once`, or `max N` reached)
     armed    -> cooling    fired, and `repeat every D` will re-arm it
     armed    -> waiting    an `after` rule fired and has no parent event left
-    cooling  -> armed      D has passed since the firing and the condition was false since
+    cooling  -> armed      D has passed since the firing and the condition was false since;
+                           for a schedule (`every ...`), its next slot has come
     any live -> expired    `expires in D` (from loading) or `expires at T` has passed
 
     done     -> blocked    the firing's order was refused by the exchange
@@ -30,8 +31,10 @@ restarts it); `during` gates firing to its window.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -51,6 +54,7 @@ __all__ = [
     "in_window",
     "initial_state",
     "next_due",
+    "next_slot",
     "retry_firing",
     "step",
     "unblock",
@@ -123,6 +127,20 @@ class Decision(NamedTuple):
 
 def initial_state(rule: CompiledRule, now: datetime) -> RuleState:
     crosses = len(rule.crosses)
+    if rule.schedule is not None:
+        # `every D` fires at once (its first slot is the moment it is loaded); `every day at
+        # T` waits, cooling, for its first slot.
+        first = next_slot(rule.schedule, now, now) if rule.schedule.seconds is None else now
+        return RuleState(
+            status="armed" if first == now else "cooling",
+            firings=0,
+            loaded_at=now,
+            true_since=None,
+            seen_false=True,
+            rearm_at=first,
+            baselines=(),
+            arms=(),
+        )
     return RuleState(
         status="waiting" if rule.after is not None else "armed",
         firings=0,
@@ -163,6 +181,9 @@ def carry_over(rule: CompiledRule, state: RuleState, now: datetime) -> RuleState
         return fresh._replace(status="done")
     if state.status in ("done", "expired"):
         return fresh._replace(status=state.status)
+    if rule.schedule is not None and state.status in ("cooling", "armed"):
+        # A schedule keeps its slot: an edit never fires it before its time.
+        return fresh._replace(status=state.status, rearm_at=state.rearm_at)
     if state.status == "cooling" and rule.repeat_seconds is not None:
         return fresh._replace(status="cooling", rearm_at=state.rearm_at,
                               seen_false=state.seen_false)
@@ -193,7 +214,35 @@ def retry_firing(state: RuleState, number: int, pending: Arm | None) -> RuleStat
     )
 
 
+@functools.cache
+def _zone(name: str) -> tzinfo:
+    return UTC if name == "UTC" else zoneinfo.ZoneInfo(name)
+
+
+def next_slot(schedule: M.Schedule, slot: datetime, now: datetime) -> datetime:
+    """The first slot of `schedule` after `now`: for `every D`, `slot` plus a whole number of
+    D (the cadence never drifts, and slots missed while the watcher was down are not made
+    up); for `every ... at HH:MM ZONE`, the next such local time on an allowed day. A local
+    time a daylight-saving change skips is taken with the offset before the change (02:30 on
+    the spring-forward night in Europe/Berlin is 03:30 CEST); one it repeats, the first."""
+    if schedule.seconds is not None:
+        every = timedelta(seconds=schedule.seconds)
+        return slot + every * ((now - slot) // every + 1)
+    assert schedule.minute is not None
+    zone = _zone(schedule.zone)
+    day = now.astimezone(zone).date()
+    at = time(schedule.minute // 60, schedule.minute % 60)
+    for offset in range(9):
+        local = datetime.combine(day + timedelta(days=offset), at, tzinfo=zone)
+        moment = local.astimezone(UTC)
+        if moment > now and (schedule.days is None or local.isoweekday() in schedule.days):
+            return moment
+    raise ValueError(f"{schedule!r} has no allowed day")  # a compiled schedule always has one
+
+
 def in_window(window: M.Window, now: datetime) -> bool:
+    if window.zone != "UTC":
+        now = now.astimezone(_zone(window.zone))
     minute = now.hour * 60 + now.minute
     if window.days is not None and now.isoweekday() not in window.days:
         return False
@@ -297,6 +346,8 @@ def step(
         return _move(state, "expired"), Decision(
             "expire", rule.identity, state.firings, now, (), None
         )
+    if rule.schedule is not None:
+        return _step_schedule(rule, state, market, now)
     verdicts, baselines = _cross_verdicts(rule, state, market)
     pending = state.arms[0] if state.arms else None
     if rule.condition is None:
@@ -341,14 +392,40 @@ def step(
     return _move(state, "done"), fired
 
 
+def _step_schedule(
+    rule: CompiledRule, state: RuleState, market: Market, now: datetime
+) -> tuple[RuleState, Decision | None]:
+    """A schedule: cooling until its slot (`rearm_at`), then armed until it can fire (inside
+    its `during` window, with what its order reads fresh), then cooling until the next slot
+    after the firing, or done after `max N` firings. While armed, `rearm_at` keeps the slot
+    that came due, from which the cadence of `every D` continues."""
+    decision: Decision | None = None
+    if state.status == "cooling":
+        if state.rearm_at is None or now < state.rearm_at:
+            return state, None
+        state = _move(state, "armed")
+        decision = Decision("rearm", rule.identity, state.firings, now, (), None)
+    if state.status != "armed":
+        return state, decision
+    if rule.window is not None and not in_window(rule.window, now):
+        return state, decision
+    if not _order_inputs_fresh(rule, market, None):
+        return state, decision
+    firing = state.firings + 1
+    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), None)
+    state = state._replace(firings=firing)
+    if rule.max_firings is not None and firing >= rule.max_firings:
+        return _move(state, "done")._replace(rearm_at=None), fired
+    assert rule.schedule is not None
+    following = next_slot(rule.schedule, state.rearm_at or now, now)
+    return _move(state, "cooling")._replace(rearm_at=following), fired
+
+
 def _window_opens(window: M.Window, now: datetime) -> datetime:
-    """The next start of `window` after `now` (its first minute, on an allowed day)."""
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    for offset in range(9):
-        start = day + timedelta(days=offset, minutes=window.start_minute)
-        if start > now and (window.days is None or start.isoweekday() in window.days):
-            return start
-    return day + timedelta(days=9)  # no allowed day: unreachable for a checked window
+    """The next start of `window` after `now` (its first minute, on an allowed day, in its
+    time zone)."""
+    opening = M.Schedule(None, window.start_minute, window.days, window.zone)
+    return next_slot(opening, now, now)
 
 
 def next_due(rule: CompiledRule, state: RuleState, now: datetime) -> datetime | None:
@@ -367,6 +444,11 @@ def next_due(rule: CompiledRule, state: RuleState, now: datetime) -> datetime | 
         due.append(state.loaded_at + timedelta(seconds=rule.expires_in_seconds))
     if state.status == "cooling" and state.rearm_at is not None:
         due.append(state.rearm_at)
+    scheduled = rule.schedule is not None and state.status == "armed"
+    if scheduled and state.rearm_at is not None and (
+        rule.window is None or in_window(rule.window, now)
+    ):
+        due.append(state.rearm_at)  # its slot came due: step it until it can fire
     if rule.for_seconds and state.true_since is not None:
         due.append(state.true_since + timedelta(seconds=rule.for_seconds))
     if rule.window is not None and not in_window(rule.window, now):

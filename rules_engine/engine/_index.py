@@ -13,9 +13,9 @@ them all as well. Every other rule is selected whenever any value it reads chang
 values an order reads beyond its condition select their rule when they become known (an
 order priced on unknown data waits for it).
 
-Rules with timed behaviour (`for`, `repeat`, `during`, `expires`, `after`) are also listed in
-`timed`: the watcher steps them on its clock as well, which is what fires a `for` once its
-time has passed or re-arms a `repeat`.
+Rules with timed behaviour (`for`, `repeat`, `during`, `expires`, `after`, `every`) are also
+listed in `timed`: the watcher steps them on its clock as well, which is what fires a `for`
+once its time has passed, re-arms a `repeat` or fires a schedule.
 
 Selecting a rule only means stepping it; `step` decides. Selecting too many is safe, too few
 is not: `tests/test_engine_index.py` checks that indexed evaluation decides exactly what
@@ -81,6 +81,7 @@ def _is_timed(rule: CompiledRule) -> bool:
         or rule.expires_in_seconds is not None
         or rule.expires_at is not None
         or rule.after is not None
+        or rule.schedule is not None
     )
 
 

@@ -85,16 +85,20 @@ class Feeds:
     async def load_candles(self, read: Callable[[str, Callable[[], Awaitable[Outcome]]],
                                                 Awaitable[Outcome]]) -> None:
         """The closed-candle history each candle value needs, read with the start's
-        patience (`read(what, call)`); a series already loaded is kept."""
+        patience (`read(what, call)`); a series already loaded is kept when it holds enough
+        candles for every value now read of it."""
         now = self.ctx.now()
         for (symbol, timeframe), reads in self.market.candle_leaves().items():
-            if (symbol, timeframe) in self.series:
-                continue
             kind, seconds = TIMEFRAME_TYPES[timeframe]
             count = max(
-                history_needed(leaf.kind, leaf.period if isinstance(leaf, M.Indicator) else None)
+                history_needed(leaf.kind, leaf.period, leaf.params)
+                if isinstance(leaf, M.Indicator)
+                else history_needed(leaf.kind)
                 for leaf in reads
             )
+            loaded = self.series.get((symbol, timeframe))
+            if loaded is not None and loaded.keep >= count:
+                continue  # a reload that adds a longer warm-up loads the series again
             if count > 1400:
                 self.ctx.event("candles.error", {
                     "symbol": symbol, "timeframe": timeframe,

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from rules_engine.core.market import OrderState
-from rules_engine.engine import Arm, Fill
+from rules_engine.engine import Arm, Fill, next_slot
 from rules_engine.engine._lifecycle import apply
 from rules_engine.engine._order_types import OrderRecord, Recovered, Transition
 from rules_engine.engine._risk import Exposure
@@ -234,7 +234,14 @@ class Recovery:
                 if client_oid(self.ctx.engine_id, identity, number) != oid:
                     continue
                 advanced = state._replace(firings=number, true_since=None, seen_false=False)
-                if rule.repeat_seconds is not None and (
+                if rule.schedule is not None and (
+                    rule.max_firings is None or number < rule.max_firings
+                ):
+                    advanced = advanced._replace(
+                        status="cooling" if state.status in ("armed", "cooling") else
+                        state.status,
+                        rearm_at=next_slot(rule.schedule, state.rearm_at or now, now))
+                elif rule.repeat_seconds is not None and (
                     rule.max_firings is None or number < rule.max_firings
                 ):
                     advanced = advanced._replace(

@@ -57,6 +57,17 @@ def _order_row(order: Order, rule: str | None) -> dict[str, Any]:
     }
 
 
+def _waits(status: str, state: Any) -> str | None:
+    """Why a cooling rule waits: a `repeat` for its pause to end and for its condition to be
+    false again (a level that stays true never re-arms it), a schedule for its next slot."""
+    if status != "cooling" or not isinstance(state, dict) or not state.get("rearm_at"):
+        return None
+    why = f"until {state['rearm_at']}"
+    if state.get("seen_false") is False:
+        why += " and until its condition is false again"
+    return why
+
+
 def status_report(store: Store, now: datetime) -> dict[str, Any]:
     with store.session() as session:
         lease = session.get(Lease, 1)
@@ -71,6 +82,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
                 "firings": state.firings, "reason": state.reason,
                 "path": latest[state.identity].path if state.identity in latest else None,
                 "updated_at": _iso(state.updated_at),
+                "waits": _waits(state.status, state.state),
             })
         owners = {f.client_oid: f.identity for f in session.scalars(
             select(Firing).where(Firing.client_oid.is_not(None)))}
