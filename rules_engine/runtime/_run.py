@@ -118,52 +118,44 @@ async def _local_venue(state: Any) -> AsyncIterator[str]:
 
 class Output:
     """Events as JSON lines (not a terminal, or `log_format = "json"`) or short text lines,
-    on stderr; the live view (rich) on stdout when it is a terminal."""
+    on stderr; the live view (`_view.py`) on stdout when it is a terminal. While the view
+    draws its table on the terminal, the lines meant for a terminal go through it (`sink`),
+    which writes them above the table: written straight to the terminal they would be drawn
+    over at its next redraw."""
 
     def __init__(self, config: WatcherConfig, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        tty = self.stream.isatty()
-        self.json = config.log_format == "json" or (config.log_format == "auto" and not tty)
+        self.tty = self.stream.isatty()
+        self.json = config.log_format == "json" or (config.log_format == "auto" and not self.tty)
         self.view = config.view == "rich" or (config.view == "auto" and sys.stdout.isatty())
+        self.sink: Callable[[str], bool] | None = None  # True: the view printed the line
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+    def line(self, kind: str, data: dict[str, Any]) -> str:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         if self.json:
-            self.stream.write(json.dumps({"at": now, "event": kind, **data}, default=str) + "\n")
-        else:
-            details = " ".join(f"{k}={v}" for k, v in data.items())
-            self.stream.write(f"{now[11:23]} {kind:<22} {details}\n")
+            return json.dumps({"at": now, "event": kind, **data}, default=str)
+        details = " ".join(f"{k}={v}" for k, v in data.items())
+        return f"{now[11:23]} {kind:<22} {details}"
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        line = self.line(kind, data)
+        sink = self.sink
+        if sink is not None and self.tty and sink(line):
+            return
+        self.stream.write(line + "\n")
         self.stream.flush()
 
 
-async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
-    from rich.console import Group
-    from rich.live import Live
-    from rich.table import Table
+async def _view(watcher: Watcher, output: Output, stop: asyncio.Event) -> None:
+    """The live table under the event lines until `stop` (`_view.py`)."""
+    from rules_engine.runtime._view import TerminalView
 
-    def render() -> Group:
-        snap = watcher.snapshot()
-        head = Table.grid(padding=(0, 2))
-        head.add_row(f"feed: {snap['feed']}", f"orders feed: {snap['orders_feed']}",
-                     "books: " + ", ".join(f"{s} {v}" for s, v in snap["books"].items()),
-                     "trading" if snap["trading"] else f"STOPPED: {snap['stop_reason']}")
-        rules = Table(title="rules", expand=True)
-        for column in ("rule", "status", "firings", "reason"):
-            rules.add_column(column)
-        for row in snap["rules"][:40]:
-            rules.add_row(row["rule"], row["status"], str(row["firings"]), row["reason"])
-        orders = Table(title="open orders", expand=True)
-        for column in ("client_oid", "symbol", "rule"):
-            orders.add_column(column)
-        for row in snap["open_orders"][:20]:
-            orders.add_row(row["client_oid"], row["symbol"], str(row["rule"] or "adopted"))
-        return Group(head, rules, orders)
-
-    with Live(render(), refresh_per_second=4, transient=False) as live:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.25)
-            live.update(render())
+    view = TerminalView(watcher.snapshot)
+    output.sink = view.take
+    try:
+        await view.run(stop)
+    finally:
+        output.sink = None
 
 
 async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> SymbolTable:
@@ -334,7 +326,7 @@ async def run_watcher(
             except BindError as err:
                 raise Fatal(str(err)) from None
             output("dashboard.started", {"url": web + "/"})
-        view = asyncio.create_task(_view(watcher, stop)) if output.view else None
+        view = asyncio.create_task(_view(watcher, output, stop)) if output.view else None
         try:
             await watcher.run(stop)
         except WatcherError as err:

@@ -401,16 +401,18 @@ class Watcher:
         await self.controls.apply_reload(result)
 
     def snapshot(self) -> dict[str, Any]:
-        """What the live view shows: each rule's state, open orders, feed health."""
+        """What the live view and the dashboard show: each rule's state (named as `status`
+        names it), the open orders (side, type, price, size and filled, from the store),
+        feed health."""
         rules = []
-        for identity, rule in self.rules.rules.items():
+        for identity in self.rules.rules:
             state = self.rules.states.get(identity)
-            status = state.status if state else "?"
+            status = state.status if state else "loading"
             if identity in self.orders.pending:
                 status = "frozen" if self.orders.pending[identity].unknown else "sending"
             elif identity in self.firing.deferred:
                 status = "deferred"
-            rules.append({"rule": identity if rule.name else identity[:12], "status": status,
+            rules.append({"rule": identity, "status": status,
                           "firings": state.firings if state else 0,
                           "reason": self.rules.reasons.get(identity, "")})
         return {
@@ -418,15 +420,38 @@ class Watcher:
             "orders_feed": "live" if self.jobs.private_live else "down (polling)",
             "books": {s: b.state.value for s, b in self.feeds.books.items()},
             "rules": rules,
-            "open_orders": [{"client_oid": t.oid, "symbol": t.symbol, "rule": t.identity,
-                             "side": t.side, "size": None if t.size is None else str(t.size),
-                             "cancelling": t.oid in self.orders.cancels}
-                            for t in self.orders.tracked.values()],
+            "open_orders": self._open_orders(),
             "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,
             "halted": self.ctx.halted,
             "stop_reason": self.ctx.stop_reason,
         }
+
+    def _open_orders(self) -> list[dict[str, Any]]:
+        """The tracked orders, with what the store holds of each (one query)."""
+        tracked = self.orders.tracked
+        rows: dict[str, Any] = {}
+        if tracked:
+            with contextlib.suppress(Exception):  # a failing store: the tracked fields
+                rows = {o.client_oid: o for o in self.ctx.store.orders(open_only=True)}
+        out = []
+        for t in tracked.values():
+            row = rows.get(t.oid)
+            size = t.size if row is None or row.size is None else row.size
+            out.append({
+                "client_oid": t.oid, "symbol": t.symbol, "rule": t.identity, "side": t.side,
+                "type": None if row is None else row.order_type,
+                "price": None if row is None or row.price is None else _plain(row.price),
+                "size": None if size is None else _plain(size),
+                "funds": None if row is None or row.funds is None else _plain(row.funds),
+                "filled": None if row is None else _plain(row.filled_size),
+                "status": None if row is None else row.status,
+                "cancelling": t.oid in self.orders.cancels})
+        return out
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f") if amount else "0"
 
 
 def _owner_dead(owner: str) -> bool:
