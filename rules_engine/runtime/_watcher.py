@@ -55,7 +55,8 @@ from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
-from rules_engine.store import LeaseHeld, Store, engine_prefix
+from rules_engine.runtime._why import not_yet
+from rules_engine.store import LeaseHeld, Store, engine_prefix, save_live_why
 
 __all__ = ["Watcher", "WatcherError", "utc_now"]
 
@@ -118,6 +119,7 @@ class Watcher:
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
         self.private: Any = None  # the private stream, once started
+        self._why_saved: tuple[datetime, list[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------ views (status, tests)
 
@@ -421,11 +423,29 @@ class Watcher:
             "books": {s: b.state.value for s, b in self.feeds.books.items()},
             "rules": rules,
             "open_orders": self._open_orders(),
+            "not_yet": self.not_yet(),
             "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,
             "halted": self.ctx.halted,
             "stop_reason": self.ctx.stop_reason,
         }
+
+    def not_yet(self) -> list[dict[str, Any]]:
+        """Why each rule that can still fire has not yet, on the live values (`_why.py`)."""
+        return not_yet(self.rules.rules, self.rules.states, self.market,
+                       reasons=self.rules.reasons, series=self.feeds.series,
+                       now=self.ctx.now())
+
+    def save_why(self) -> None:
+        """The why-not-yet rows into the store, for `rules-engine status` (only when they
+        changed, or every 30 s so that their time says they are current)."""
+        rows = self.not_yet()
+        now = self.ctx.now()
+        last = self._why_saved
+        if last is not None and last[1] == rows and (now - last[0]).total_seconds() < 30:
+            return
+        save_live_why(self.ctx.store, rows, now)
+        self._why_saved = (now, rows)
 
     def _open_orders(self) -> list[dict[str, Any]]:
         """The tracked orders, with what the store holds of each (one query)."""
