@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from rules_engine.adapters.kucoin import (
     Credentials,
@@ -35,7 +35,10 @@ from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._reload import RuleFiles, RulesRejected, traded_symbols
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
-__all__ = ["Fatal", "RulesRejected", "account_name", "default_db", "run_watcher", "state_dir"]
+__all__ = ["Fatal", "RulesRejected", "StartStopped", "account_name", "default_db", "run_watcher",
+           "state_dir"]
+
+T = TypeVar("T")
 
 
 class Fatal(Exception):
@@ -116,6 +119,48 @@ async def _local_venue(state: Any) -> AsyncIterator[str]:
         yield box.url
 
 
+_PROBLEMS = frozenset({"exchange.unreachable", "market.unreachable"})
+_PROBE_TIMEOUT_S = 3.0  # paper mode's first look at its market data
+
+
+class StartStopped(Exception):
+    """`stop` was set (`--duration` over, SIGINT, SIGTERM) before the start completed."""
+
+
+async def _or_stop(stop: asyncio.Event, awaitable: Awaitable[T]) -> T:
+    """The result of `awaitable`, unless `stop` is set first: then it is cancelled and
+    `StartStopped` raised."""
+    work = asyncio.ensure_future(awaitable)
+    asked = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, asked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        asked.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    if work.cancelled():
+        raise StartStopped
+    return work.result()
+
+
+async def _probe_market(config: WatcherConfig, output: Output) -> None:
+    """Paper mode: one quick request to `market_url` (one attempt, at most 3 s), so that
+    market data that cannot be reached is said within seconds, with the fix; the start then
+    goes on trying with its patience (`start_patience_s`)."""
+    timeout = min(_PROBE_TIMEOUT_S, config.request_timeout_s)
+    async with KucoinRest(config.market_url, None, timeout=timeout, attempts=1) as probe:
+        outcome = await probe.sync_time()
+    if outcome.action is not Action.OK:
+        output("market.unreachable", {
+            "market_url": config.market_url,
+            "why": f"paper mode reads its market data from {config.market_url} and cannot "
+                   f"reach it: {outcome.message}",
+            "fix": "check the network, or set market_url in the config (the default is "
+                   "KuCoin's public API); still trying for start_patience_s "
+                   f"({config.start_patience_s:g} s)"})
+
+
 class Output:
     """Events as JSON lines (not a terminal, or `log_format = "json"`) or short text lines,
     on stderr; the live view (`_view.py`) on stdout when it is a terminal. While the view
@@ -129,6 +174,7 @@ class Output:
         self.json = config.log_format == "json" or (config.log_format == "auto" and not self.tty)
         self.view = config.view == "rich" or (config.view == "auto" and sys.stdout.isatty())
         self.sink: Callable[[str], bool] | None = None  # True: the view printed the line
+        self.last_problem: str | None = None  # the start's latest: why it cannot go on yet
 
     def line(self, kind: str, data: dict[str, Any]) -> str:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -138,6 +184,8 @@ class Output:
         return f"{now[11:23]} {kind:<22} {details}"
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind in _PROBLEMS:
+            self.last_problem = str(data.get("why") or kind)
         line = self.line(kind, data)
         sink = self.sink
         if sink is not None and self.tty and sink(line):
@@ -158,7 +206,8 @@ async def _view(watcher: Watcher, output: Output, stop: asyncio.Event) -> None:
         output.sink = None
 
 
-async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> SymbolTable:
+async def _symbols(rest: KucoinRest, output: Output, patience_s: float,
+                   what: str = "the exchange") -> SymbolTable:
     """The exchange's clock offset and symbols. An exchange that is down, overloaded or
     rate-limiting (5xx, 429, a timeout, a reply that does not parse) is tried again with
     `Patience` for `patience_s`; anything else (or patience run out) stops the start with
@@ -172,9 +221,9 @@ async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> Symbo
             try:
                 return await KucoinMarket(rest).symbols()
             except (ConnectionError, SymbolDataError) as err:
-                problem = f"cannot read the exchange's symbols at {rest.base_url}: {err}"
+                problem = f"cannot read {what}'s symbols at {rest.base_url}: {err}"
         else:
-            problem = f"cannot reach the exchange at {rest.base_url}: {synced.message}"
+            problem = f"cannot reach {what} at {rest.base_url}: {synced.message}"
             if synced.action not in TRANSIENT:
                 raise Fatal(problem)
         if not await patience.retry(problem, attempt):
@@ -246,7 +295,36 @@ async def run_watcher(
     check looks for new rule files; `started` receives the watcher once it is built (tests);
     `clock` (tests): an object with `now_ms()`, the time the watcher decides and signs with,
     so a test can move the watcher's time and a sandbox's together (a `ManualClock`); `http`
-    (a `dashboard.Bind`): serve the dashboard there with the watcher's snapshot."""
+    (a `dashboard.Bind`): serve the dashboard there with the watcher's snapshot.
+
+    `stop` set before the start completed (`--duration`, SIGINT, SIGTERM) ends the start
+    where it waits: a `start.stopped` line, then `Fatal` naming what the start was still
+    waiting for, if it was waiting for something (an exchange or market data out of reach),
+    else a clean return."""
+    output = Output(config)
+    try:
+        await _run_watcher(config, files, stop, started, clock, output, folders=folders,
+                           http=http)
+    except StartStopped:
+        problem = output.last_problem
+        output("start.stopped", {"why": "asked to stop before the start completed",
+                                 **({"waiting_for": problem} if problem else {})})
+        if problem is not None:
+            raise Fatal(f"stopped before the start completed; it was still waiting: "
+                        f"{problem}") from None
+
+
+async def _run_watcher(  # noqa: PLR0917 - run_watcher's arguments, passed on
+    config: WatcherConfig,
+    files: list[Path],
+    stop: asyncio.Event,
+    started: Callable[[Watcher], None] | None,
+    clock: Any,
+    output: Output,
+    *,
+    folders: Sequence[Path],
+    http: Any,
+) -> None:
     now: Callable[[], datetime] = (
         (lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)) if clock is not None
         else (lambda: datetime.now(UTC))
@@ -263,17 +341,18 @@ async def run_watcher(
     url_for_account = config.market_url if config.mode == "paper" else config.exchange_url
     account = account_name(config.mode, url_for_account, credentials.api_key)
     db = config.db or default_db(account)
-    output = Output(config)
     async with contextlib.AsyncExitStack() as stack:
         market_rest: KucoinRest | None = None
         bridge: _Bridge | None = None
         extra: list[str] = []
         rule_files: RuleFiles | None = None
         if config.mode == "paper":
+            await _or_stop(stop, _probe_market(config, output))
             market_rest = await stack.enter_async_context(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
-            table = await _symbols(market_rest, output, config.start_patience_s)
+            table = await _or_stop(stop, _symbols(market_rest, output, config.start_patience_s,
+                                                  "the market data (market_url)"))
             # The rules compile against KuCoin's table, and the local venue carries their
             # symbols: a rule reloaded later on another is refused with that reason.
             rule_files = RuleFiles(files, table, folders)
@@ -291,13 +370,13 @@ async def run_watcher(
             KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4,
                        wall_ms=wall_ms)
         )
-        symbols = await _symbols(rest, output, config.start_patience_s)
+        symbols = await _or_stop(stop, _symbols(rest, output, config.start_patience_s))
         if rule_files is None:
             rule_files = RuleFiles(files, symbols, folders)
         rules, texts = rule_files.load()  # paper mode: again, but nothing is parsed again
         if config.mode == "live":
             try:
-                checked = await check_key(rest)
+                checked = await _or_stop(stop, check_key(rest))
             except KeyError_ as err:
                 raise Fatal(str(err)) from None
             for warning in checked.warnings:
@@ -338,6 +417,8 @@ async def run_watcher(
         if watcher.failed:
             raise Fatal(f"the watcher stopped: {watcher.stop_reason}; its record is whole, and "
                         "the next start recovers from it")
+        if not watcher.ctx.ready.is_set():
+            raise StartStopped
         output("run.done", {"fired": watcher.fired})
 
 

@@ -288,7 +288,24 @@ class Watcher:
         await self.feeds.load_candles(self._start_read)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Start, then run until `stop` or a fail-stop. A `stop` during the start (its
+        `--duration` over, SIGINT, SIGTERM while it waits for an exchange that is down)
+        cancels the start where it waits, and the watcher closes as after any stop (every
+        step of a start is one transaction, so the next start recovers as after a crash)."""
+        starting = asyncio.ensure_future(self.start())
+        asked = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                self.ctx.stop_reason = "asked to stop before the start completed"
+                await self.close()
+        if starting.cancelled():
+            return
+        starting.result()  # the start's error (WatcherError), if it failed
         waiter = asyncio.ensure_future(stop.wait())
         inner = asyncio.ensure_future(self.ctx.stop.wait())
         try:
