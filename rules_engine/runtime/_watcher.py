@@ -118,6 +118,9 @@ class Watcher:
                                  self._start_read)
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
+        # The REST clients whose rate-limit pools /metrics shows (the KuCoin ports only).
+        self.rest_clients = {name: client for name, client in
+                             (("exchange", rest), ("market", market_rest)) if client is not None}
         self.private: Any = None  # the private stream, once started
         self._why_saved: tuple[datetime, list[dict[str, Any]]] | None = None
 
@@ -178,12 +181,17 @@ class Watcher:
         ctx = self.ctx
         now = ctx.now()
         ctx.store.migrate()
+        before = ctx.store.lease()  # alive and another's: this start takes the store over
         try:
             self.epoch = ctx.store.acquire_lease(
                 self.owner, now, timedelta(seconds=ctx.config.lease_stale_s), _owner_dead)
         except LeaseHeld as err:
             raise WatcherError(str(err)) from None
         self.orders.fenced()
+        if before is not None and before.alive and before.owner != self.owner:
+            ctx.event("lease.taken_over", {
+                "from": before.owner, "epoch": self.epoch,
+                "their_heartbeat": before.heartbeat.isoformat(timespec="milliseconds")})
         ctx.engine_id = ctx.store.engine_id()
         ctx.prefix = engine_prefix(ctx.engine_id)
         # A start can take long (an exchange down, many orders to look up): the lease's
@@ -422,7 +430,8 @@ class Watcher:
     def snapshot(self) -> dict[str, Any]:
         """What the live view and the dashboard show: each rule's state (named as `status`
         names it), the open orders (side, type, price, size and filled, from the store),
-        feed health."""
+        feed health (lag, rate-limit budget left, the lease)."""
+        now = self.ctx.now()
         rules = []
         for identity in self.rules.rules:
             state = self.rules.states.get(identity)
@@ -438,6 +447,12 @@ class Watcher:
             "feed": "live" if self.market.live else "stale",
             "orders_feed": "live" if self.jobs.private_live else "down (polling)",
             "books": {s: b.state.value for s, b in self.feeds.books.items()},
+            "lag_s": dict(self.feeds.lag_s),
+            "quiet_s": {s: round((now - at).total_seconds(), 3)
+                        for s, at in self.feeds.last_event.items()},
+            "rate_limits": self._rate_limits(),
+            "lease": {"epoch": getattr(self, "epoch", None),
+                      "held": self.ctx.ready.is_set() and not self.ctx.stop.is_set()},
             "rules": rules,
             "open_orders": self._open_orders(),
             "not_yet": self.not_yet(),
@@ -463,6 +478,23 @@ class Watcher:
             return
         save_live_why(self.ctx.store, rows, now)
         self._why_saved = (now, rows)
+
+    def _rate_limits(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per REST client and KuCoin pool: the limit and what is left, as the last reply's
+        `gw-ratelimit-*` headers said (what is left is the limit again once it reset)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, client in self.rest_clients.items():
+            pools = getattr(getattr(client, "pools", None), "pools", None) or {}
+            clock = client.pools.clock
+            for pool, state in pools.items():
+                if state.limit is None or state.remaining is None:
+                    continue
+                left = state.resets_at - clock()
+                out.setdefault(name, {})[pool] = {
+                    "limit": state.limit,
+                    "remaining": state.remaining if left > 0 else state.limit,
+                    "resets_in_s": round(max(left, 0.0), 3)}
+        return out
 
     def _open_orders(self) -> list[dict[str, Any]]:
         """The tracked orders, with what the store holds of each (one query)."""
