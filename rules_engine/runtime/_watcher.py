@@ -100,6 +100,9 @@ class Watcher:
         self.ctx = ctx = Context(store, config, symbols, venue, feed, now,
                                  emit or (lambda kind, data: None))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # The REST clients whose rate-limit pools /metrics shows (the KuCoin ports only).
+        self.rest_clients = {name: client for name, client in
+                             (("exchange", rest), ("market", market_rest)) if client is not None}
         self.market = MarketState((), max_age=config.max_age)
         self.rules = RuleSet(rules, self.market)
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
@@ -118,9 +121,6 @@ class Watcher:
                                  self._start_read)
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
-        # The REST clients whose rate-limit pools /metrics shows (the KuCoin ports only).
-        self.rest_clients = {name: client for name, client in
-                             (("exchange", rest), ("market", market_rest)) if client is not None}
         self.private: Any = None  # the private stream, once started
         self._why_saved: tuple[datetime, list[dict[str, Any]]] | None = None
 
