@@ -126,3 +126,59 @@ def test_sigterm_stops_a_start_waiting_for_an_exchange_that_never_answers(
         code = process.wait(timeout=15)
     assert time.monotonic() - began < 10
     assert code == 0 and "start.stopped" in rest and "Traceback" not in rest
+
+
+async def test_a_stop_during_the_watchers_start_ends_it_and_releases_the_lease(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The symbols are read, then the exchange answers 503 to the venue check: a stop
+    (what `--duration` sets) ends the start where it waits, the lease is released at once
+    (the next start needs no takeover), and the error names what it waited for."""
+    import asyncio
+
+    from test_watcher import until, venue
+
+    from rules_engine.runtime._config import load_config
+    from rules_engine.runtime._run import Fatal, run_watcher
+    from rules_engine.runtime._watcher import Watcher
+    from rules_engine.sandbox.config import FaultConfig
+    from rules_engine.store import Store
+
+    rules = tmp_path / "down.rules"
+    rules.write_text("when BTC-USDT bid < 1 place limit buy 0.01\n")
+    db = f"sqlite:///{tmp_path / 'down.sqlite'}"
+    async with venue() as v:
+        config = load_config(None, {"exchange_url": v.url, "view": "off", "log_format": "json",
+                                    "db": db, "request_timeout_s": 1.0})
+        holder: list[Watcher] = []
+
+        def started(watcher: Watcher) -> None:  # the symbols are read; the venue check is next
+            holder.append(watcher)
+            v.state.config.faults = FaultConfig(http_5xx=True)
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_watcher(config, [rules], stop, started))
+        await until(lambda: bool(holder) or task.done(), 10)
+        seen: list[str] = []
+
+        def waiting() -> bool:  # the start's patience speaks once the read's retries are out
+            seen.append(capsys.readouterr().err)
+            return '"exchange.unreachable"' in "".join(seen)
+
+        await until(lambda: waiting() or task.done(), 15)
+        assert not task.done() and not holder[0].ctx.ready.is_set()
+        began = time.monotonic()
+        stop.set()
+        with pytest.raises(Fatal) as raised:
+            await asyncio.wait_for(task, 10)
+        assert time.monotonic() - began < 3
+    assert str(raised.value).startswith("stopped before the start completed; it was still "
+                                        "waiting: the exchange's status: ")
+    store = Store(db)
+    try:
+        lease = store.lease()
+        assert lease is not None and not lease.alive
+        [stopped] = store.events("watcher.stopped")
+        assert stopped.payload["reason"] == "asked to stop before the start completed"
+    finally:
+        store.close()

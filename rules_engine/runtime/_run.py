@@ -120,6 +120,7 @@ async def _local_venue(state: Any) -> AsyncIterator[str]:
 
 
 _PROBLEMS = frozenset({"exchange.unreachable", "market.unreachable"})
+_STOPPING = frozenset({"watcher.stopped", "start.stopped", "error"})
 _PROBE_TIMEOUT_S = 3.0  # paper mode's first look at its market data
 
 
@@ -174,7 +175,7 @@ class Output:
         self.json = config.log_format == "json" or (config.log_format == "auto" and not self.tty)
         self.view = config.view == "rich" or (config.view == "auto" and sys.stdout.isatty())
         self.sink: Callable[[str], bool] | None = None  # True: the view printed the line
-        self.last_problem: str | None = None  # the start's latest: why it cannot go on yet
+        self.last_problem: str | None = None  # why the start cannot go on yet, if it waits
 
     def line(self, kind: str, data: dict[str, Any]) -> str:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -184,8 +185,12 @@ class Output:
         return f"{now[11:23]} {kind:<22} {details}"
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        # Any other line (but the stop's own) means the start moved on: what it waited for
+        # came.
         if kind in _PROBLEMS:
             self.last_problem = str(data.get("why") or kind)
+        elif kind not in _STOPPING:
+            self.last_problem = None
         line = self.line(kind, data)
         sink = self.sink
         if sink is not None and self.tty and sink(line):
