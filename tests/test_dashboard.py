@@ -61,6 +61,47 @@ async def test_metrics_parse_with_prometheus_clients_own_parser(tmp_path: Path) 
     assert samples[("rules_engine_rules", (("status", "armed"),))] == 1
     assert samples[("rules_engine_feed_live", (("feed", "market"),))] == 1
     assert samples[("rules_engine_book_live", (("symbol", "BTC-USDT"),))] == 1
+    # The lease: held at epoch 1, never taken over; the feed's lag and quiet time per
+    # symbol; KuCoin's rate-limit budget left in the pools the watcher used.
+    assert samples[("rules_engine_lease_epoch", ())] == 1
+    assert samples[("rules_engine_lease_takeovers_total", ())] == 0
+    assert samples[("rules_engine_lease_held", ())] == 1
+    assert 0 <= samples[("rules_engine_feed_lag_seconds", (("symbol", "BTC-USDT"),))] < 5
+    assert 0 <= samples[("rules_engine_feed_quiet_seconds", (("symbol", "BTC-USDT"),))] < 5
+    pools = {dict(k)["pool"]: v for (name, k), v in samples.items()
+             if name == "rules_engine_rate_limit_remaining" and dict(k)["client"] == "exchange"}
+    limits = {dict(k)["pool"]: v for (name, k), v in samples.items()
+              if name == "rules_engine_rate_limit_limit" and dict(k)["client"] == "exchange"}
+    assert pools and set(pools) == set(limits)
+    assert all(0 <= pools[p] <= limits[p] for p in pools) and any(
+        pools[p] < limits[p] for p in pools)  # the watcher's requests spent some
+
+
+async def test_a_start_that_takes_the_lease_over_is_counted(tmp_path: Path) -> None:
+    """A store whose lease a crashed watcher still holds (alive, fresh heartbeat, its
+    process gone): the next start takes it over, says so, and /metrics counts it."""
+    import socket
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    db = f"sqlite:///{tmp_path / 'taken.sqlite'}"
+    crashed = Store(db)
+    crashed.migrate()
+    owner = f"{socket.gethostname()}:{dead.pid}:deadbeef"
+    assert crashed.acquire_lease(owner, datetime.now(UTC), timedelta(seconds=15)) == 1
+    crashed.close()  # never released: as a crash leaves it
+    async with rig(tmp_path, RULES, db=db) as r, dashboard(r) as (url, store):
+        async with r.http.get(url + "/metrics") as reply:
+            text = await reply.text()
+        [event] = store.events("lease.taken_over")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("rules_engine_lease_epoch", ())] == 2
+    assert samples[("rules_engine_lease_takeovers_total", ())] == 1
+    assert event.payload["from"] == owner and event.payload["epoch"] == 2
 
 
 async def test_halt_and_resume_need_the_header_and_the_token_and_are_audited(

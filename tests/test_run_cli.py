@@ -193,6 +193,7 @@ def test_sigusr1_throws_the_kill_switch_through_the_store_and_sigusr2_lifts_it(
 def test_a_start_waits_for_an_exchange_that_is_down_then_trades(tmp_path: Path) -> None:
     """5xx at start: `exchange.unreachable` lines with growing pauses, then the watcher starts
     once the exchange answers (a watcher that gave up would leave its orders untracked)."""
+    import signal
     import time
 
     from rules_engine.sandbox.config import FaultConfig, SandboxConfig
@@ -203,8 +204,7 @@ def test_a_start_waits_for_an_exchange_that_is_down_then_trades(tmp_path: Path) 
         env = {**os.environ, "RULES_ENGINE_VIEW": "off", "RULES_ENGINE_LOG_FORMAT": "json"}
         process = subprocess.Popen(
             [sys.executable, "-m", "rules_engine", "run", "examples/quickstart.rules",
-             "--exchange-url", box.url, "--db", f"sqlite:///{tmp_path / 's.sqlite'}",
-             "--duration", "4"],
+             "--exchange-url", box.url, "--db", f"sqlite:///{tmp_path / 's.sqlite'}"],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
         )
         assert process.stderr is not None
@@ -217,7 +217,14 @@ def test_a_start_waits_for_an_exchange_that_is_down_then_trades(tmp_path: Path) 
                     break
                 assert time.monotonic() < deadline, lines
             box.state.config.faults = FaultConfig()  # the exchange is back
-            rest = process.stderr.read()
+            after = []
+            for line in process.stderr:  # (--duration would bound the start: SIGTERM instead)
+                after.append(line)
+                if '"event": "recovered"' in line:
+                    break
+                assert time.monotonic() < deadline + 30, after
+            process.send_signal(signal.SIGTERM)
+            rest = "".join(after) + process.stderr.read()
             assert process.wait(timeout=30) == 0, "".join(lines) + rest
     misses = [json.loads(x) for x in lines if '"exchange.unreachable"' in x]
     assert "Service Unavailable" in misses[0]["why"]

@@ -208,7 +208,11 @@ def _status(store: Any, args: argparse.Namespace) -> int:
                   f"{order['type']} {amount}  vanished  filled {order['filled_size']}  "
                   f"rule {order['rule'] or '(adopted)'}")
     _print_positions(report["positions"])
-    _print_not_yet(report["not_yet"])
+    live = report.get("live_not_yet")
+    if watcher is not None and watcher["alive"] and live is not None:
+        _print_live_why(live)
+    else:
+        _print_not_yet(report["not_yet"])
     return 0
 
 
@@ -275,6 +279,23 @@ def _print_not_yet(rows: list[dict[str, Any]]) -> None:
         print(f"  {row['rule']}: {row['status']} since {row['since']}: {row['waits_for']}")
         for line in row["condition"]:
             print(f"      {line}")
+
+
+def _print_live_why(live: dict[str, Any]) -> None:
+    """The running watcher's why-not-yet, on its live values (as of `at`)."""
+    rows = live.get("rules") or []
+    print(f"\nnot fired yet ({len(rows)}), on the running watcher's live values as of "
+          f"{live.get('at')}:")
+    for row in rows:
+        print(f"  {row['rule']}: {row['status']}: {row['waits_for']}")
+        for cond in row.get("conditions") or []:
+            verdict = {True: "holds", False: "does not hold", None: "unknown"}[cond["holds"]]
+            print(f"      {cond['text']}: {cond['left'] or '?'} against "
+                  f"{cond['right'] or '?'} ({verdict})")
+        for lack in row.get("lacks") or []:
+            print(f"      lacks {lack}")
+        if row.get("next_due"):
+            print(f"      next decides at {row['next_due']} (its timer)")
 
 
 def venue_balances(url: str) -> dict[str, Any] | None:

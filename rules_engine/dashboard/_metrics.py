@@ -14,6 +14,13 @@ own (never the process-wide default one).
 | `rules_engine_rules` | gauge | `status` | rules by state |
 | `rules_engine_feed_live` | gauge | `feed` | market and orders feeds (1 live) |
 | `rules_engine_book_live` | gauge | `symbol` | each book (1 live; live snapshot only) |
+| `rules_engine_lease_epoch` | gauge | | acquisitions of the lease so far |
+| `rules_engine_lease_takeovers_total` | counter | | takeovers of a lease not released |
+| `rules_engine_lease_held` | gauge | | this watcher holds the lease (live only) |
+| `rules_engine_feed_lag_seconds` | gauge | `symbol` | latest ticker's delay (live only) |
+| `rules_engine_feed_quiet_seconds` | gauge | `symbol` | since its latest event (live only) |
+| `rules_engine_rate_limit_remaining` | gauge | `client`, `pool` | budget left (live only) |
+| `rules_engine_rate_limit_limit` | gauge | `client`, `pool` | budget per window (live only) |
 
 What only the watcher's loop sees (evaluations, the store's commit latency) is defined in
 `runtime/_metrics.py` for the watcher to count.
@@ -66,6 +73,8 @@ class StoreCollector(Collector):
                     last = session.scalars(select(Event.kind).where(Event.kind.in_(kinds))
                                            .order_by(Event.id.desc()).limit(1)).first()
                     feeds[name] = None if last is None else last.endswith(".live")
+                takeovers = session.scalar(select(func.count()).select_from(Event)
+                                           .where(Event.kind == "lease.taken_over")) or 0
             lease = self.store.lease()
             halted = self.store.halt() is not None
         except SQLAlchemyError:
@@ -82,6 +91,14 @@ class StoreCollector(Collector):
         if age is not None:
             yield _gauge("rules_engine_lease_heartbeat_age_seconds",
                          "seconds since the lease's last heartbeat", age)
+        if lease is not None:
+            yield _gauge("rules_engine_lease_epoch", "acquisitions of the lease so far",
+                         lease.epoch)
+        taken = CounterMetricFamily("rules_engine_lease_takeovers",
+                                    "starts that took the lease from a watcher that had not "
+                                    "released it")
+        taken.add_metric([], takeovers)
+        yield taken
         yield _labelled(GaugeMetricFamily, "rules_engine_open_orders", "orders not final",
                         "symbol", open_by_symbol)
         yield _labelled(CounterMetricFamily, "rules_engine_firings", "firings by outcome",
@@ -98,9 +115,34 @@ class StoreCollector(Collector):
                         "the feed is live (1) or stale/down (0)", "feed",
                         {k: int(v) for k, v in feeds.items() if v is not None})
         if live is not None:
-            yield _labelled(GaugeMetricFamily, "rules_engine_book_live",
-                            "the symbol's level2 book is live (1)", "symbol",
-                            {s: int(v == "live") for s, v in live.get("books", {}).items()})
+            yield from _live(live)
+
+
+def _live(live: dict[str, Any]) -> Iterator[Metric]:
+    """What only the running watcher knows: books, feed lag, rate limits, its lease."""
+    yield _labelled(GaugeMetricFamily, "rules_engine_book_live",
+                    "the symbol's level2 book is live (1)", "symbol",
+                    {s: int(v == "live") for s, v in live.get("books", {}).items()})
+    yield _labelled(GaugeMetricFamily, "rules_engine_feed_lag_seconds",
+                    "from the exchange's time of the symbol's latest ticker to its arrival",
+                    "symbol", live.get("lag_s") or {})
+    yield _labelled(GaugeMetricFamily, "rules_engine_feed_quiet_seconds",
+                    "seconds since the symbol's latest public event", "symbol",
+                    live.get("quiet_s") or {})
+    remaining = GaugeMetricFamily("rules_engine_rate_limit_remaining",
+                                  "KuCoin's rate-limit budget left in the pool's window",
+                                  labels=["client", "pool"])
+    limit = GaugeMetricFamily("rules_engine_rate_limit_limit",
+                              "KuCoin's rate-limit budget per window", labels=["client", "pool"])
+    for client, pools in sorted((live.get("rate_limits") or {}).items()):
+        for pool, state in sorted(pools.items()):
+            remaining.add_metric([client, pool], float(state["remaining"]))
+            limit.add_metric([client, pool], float(state["limit"]))
+    yield remaining
+    yield limit
+    lease = live.get("lease") or {}
+    yield _gauge("rules_engine_lease_held", "this watcher holds the store's lease (1)",
+                 int(bool(lease.get("held"))))
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -97,6 +97,9 @@ function render(s) {
   const why = {};
   for (const n of s.not_yet) { why[n.rule] = n.waits_for + (n.condition.length ?
     ": " + n.condition.join(" / ") : ""); }
+  // The watcher's live why-not-yet (its snapshot, or the row it keeps in the store).
+  const stored = w && w.alive && s.live_not_yet ? s.live_not_yet.rules : [];
+  for (const n of (live ? live.not_yet : stored) || []) { why[n.rule] = n.short; }
   const liveRules = {};
   if (live) { for (const r of live.rules) { liveRules[r.rule] = r; } }
   rows("rules", s.rules, (r) => [r.rule, (liveRules[r.rule] || r).status,

@@ -42,6 +42,8 @@ class Feeds:
         self.on_market = on_market
         self.books: dict[str, Level2Book] = {}
         self.series: dict[tuple[str, str], CandleSeries] = {}
+        self.lag_s: dict[str, float] = {}  # per symbol: its latest ticker's delay
+        self.last_event: dict[str, datetime] = {}  # per symbol: its latest public event
         self.followed: set[str] = set()
         self.public: Stream | None = None
         self._fetching: set[str] = set()
@@ -159,6 +161,8 @@ class Feeds:
 
     def _on_event(self, symbol: str, event: object) -> None:
         now = self.ctx.now()
+        if symbol:
+            self.last_event[symbol] = now
         if isinstance(event, BookDelta):
             book = self.books.get(symbol)
             if book is None:
@@ -173,6 +177,8 @@ class Feeds:
             elif result is Step.APPLIED:
                 self.changed(symbol, now)
         elif isinstance(event, Ticker):
+            # The feed's lag: from the exchange's time of the ticker to its arrival here.
+            self.lag_s[event.symbol] = round((now - event.time).total_seconds(), 3)
             self.market.on_ticker(event, now)
             self.changed(event.symbol, now)
         elif isinstance(event, Stats24h):

@@ -12,6 +12,7 @@ uses the watcher's clock (`ctx.now`), so a test clock reaches it too.
                  order the exchange forgot)
     control      halt, resume, resolve, unblock
     time sync    the exchange's clock
+    why not yet  each rule's live why-not-yet into the store, for `status` (every 5 s)
     reload       edited rule files
 """
 
@@ -31,7 +32,9 @@ from rules_engine.store import LeaseLost
 if TYPE_CHECKING:
     from rules_engine.runtime._watcher import Watcher
 
-__all__ = ["Jobs"]
+__all__ = ["WHY_EVERY_S", "Jobs"]
+
+WHY_EVERY_S = 5.0  # how often the why-not-yet rows reach the store (for `status`)
 
 
 class Jobs:
@@ -56,6 +59,7 @@ class Jobs:
             (self.reconcile_job, config.reconcile_interval_s, "reconcile"),
             (w.controls.control_job, 0.25, "halt, resume, resolve"),
             (self.time_job, config.time_sync_s, "time sync"),
+            (self.why_job, WHY_EVERY_S, "why not yet"),
         ]
         if w.controls.reloader is not None and config.reload_interval_s > 0:
             every.append((w.controls.reload_job, config.reload_interval_s, "hot reload"))
@@ -131,6 +135,9 @@ class Jobs:
         lost push is found, and an order the exchange no longer knows is settled."""
         if self.private_live:
             await self.w.orders.poll_all()
+
+    async def why_job(self) -> None:
+        self.w.save_why()
 
     async def time_job(self) -> None:
         await self.ctx.venue.sync_time()

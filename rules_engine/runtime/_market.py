@@ -177,6 +177,34 @@ class MarketState:
             changes.extend(self.refresh(symbol, now))
         return changes
 
+    def unknown_reason(self, leaf: object, now: datetime) -> str:
+        """Why a ticker, book or stats value is not in `values` (for why-not-yet)."""
+        if not self.live:
+            return "the market feed is not live"
+        symbol = getattr(leaf, "symbol", None)
+        entry = self._symbols.get(symbol) if isinstance(symbol, str) else None
+        if entry is None:
+            return "not followed"
+        name = leaf.name if isinstance(leaf, M.Field) else "depth"
+        if name in ("volume", "change"):
+            return self._age_reason(name, entry.stats_at, now, "no 24h stats from the feed yet")
+        if name == "last" or entry.book is None:
+            return self._age_reason("last" if name == "last" else "bid", entry.ticker_at, now,
+                                    "no ticker from the feed yet")
+        if not entry.book.fresh:
+            return f"the {symbol} level2 book is not live (out of sequence, crossed or resyncing)"
+        return "the book has no bid or no ask"
+
+    def _age_reason(self, name: str, at: datetime | None, now: datetime, never: str) -> str:
+        if at is None:
+            return never
+        limit = self.max_age.get(name)
+        age = (now - at).total_seconds()
+        if limit is not None and now - at > limit:
+            return (f"its last update is {age:.1f} s old, over max_age.{name} "
+                    f"{limit.total_seconds():g} s")
+        return "unknown"
+
     def _young(self, name: str, at: datetime | None, now: datetime) -> bool:
         if at is None:
             return False

@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from rules_engine.adapters.kucoin import (
     Credentials,
@@ -35,8 +35,10 @@ from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._reload import RuleFiles, RulesRejected, traded_symbols
 from rules_engine.runtime._watcher import Watcher, WatcherError
 
-__all__ = ["STANDBY_NEEDS_VENUE", "Fatal", "RulesRejected", "account_name", "default_db",
-           "run_watcher", "state_dir"]
+__all__ = ["STANDBY_NEEDS_VENUE", "Fatal", "RulesRejected", "StartStopped", "account_name",
+           "default_db", "run_watcher", "state_dir"]
+
+T = TypeVar("T")
 
 
 class Fatal(Exception):
@@ -117,57 +119,100 @@ async def _local_venue(state: Any) -> AsyncIterator[str]:
         yield box.url
 
 
+_PROBLEMS = frozenset({"exchange.unreachable", "market.unreachable"})
+_STOPPING = frozenset({"watcher.stopped", "start.stopped", "error"})
+_PROBE_TIMEOUT_S = 3.0  # paper mode's first look at its market data
+
+
+class StartStopped(Exception):
+    """`stop` was set (`--duration` over, SIGINT, SIGTERM) before the start completed."""
+
+
+async def _or_stop(stop: asyncio.Event, awaitable: Awaitable[T]) -> T:
+    """The result of `awaitable`, unless `stop` is set first: then it is cancelled and
+    `StartStopped` raised."""
+    work = asyncio.ensure_future(awaitable)
+    asked = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, asked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        asked.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    if work.cancelled():
+        raise StartStopped
+    return work.result()
+
+
+async def _probe_market(config: WatcherConfig, output: Output) -> None:
+    """Paper mode: one quick request to `market_url` (one attempt, at most 3 s), so that
+    market data that cannot be reached is said within seconds, with the fix; the start then
+    goes on trying with its patience (`start_patience_s`)."""
+    timeout = min(_PROBE_TIMEOUT_S, config.request_timeout_s)
+    async with KucoinRest(config.market_url, None, timeout=timeout, attempts=1) as probe:
+        outcome = await probe.sync_time()
+    if outcome.action is not Action.OK:
+        output("market.unreachable", {
+            "market_url": config.market_url,
+            "why": f"paper mode reads its market data from {config.market_url} and cannot "
+                   f"reach it: {outcome.message}",
+            "fix": "check the network, or set market_url in the config (the default is "
+                   "KuCoin's public API); still trying for start_patience_s "
+                   f"({config.start_patience_s:g} s)"})
+
+
 class Output:
     """Events as JSON lines (not a terminal, or `log_format = "json"`) or short text lines,
-    on stderr; the live view (rich) on stdout when it is a terminal."""
+    on stderr; the live view (`_view.py`) on stdout when it is a terminal. While the view
+    draws its table on the terminal, the lines meant for a terminal go through it (`sink`),
+    which writes them above the table: written straight to the terminal they would be drawn
+    over at its next redraw."""
 
     def __init__(self, config: WatcherConfig, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        tty = self.stream.isatty()
-        self.json = config.log_format == "json" or (config.log_format == "auto" and not tty)
+        self.tty = self.stream.isatty()
+        self.json = config.log_format == "json" or (config.log_format == "auto" and not self.tty)
         self.view = config.view == "rich" or (config.view == "auto" and sys.stdout.isatty())
+        self.sink: Callable[[str], bool] | None = None  # True: the view printed the line
+        self.last_problem: str | None = None  # why the start cannot go on yet, if it waits
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+    def line(self, kind: str, data: dict[str, Any]) -> str:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         if self.json:
-            self.stream.write(json.dumps({"at": now, "event": kind, **data}, default=str) + "\n")
-        else:
-            details = " ".join(f"{k}={v}" for k, v in data.items())
-            self.stream.write(f"{now[11:23]} {kind:<22} {details}\n")
+            return json.dumps({"at": now, "event": kind, **data}, default=str)
+        details = " ".join(f"{k}={v}" for k, v in data.items())
+        return f"{now[11:23]} {kind:<22} {details}"
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        # Any other line (but the stop's own) means the start moved on: what it waited for
+        # came.
+        if kind in _PROBLEMS:
+            self.last_problem = str(data.get("why") or kind)
+        elif kind not in _STOPPING:
+            self.last_problem = None
+        line = self.line(kind, data)
+        sink = self.sink
+        if sink is not None and self.tty and sink(line):
+            return
+        self.stream.write(line + "\n")
         self.stream.flush()
 
 
-async def _view(watcher: Watcher, stop: asyncio.Event) -> None:
-    from rich.console import Group
-    from rich.live import Live
-    from rich.table import Table
+async def _view(watcher: Watcher, output: Output, stop: asyncio.Event) -> None:
+    """The live table under the event lines until `stop` (`_view.py`)."""
+    from rules_engine.runtime._view import TerminalView
 
-    def render() -> Group:
-        snap = watcher.snapshot()
-        head = Table.grid(padding=(0, 2))
-        head.add_row(f"feed: {snap['feed']}", f"orders feed: {snap['orders_feed']}",
-                     "books: " + ", ".join(f"{s} {v}" for s, v in snap["books"].items()),
-                     "trading" if snap["trading"] else f"STOPPED: {snap['stop_reason']}")
-        rules = Table(title="rules", expand=True)
-        for column in ("rule", "status", "firings", "reason"):
-            rules.add_column(column)
-        for row in snap["rules"][:40]:
-            rules.add_row(row["rule"], row["status"], str(row["firings"]), row["reason"])
-        orders = Table(title="open orders", expand=True)
-        for column in ("client_oid", "symbol", "rule"):
-            orders.add_column(column)
-        for row in snap["open_orders"][:20]:
-            orders.add_row(row["client_oid"], row["symbol"], str(row["rule"] or "adopted"))
-        return Group(head, rules, orders)
-
-    with Live(render(), refresh_per_second=4, transient=False) as live:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.25)
-            live.update(render())
+    view = TerminalView(watcher.snapshot)
+    output.sink = view.take
+    try:
+        await view.run(stop)
+    finally:
+        output.sink = None
 
 
-async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> SymbolTable:
+async def _symbols(rest: KucoinRest, output: Output, patience_s: float,
+                   what: str = "the exchange") -> SymbolTable:
     """The exchange's clock offset and symbols. An exchange that is down, overloaded or
     rate-limiting (5xx, 429, a timeout, a reply that does not parse) is tried again with
     `Patience` for `patience_s`; anything else (or patience run out) stops the start with
@@ -181,9 +226,9 @@ async def _symbols(rest: KucoinRest, output: Output, patience_s: float) -> Symbo
             try:
                 return await KucoinMarket(rest).symbols()
             except (ConnectionError, SymbolDataError) as err:
-                problem = f"cannot read the exchange's symbols at {rest.base_url}: {err}"
+                problem = f"cannot read {what}'s symbols at {rest.base_url}: {err}"
         else:
-            problem = f"cannot reach the exchange at {rest.base_url}: {synced.message}"
+            problem = f"cannot reach {what} at {rest.base_url}: {synced.message}"
             if synced.action not in TRANSIENT:
                 raise Fatal(problem)
         if not await patience.retry(problem, attempt):
@@ -258,7 +303,37 @@ async def run_watcher(
     so a test can move the watcher's time and a sandbox's together (a `ManualClock`); `http`
     (a `dashboard.Bind`): serve the dashboard there with the watcher's snapshot; `standby`:
     wait for the store's lease without touching the exchange, then take the store over
-    (`runtime/_standby.py`)."""
+    (`runtime/_standby.py`).
+
+    `stop` set before the start completed (`--duration`, SIGINT, SIGTERM) ends the start
+    where it waits: a `start.stopped` line, then `Fatal` naming what the start was still
+    waiting for, if it was waiting for something (an exchange or market data out of reach),
+    else a clean return."""
+    output = Output(config)
+    try:
+        await _run_watcher(config, files, stop, started, clock, output, folders=folders,
+                           http=http, standby=standby)
+    except StartStopped:
+        problem = output.last_problem
+        output("start.stopped", {"why": "asked to stop before the start completed",
+                                 **({"waiting_for": problem} if problem else {})})
+        if problem is not None:
+            raise Fatal(f"stopped before the start completed; it was still waiting: "
+                        f"{problem}") from None
+
+
+async def _run_watcher(  # noqa: PLR0917 - run_watcher's arguments, passed on
+    config: WatcherConfig,
+    files: list[Path],
+    stop: asyncio.Event,
+    started: Callable[[Watcher], None] | None,
+    clock: Any,
+    output: Output,
+    *,
+    folders: Sequence[Path],
+    http: Any,
+    standby: bool,
+) -> None:
     now: Callable[[], datetime] = (
         (lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)) if clock is not None
         else (lambda: datetime.now(UTC))
@@ -277,17 +352,18 @@ async def run_watcher(
     url_for_account = config.market_url if config.mode == "paper" else config.exchange_url
     account = account_name(config.mode, url_for_account, credentials.api_key)
     db = config.db or default_db(account)
-    output = Output(config)
     async with contextlib.AsyncExitStack() as stack:
         market_rest: KucoinRest | None = None
         bridge: _Bridge | None = None
         extra: list[str] = []
         rule_files: RuleFiles | None = None
         if config.mode == "paper":
+            await _or_stop(stop, _probe_market(config, output))
             market_rest = await stack.enter_async_context(
                 KucoinRest(config.market_url, None, timeout=config.request_timeout_s, attempts=4)
             )
-            table = await _symbols(market_rest, output, config.start_patience_s)
+            table = await _or_stop(stop, _symbols(market_rest, output, config.start_patience_s,
+                                                  "the market data (market_url)"))
             # The rules compile against KuCoin's table, and the local venue carries their
             # symbols: a rule reloaded later on another is refused with that reason.
             rule_files = RuleFiles(files, table, folders)
@@ -305,13 +381,13 @@ async def run_watcher(
             KucoinRest(url, credentials, timeout=config.request_timeout_s, attempts=4,
                        wall_ms=wall_ms)
         )
-        symbols = await _symbols(rest, output, config.start_patience_s)
+        symbols = await _or_stop(stop, _symbols(rest, output, config.start_patience_s))
         if rule_files is None:
             rule_files = RuleFiles(files, symbols, folders)
         rules, texts = rule_files.load()  # paper mode: again, but nothing is parsed again
         if config.mode == "live":
             try:
-                checked = await check_key(rest)
+                checked = await _or_stop(stop, check_key(rest))
             except KeyError_ as err:
                 raise Fatal(str(err)) from None
             for warning in checked.warnings:
@@ -352,7 +428,7 @@ async def run_watcher(
             except BindError as err:
                 raise Fatal(str(err)) from None
             output("dashboard.started", {"url": web + "/"})
-        view = asyncio.create_task(_view(watcher, stop)) if output.view else None
+        view = asyncio.create_task(_view(watcher, output, stop)) if output.view else None
         try:
             await watcher.run(stop)
         except WatcherError as err:
@@ -364,6 +440,8 @@ async def run_watcher(
         if watcher.failed:
             raise Fatal(f"the watcher stopped: {watcher.stop_reason}; its record is whole, and "
                         "the next start recovers from it")
+        if not watcher.ctx.ready.is_set():
+            raise StartStopped
         output("run.done", {"fired": watcher.fired})
 
 

@@ -32,6 +32,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
@@ -55,7 +56,8 @@ from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
-from rules_engine.store import LeaseHeld, Store, engine_prefix
+from rules_engine.runtime._why import not_yet
+from rules_engine.store import LeaseHeld, Store, engine_prefix, save_live_why
 
 __all__ = ["Watcher", "WatcherError", "owner_dead", "utc_now"]
 
@@ -101,6 +103,9 @@ class Watcher:
         self.ctx = ctx = Context(store, config, symbols, venue, feed, now,
                                  emit or (lambda kind, data: None))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # The REST clients whose rate-limit pools /metrics shows (the KuCoin ports only).
+        self.rest_clients = {name: client for name, client in
+                             (("exchange", rest), ("market", market_rest)) if client is not None}
         self.market = MarketState((), max_age=config.max_age)
         self.rules = RuleSet(rules, self.market)
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
@@ -120,6 +125,7 @@ class Watcher:
         self._patience = Patience(config.start_patience_s, ctx.emit)
         self.scheduled = scheduled
         self.private: Any = None  # the private stream, once started
+        self._why_saved: tuple[datetime, list[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------ views (status, tests)
 
@@ -179,6 +185,7 @@ class Watcher:
         ctx = self.ctx
         now = ctx.now()
         ctx.store.migrate()
+        before = ctx.store.lease()  # alive and another's: this start takes the store over
         fence = ctx.store.fence
         if fence is not None and fence.owner == self.owner:
             self.epoch = fence.epoch  # a standby took the lease over (runtime/_standby.py)
@@ -189,6 +196,10 @@ class Watcher:
             except LeaseHeld as err:
                 raise WatcherError(str(err)) from None
         self.orders.fenced()
+        if before is not None and before.alive and before.owner != self.owner:
+            ctx.event("lease.taken_over", {
+                "from": before.owner, "epoch": self.epoch,
+                "their_heartbeat": before.heartbeat.isoformat(timespec="milliseconds")})
         ctx.engine_id = ctx.store.engine_id()
         ctx.prefix = engine_prefix(ctx.engine_id)
         # A start can take long (an exchange down, many orders to look up): the lease's
@@ -294,7 +305,24 @@ class Watcher:
         await self.feeds.load_candles(self._start_read)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Start, then run until `stop` or a fail-stop. A `stop` during the start (its
+        `--duration` over, SIGINT, SIGTERM while it waits for an exchange that is down)
+        cancels the start where it waits, and the watcher closes as after any stop (every
+        step of a start is one transaction, so the next start recovers as after a crash)."""
+        starting = asyncio.ensure_future(self.start())
+        asked = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                self.ctx.stop_reason = "asked to stop before the start completed"
+                await self.close()
+        if starting.cancelled():
+            return
+        starting.result()  # the start's error (WatcherError), if it failed
         waiter = asyncio.ensure_future(stop.wait())
         inner = asyncio.ensure_future(self.ctx.stop.wait())
         try:
@@ -403,32 +431,99 @@ class Watcher:
         await self.controls.apply_reload(result)
 
     def snapshot(self) -> dict[str, Any]:
-        """What the live view shows: each rule's state, open orders, feed health."""
+        """What the live view and the dashboard show: each rule's state (named as `status`
+        names it), the open orders (side, type, price, size and filled, from the store),
+        feed health (lag, rate-limit budget left, the lease)."""
+        now = self.ctx.now()
         rules = []
-        for identity, rule in self.rules.rules.items():
+        for identity in self.rules.rules:
             state = self.rules.states.get(identity)
-            status = state.status if state else "?"
+            status = state.status if state else "loading"
             if identity in self.orders.pending:
                 status = "frozen" if self.orders.pending[identity].unknown else "sending"
             elif identity in self.firing.deferred:
                 status = "deferred"
-            rules.append({"rule": identity if rule.name else identity[:12], "status": status,
+            rules.append({"rule": identity, "status": status,
                           "firings": state.firings if state else 0,
                           "reason": self.rules.reasons.get(identity, "")})
         return {
             "feed": "live" if self.market.live else "stale",
             "orders_feed": "live" if self.jobs.private_live else "down (polling)",
             "books": {s: b.state.value for s, b in self.feeds.books.items()},
+            "lag_s": dict(self.feeds.lag_s),
+            "quiet_s": {s: round((now - at).total_seconds(), 3)
+                        for s, at in self.feeds.last_event.items()},
+            "rate_limits": self._rate_limits(),
+            "lease": {"epoch": getattr(self, "epoch", None),
+                      "held": self.ctx.ready.is_set() and not self.ctx.stop.is_set()},
             "rules": rules,
-            "open_orders": [{"client_oid": t.oid, "symbol": t.symbol, "rule": t.identity,
-                             "side": t.side, "size": None if t.size is None else str(t.size),
-                             "status": t.status, "cancelling": bool(t.record.cancel)}
-                            for t in self.orders.tracked.values()],
+            "open_orders": self._open_orders(),
+            "not_yet": self.not_yet(),
             "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,
             "halted": self.ctx.halted,
             "stop_reason": self.ctx.stop_reason,
         }
+
+    def not_yet(self) -> list[dict[str, Any]]:
+        """Why each rule that can still fire has not yet, on the live values (`_why.py`)."""
+        return not_yet(self.rules.rules, self.rules.states, self.market,
+                       reasons=self.rules.reasons, series=self.feeds.series,
+                       now=self.ctx.now())
+
+    def save_why(self) -> None:
+        """The why-not-yet rows into the store, for `rules-engine status` (only when they
+        changed, or every 30 s so that their time says they are current)."""
+        rows = self.not_yet()
+        now = self.ctx.now()
+        last = self._why_saved
+        if last is not None and last[1] == rows and (now - last[0]).total_seconds() < 30:
+            return
+        save_live_why(self.ctx.store, rows, now)
+        self._why_saved = (now, rows)
+
+    def _rate_limits(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per REST client and KuCoin pool: the limit and what is left, as the last reply's
+        `gw-ratelimit-*` headers said (what is left is the limit again once it reset)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, client in self.rest_clients.items():
+            pools = getattr(getattr(client, "pools", None), "pools", None) or {}
+            clock = client.pools.clock
+            for pool, state in pools.items():
+                if state.limit is None or state.remaining is None:
+                    continue
+                left = state.resets_at - clock()
+                out.setdefault(name, {})[pool] = {
+                    "limit": state.limit,
+                    "remaining": state.remaining if left > 0 else state.limit,
+                    "resets_in_s": round(max(left, 0.0), 3)}
+        return out
+
+    def _open_orders(self) -> list[dict[str, Any]]:
+        """The tracked orders, with what the store holds of each (one query)."""
+        tracked = self.orders.tracked
+        rows: dict[str, Any] = {}
+        if tracked:
+            with contextlib.suppress(Exception):  # a failing store: the tracked fields
+                rows = {o.client_oid: o for o in self.ctx.store.orders(open_only=True)}
+        out = []
+        for t in tracked.values():
+            row = rows.get(t.oid)
+            size = t.size if row is None or row.size is None else row.size
+            out.append({
+                "client_oid": t.oid, "symbol": t.symbol, "rule": t.identity, "side": t.side,
+                "type": None if row is None else row.order_type,
+                "price": None if row is None or row.price is None else _plain(row.price),
+                "size": None if size is None else _plain(size),
+                "funds": None if row is None or row.funds is None else _plain(row.funds),
+                "filled": None if row is None else _plain(row.filled_size),
+                "status": t.status,
+                "cancelling": bool(t.record.cancel)})
+        return out
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f") if amount else "0"
 
 
 def owner_dead(owner: str) -> bool:

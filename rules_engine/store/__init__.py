@@ -1,5 +1,6 @@
 """The SQL store (SQLAlchemy 2, alembic): intent first, every transition with its event."""
 
+from rules_engine.store._explain import live_why, save_live_why
 from rules_engine.store._repo import (
     FINAL_FIRINGS,
     FIRING_TRANSITIONS,
@@ -28,4 +29,6 @@ __all__ = [
     "VenueMismatch",
     "client_oid",
     "engine_prefix",
+    "live_why",
+    "save_live_why",
 ]

@@ -11,6 +11,7 @@ fill, or a firing's recorded inputs), with where it comes from; else it is unkno
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +22,11 @@ from sqlalchemy import select
 from rules_engine.store._repo import Store
 from rules_engine.store._schema import Fill, Firing, Meta, Order, RuleState, RuleVersion
 
-__all__ = ["halt_state", "last_prices", "not_yet", "positions", "rule_story"]
+__all__ = ["halt_state", "last_prices", "live_why", "not_yet", "positions", "rule_story",
+           "save_live_why"]
+
+LIVE_WHY_KEY = "live_why"
+LIVE_WHY_RULES = 200  # at most this many rules' rows are kept (the first by name)
 
 _PRICE_INPUTS = ("last", "mid", "bid", "ask")
 
@@ -203,3 +208,31 @@ def rule_story(store: Store, name: str) -> dict[str, Any] | None:
         "waits_for": _waits(state.status, state.state or {}, state.reason),
         "history": firings, "events": events, "engine_id": engine.value if engine else None,
     }
+
+
+def save_live_why(store: Store, rows: list[dict[str, Any]], now: datetime) -> None:
+    """The running watcher's why-not-yet rows (`runtime/_why.py`: each condition's live
+    values, what data is lacking, the next time a timed rule can decide), kept in the meta
+    table for `status`. One small row, replaced each time; never part of the record."""
+    value = json.dumps({"at": now.isoformat(timespec="seconds"),
+                        "rules": rows[:LIVE_WHY_RULES]}, default=str)
+    with store.session() as session, session.begin():
+        row = session.get(Meta, LIVE_WHY_KEY)
+        if row is None:
+            session.add(Meta(key=LIVE_WHY_KEY, value=value))
+        else:
+            row.value = value
+
+
+def live_why(store: Store) -> dict[str, Any] | None:
+    """What `save_live_why` kept last: `{"at": ..., "rules": [...]}`, or None."""
+    with store.session() as session:
+        row = session.get(Meta, LIVE_WHY_KEY)
+        value = None if row is None else row.value
+    if value is None:
+        return None
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None

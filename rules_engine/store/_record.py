@@ -119,7 +119,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
         age = (now - lease.heartbeat).total_seconds()
         watcher = {"owner": lease.owner, "alive": lease.alive, "heartbeat": _iso(lease.heartbeat),
                    "heartbeat_age_s": age}
-    from rules_engine.store._explain import halt_state, last_prices, not_yet, positions
+    from rules_engine.store._explain import halt_state, last_prices, live_why, not_yet, positions
 
     halt = halt_state(store)
     trading = "stopped: " + str(stopped.payload.get("reason")) if (
@@ -131,7 +131,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
             "halt": halt, "rules": rules, "open_orders": open_orders,
             "vanished_orders": vanished,
             "positions": positions(store), "prices": last_prices(store),
-            "not_yet": not_yet(store)}
+            "not_yet": not_yet(store), "live_not_yet": live_why(store)}
 
 
 def kind_filter(kind: str) -> Any:
