@@ -113,13 +113,26 @@ def test_paper_mode_without_market_data_says_so_within_seconds_and_duration_ends
     assert "Traceback" not in "".join(seen) + rest
 
 
+def _wait_until_it_catches(pid: int, signum: int, timeout: float = 30.0) -> None:
+    """Until the process has a handler for `signum` (the watcher's loop installed it),
+    read from /proc: a fixed sleep is too short on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:") and int(line.split()[1], 16) >> (signum - 1) & 1:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the process did not catch signal {signum} within {timeout} s")
+
+
 def test_sigterm_stops_a_start_waiting_for_an_exchange_that_never_answers(
     tmp_path: Path, silent_url: str,
 ) -> None:
     db = f"sqlite:///{tmp_path / 'never.sqlite'}"
     process, began = _start(tmp_path, "--exchange-url", silent_url, "--db", db)
     with process:
-        time.sleep(3)
+        _wait_until_it_catches(process.pid, signal.SIGTERM)
+        began = time.monotonic()  # the start is under way: from here, the stop is timed
         process.send_signal(signal.SIGTERM)
         assert process.stderr is not None
         rest = process.stderr.read()
