@@ -9,6 +9,9 @@ from pathlib import Path
 
 from test_watcher import D, rig, until
 
+from rules_engine.adapters.kucoin import KucoinVenue
+from rules_engine.core.outcome import Action
+
 
 async def test_a_stop_limit_rests_then_triggers_rests_at_its_limit_and_fills(
     tmp_path: Path,
@@ -49,3 +52,46 @@ async def test_a_stop_limit_rests_then_triggers_rests_at_its_limit_and_fills(
         kinds = [e.kind for e in store.events() if e.client_oid == row.client_oid]
         assert "stop.triggered" in kinds and kinds[-1] == "order.filled"
         store.close()
+
+
+async def test_cancel_all_cancels_a_triggered_stop_limit_resting_on_the_book(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule guard on BTC-USDT:\n    when last < 62000\n"
+             "    place stop sell 0.001 at 58000 limit 57900\n"
+             "rule panic on BTC-USDT:\n    when last < 57000\n    cancel all\n")
+    async with rig(tmp_path, rules, trade="59005") as r:
+        await until(lambda: r.watcher.fired == 1 and not r.watcher.pending)
+        r.push("57800", "57850", trade="57820")  # triggered: rests as a limit sell at 57900
+        await until(lambda: len(r.orders()) == 1 and r.orders()[0].in_book)
+        [order] = r.orders()
+        r.push("56900", "56950", trade="56920")  # `cancel all` fires
+        await until(lambda: not r.watcher.tracked, 8)
+        assert not order.active and order.deal_size == 0
+        store = r.store()
+        assert [o.status for o in store.orders()] == ["canceled"]
+        store.close()
+
+
+async def test_a_triggered_stop_limit_the_stop_endpoint_will_not_cancel_is_cancelled_by_client_oid(
+    tmp_path: Path,
+) -> None:
+    """Whether KuCoin's stop-order cancel reaches a triggered stop-limit is not documented: the
+    venue then cancels it by clientOid as the ordinary order it has become. The stop endpoint's
+    refusal is made real by naming an id it does not hold."""
+    rules = ("rule guard on BTC-USDT:\n    when last < 62000\n"
+             "    place stop sell 0.001 at 58000 limit 57900\n")
+    async with rig(tmp_path, rules, trade="59005") as r:
+        await until(lambda: r.watcher.fired == 1 and not r.watcher.pending)
+        r.push("57800", "57850", trade="57820")
+        await until(lambda: len(r.orders()) == 1 and r.orders()[0].in_book)
+        [order] = r.orders()
+        venue = r.watcher.ctx.venue
+        assert isinstance(venue, KucoinVenue)
+        stranger = "vs0000000000000000000000"
+        refused = await venue._calls.cancel_stop(stranger)
+        assert refused.action in (Action.ABSENT, Action.REJECT) and order.active
+        outcome = await venue.cancel(order.req.client_oid, "BTC-USDT", "stop", stranger)
+        assert outcome.action is Action.OK
+        await until(lambda: not order.active)
+        assert order.deal_size == 0
