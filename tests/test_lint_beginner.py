@@ -106,7 +106,8 @@ def test_missing_indentation_is_reported_once_not_as_a_cascade() -> None:
 
 def test_multi_word_constructs_that_do_not_exist_are_explained_without_a_fix() -> None:
     diag = one(GOOD.replace("limit buy", "stop-limit buy"), "E012")
-    assert "there is no stop-limit order" in diag.message and not diag.fix
+    assert "a stop-limit is written `place stop buy|sell SIZE at TRIGGER limit PRICE`" in (
+        diag.message) and not diag.fix
     diag = one(GOOD.replace("limit buy", "take-profit buy"), "E012")
     assert "place limit sell" in diag.message and not diag.fix
 
@@ -149,7 +150,7 @@ def test_lint_fix_writes_certain_fixes_keeps_the_bom_and_reports_what_is_left(
     assert main(["lint", "--fix", str(path)]) == 1
     captured = capsys.readouterr()
     assert "fixed 3 problem(s) in 1 file(s)" in captured.err
-    assert "E012 there is no stop-limit order" in captured.out
+    assert "E012 a stop-limit is written" in captured.out
     data = path.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     assert data[3:].decode() == (

@@ -276,3 +276,19 @@ def test_prune_forgets_orders_past_retention_but_keeps_open_ones() -> None:
     assert e.fills == [] and set(e.orders) == {resting.id}
     e.place(req(type="market", funds=D("10"), client_oid="later"), NOW + 8 * 24 * 3600 * 1000)
     assert e.fills[0].seq == last_seq + 1  # fill ids are never reused
+
+
+def test_a_stop_limit_is_checked_when_placed_and_rests_at_its_limit_once_triggered() -> None:
+    e = engine()
+    bad, _ = e.place(req(side="sell", type="limit", price=D("99.05"), size=D("0.1"),
+                         stop="loss", stop_price=D("99.5")), NOW)
+    assert isinstance(bad, ApiError) and bad.msg == "Price increment invalid."
+    stop, _ = e.place(req(side="sell", type="limit", price=D("99.2"), size=D("0.1"),
+                          stop="loss", stop_price=D("99.5")), NOW)
+    assert isinstance(stop, Order)
+    # the last trade falls through the trigger and the bids below the limit: it rests
+    events = e.apply_feed("BTC-USDT", [(D("98.9"), D("1"))], [(D("99.0"), D("1"))], NOW,
+                          trade=(D("99.0"), D("0.1"), "sell"))
+    assert [x.type for x in events if isinstance(x, StopEvent)] == ["triggered"]
+    triggered = e.orders[stop.id]
+    assert triggered.in_book and triggered.price == D("99.2") and triggered.deal_size == 0

@@ -18,7 +18,7 @@ from typing import ClassVar, TypeVar
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._analysis import analyse_condition, crosses_atoms
 from rules_engine.compiler._model import MarketSnapshot
-from rules_engine.compiler._safety import bracket_problem
+from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
 from rules_engine.compiler._vocab import (
     BOOK_FUNCTIONS,
     DAYS,
@@ -666,12 +666,16 @@ class RuleCompiler:
             )
             ok = False
 
+        good, limit = self._stop_limit(place, price, info)
+        ok = good and ok
+
         tif, post_only, hidden = self._options(place, otype)
         if tif is None:
             ok = False
 
         if isinstance(price, M.Const):
-            ok = self._check_price(price.value, place.price, info, side, "price") and ok
+            what = "trigger price" if otype == "stop" else "price"
+            ok = self._check_price(price.value, place.price, info, side, what) and ok
         if size is not None:
             self._check_value(size, price, place, info)
 
@@ -693,7 +697,50 @@ class RuleCompiler:
             post_only=post_only,
             hidden=hidden,
             stop_loss=stop,
+            limit=limit,
         )
+
+    def _stop_limit(
+        self, place: A.Place, trigger: M.Value | None, info: SymbolInfo
+    ) -> tuple[bool, M.Value | None]:
+        """A stop-limit's limit price (`... at 61000 limit 60900`, None without one), checked
+        against the symbol's ticks and its side of the trigger; False when it is wrong."""
+        node = place.limit
+        if node is None:
+            return True, None
+        otype, side = place.order_type.text, place.side.text
+        if otype != "stop":
+            self._report(
+                node.span,
+                "E309",
+                "`limit PRICE` belongs to a stop order: `place stop sell 0.01 at 61000 limit "
+                "60900`"
+                + ("; a limit order's price is its `at`" if otype == "limit" else ""),
+            )
+            return False, None
+        try:
+            limit = self._value(node)
+        except _Bad:
+            return False, None
+        if isinstance(limit, M.Const) and not self._check_price(
+            limit.value, node, info, side, "limit price"
+        ):
+            return False, None
+        problem = None if trigger is None else stop_limit_problem(
+            trigger, limit, side, info.symbol)
+        if problem is not None:
+            sell = side == "sell"
+            moving, where = ("falls", "at or below") if sell else ("rises", "at or above")
+            self._report(
+                node.span,
+                "E314",
+                f"{problem}: once triggered it rests "
+                f"{'above' if sell else 'below'} the market and does not {side} while the "
+                f"price {moving} on; its limit belongs {where} the trigger (`place stop "
+                f"{side} 0.01 at 61000 limit {'60900' if sell else '61100'}`)",
+            )
+            return False, None
+        return True, limit
 
     def _options(self, place: A.Place, otype: str) -> tuple[str | None, bool, bool]:
         seen: dict[str, A.Word] = {}
@@ -715,7 +762,7 @@ class RuleCompiler:
                     f"on the book, an {clash[0]} order never rests",
                 )
                 ok = False
-        if otype != "limit":
+        if otype != "limit" and place.limit is None:  # a stop-limit takes them too
             for name in ("post-only", "ioc", "fok", "hidden"):
                 if name in seen:
                     self._report(

@@ -191,6 +191,13 @@ class OrderSpec(NamedTuple):
     post_only: bool
     hidden: bool
     stop_loss: Value | None  # the engine-held stop of a bracket
+    limit: Value | None = None  # a stop-limit's limit price (`price` is then its trigger)
+
+    def __repr__(self) -> str:
+        # Without a limit the text is the one of before stop-limits existed: a rule's
+        # canonical text, hence its fingerprint and an unnamed rule's identity, must not change.
+        shown = [f for f in self._fields if f != "limit" or self.limit is not None]
+        return "OrderSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
 
 
 class PlaceAction(NamedTuple):

@@ -28,6 +28,7 @@ __all__ = [
     "SafetyLimits",
     "bracket_problem",
     "check_file",
+    "stop_limit_problem",
 ]
 
 TAKER_MARGIN = Decimal("0.005")  # W704: a limit price this far past the market takes at once
@@ -112,6 +113,23 @@ def _bracket_problem(take_profit: M.Value | None, stop: M.Value, symbol: str) ->
             "the entry fills"
         )
     return None
+
+
+def stop_limit_problem(trigger: M.Value, limit: M.Value, side: str, symbol: str) -> str | None:
+    """Why a stop-limit's limit price is on the wrong side of its trigger (a sell's above it,
+    a buy's below it), or None when it may not be. Decided only where it holds for every
+    price: two constants, or two prices linear in the same anchor."""
+    with localcontext() as ctx:
+        ctx.traps[InvalidOperation] = ctx.traps[Overflow] = ctx.traps[DivisionByZero] = False
+        trig, lim = linear(trigger, symbol), linear(limit, symbol)
+        if trig is None or lim is None or trig.anchor != lim.anchor:
+            return None
+        high, low = (lim, trig) if side == "sell" else (trig, lim)
+        strictly = high.factor != low.factor or high.offset != low.offset
+        if high.factor >= low.factor and high.offset >= low.offset and strictly:
+            return ("this stop-limit sell's limit is above its trigger" if side == "sell"
+                    else "this stop-limit buy's limit is below its trigger")
+        return None
 
 
 def _below_anchor(price: Linear) -> bool:
@@ -388,7 +406,8 @@ def _check_stop_side(entry: _Order, source: SourceFile, report: Report) -> None:
             return
         anchor = "the market" if price.anchor == MARKET else "the parent's fill price"
         why = f"{written} is {'at or above' if sell else 'at or below'} {anchor}"
-    value = f" and sends a market {order.side} of {_describe_size(entry)}"
+    kind = "market" if order.limit is None else "limit"
+    value = f" and sends a {kind} {order.side} of {_describe_size(entry)}"
     report(
         entry.place.price.span,
         "W703",

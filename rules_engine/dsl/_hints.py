@@ -113,9 +113,10 @@ _CONSTRUCTS: list[tuple[re.Pattern[str], str | None, str]] = [
     (
         re.compile(r"(?i)\bstop[-_ ]?limit\b"),
         None,
-        "there is no stop-limit order: `place stop buy|sell SIZE at TRIGGER` sends a KuCoin "
-        "stop order that trades at market once triggered, and `stop-loss at PRICE` beside a "
-        "`place limit sell` makes a bracket",
+        "a stop-limit is written `place stop buy|sell SIZE at TRIGGER limit PRICE`: a KuCoin "
+        "stop order that rests as a limit order at PRICE once triggered (without `limit` it "
+        "trades at market), and `stop-loss at PRICE` beside a `place limit sell` makes a "
+        "bracket",
     ),
     (
         re.compile(r"(?i)\btake[-_ ]?profit\b"),

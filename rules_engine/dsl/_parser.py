@@ -186,11 +186,15 @@ class _AstBuilder:
     def price(self, expr: A.Expr) -> tuple[str, A.Expr]:
         return ("at", expr)
 
+    def limit_price(self, expr: A.Expr) -> tuple[str, A.Expr]:
+        return ("limit", expr)
+
     def trail(self, expr: A.Expr) -> tuple[str, A.Expr]:
         return ("by", expr)
 
     def place(self, order_type: Token, side: Token, size: A.Size, *rest: Any) -> A.Place:
         price: A.Expr | None = None
+        limit: A.Expr | None = None
         trail: A.Expr | None = None
         options: list[A.Word] = []
         end = size.span
@@ -201,11 +205,15 @@ class _AstBuilder:
             elif item[0] == "at":
                 price = item[1]
                 end = item[1].span
+            elif item[0] == "limit":
+                limit = item[1]
+                end = item[1].span
             else:
                 trail = item[1]
                 end = item[1].span
         otype = _word(order_type)
-        return A.Place(otype, _word(side), size, price, trail, tuple(options), otype.span.to(end))
+        return A.Place(otype, _word(side), size, price, trail, tuple(options), otype.span.to(end),
+                       limit)
 
     def stop_loss(self, kw: Token, price: A.Expr) -> A.StopLoss:
         return A.StopLoss(price, _span(kw).to(price.span))

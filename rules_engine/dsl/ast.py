@@ -185,6 +185,7 @@ class Place(NamedTuple):
     trail: Expr | None
     options: tuple[Word, ...]
     span: Span
+    limit: Expr | None = None  # a stop-limit's limit price (`... at 61000 limit 60900`)
 
 
 class StopLoss(NamedTuple):

@@ -2,7 +2,8 @@
 
 Rounding is the brief's: prices to `priceIncrement` in the trader's favour (a buy down, a
 sell up; a stop's trigger toward the market, so it triggers no later than written, which is
-the same direction), sizes and funds down to their increments. An order that would break
+the same direction; a stop-limit's limit as a limit price), sizes and funds down to their
+increments. An order that would break
 `baseMinSize`, `baseMaxSize`, `quoteMinSize`, `quoteMaxSize` or `minFunds` is not sent: the
 result is `Blocked` with the reason, and the watcher marks the rule blocked.
 """
@@ -28,7 +29,7 @@ class OrderIntent(NamedTuple):
     order_type: str  # market | limit | stop | trailing-stop
     size: Decimal | None  # base size; None for a market order by funds
     funds: Decimal | None  # quote funds of a market order by funds
-    price: Decimal | None  # limit price
+    price: Decimal | None  # limit price (of a limit order, or of a stop-limit once triggered)
     stop_price: Decimal | None  # trigger of a stop order
     trail: Decimal | None
     time_in_force: str
@@ -73,6 +74,22 @@ def resolve_order(
             price = rounded
         else:
             stop_price = rounded
+    if order.order_type == "stop" and order.limit is not None:
+        # A stop-limit: its limit rounded like a limit price (a sell's up, a buy's down), and
+        # kept on its side of the trigger, or the order would rest away from the market.
+        raw = value(order.limit, market, fill)
+        if raw is None:
+            return Blocked("the order's limit price depends on data that is not fresh")
+        if raw <= 0:
+            return Blocked(f"the computed limit price {plain(raw)} is not above zero")
+        price = _round(raw, info.price_increment, up=sell)
+        assert stop_price is not None
+        if (price > stop_price) if sell else (price < stop_price):
+            return Blocked(
+                f"the limit price {plain(price)} is {'above' if sell else 'below'} the "
+                f"trigger {plain(stop_price)}: a stop {order.side}'s limit belongs "
+                f"{'at or below' if sell else 'at or above'} its trigger"
+            )
     size: Decimal | None = None
     funds: Decimal | None = None
     spec = order.size

@@ -34,8 +34,10 @@ def order_body(
     window_ms: int = DEFAULT_WINDOW_MS,
 ) -> dict[str, Any]:
     """KuCoin's order fields for a resolved intent (decimals as strings, as KuCoin wants).
-    A stop order is a stop-market order for the stop-order endpoint (`stop` loss for a sell:
-    it triggers when last <= stopPrice; entry for a buy), which has no deadline window."""
+    A stop order goes to the stop-order endpoint (`stop` loss for a sell: it triggers when
+    last <= stopPrice; entry for a buy), which has no deadline window: a stop-market order,
+    or with a limit price (`price`) a stop-limit, which rests as a limit order once
+    triggered."""
     if intent.order_type == "stop":
         return _stop_body(intent, client_oid)
     if intent.order_type not in ("market", "limit"):
@@ -69,11 +71,19 @@ def _stop_body(intent: OrderIntent, client_oid: str) -> dict[str, Any]:
         "clientOid": client_oid,
         "symbol": intent.symbol,
         "side": intent.side,
-        "type": "market",
+        "type": "market" if intent.price is None else "limit",
         "stop": "loss" if intent.side == "sell" else "entry",
         "stopPrice": format(intent.stop_price, "f"),
     }
-    if intent.funds is not None:
+    if intent.price is not None:  # a stop-limit
+        body["price"] = format(intent.price, "f")
+        body["size"] = format(intent.size, "f")
+        body["timeInForce"] = intent.time_in_force
+        if intent.post_only:
+            body["postOnly"] = True
+        if intent.hidden:
+            body["hidden"] = True
+    elif intent.funds is not None:
         body["funds"] = format(intent.funds, "f")
     else:
         body["size"] = format(intent.size, "f")

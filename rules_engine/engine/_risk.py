@@ -91,7 +91,8 @@ def value_order(
     if intent.order_type == "limit" and intent.price is not None and intent.size is not None:
         return intent.price * intent.size
     if intent.order_type == "stop" and intent.stop_price is not None and intent.size is not None:
-        return intent.stop_price * intent.size
+        # a stop-limit buy may pay up to its limit, above the trigger
+        return max(intent.stop_price, intent.price or intent.stop_price) * intent.size
     if intent.funds is not None and max_slippage is None:
         return intent.funds
     if far_side is None:

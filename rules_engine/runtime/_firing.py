@@ -237,7 +237,7 @@ class Firing:
         order_row = {
             "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
             "order_type": resolved.order_type,
-            "price": mark if held else resolved.price or resolved.stop_price,
+            "price": mark if held else resolved.stop_price or resolved.price,  # a stop's trigger
             "size": resolved.size, "funds": resolved.funds,
             "status": "held" if held else "pending",
             "filled_size": Decimal(0), "filled_value": Decimal(0), "family": family,

@@ -132,11 +132,18 @@ class KucoinVenue:
     async def cancel(self, oid: str, symbol: str, family: str,
                      exchange_id: str | None) -> Outcome:
         """Cancel by clientOid (a stop order by its id: KuCoin's stop cancel takes the id;
-        one whose id is unknown yet answers ABSENT: look it up first)."""
+        one whose id is unknown yet answers ABSENT: look it up first). A stop-limit that has
+        triggered rests as an ordinary order with the same clientOid: when the stop-order
+        endpoint does not cancel it, it is cancelled there (the first answer stands if that
+        fails too)."""
         if family == "stop":
             if exchange_id is None:
                 return Outcome(Action.ABSENT, None, "the stop order's id is not known yet", None)
-            return await self._calls.cancel_stop(exchange_id)
+            stop = await self._calls.cancel_stop(exchange_id)
+            if stop.action not in (Action.ABSENT, Action.REJECT):
+                return stop
+            triggered = await self._orders.cancel_by_client_oid(oid, symbol)
+            return triggered if triggered.action is Action.OK else stop
         return await self._orders.cancel_by_client_oid(oid, symbol)
 
     async def look_up(self, oid: str, symbol: str, family: str) -> Seen:
