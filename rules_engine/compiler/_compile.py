@@ -19,6 +19,8 @@ from rules_engine.compiler import _model as M
 from rules_engine.compiler._analysis import analyse_condition, crosses_atoms
 from rules_engine.compiler._model import MarketSnapshot
 from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
+from rules_engine.compiler._templates import PLACEHOLDERS
+from rules_engine.compiler._templates import parse as parse_template
 from rules_engine.compiler._vocab import (
     BOOK_FUNCTIONS,
     DAYS,
@@ -88,6 +90,32 @@ class RuleCompiler:
     def _fail(self, span: A.Span, code: str, message: str) -> _Bad:
         self._report(span, code, message)
         return _Bad()
+
+    def _check_template(self, clause: A.Notify, symbol: str | None, places: bool,
+                        after: A.After | None) -> None:
+        """E608: a placeholder that is not one (or a malformed brace); E609: one that has no
+        value in this rule. `chain` is checked here as `filled`; the parent's own `after`
+        is a cross-rule check (compiler/_program.py)."""
+        parts, errors = parse_template(clause.text)
+        for error in errors:
+            self._report(_template_span(self.source, clause.span, clause.text, error.offset,
+                                        error.length), "E608", error.message)
+        has = {"always": True, "symbol": symbol is not None, "order": places,
+               "after": after is not None, "filled": self._chained, "chain": self._chained}
+        for part in parts:
+            if not part.name:
+                continue
+            span = _template_span(self.source, clause.span, clause.text, part.offset,
+                                  len(part.name) + 2)
+            known = PLACEHOLDERS.get(part.name)
+            if known is None:
+                hint = _did_you_mean(part.name, PLACEHOLDERS)
+                self._report(span, "E608", f"unknown placeholder {{{part.name}}}{hint}: the "
+                             f"placeholders are {', '.join(sorted(PLACEHOLDERS))} "
+                             "(docs/language.md); write `{{` for a literal brace")
+            elif not has[known.scope]:
+                self._report(span, "E609", f"{{{part.name}}} has a value only in "
+                             f"{_SCOPE_NEEDS[known.scope]}: remove it, or add what it needs")
 
     # ------------------------------------------------------------ rules
 
@@ -163,6 +191,7 @@ class RuleCompiler:
             elif isinstance(clause, A.Notify):
                 if not clause.text.strip():
                     self._report(clause.span, "W607", "empty notification text")
+                self._check_template(clause, symbol, place is not None, after)
                 actions.append(M.NotifyAction(clause.text))
 
         if not actions and not any(
@@ -1254,6 +1283,27 @@ def _fmt(value: Decimal) -> str:
 
 def _num(value: M.Value) -> str:
     return _fmt(value.value) if isinstance(value, M.Const) else "N"
+
+
+_SCOPE_NEEDS = {
+    "symbol": "a rule with a symbol (`on SYMBOL`, or one in its condition or order)",
+    "order": "a rule that places an order",
+    "after": "a rule `after R ...`",
+    "filled": "a rule `after R filled`",
+    "chain": "a rule `after EXIT filled` whose EXIT is itself `after ENTRY filled`",
+}
+
+
+def _template_span(source: SourceFile, span: A.Span, text: str, offset: int,
+                   length: int) -> A.Span:
+    """The placeholder's own span when the string has no escapes (its text is as written
+    on its line), else the whole string's."""
+    line = source.line(span.line)
+    raw = line[span.column - 1:span.end_column - 1] if span.line == span.end_line else ""
+    if raw[1:-1] != text:
+        return span
+    start = span.column + 1 + offset
+    return A.Span(span.line, start, span.line, start + length)
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:

@@ -14,6 +14,8 @@ from rules_engine.compiler import _model as M
 from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler, _did_you_mean
 from rules_engine.compiler._safety import SafetyLimits, check_file
 from rules_engine.compiler._snapshot import shipped_symbols
+from rules_engine.compiler._templates import names as template_names
+from rules_engine.compiler._templates import pnl_chain
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.dsl import Diagnostic, Severity, SourceFile, parse
 from rules_engine.dsl._parser import gc_paused
@@ -182,6 +184,20 @@ def _cross_rule_checks(results: Iterable[tuple[SourceFile, _FileResult]]) -> lis
                             "no order",
                         )
                     )
+    by_identity = {r.identity: r for _, result in results for r in result.rules}
+    for source, result in results:
+        for rule in result.rules:
+            if rule.after is None or rule.after[1] != "filled":
+                continue  # without `after R filled`, {pnl} was reported by the rule's compile
+            if not any(isinstance(a, M.NotifyAction) and "pnl" in template_names(a.text)
+                       for a in rule.actions):
+                continue
+            chain = pnl_chain(rule, by_identity)
+            if isinstance(chain, str):
+                out.append(Diagnostic(
+                    source.path, rule.span, "E609", Severity.ERROR,
+                    f"{{pnl}} needs a chain ENTRY -> EXIT -> this rule (`after EXIT filled`, "
+                    f"EXIT `after ENTRY filled`, on opposite sides): {rule.identity} {chain}"))
     # cycles of `after`
     reported: set[str] = set()
     for start in parents:

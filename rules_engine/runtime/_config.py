@@ -22,10 +22,46 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from rules_engine.engine._risk import Limits
 
-__all__ = ["ConfigError", "RiskLimits", "WatcherConfig", "is_loopback", "load_config"]
+__all__ = ["ConfigError", "RiskLimits", "WatcherConfig", "Webhook", "is_loopback", "load_config"]
 
 class ConfigError(Exception):
     """A configuration that cannot run: the message names the key and the fix."""
+
+
+class Webhook(BaseModel):
+    """One `[[webhooks]]` entry: where each `notify` is POSTed, in which service's shape
+    (docs/operations.md, Notifications). A bare URL string is the `json` format. Error
+    messages never repeat the URL: its path often holds a token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    format: Literal["json", "discord", "slack", "telegram"] = Field(
+        default="json",
+        description='json: {"rule","text","at",...}; discord: {"content"}; slack: {"text"}; '
+                    'telegram: Bot API sendMessage {"chat_id","text"}',
+    )
+    chat_id: str | int | None = Field(
+        default=None, description="telegram only: the chat the bot writes to"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("webhooks are http:// or https:// URLs")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.format == "telegram":
+            if self.chat_id is None or str(self.chat_id).strip() == "":
+                raise ValueError("a telegram webhook needs chat_id (the chat the bot writes "
+                                 "to; docs/operations.md says how to find it)")
+            if not urlsplit(self.url).path.endswith("/sendMessage"):
+                raise ValueError("a telegram webhook's url is "
+                                 "https://api.telegram.org/bot<TOKEN>/sendMessage")
+        elif self.chat_id is not None:
+            raise ValueError(f"chat_id is for telegram webhooks only, not {self.format}")
 
 
 class RiskLimits(BaseModel):
@@ -109,8 +145,10 @@ class WatcherConfig(BaseSettings):
         default=120.0, ge=0,
         description="how long a start waits for an exchange that is down or rate-limiting",
     )
-    webhooks: list[str] = Field(
-        default_factory=list, description="URLs each `notify` is POSTed to (JSON)"
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        description="where each `notify` is POSTed: URLs (JSON), or [[webhooks]] tables "
+                    "with url and format (json, discord, slack, telegram)",
     )
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
     webhook_attempts: int = Field(default=4, ge=1, le=20)
@@ -128,12 +166,12 @@ class WatcherConfig(BaseSettings):
     sandbox_seed: int = 1
     sandbox_speed: float = Field(default=1.0, gt=0)
 
-    @field_validator("webhooks")
+    @field_validator("webhooks", mode="before")
     @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        bad = [url for url in value if not url.startswith(("http://", "https://"))]
-        if bad:
-            raise ValueError("webhooks are http:// or https:// URLs")
+    def _plain_urls(cls, value: Any) -> Any:
+        """`webhooks = ["https://..."]` as before: each URL is a `json` webhook."""
+        if isinstance(value, list):
+            return [{"url": v} if isinstance(v, str) else v for v in value]
         return value
 
     @field_validator("max_age")

@@ -173,13 +173,20 @@ class Firing:
                 return
             self.fired += 1
             self.ctx.emit("fired", {"rule": identity, "firing": number})
-            self.actions.notify(rule, now)
+            self._notify(rule, number, None, decision, now)
             self._armed(arms, now)
             return
         if self._place(rule, number, oid, resolved, value, leg, decision, inputs, now,
                        again=again, also=also, events=events):
-            self.actions.notify(rule, now)
+            self._notify(rule, number, resolved, decision, now)
             self._armed(arms, now)
+
+    def _notify(self, rule: CompiledRule, number: int, order: OrderIntent | None,
+                decision: Decision, now: datetime) -> None:
+        arm = decision.arm
+        self.actions.notify(rule, now, number, order,
+                            arm.fill if arm is not None else None,
+                            arm.parent_firing if arm is not None else None, self.rules.rules)
 
     def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
                       now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:

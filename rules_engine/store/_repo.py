@@ -958,6 +958,12 @@ class Store:
         with self.session() as session:
             return session.scalars(select(Firing).where(Firing.client_oid == oid)).one_or_none()
 
+    def firing(self, identity: str, number: int) -> Firing | None:
+        """A rule's firing by its number (one indexed lookup; `{pnl}` reads the exit's)."""
+        with self.session() as session:
+            return session.scalars(select(Firing).where(
+                Firing.identity == identity, Firing.number == number)).one_or_none()
+
     def firings(self) -> list[Firing]:
         with self.session() as session:
             return list(session.scalars(select(Firing).order_by(Firing.id)))
