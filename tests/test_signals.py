@@ -147,3 +147,46 @@ def test_the_config_validates_signals_and_never_shows_the_secret() -> None:
         load_config(None, {"signals": {"breakout": {"secret": "short"}}})
     with pytest.raises(ConfigError, match="signal names"):
         load_config(None, {"signals": {"bad name": {"secret": SECRET}}})
+
+
+def test_a_window_that_ends_steps_the_rules_that_read_the_signal() -> None:
+    from rules_engine.compiler import compile_sources
+    from rules_engine.dsl import SourceFile
+    from rules_engine.engine import RuleIndex, initial_state, step
+    from rules_engine.runtime._market import MarketState
+
+    text = ('rule quiet on BTC-USDT:\n    when not signal "breakout" within 10s\n'
+            '    notify "no breakout for 10s"\n')
+    (rule,) = compile_sources([SourceFile("q.rules", text)]).rules
+    index = RuleIndex([rule])
+    market = MarketState(index.leaves())
+    t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    state = initial_state(rule, t0)
+    changes = market.signal("breakout", t0, [10])
+    assert [r.identity for c in changes for r in index.affected(c.leaf, c.old, c.new)] \
+        == ["quiet"]
+    state, decision = step(rule, state, market.values, t0)
+    assert decision is None  # the signal is young: `not signal` is false
+    assert market.lapsed(t0 + timedelta(seconds=10)) == []
+    lapsed = market.lapsed(t0 + timedelta(seconds=11))
+    selected = [r for c in lapsed for r in index.affected(c.leaf, c.old, c.new)]
+    assert selected == [rule]
+    _, decision = step(rule, state, market.values, t0 + timedelta(seconds=11))
+    assert decision is not None and decision.kind == "fire"
+
+
+def test_lint_checks_signal_names_against_the_config_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rules_engine.cli import main
+
+    rules = tmp_path / "s.rules"
+    rules.write_text('rule s on BTC-USDT:\n    when signal "braekout"\n'
+                     "    place market buy 0.001\n")
+    config = tmp_path / "w.toml"
+    config.write_text(f'[signals.breakout]\nsecret = "{SECRET}"\n')
+    main(["lint", str(rules)])
+    assert "W112" not in capsys.readouterr().out  # no config: names not checked
+    main(["lint", str(rules), "--config", str(config)])
+    out = capsys.readouterr().out
+    assert "W112" in out and "[signals.braekout]" in out and SECRET not in out
