@@ -18,6 +18,7 @@ DOC = (ROOT / "docs" / "diagnostics.md").read_text()
 SECTION = re.compile(r"^### ([EWN]\d{3}) .*?(?=^### |^## |\Z)", re.MULTILINE | re.DOTALL)
 BLOCK = re.compile(r"(Bad|Fix):\n```rules\n(.*?)```", re.DOTALL)
 MARKET = MarketSnapshot({"BTC-USDT": Decimal(60000)}, datetime(2026, 1, 1, tzinfo=UTC))
+SIGNALS = frozenset({"breakout"})  # the signals of the config the examples are linted with
 
 
 def sections() -> dict[str, dict[str, str]]:
@@ -36,7 +37,8 @@ def emitted_codes() -> set[str]:
 
 def lint(text: str) -> list[tuple[str, bool]]:
     data = text.encode().replace(b"\\xe9", b"\xe9")
-    program = compile_sources([SourceFile.from_bytes("doc.rules", data)], market=MARKET)
+    program = compile_sources([SourceFile.from_bytes("doc.rules", data)], market=MARKET,
+                              signals=SIGNALS)
     return [(d.code, d.is_error) for d in program.diagnostics]
 
 

@@ -20,7 +20,7 @@ from rules_engine.dsl import SourceFile
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden"
-FILES = ["indicators", "orders", "schedules"]
+FILES = ["indicators", "orders", "schedules", "signals"]
 
 
 def rendered(stem: str) -> str:

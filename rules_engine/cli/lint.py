@@ -113,7 +113,7 @@ def run_lint(args: argparse.Namespace) -> int:
             sources.append(SourceFile.read(path, display=str(path)))
         except OSError as err:
             raise LintUsageError(f"cannot read {path}: {err.strerror or err}") from None
-    compiler = Compiler(symbols, market, _limits(args))
+    compiler = Compiler(symbols, market, _limits(args), signals=_signals(args))
     if args.fix or args.diff:
         fixed, count = _fixed(compiler, sources)
         if args.diff:
@@ -267,6 +267,20 @@ def _amount(text: object, where: str) -> Decimal:
     if not value.is_finite() or value <= 0:
         raise LintUsageError(f"{where} must be an amount above zero, not {text!r}")
     return value
+
+
+def _signals(args: argparse.Namespace) -> frozenset[str] | None:
+    """`--config`'s [signals] names (W112 for any other a rule waits for); None: no config,
+    so the names are not checked."""
+    if not getattr(args, "config", None):
+        return None
+    try:
+        with open(args.config, "rb") as f:
+            document = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # `_limits` reads the same file and reports the problem
+    signals = document.get("signals", {})
+    return frozenset(signals) if isinstance(signals, dict) else None
 
 
 def _limits(args: argparse.Namespace) -> SafetyLimits:

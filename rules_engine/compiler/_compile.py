@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ _FAR_FROM_MARKET = Decimal("0.10")  # W602: a literal limit price more than 10% 
 MAX_NESTING = 50  # E009: operators, negations and calls inside one another, in one expression
 MAX_DURATION_S = 36500 * 86400  # E204: a hundred years; longer ones overflow the clock's dates
 MAX_FIRINGS = 1_000_000  # E409
+SIGNAL_WINDOW_S = 60  # `signal "NAME"` without `within`: true for a minute after it arrived
+SIGNAL_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")  # E111: a TOML bare key, short in the meta table
 
 
 class _Bad(Exception):
@@ -62,10 +65,12 @@ class RuleCompiler:
         source: SourceFile,
         symbols: SymbolTable,
         market: MarketSnapshot | None = None,
+        signals: frozenset[str] | None = None,
     ) -> None:
         self.source = source
         self.symbols = symbols
         self.market = market
+        self.signals = signals  # the configured signal names; None: not known (no W112)
         self.diagnostics: list[Diagnostic] = []
         self._reported: set[tuple[str, A.Span]] = set()
         self._errors = 0
@@ -369,11 +374,34 @@ class RuleCompiler:
             value, low = self._pct_pair(expr.operand, value, expr.low, low)
             value, high = self._pct_pair(expr.operand, value, expr.high, high)
             return M.All((M.Compare(">=", value, low), M.Compare("<=", value, high)))
+        if isinstance(expr, A.SignalRef):
+            return self._signal(expr)
         raise self._fail(
             expr.span,
             "E201",
             "expected a condition (such as `bid < 60000`), found a value",
         )
+
+    def _signal(self, expr: A.SignalRef) -> M.Signaled:
+        """`signal "NAME" [within D]` (docs/language.md, Signals)."""
+        if not SIGNAL_NAME.fullmatch(expr.name):
+            raise self._fail(
+                expr.name_span,
+                "E111",
+                f"{expr.name!r} is not a signal name: write 1 to 40 letters, digits, `_` or "
+                '`-` (`signal "breakout"`), the name of its [signals.NAME] table in the config',
+            )
+        window = SIGNAL_WINDOW_S
+        if expr.window is not None:
+            window = self._positive_duration(expr.window)
+        if self.signals is not None and expr.name not in self.signals:
+            self._report(
+                expr.name_span,
+                "W112",
+                f"signal {expr.name!r} is not configured, so it never arrives: add "
+                f'[signals.{expr.name}] with secret = "..." to the watcher\'s config',
+            )
+        return M.Signaled(M.Signal(expr.name), window)
 
     def _both(
         self, compile_one: Callable[[A.Expr], _T], left: A.Expr, right: A.Expr

@@ -42,6 +42,8 @@ __all__ = [
     "OrderSpec",
     "PlaceAction",
     "Schedule",
+    "Signal",
+    "Signaled",
     "SizeSpec",
     "Value",
     "Window",
@@ -166,7 +168,22 @@ class Negation(NamedTuple):
     operand: Cond
 
 
-Cond = Compare | Crosses | All | AnyOf | Negation
+class Signal(NamedTuple):
+    """The market leaf of an inbound signal (`POST /signal`): its value is the watcher's time
+    of the latest accepted one, in seconds since the epoch; absent until one arrived."""
+
+    name: str
+
+
+class Signaled(NamedTuple):
+    """`signal "NAME" within D`: a signal of that name arrived at most `window_seconds` ago
+    and the rule has not fired on it yet. Never unknown: a signal never seen is false."""
+
+    signal: Signal
+    window_seconds: int
+
+
+Cond = Compare | Crosses | All | AnyOf | Negation | Signaled
 
 # ------------------------------------------------------------------ actions
 
@@ -318,6 +335,8 @@ def label(value: object) -> str:
         return f"{value.symbol} {value.side}_depth({(value.pct * 100).normalize():f}%)"
     if isinstance(value, Fill):
         return value.kind
+    if isinstance(value, Signal):
+        return f'signal "{value.name}"'
     if isinstance(value, Arith) and isinstance(value.left, Field) and value.left.name == "spread":
         return f"{value.left.symbol} spread"
     return "the value"

@@ -41,10 +41,12 @@ class Compiler:
         symbols: SymbolTable,
         market: MarketSnapshot | None = None,
         limits: SafetyLimits | None = None,
+        signals: frozenset[str] | None = None,
     ) -> None:
         self.symbols = symbols
         self.market = market
         self.limits = limits or SafetyLimits()
+        self.signals = signals  # configured signal names (W112); None: unknown, not checked
         joined: dict[str, str | None] = {}
         for symbol in symbols:  # BTCUSDT -> BTC-USDT, for E014; ambiguous spellings dropped
             key = symbol.replace("-", "")
@@ -60,7 +62,7 @@ class Compiler:
             return cached
         self.parses += 1
         parsed = parse(source, self._joined)
-        compiler = RuleCompiler(source, self.symbols, self.market)
+        compiler = RuleCompiler(source, self.symbols, self.market, self.signals)
         rules = []
         pairs = []
         with gc_paused():  # everything built here survives: a collection would find nothing
@@ -231,8 +233,9 @@ def compile_sources(
     symbols: SymbolTable | None = None,
     market: MarketSnapshot | None = None,
     limits: SafetyLimits | None = None,
+    signals: frozenset[str] | None = None,
 ) -> M.CompiledProgram:
     """Parse, compile and check `sources` together (the shipped symbols snapshot by default)."""
     if symbols is None:
         symbols = shipped_symbols()
-    return Compiler(symbols, market, limits).compile(sources)
+    return Compiler(symbols, market, limits, signals).compile(sources)

@@ -6,6 +6,7 @@
     GET  /metrics      Prometheus text (`_metrics.py`)
     POST /api/halt     the kill switch, as `rules-engine halt` writes it
     POST /api/resume   lifting it, as `rules-engine resume`
+    POST /signal       an inbound signal (`_signals.py`), only when signals are configured
 
 `make_app(store, snapshot=..., token=...)` is reusable: `rules-engine dashboard` serves it over
 a store, `rules-engine run --http` mounts it with the watcher's `snapshot()` as the live part.
@@ -43,6 +44,7 @@ class _Context:
     snapshot: Snapshot | None
     token: str | None
     poll_s: float
+    signals: Any = None  # a `_signals.SignalGate`, or None: `/signal` is off
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -87,15 +89,17 @@ def parse_bind(text: str, token: str | None) -> Bind:
 
 
 def make_app(store: Any, *, snapshot: Snapshot | None = None, token: str | None = None,
-             poll_s: float = 0.5) -> web.Application:
+             poll_s: float = 0.5, signals: Any = None) -> web.Application:
     app = web.Application()
-    app[CONTEXT] = _Context(store, snapshot, token, poll_s)
+    app[CONTEXT] = _Context(store, snapshot, token, poll_s, signals)
     app.router.add_get("/", _page)
     app.router.add_get("/api/state", _state)
     app.router.add_get("/events", _events)
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/api/halt", _halt)
     app.router.add_post("/api/resume", _resume)
+    if signals is not None and signals.specs:
+        app.router.add_post("/signal", _signal)
     app.on_shutdown.append(_close_streams)
     return app
 
@@ -240,11 +244,21 @@ async def _resume(request: web.Request) -> web.Response:
     return web.json_response({"resumed": lifted})
 
 
+async def _signal(request: web.Request) -> web.Response:
+    """An inbound signal: authenticated by its own secret, not by the dashboard's token (an
+    alert service cannot add headers)."""
+    from rules_engine.dashboard._signals import handle_signal
+
+    context = request.app[CONTEXT]
+    return await handle_signal(request, context.signals, context.store)
+
+
 @contextlib.asynccontextmanager
 async def serve_dashboard(store: Any, bind: Bind, *, snapshot: Snapshot | None = None,
-                          poll_s: float = 0.5) -> AsyncIterator[str]:
-    """Serve the dashboard on the running loop; yields its URL (a free port for port 0)."""
-    app = make_app(store, snapshot=snapshot, token=bind.token, poll_s=poll_s)
+                          poll_s: float = 0.5, signals: Any = None) -> AsyncIterator[str]:
+    """Serve the dashboard on the running loop; yields its URL (a free port for port 0).
+    `signals`: a `SignalGate` that turns `POST /signal` on."""
+    app = make_app(store, snapshot=snapshot, token=bind.token, poll_s=poll_s, signals=signals)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, bind.host, bind.port)

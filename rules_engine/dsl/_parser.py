@@ -75,6 +75,8 @@ KEYWORDS = frozenset(
         "above",
         "below",
         "between",
+        "signal",
+        "within",
     ]
 )
 
@@ -159,6 +161,15 @@ class _AstBuilder:
 
     def not_(self, kw: Token, operand: A.Expr) -> A.Not:
         return A.Not(operand, _span(kw).to(operand.span))
+
+    def signal(self, kw: Token, name: Token, window: A.Dur | None = None) -> A.SignalRef:
+        raw = name.value[1:-1]
+        text = re.sub(r"\\(.)", r"\1", raw)
+        end = window.span if window is not None else _span(name)
+        return A.SignalRef(text, window, _span(kw).to(end), _span(name))
+
+    def within(self, tok: Token) -> A.Dur:
+        return A.Dur(tok.value, _span(tok))
 
     # ---- keyword groups (`!rule`s keep their single token)
     def order_type(self, tok: Token) -> Token:

@@ -36,6 +36,7 @@ __all__ = [
     "Place",
     "Repeat",
     "RuleNode",
+    "SignalRef",
     "Size",
     "Span",
     "StopLoss",
@@ -157,7 +158,19 @@ class Not(NamedTuple):
     span: Span
 
 
-Expr = Num | Pct | Dur | FieldRef | Call | Bin | Neg | Cmp | Cross | Between | BoolOp | Not
+class SignalRef(NamedTuple):
+    """`signal "breakout" [within 5m]`: an inbound signal received within the window."""
+
+    name: str
+    window: Dur | None
+    span: Span
+    name_span: Span
+
+
+Expr = (
+    Num | Pct | Dur | FieldRef | Call | Bin | Neg | Cmp | Cross | Between | BoolOp | Not
+    | SignalRef
+)
 
 # ------------------------------------------------------------------ clauses
 

@@ -46,6 +46,7 @@ def dump_state(state: RuleState) -> dict[str, Any]:
             }
             for arm in state.arms
         ],
+        **({"signal_mark": str(state.signal_mark)} if state.signal_mark is not None else {}),
     }
 
 
@@ -73,6 +74,7 @@ def load_state(data: dict[str, Any]) -> RuleState:
             )
             for a in data.get("arms", ())
         ),
+        signal_mark=None if data.get("signal_mark") is None else Decimal(data["signal_mark"]),
     )
 
 

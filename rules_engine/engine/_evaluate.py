@@ -40,7 +40,15 @@ from typing import NamedTuple
 
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
-from rules_engine.engine._values import Fill, Market, leaves, truth, value
+from rules_engine.engine._values import (
+    Fill,
+    Market,
+    epoch_seconds,
+    leaves,
+    signal_atoms,
+    truth,
+    value,
+)
 
 __all__ = [
     "RULE_TRANSITIONS",
@@ -112,6 +120,9 @@ class RuleState(NamedTuple):
     rearm_at: datetime | None  # `repeat every D`: not before this
     baselines: tuple[tuple[Decimal, Decimal] | None, ...]  # last fresh sides of each crosses
     arms: tuple[Arm, ...]  # pending parent events of an `after` rule
+    # `signal` atoms: the arrival (epoch seconds) of the newest signal the rule fired on; a
+    # signal that arrived at or before it is spent (the rule fires once per signal)
+    signal_mark: Decimal | None = None
 
 
 class Decision(NamedTuple):
@@ -171,7 +182,7 @@ def carry_over(rule: CompiledRule, state: RuleState, now: datetime) -> RuleState
     was waiting, armed, blocked or disarmed starts as a new one would (an edit is how a
     blocked rule is fixed), keeping the parent events it was armed with if it still has
     `after`. What the evaluator observed (crosses baselines, `for` runs) starts over."""
-    fresh = initial_state(rule, now)._replace(firings=state.firings)
+    fresh = initial_state(rule, now)._replace(firings=state.firings, signal_mark=state.signal_mark)
     if state.status in ("blocked", "disarmed"):
         # Its last firing sent nothing: the fixed rule fires again (a new firing number).
         if rule.after is not None and state.arms:
@@ -283,6 +294,45 @@ def _cross_verdicts(
     return verdicts, tuple(baselines)
 
 
+# Each rule's `signal` atoms: computed once per rule.
+_SIGNALS: dict[str, tuple[CompiledRule, tuple[M.Signaled, ...]]] = {}
+
+
+def _signal_atoms(rule: CompiledRule) -> tuple[M.Signaled, ...]:
+    cached = _SIGNALS.get(rule.identity)
+    if cached is not None and cached[0] is rule:
+        return cached[1]
+    atoms = tuple(signal_atoms(rule.condition))
+    _SIGNALS[rule.identity] = (rule, atoms)
+    return atoms
+
+
+def _signal_verdicts(
+    atoms: tuple[M.Signaled, ...], state: RuleState, market: Market, now: datetime
+) -> dict[M.Signaled, bool]:
+    """Each `signal` atom: true when its signal arrived within the window and after the
+    newest signal the rule already fired on. Never unknown (a signal never seen is false)."""
+    at_now = epoch_seconds(now)
+    mark = state.signal_mark
+    verdicts: dict[M.Signaled, bool] = {}
+    for atom in atoms:
+        arrived = market.get(atom.signal)
+        verdicts[atom] = (
+            arrived is not None
+            and (mark is None or arrived > mark)
+            and at_now - arrived <= atom.window_seconds
+        )
+    return verdicts
+
+
+def _spent(atoms: tuple[M.Signaled, ...], state: RuleState, market: Market) -> Decimal | None:
+    """The new `signal_mark` of a firing: the newest arrival among the signals it reads."""
+    arrivals = [a for a in (market.get(atom.signal) for atom in atoms) if a is not None]
+    if state.signal_mark is not None:
+        arrivals.append(state.signal_mark)
+    return max(arrivals) if arrivals else None
+
+
 def far_side(order: M.OrderSpec) -> M.Field | None:
     """The price a market order by size takes (the ask for a buy, the bid for a sell): the
     order is valued on it, so it waits until that price is fresh, as an order priced on
@@ -350,10 +400,13 @@ def step(
         return _step_schedule(rule, state, market, now)
     verdicts, baselines = _cross_verdicts(rule, state, market)
     pending = state.arms[0] if state.arms else None
+    signals = _signal_atoms(rule)
     if rule.condition is None:
         met: bool | None = pending is not None
     else:
-        met = truth(rule.condition, market, verdicts, pending.fill if pending else None)
+        signaled = _signal_verdicts(signals, state, market, now) if signals else None
+        met = truth(rule.condition, market, verdicts, pending.fill if pending else None,
+                    signaled)
     if met is True:
         true_since = state.true_since or now
         sustained = now - true_since >= timedelta(seconds=rule.for_seconds)
@@ -377,6 +430,8 @@ def step(
     firing = state.firings + 1
     fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending)
     state = state._replace(firings=firing, true_since=None, seen_false=False)
+    if signals:
+        state = state._replace(signal_mark=_spent(signals, state, market))
     if rule.after is not None:
         # Each parent event arms one firing; `repeat ... max N` caps the total.
         state = state._replace(arms=state.arms[1:])

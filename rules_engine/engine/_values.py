@@ -1,7 +1,8 @@
 """Values and three-valued truth of compiled expressions over a market snapshot. Pure.
 
 The market is a mapping from the compiled value leaves (`Field`, `Depth`, `Indicator`,
-`CandleField`) to their current value, holding only values that are proven fresh: a leaf that
+`CandleField`, and `Signal`: when the latest inbound signal of a name arrived) to their
+current value, holding only values that are proven fresh: a leaf that
 is absent is unknown. Unknown propagates: a comparison with an unknown side is unknown;
 `unknown and false` is false, `unknown or true` is true, anything else with unknown is unknown.
 """
@@ -9,12 +10,32 @@ is absent is unknown. Unknown propagates: a comparison with an unknown side is u
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import NamedTuple
 
 from rules_engine.compiler import model as M
 
-__all__ = ["Fill", "Market", "Truth", "leaves", "plain", "truth", "value"]
+__all__ = [
+    "Fill",
+    "Market",
+    "Truth",
+    "epoch_seconds",
+    "leaves",
+    "plain",
+    "signal_atoms",
+    "truth",
+    "value",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_seconds(at: datetime) -> Decimal:
+    """`at` as exact seconds since the epoch (a `Signal` leaf's value), to the microsecond."""
+    delta = at - _EPOCH
+    return Decimal(delta.days * 86400 + delta.seconds) + Decimal(delta.microseconds).scaleb(-6)
+
 
 
 def plain(amount: Decimal) -> str:
@@ -86,20 +107,23 @@ def truth(
     market: Market,
     crossed: Mapping[int, bool | None] | None = None,
     fill: Fill | None = None,
+    signaled: Mapping[M.Signaled, bool] | None = None,
 ) -> Truth:
     """Three-valued truth of a condition. `crossed` gives the verdict of each `crosses` atom
     (by its position among the condition's `crosses` atoms), computed by the caller from two
-    fresh observations (see `_evaluate.cross_verdicts`)."""
+    fresh observations (see `_evaluate.cross_verdicts`); `signaled` the verdict of each
+    `signal` atom (`_evaluate.signal_verdicts`), false when absent: never unknown."""
     counter = [0]
-    return _truth(cond, market, crossed or {}, fill, counter)
+    return _truth(cond, market, crossed or {}, fill, counter, signaled or {})
 
 
-def _truth(
+def _truth(  # noqa: PLR0917 - the recursion carries every verdict table along
     cond: M.Cond,
     market: Market,
     crossed: Mapping[int, bool | None],
     fill: Fill | None,
     counter: list[int],
+    signaled: Mapping[M.Signaled, bool],
 ) -> Truth:
     if isinstance(cond, M.Compare):
         left = value(cond.left, market, fill)
@@ -110,7 +134,7 @@ def _truth(
     if isinstance(cond, M.All):
         result: Truth = True
         for part in cond.parts:
-            t = _truth(part, market, crossed, fill, counter)
+            t = _truth(part, market, crossed, fill, counter, signaled)
             if t is False:
                 result = False
             elif t is None and result is True:
@@ -119,19 +143,21 @@ def _truth(
     if isinstance(cond, M.AnyOf):
         result = False
         for part in cond.parts:
-            t = _truth(part, market, crossed, fill, counter)
+            t = _truth(part, market, crossed, fill, counter, signaled)
             if t is True:
                 result = True
             elif t is None and result is False:
                 result = None
         return result
     if isinstance(cond, M.Negation):
-        t = _truth(cond.operand, market, crossed, fill, counter)
+        t = _truth(cond.operand, market, crossed, fill, counter, signaled)
         return None if t is None else not t
     if isinstance(cond, M.Crosses):
         index = counter[0]
         counter[0] += 1
         return crossed.get(index)
+    if isinstance(cond, M.Signaled):
+        return signaled.get(cond, False)
     raise TypeError(f"not a compiled condition: {cond!r}")
 
 
@@ -146,6 +172,9 @@ def _leaves(node: object, found: list[object]) -> None:
     if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField):
         if node not in found:
             found.append(node)
+    elif isinstance(node, M.Signaled):
+        if node.signal not in found:
+            found.append(node.signal)
     elif isinstance(node, M.Compare | M.Crosses | M.Arith):
         _leaves(node.left, found)
         _leaves(node.right, found)
@@ -156,3 +185,19 @@ def _leaves(node: object, found: list[object]) -> None:
         _leaves(node.operand, found)
     elif isinstance(node, M.Offset):
         _leaves(node.base, found)
+
+
+def signal_atoms(cond: M.Cond | None) -> list[M.Signaled]:
+    """The condition's `signal` atoms, each once, depth first."""
+    found: list[M.Signaled] = []
+    stack: list[object] = [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, M.Signaled):
+            if node not in found:
+                found.append(node)
+        elif isinstance(node, M.All | M.AnyOf):
+            stack.extend(reversed(node.parts))
+        elif isinstance(node, M.Negation):
+            stack.append(node.operand)
+    return found

@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rules_engine.engine._risk import Limits
 
-__all__ = ["ConfigError", "RiskLimits", "WatcherConfig", "Webhook", "is_loopback", "load_config"]
+__all__ = [
+    "ConfigError",
+    "RiskLimits",
+    "SignalConfig",
+    "WatcherConfig",
+    "Webhook",
+    "is_loopback",
+    "load_config",
+]
 
 class ConfigError(Exception):
     """A configuration that cannot run: the message names the key and the fix."""
@@ -104,6 +112,21 @@ class RiskLimits(BaseModel):
         )
 
 
+class SignalConfig(BaseModel):
+    """`[signals.NAME]`: an inbound signal `POST /signal` may deliver (docs/operations.md,
+    "Inbound signals"). The secret is a `SecretStr`: its repr and any error show `**********`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: SecretStr = Field(
+        min_length=16, description="the shared secret the alert's body carries (16+ characters)"
+    )
+    max_skew_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="an alert whose time is further than this from the watcher's is refused",
+    )
+
+
 class WatcherConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RULES_ENGINE_", env_nested_delimiter="__", extra="forbid"
@@ -162,6 +185,10 @@ class WatcherConfig(BaseSettings):
         default_factory=dict,
         description="per rule file (the path as given to run): limits that tighten `risk`",
     )
+    signals: dict[str, SignalConfig] = Field(
+        default_factory=dict,
+        description="inbound signals by name; none: `POST /signal` is off",
+    )
     sandbox_feed: Literal["synthetic", "candles", "recorded"] = "synthetic"
     sandbox_seed: int = 1
     sandbox_speed: float = Field(default=1.0, gt=0)
@@ -172,6 +199,16 @@ class WatcherConfig(BaseSettings):
         """`webhooks = ["https://..."]` as before: each URL is a `json` webhook."""
         if isinstance(value, list):
             return [{"url": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("signals")
+    @classmethod
+    def _signal_names(cls, value: dict[str, SignalConfig]) -> dict[str, SignalConfig]:
+        from rules_engine.compiler._compile import SIGNAL_NAME
+
+        bad = sorted(name for name in value if not SIGNAL_NAME.fullmatch(name))
+        if bad:
+            raise ValueError(f"signal names are 1 to 40 letters, digits, _ or -; not {bad}")
         return value
 
     @field_validator("max_age")

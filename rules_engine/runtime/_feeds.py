@@ -203,6 +203,7 @@ class Feeds:
                 changes.extend(self.market.refresh(symbol, now))
         if self.market.max_age:
             changes.extend(self.market.refresh_all(now))
+        changes.extend(self.market.lapsed(now))
         return changes
 
     # ------------------------------------------------------------ REST reads

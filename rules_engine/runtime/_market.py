@@ -20,6 +20,7 @@ takes.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 from rules_engine.compiler import model as M
 from rules_engine.core.market import Stats24h, Ticker
+from rules_engine.engine._values import epoch_seconds
 
 __all__ = ["BOOK_FIELDS", "BookView", "CandleView", "MarketState", "needs_book"]
 
@@ -90,6 +92,7 @@ class MarketState:
         self.live = False  # the public feed's connection
         self.max_age = {k: timedelta(seconds=v) for k, v in (max_age or {}).items()}
         self._symbols: dict[str, _Symbol] = {}
+        self._lapses: list[tuple[datetime, str]] = []  # (when a signal's window ends, name)
         self.add_leaves(leaves)
 
     def add_leaves(self, leaves: Iterable[object]) -> list[object]:
@@ -150,6 +153,34 @@ class MarketState:
 
     def _entry(self, symbol: str) -> _Symbol:
         return self._symbols.setdefault(symbol, _Symbol())
+
+    # ------------------------------------------------------------ inbound signals
+
+    def signal(self, name: str, at: datetime, windows: Iterable[int]) -> list[Change]:
+        """An accepted `POST /signal` of `name` at `at`: its leaf's new value, and the moments
+        its windows lapse (when `lapsed` says the leaf changed, so `not signal` rules see
+        it). A signal is kept, never made unknown: its age decides, not a freshness limit."""
+        leaf = M.Signal(name)
+        old = self.values.get(leaf)
+        new = epoch_seconds(at)
+        self.values[leaf] = new
+        for seconds in set(windows):
+            heapq.heappush(self._lapses, (at + timedelta(seconds=seconds, microseconds=1),
+                                          name))
+        return [Change(leaf, old, new)]
+
+    def lapsed(self, now: datetime) -> list[Change]:
+        """Signals whose window (of some rule) passed since the last call: a change of their
+        leaf in name only, so the index steps the rules that read it."""
+        changes: list[Change] = []
+        seen: set[str] = set()
+        while self._lapses and self._lapses[0][0] <= now:
+            _, name = heapq.heappop(self._lapses)
+            value = self.values.get(M.Signal(name))
+            if name not in seen and value is not None:
+                seen.add(name)
+                changes.append(Change(M.Signal(name), value, value))
+        return changes
 
     # ------------------------------------------------------------ values
 

@@ -73,11 +73,11 @@ class RuleFiles:
     the rules it started with): a reloaded file whose rules need another is rejected."""
 
     def __init__(self, paths: Sequence[Path], symbols: SymbolTable,
-                 folders: Sequence[Path] = ()) -> None:
+                 folders: Sequence[Path] = (), *, signals: frozenset[str] | None = None) -> None:
         self.paths = list(paths)
         self.folders = tuple(folders)
         self.venue_symbols: frozenset[str] | None = None
-        self.compiler = Compiler(symbols)
+        self.compiler = Compiler(symbols, signals=signals)  # W112 for signals not configured
         self._stamps: dict[Path, tuple[int, int] | None] = {}
         self.running: tuple[CompiledRule, ...] = ()
         self.texts: dict[str, str] = {}

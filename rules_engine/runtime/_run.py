@@ -366,7 +366,7 @@ async def _run_watcher(  # noqa: PLR0917 - run_watcher's arguments, passed on
                                                   "the market data (market_url)"))
             # The rules compile against KuCoin's table, and the local venue carries their
             # symbols: a rule reloaded later on another is refused with that reason.
-            rule_files = RuleFiles(files, table, folders)
+            rule_files = RuleFiles(files, table, folders, signals=frozenset(config.signals))
             extra = traded_symbols(rule_files.load()[0])
             rule_files.venue_symbols = frozenset(extra)
             url, bridge = await stack.enter_async_context(_paper_venue(config, db, table, extra))
@@ -383,7 +383,7 @@ async def _run_watcher(  # noqa: PLR0917 - run_watcher's arguments, passed on
         )
         symbols = await _or_stop(stop, _symbols(rest, output, config.start_patience_s))
         if rule_files is None:
-            rule_files = RuleFiles(files, symbols, folders)
+            rule_files = RuleFiles(files, symbols, folders, signals=frozenset(config.signals))
         rules, texts = rule_files.load()  # paper mode: again, but nothing is parsed again
         if config.mode == "live":
             try:
@@ -424,7 +424,8 @@ async def _run_watcher(  # noqa: PLR0917 - run_watcher's arguments, passed on
 
             try:
                 web = await stack.enter_async_context(
-                    serve_dashboard(store, http, snapshot=watcher.snapshot))
+                    serve_dashboard(store, http, snapshot=watcher.snapshot,
+                                    signals=_signal_gate(config, watcher, now)))
             except BindError as err:
                 raise Fatal(str(err)) from None
             output("dashboard.started", {"url": web + "/"})
@@ -443,6 +444,18 @@ async def _run_watcher(  # noqa: PLR0917 - run_watcher's arguments, passed on
         if not watcher.ctx.ready.is_set():
             raise StartStopped
         output("run.done", {"fired": watcher.fired})
+
+
+def _signal_gate(config: WatcherConfig, watcher: Watcher,
+                 now: Callable[[], datetime]) -> Any:
+    """`POST /signal` for the configured signals (None when there are none: it is off)."""
+    if not config.signals:
+        return None
+    from rules_engine.dashboard._signals import SignalGate, SignalSpec
+
+    specs = {name: SignalSpec(spec.secret.get_secret_value(), spec.max_skew_s)
+             for name, spec in config.signals.items()}
+    return SignalGate(specs, watcher.on_signal, now)
 
 
 STANDBY_NEEDS_VENUE = (

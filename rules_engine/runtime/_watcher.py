@@ -41,6 +41,7 @@ from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
+from rules_engine.engine._values import signal_atoms
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
@@ -426,6 +427,17 @@ class Watcher:
 
         return Step(tuple(self.rules.row_of(c.identity, st) for c, st, _ in arms),
                     tuple(("rule.armed", c.identity, e) for c, _, e in arms), then)
+
+    def on_signal(self, name: str, at: datetime) -> None:
+        """An inbound signal the dashboard accepted (and recorded): the `Signal(name)` leaf
+        takes its arrival time and the rules that read it are stepped, as for any market
+        change; the windows of those rules set when it lapses for them (`MarketState.lapsed`).
+        Runs on the watcher's loop."""
+        if self.ctx.failed:
+            return
+        windows = [atom.window_seconds for rule in self.rules.rules.values()
+                   for atom in signal_atoms(rule.condition) if atom.signal.name == name]
+        self.firing.apply(self.market.signal(name, at, windows), at)
 
     async def apply_reload(self, result: Reloaded) -> None:
         await self.controls.apply_reload(result)
