@@ -240,3 +240,37 @@ async def test_an_oco_survives_a_restart_from_the_journal(tmp_path: Path) -> Non
         assert (await box.ok("GET", f"/api/v1/orders/{stop_id}"))["dealSize"] == "0.5"
     assert third.journal is not None
     third.journal.close()
+
+
+async def test_each_leg_pushes_its_own_events_on_the_private_channel() -> None:
+    async with running() as box:
+        bullet = await box.ok("POST", "/api/v1/bullet-private")
+        server = bullet["instanceServers"][0]
+        ws = await box.http.ws_connect(f"{server['endpoint']}?token={bullet['token']}"
+                                       "&connectId=c1")
+        assert (await ws.receive_json(timeout=2))["type"] == "welcome"
+        for n, topic in enumerate(("/spotMarket/advancedOrders", "/spotMarket/tradeOrdersV2")):
+            await ws.send_json({"id": str(n), "type": "subscribe", "topic": topic,
+                                "privateChannel": True, "response": True})
+            assert (await ws.receive_json(timeout=2))["type"] == "ack"
+        oco_id = await _sell_oco(box, "oco-ws")
+        detail = await box.ok("GET", f"/api/v3/oco/order/details/{oco_id}")
+        limit_id, stop_id = (leg["id"] for leg in detail["orders"])
+        _move(box, "94", "95", "95")  # the stop leg fires: the limit leg goes, its order rests
+        await box.state.settled()
+        seen: list[tuple[str, str, str]] = []
+        while True:
+            try:
+                message = await ws.receive_json(timeout=0.2)
+            except TimeoutError:
+                break
+            data = message["data"]
+            seen.append((message["topic"].split("/")[-1], data["orderId"], data["type"]))
+        await ws.close()
+        assert seen == [
+            ("advancedOrders", stop_id, "open"),
+            ("tradeOrdersV2", limit_id, "received"), ("tradeOrdersV2", limit_id, "open"),
+            ("tradeOrdersV2", limit_id, "canceled"),
+            ("advancedOrders", stop_id, "triggered"),
+            ("tradeOrdersV2", stop_id, "received"), ("tradeOrdersV2", stop_id, "open"),
+        ]
