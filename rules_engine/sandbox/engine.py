@@ -41,6 +41,7 @@ __all__ = [
     "IllegalTransitionError",
     "L2Change",
     "LedgerEntry",
+    "Oco",
     "Order",
     "OrderEvent",
     "OrderRequest",
@@ -130,6 +131,7 @@ class Order:
     done_reason: str = ""
     stop_triggered: bool = False
     stop_status: str = ""  # stop orders: NEW until triggered, then TRIGGERED / CANCELLED
+    oco_id: str = ""  # a leg of an OCO order (`oco.py`): the OCO's id
 
     @property
     def symbol(self) -> str:
@@ -169,6 +171,26 @@ class Order:
         if (self.status, to) not in ORDER_TRANSITIONS:
             raise IllegalTransitionError(f"{self.status.upper()} -> {to.upper()}")
         self.status = to
+
+
+@dataclass(frozen=True, slots=True)
+class Oco:
+    """One OCO order (`POST /api/v3/oco/order`): a limit leg resting at `price` and a stop leg
+    (a stop order: `stop_price` triggers a limit at `limit_price`), both of `size`. The legs
+    are ordinary engine orders carrying `oco_id`; the OCO's status is derived from them."""
+
+    id: str
+    client_oid: str
+    symbol: str
+    side: Side
+    price: Decimal
+    stop_price: Decimal
+    limit_price: Decimal
+    size: Decimal
+    remark: str
+    created_at: int
+    limit_id: str
+    stop_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +454,7 @@ class Engine:
         self.open_ids: dict[str, set[str]] = {}  # active orders per symbol
         self.by_client_oid: dict[str, str] = {}
         self.stop_orders: dict[str, Order] = {}
+        self.ocos: dict[str, Oco] = {}
         self.fills: list[Fill] = []
         self.ledger: list[LedgerEntry] = []
         self.ledger_counter = 0  # ledger entry ids; never reused
@@ -599,8 +622,8 @@ class Engine:
 
     # ---- placing -----------------------------------------------------------------------
 
-    def place(self, req: OrderRequest, now_ms: int, order_id: str | None = None
-              ) -> tuple[Order | ApiError, list[Event]]:
+    def place(self, req: OrderRequest, now_ms: int, order_id: str | None = None,
+              oco_id: str = "") -> tuple[Order | ApiError, list[Event]]:
         error = self.validate(req, now_ms)
         if error is not None:
             return error, []
@@ -619,7 +642,7 @@ class Engine:
         if self.account.available(info.base_currency) < need_base:
             return errors.balance_insufficient(), []
         order = Order(order_id or self._next_id(), req, now_ms, now_ms,
-                      stop_triggered=order_id is not None)
+                      stop_triggered=order_id is not None, oco_id=oco_id)
         self.orders[order.id] = order
         self.open_ids.setdefault(order.symbol, set()).add(order.id)
         self.by_client_oid[req.client_oid] = order.id
@@ -859,6 +882,8 @@ class Engine:
                  funds, fee, rate, info.quote_currency, order.req.type, now_ms,
                  self._next_fill_seq())
         )
+        if order.oco_id:
+            self._oco_filled(order, now_ms, events)
 
     def _record_trade(self, symbol: str, price: Decimal, qty: Decimal) -> None:
         st = self.stats[symbol]
@@ -899,6 +924,8 @@ class Engine:
         order.done_reason = how
         order.updated_at = now_ms
         events.append(self._order_event(order, how, "done", now_ms))
+        if order.oco_id and how == "canceled":
+            self._oco_leg_cancelled(order, now_ms, events)
 
     def _order_event(  # noqa: PLR0917 - internal helper, arguments in a fixed order
         self, order: Order, kind: str, status: str, now_ms: int,
@@ -1015,6 +1042,8 @@ class Engine:
         gone += [o for o in self.stop_orders.values()
                  if not o.active and now_ms - o.updated_at > self.retention_ms]
         for order in gone:
+            if order.oco_id and order.id == getattr(self.ocos.get(order.oco_id), "limit_id", ""):
+                self.ocos.pop(order.oco_id, None)
             self.orders.pop(order.id, None)
             self.stop_orders.pop(order.id, None)
             if self.by_client_oid.get(order.req.client_oid) == order.id:
@@ -1060,11 +1089,53 @@ class Engine:
                          order.req.stop_price or ZERO, kind, success, now_ms * 1_000_000)
 
     def _cancel_stop(self, stop: Order, now_ms: int) -> tuple[Order | ApiError, list[Event]]:
+        events: list[Event] = []
+        self._drop_stop(stop, now_ms, events)
+        return stop, events
+
+    def _drop_stop(self, stop: Order, now_ms: int, events: list[Event],
+                   sibling: bool = True) -> None:
+        """Cancel an untriggered stop order; an OCO leg takes its sibling along unless
+        `sibling` is False (the sibling is why it goes)."""
         stop.stop_status = "CANCELLED"
         stop.move("done")
         stop.done_reason = "canceled"
         stop.updated_at = now_ms
-        return stop, [self._stop_event(stop, "cancel", None, now_ms)]
+        events.append(self._stop_event(stop, "cancel", None, now_ms))
+        if stop.oco_id and sibling:
+            self._oco_leg_cancelled(stop, now_ms, events)
+
+    # ---- OCO legs (placing, cancelling and reading OCO orders: `oco.py`) ----------------
+
+    def _oco_filled(self, order: Order, now_ms: int, events: list[Event]) -> None:
+        """A fill of the limit leg, even partial, cancels the untriggered stop leg in the same
+        step; a buy's hold falls back to what the limit leg alone needs."""
+        oco = self.ocos.get(order.oco_id)
+        if oco is None or order.id != oco.limit_id:
+            return  # the stop leg's order: the limit leg went when it triggered
+        stop = self.stop_orders.get(oco.stop_id)
+        if stop is not None and stop.stop_status == "NEW":
+            self._drop_stop(stop, now_ms, events, sibling=False)
+        if order.side == "buy" and order.active:
+            keep = order.price * order.remaining * (1 + self.taker_fee)
+            if order.hold > keep:
+                self._change_hold(self.symbols[order.symbol].quote_currency, keep - order.hold,
+                                  order, now_ms, events)
+
+    def _oco_leg_cancelled(self, order: Order, now_ms: int, events: list[Event]) -> None:
+        """One leg cancelled (by the client, cancel-all or the dead-man switch) takes the
+        other with it while the OCO is undecided."""
+        oco = self.ocos.get(order.oco_id)
+        if oco is None:
+            return
+        if order.id == oco.limit_id:
+            stop = self.stop_orders.get(oco.stop_id)
+            if stop is not None and stop.stop_status == "NEW":
+                self._drop_stop(stop, now_ms, events, sibling=False)
+        elif order.stop_status == "CANCELLED":
+            limit = self.orders.get(oco.limit_id)
+            if limit is not None and limit.active:
+                self._cancel_resting(limit, now_ms, events)
 
     def stops(self, now_ms: int, symbol: str | None = None) -> list[Order]:
         return [
@@ -1074,6 +1145,8 @@ class Engine:
 
     def _check_stops(self, symbol: str, last: Decimal, now_ms: int, events: list[Event]) -> None:
         for stop in self.stops(now_ms, symbol):
+            if stop.stop_status != "NEW":
+                continue  # an OCO leg its sibling's trigger cancelled in this same pass
             price = stop.req.stop_price or ZERO
             hit = last <= price if stop.req.stop == "loss" else last >= price
             if not hit:
@@ -1082,13 +1155,20 @@ class Engine:
             stop.stop_triggered = True
             stop.move("done")
             stop.updated_at = now_ms
+            oco = self.ocos.get(stop.oco_id) if stop.oco_id else None
+            if oco is not None:
+                # An OCO's stop leg fires: its limit leg goes first, releasing the hold the
+                # triggered order takes over.
+                limit = self.orders.get(oco.limit_id)
+                if limit is not None and limit.active:
+                    self._cancel_resting(limit, now_ms, events)
             plain = OrderRequest(**{
                 name: getattr(stop.req, name) for name in OrderRequest.__dataclass_fields__
                 if name not in ("stop", "stop_price")
             })
             # The order the trigger creates keeps the stop order's id and clientOid.
             self.by_client_oid.pop(plain.client_oid, None)
-            result, more = self.place(plain, now_ms, order_id=stop.id)
+            result, more = self.place(plain, now_ms, order_id=stop.id, oco_id=stop.oco_id)
             ok = isinstance(result, Order)
             events.append(self._stop_event(stop, "triggered", ok, now_ms))
             events.extend(more)

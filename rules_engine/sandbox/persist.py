@@ -24,6 +24,7 @@ from rules_engine.sandbox.engine import (
     Event,
     Fill,
     LedgerEntry,
+    Oco,
     Order,
     OrderEvent,
     OrderRequest,
@@ -50,7 +51,7 @@ def _order_json(order: Order) -> dict[str, Any]:
         "id": order.id, "req": req, "created_at": order.created_at,
         "updated_at": order.updated_at, "status": order.status, "in_book": order.in_book,
         "done_reason": order.done_reason, "stop_triggered": order.stop_triggered,
-        "stop_status": order.stop_status,
+        "stop_status": order.stop_status, "oco_id": order.oco_id,
     }
     for name in _DECIMAL_ORDER:
         row[name] = fmt(getattr(order, name))
@@ -64,10 +65,25 @@ def _order_from(row: dict[str, Any]) -> Order:
             req_raw[name] = Decimal(req_raw[name])
     order = Order(row["id"], OrderRequest(**req_raw), row["created_at"], row["updated_at"],
                   status=row["status"], in_book=row["in_book"], done_reason=row["done_reason"],
-                  stop_triggered=row["stop_triggered"], stop_status=row["stop_status"])
+                  stop_triggered=row["stop_triggered"], stop_status=row["stop_status"],
+                  oco_id=row.get("oco_id", ""))
     for name in _DECIMAL_ORDER:
         setattr(order, name, Decimal(row[name]))
     return order
+
+
+_DECIMAL_OCO = ("price", "stop_price", "limit_price", "size")
+
+
+def _oco_json(oco: Oco) -> dict[str, Any]:
+    return {k: (fmt(v) if isinstance(v, Decimal) else v) for k, v in asdict(oco).items()}
+
+
+def _oco_from(row: dict[str, Any]) -> Oco:
+    values = dict(row)
+    for name in _DECIMAL_OCO:
+        values[name] = Decimal(values[name])
+    return Oco(**values)
 
 
 def _fill_json(fill: Fill) -> dict[str, Any]:
@@ -109,6 +125,7 @@ def save(state: SandboxState, path: Path, journal_n: int = 0, *, clean: bool = F
         "sequences": {s: b.sequence for s, b in engine.books.items()},
         "orders": [_order_json(o) for o in engine.orders.values()],
         "stop_orders": [_order_json(o) for o in engine.stop_orders.values()],
+        "ocos": [_oco_json(o) for o in engine.ocos.values()],
         "fills": [_fill_json(f) for f in engine.fills],
         "ledger_counter": engine.ledger_counter,
         "ledger": [_ledger_json(e) for e in engine.ledger],
@@ -139,6 +156,11 @@ def delta(engine: Engine, events: Iterable[Event], fills_from: int, ledger_from:
             order_ids[event.order_id] = None
     if not order_ids and not currencies:
         return None
+    oco_ids: dict[str, None] = {}
+    for order_id in order_ids:
+        leg = engine.orders.get(order_id) or engine.stop_orders.get(order_id)
+        if leg is not None and leg.oco_id:
+            oco_ids[leg.oco_id] = None
     fills: list[dict[str, Any]] = []
     for fill in reversed(engine.fills):
         if fill.seq <= fills_from:
@@ -156,6 +178,7 @@ def delta(engine: Engine, events: Iterable[Event], fills_from: int, ledger_from:
         "orders": [_order_json(engine.orders[i]) for i in order_ids if i in engine.orders],
         "stops": [_order_json(engine.stop_orders[i]) for i in order_ids
                   if i in engine.stop_orders],
+        "ocos": [_oco_json(engine.ocos[o]) for o in oco_ids if o in engine.ocos],
         "fills": fills,
         "ledger": ledger,
         "totals": {c: fmt(account.total(c)) for c in currencies},
@@ -180,7 +203,7 @@ def empty_document(instance_id: str) -> dict[str, Any]:
     """What a state file holds before anything happened (a journal may still follow)."""
     return {"version": 1, "journal_n": 0, "instance_id": instance_id, "counter": 0,
             "trade_counter": 0, "fill_counter": 0, "totals": None, "holds": None,
-            "sequences": {}, "orders": [], "stop_orders": [], "fills": [],
+            "sequences": {}, "orders": [], "stop_orders": [], "ocos": [], "fills": [],
             "ledger_counter": 0, "ledger": []}
 
 
@@ -197,6 +220,7 @@ def restore(state: SandboxState, document: dict[str, Any],
         engine.account.holds = {c: Decimal(v) for c, v in document["holds"].items()}
     orders = {row["id"]: row for row in document["orders"]}
     stops = {row["id"]: row for row in document["stop_orders"]}
+    ocos = {row["id"]: row for row in document.get("ocos", ())}
     fills = list(document["fills"])
     ledger = list(document.get("ledger", ()))
     armed = document.get("deadman")
@@ -211,6 +235,8 @@ def restore(state: SandboxState, document: dict[str, Any],
             orders[row["id"]] = row
         for row in record["stops"]:
             stops[row["id"]] = row
+        for row in record.get("ocos", ()):
+            ocos[row["id"]] = row
         top = fills[-1]["seq"] if fills else 0
         fills.extend(row for row in record["fills"] if row["seq"] > top)
         top = ledger[-1]["id"] if ledger else 0
@@ -247,6 +273,9 @@ def restore(state: SandboxState, document: dict[str, Any],
         engine.stop_orders[order.id] = order
         if order.active or order.req.client_oid not in engine.by_client_oid:
             engine.by_client_oid[order.req.client_oid] = order.id
+    for row in ocos.values():
+        oco = _oco_from(row)
+        engine.ocos[oco.id] = oco
     engine.fills.extend(_fill_from(row) for row in fills)
     engine.ledger.extend(_ledger_from(row) for row in ledger)
     state.deadman = Deadman.from_json(armed)

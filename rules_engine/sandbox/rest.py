@@ -202,7 +202,10 @@ def stop_order(order: Order, state: SandboxState) -> dict[str, Any]:
         "stopPrice": fmt(req.stop_price or Decimal(0)),
         # Fields of KuCoin's other trigger kinds (OCO legs, take-profit/stop-loss pairs): a
         # plain stop order has none of them.
-        "relatedNo": None, "limitPrice": None, "pop": None, "activateCondition": None,
+        # An OCO's stop leg names its OCO and the price of the limit order it places.
+        "relatedNo": order.oco_id or None,
+        "limitPrice": fmt(order.price) if order.oco_id else None,
+        "pop": None, "activateCondition": None,
     }
 
 

@@ -21,7 +21,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from rules_engine.sandbox import admin, errors, rest_account, rest_market, rest_orders, ws
+from rules_engine.sandbox import (
+    admin,
+    errors,
+    rest_account,
+    rest_market,
+    rest_oco,
+    rest_orders,
+    ws,
+)
 from rules_engine.sandbox.auth import verify_request
 from rules_engine.sandbox.config import KeyConfig
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
@@ -160,7 +168,7 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
     app[STATE_KEY] = state
     # Fixed paths first: aiohttp matches routes in the order they were added.
     for route in [*rest_account.routes(), *rest_orders.routes(), *rest_market.routes(),
-                  *routes()]:
+                  *rest_oco.routes(), *routes()]:
         app.router.add_route(route.method, route.path, _make_handler(state, route))
     ws.install(app, state)
     admin.install(app, state)
