@@ -472,6 +472,7 @@ class Watcher:
                       "held": self.ctx.ready.is_set() and not self.ctx.stop.is_set()},
             "rules": rules,
             "open_orders": self._open_orders(),
+            "thresholds": self.rules.index.price_levels(),
             "not_yet": self.not_yet(),
             "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,
