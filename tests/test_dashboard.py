@@ -219,6 +219,12 @@ async def test_the_page_shows_a_firing_within_seconds_and_halts_from_its_button(
         await asyncio.to_thread(wait_for, browser, lambda d: d.find_elements(
             By.CSS_SELECTOR, "svg.chart[data-symbol='BTC-USDT'] circle"))
         assert "scalp" in text_of("positions") and "0.002" in text_of("positions")
+        # the rules' thresholds, from the live snapshot: a labelled line per rule
+        line = await asyncio.to_thread(wait_for, browser, lambda d: d.find_elements(
+            By.CSS_SELECTOR, "svg.chart[data-symbol='BTC-USDT'] g.threshold[data-rule='later']"))
+        assert "later: ask 58000" in line[0].text
+        assert line[0].find_elements(By.TAG_NAME, "line")
+        assert not browser.find_elements(By.ID, "thresholds-note")
         r.push("57900", "57910")  # `later` fires now
         start = time.monotonic()
         await until(lambda: r.watcher.states["later"].firings == 1)
@@ -235,6 +241,15 @@ async def test_the_page_shows_a_firing_within_seconds_and_halts_from_its_button(
         shot = os.environ.get("RULES_ENGINE_SCREENSHOT")
         if shot:  # docs/dashboard.png is made this way
             await asyncio.to_thread(browser.save_screenshot, shot)
+        # `rules-engine dashboard --db`: no live watcher, so the chart says where thresholds
+        # come from instead of drawing them
+        async with serve_dashboard(store, Bind("127.0.0.1", 0, None), poll_s=0.2) as bare:
+            await asyncio.to_thread(browser.get, bare + "/")
+            note = await asyncio.to_thread(wait_for, browser, lambda d: d.find_elements(
+                By.ID, "thresholds-note"))
+            assert "need a running watcher" in note[0].text
+            assert browser.find_elements(By.CSS_SELECTOR, "svg.chart circle")
+            assert not browser.find_elements(By.CSS_SELECTOR, "g.threshold")
 
 
 async def test_run_http_serves_the_dashboard_with_the_watchers_live_state(
@@ -304,3 +319,22 @@ def test_the_watchers_own_metrics_are_exposed_and_parse() -> None:
         "rules_engine_evaluations_total", 0) + 3
     assert after[("rules_engine_decisions_total", (("kind", "fire"),))] >= 1
     assert after[("rules_engine_store_commit_seconds_bucket", (("le", "0.005"),))] >= 1
+
+
+def test_the_snapshot_lists_each_symbols_price_thresholds_with_their_rules() -> None:
+    from rules_engine.compiler import compile_sources
+    from rules_engine.dsl import SourceFile
+    from rules_engine.engine import RuleIndex
+
+    text = PAGE_RULES + (
+        "rule eth on ETH-USDT:\n    when last crosses above 3500 and bid_size > 2\n"
+        "    place market buy 0.01\n"
+        "rule mixed on BTC-USDT:\n    when bid < 1 or ask > 2\n    place market buy 0.01\n")
+    index = RuleIndex(compile_sources([SourceFile("t.rules", text)]).rules)
+    assert index.price_levels() == {
+        "BTC-USDT": [{"rule": "later", "field": "ask", "value": "58000"},
+                     {"rule": "entry", "field": "bid", "value": "60000"},
+                     {"rule": "scalp", "field": "bid", "value": "60000"}],
+        # a size is not a price; an `or` is not a threshold rule: neither is drawn
+        "ETH-USDT": [{"rule": "eth", "field": "last", "value": "3500"}],
+    }

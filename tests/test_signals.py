@@ -190,3 +190,36 @@ def test_lint_checks_signal_names_against_the_config_it_is_given(
     main(["lint", str(rules), "--config", str(config)])
     out = capsys.readouterr().out
     assert "W112" in out and "[signals.braekout]" in out and SECRET not in out
+
+
+async def test_a_signal_accepted_before_a_restart_fires_once_after_it(tmp_path: Path) -> None:
+    """Accepted (in the store's log) while no watcher saw it: the next start reloads it from
+    the log and the rule fires on it once; a start after that does not fire it again (the
+    rule's stored `signal_mark` covers it), though the signal is still inside its window."""
+    from test_watcher import watch
+
+    from rules_engine.store._signals import claim_signal
+
+    rules = ('rule breakout_buy on BTC-USDT:\n    when signal "breakout" within 5m\n'
+             "    place market buy 0.001\n")
+    settings = {"signals": {"breakout": {"secret": SECRET}}}
+    async with venue() as v:
+        async with watch(v, tmp_path, rules, **settings) as r:
+            db = r.db
+            assert r.watcher.states["breakout_buy"].firings == 0
+        store = Store(db)
+        try:
+            now = datetime.now(UTC)
+            assert claim_signal(store, "breakout", "n-1", now=now,
+                                forget_at=now + timedelta(seconds=60),
+                                payload={"signal": "breakout", "nonce": "n-1"})
+        finally:
+            store.close()
+        async with watch(v, tmp_path, rules, **settings) as r:
+            await until(lambda: r.watcher.states["breakout_buy"].firings == 1)
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        async with watch(v, tmp_path, rules, **settings) as r:
+            await asyncio.sleep(0.5)
+            assert r.watcher.states["breakout_buy"].firings == 1
+            assert r.watcher.market.values  # the signal is back in the market state ...
+            assert len(r.orders()) == 1  # ... and spent: no second order

@@ -1,8 +1,9 @@
 """The dashboard's one page: HTML, CSS and a little JavaScript, all inline (the machine it runs
 on may be offline: nothing is fetched from anywhere but this server). It polls `/api/state`
 every second, follows `/events` (server-sent events) into the log, draws each symbol's fill
-prices over time as inline SVG, and posts halt/resume with the token given in the page's
-address (`#token=...`) or typed into the token field."""
+prices over time as inline SVG with the rules' thresholds as labelled horizontal lines (from
+the live watcher's snapshot; without one the chart says so), and posts halt/resume with the
+token given in the page's address (`#token=...`) or typed into the token field."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ svg { background: #fbfcfd; border: 1px solid #eef0f2; }
   <section><h2>Positions and P&amp;L</h2><table id="positions"><thead><tr><th>rule</th>
     <th>symbol</th><th>position</th><th>avg cost</th><th>realised</th><th>unrealised</th>
     </tr></thead><tbody></tbody></table></section>
-  <section><h2>Fill prices</h2><div id="charts">no fills yet</div></section>
+  <section><h2>Fill prices and thresholds</h2><div id="charts">no fills yet</div></section>
   <section class="wide"><h2>Event log <small id="log-count"></small></h2><ul id="log"></ul>
   </section>
 </main>
@@ -108,19 +109,24 @@ function render(s) {
     o.size || (o.funds + " funds"), o.filled_size, o.status, o.rule || "(adopted)"]);
   rows("positions", s.positions, (p) => [p.rule, p.symbol, p.position, p.average_cost,
     p.realised, p.unrealised === null ? "unknown" : p.unrealised]);
-  charts(s.fills);
+  charts(s.fills, live ? live.thresholds || {} : null);
 }
-function charts(fills) {
+// `levels`: the live watcher's thresholds per symbol, or null with no live watcher.
+function charts(fills, levels) {
   const by = {};
   for (const f of fills) { (by[f.symbol] = by[f.symbol] || []).push(f); }
+  for (const sym of Object.keys(levels || {})) { by[sym] = by[sym] || []; }
   const names = Object.keys(by).sort();
-  if (!names.length) { $("charts").textContent = "no fills yet"; return; }
+  const note = levels ? "" : "<p id=thresholds-note><small>the rules' thresholds need a " +
+    "running watcher (rules-engine run --http)</small></p>";
+  if (!names.length) { $("charts").innerHTML = "no fills yet" + note; return; }
   const W = 560, H = 150, P = 34;
-  $("charts").innerHTML = names.map((sym) => {
-    const pts = by[sym];
+  $("charts").innerHTML = note + names.map((sym) => {
+    const pts = by[sym], lv = (levels || {})[sym] || [];
     const ts = pts.map((f) => Date.parse(f.time)), ps = pts.map((f) => Number(f.price));
-    const t0 = Math.min(...ts), t1 = Math.max(...ts), p0 = Math.min(...ps),
-          p1 = Math.max(...ps);
+    const all = ps.concat(lv.map((l) => Number(l.value)));
+    const t0 = Math.min(...ts), t1 = Math.max(...ts), p0 = Math.min(...all),
+          p1 = Math.max(...all);
     const x = (t) => P + (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5) * (W - 2 * P);
     const y = (p) => H - P / 2 - (p1 > p0 ? (p - p0) / (p1 - p0) : 0.5) * (H - P);
     const line = pts.map((f, i) => x(ts[i]).toFixed(1) + "," + y(ps[i]).toFixed(1)).join(" ");
@@ -128,12 +134,18 @@ function charts(fills) {
       y(ps[i]).toFixed(1) + " r=4 fill=" + (f.side === "buy" ? "#1e7b34" : "#b3261e") +
       "><title>" + esc(f.side + " " + f.size + " at " + f.price + ", " + f.time) +
       "</title></circle>").join("");
+    const rules = lv.map((l) => "<g class=threshold data-rule='" + esc(l.rule) + "'><line x1=" +
+      P + " x2=" + (W - 4) + " y1=" + y(Number(l.value)).toFixed(1) + " y2=" +
+      y(Number(l.value)).toFixed(1) + " stroke=#e08a00 stroke-dasharray='5,3'/><text x=" +
+      (W - 6) + " y=" + (y(Number(l.value)) - 3).toFixed(1) + " font-size=10 " +
+      "text-anchor=end fill=#a35f00>" + esc(l.rule + ": " + l.field + " " + l.value) +
+      "</text></g>").join("");
     return "<div><b>" + esc(sym) + "</b> <small>" + pts.length + " fills, " + esc(p0) +
       " to " + esc(p1) + "</small><br><svg class=chart data-symbol='" + esc(sym) +
       "' width=" + W + " height=" + H + " viewBox='0 0 " + W + " " + H + "'>" +
       "<text x=2 y=12 font-size=10>" + esc(p1) + "</text><text x=2 y=" + (H - 4) +
       " font-size=10>" + esc(p0) + "</text><polyline fill=none stroke=#5470c6 points='" +
-      line + "'/>" + dots + "</svg></div>";
+      line + "'/>" + rules + dots + "</svg></div>";
   }).join("");
 }
 async function refresh() {

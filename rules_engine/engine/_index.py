@@ -38,6 +38,7 @@ from rules_engine.engine._values import leaves
 
 __all__ = ["RuleIndex", "Timers"]
 
+_PRICES = frozenset({"bid", "ask", "last", "mid"})
 _LEAF = (M.Field, M.Depth, M.Indicator, M.CandleField)
 
 
@@ -131,6 +132,22 @@ class RuleIndex:
             out.append(thresholds[start - 1])
         if stop < len(thresholds):
             out.append(thresholds[stop])
+        return out
+
+    def price_levels(self) -> dict[str, list[dict[str, str]]]:
+        """Per symbol, the constants its threshold rules compare a price (`bid`, `ask`,
+        `last`, `mid`) with, by value (the index's sorted tables): `{"rule", "field", "value"}`
+        (what the dashboard's chart draws). Rules that are not threshold rules are absent."""
+        out: dict[str, list[dict[str, str]]] = {}
+        for leaf, (levels, rules) in self._thresholds.items():
+            if not isinstance(leaf, M.Field) or leaf.name not in _PRICES:
+                continue
+            for level, rule in zip(levels, rules, strict=True):
+                out.setdefault(leaf.symbol, []).append({
+                    "rule": rule.name or rule.identity, "field": leaf.name,
+                    "value": format(level.normalize(), "f") if level else "0"})
+        for levels_of in out.values():
+            levels_of.sort(key=lambda item: Decimal(item["value"]))  # stable: rule order
         return out
 
     def leaves(self) -> set[object]:

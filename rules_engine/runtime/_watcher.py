@@ -41,7 +41,6 @@ from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
-from rules_engine.engine._values import signal_atoms
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
@@ -57,6 +56,7 @@ from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
+from rules_engine.runtime._signals import reload_signals, signal_windows
 from rules_engine.runtime._why import not_yet
 from rules_engine.store import LeaseHeld, Store, engine_prefix, save_live_why
 
@@ -210,6 +210,7 @@ class Watcher:
             await self._check_venue()
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
+            signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             held = ctx.store.halt()
             if held is not None:  # the kill switch holds across restarts
@@ -240,6 +241,8 @@ class Watcher:
         gc.collect()
         gc.freeze()
         ctx.ready.set()
+        # Signals accepted before this start, still in their windows: stepped as on arrival.
+        self.firing.apply(signals, now)
 
     async def _start_read(self, what: str, read: Callable[[], Awaitable[Any]]) -> Any:
         """A read the start needs. An exchange that is down, overloaded or rate-limiting is
@@ -435,8 +438,7 @@ class Watcher:
         Runs on the watcher's loop."""
         if self.ctx.failed:
             return
-        windows = [atom.window_seconds for rule in self.rules.rules.values()
-                   for atom in signal_atoms(rule.condition) if atom.signal.name == name]
+        windows = signal_windows(self.rules, name).get(name, [])
         self.firing.apply(self.market.signal(name, at, windows), at)
 
     async def apply_reload(self, result: Reloaded) -> None:
@@ -470,6 +472,7 @@ class Watcher:
                       "held": self.ctx.ready.is_set() and not self.ctx.stop.is_set()},
             "rules": rules,
             "open_orders": self._open_orders(),
+            "thresholds": self.rules.index.price_levels(),
             "not_yet": self.not_yet(),
             "balances": {c: str(v) for c, v in sorted(self.ctx.balances.items())},
             "trading": self.ctx.trading and self.ctx.halted is None,
