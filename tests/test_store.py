@@ -281,14 +281,10 @@ def test_unblock_requests_hold_until_taken_even_for_the_longest_rule_names(
     assert len(kinds) == 3 and (("unblock.requested", long_name) in kinds)
 
 
-def test_a_step_reported_from_outside_that_the_table_lacks_is_an_anomaly_not_a_crash(
-    owned: Store,
-) -> None:
-    """Issue 12 item 4: `cancel all` reached an order proven not placed, and the watcher
-    died on IllegalTransition('order NOT_PLACED -> CANCELED'), restart after restart."""
+def _one_limit_buy(store: Store) -> str:
+    """Rule `dip`'s first firing, a resting limit buy, committed as sent: its clientOid."""
     from rules_engine.store._repo import StateRow
 
-    store = owned
     state = StateRow("dip", 1, "done", 1, {"status": "done"}, None)
     order = {"exchange_id": None, "symbol": "BTC-USDT", "side": "buy", "order_type": "limit",
              "price": Decimal("50000"), "size": Decimal("0.001"), "funds": None,
@@ -296,7 +292,16 @@ def test_a_step_reported_from_outside_that_the_table_lacks_is_an_anomaly_not_a_c
              "family": "hf", "deadline": NOW}
     store.fire("dip", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, order=order,
                state=state, now=NOW)
-    oid = client_oid(store.engine_id(), "dip", 1)
+    return client_oid(store.engine_id(), "dip", 1)
+
+
+def test_a_step_reported_from_outside_that_the_table_lacks_is_an_anomaly_not_a_crash(
+    owned: Store,
+) -> None:
+    """Issue 12 item 4: `cancel all` reached an order proven not placed, and the watcher
+    died on IllegalTransition('order NOT_PLACED -> CANCELED'), restart after restart."""
+    store = owned
+    oid = _one_limit_buy(store)
     store.settle(oid, NOW, firing_to="unknown")
     store.settle(oid, NOW, firing_to="not_placed", order_to="not_placed")
     # What arrives now from the exchange or a person has no move from here: recorded.
@@ -315,17 +320,8 @@ def test_a_step_reported_from_outside_that_the_table_lacks_is_an_anomaly_not_a_c
 def test_the_exchange_reporting_a_fill_after_a_cancel_wins(owned: Store) -> None:
     """Fills are money: `canceled -> filled` is a move (the order table's one reopening of a
     canceled order)."""
-    from rules_engine.store._repo import StateRow
-
     store = owned
-    state = StateRow("dip", 1, "done", 1, {"status": "done"}, None)
-    order = {"exchange_id": None, "symbol": "BTC-USDT", "side": "buy", "order_type": "limit",
-             "price": Decimal("50000"), "size": Decimal("0.001"), "funds": None,
-             "status": "pending", "filled_size": Decimal(0), "filled_value": Decimal(0),
-             "family": "hf", "deadline": NOW}
-    store.fire("dip", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, order=order,
-               state=state, now=NOW)
-    oid = client_oid(store.engine_id(), "dip", 1)
+    oid = _one_limit_buy(store)
     store.settle(oid, NOW, firing_to="acknowledged", order_to="open")
     store.settle(oid, NOW, order_to="canceled")
     store.settle(oid, NOW, order_to="filled")

@@ -171,11 +171,6 @@ class OrderManager:
         self._on_final = on_final
         self._on_acknowledged = on_acknowledged
 
-    def pending_for(self, oid: str) -> Tracked | None:
-        """The unproven order of a clientOid, if any."""
-        tracked = self.tracked.get(oid)
-        return tracked if tracked is not None and tracked.status in _UNPROVEN else None
-
     # ------------------------------------------------------------ the table
 
     def start(self, tracked: Tracked, transition: Transition, *, recorded: bool) -> None:

@@ -257,10 +257,6 @@ class Recovery:
         return None
 
 
-def _parse(value: Any) -> datetime | None:
-    return None if value in (None, "") else datetime.fromisoformat(str(value))
-
-
 def _arm_of(inputs: dict[str, Any]) -> Arm | None:
     data = inputs.get("arm") if isinstance(inputs, dict) else None
     if not isinstance(data, dict):
