@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rules_engine.compiler import _model as M
-from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler, _did_you_mean
+from rules_engine.compiler._base import _did_you_mean
+from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler
 from rules_engine.compiler._safety import SafetyLimits, check_file
 from rules_engine.compiler._snapshot import shipped_symbols
 from rules_engine.compiler._templates import names as template_names

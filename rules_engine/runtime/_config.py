@@ -204,7 +204,7 @@ class WatcherConfig(BaseSettings):
     @field_validator("signals")
     @classmethod
     def _signal_names(cls, value: dict[str, SignalConfig]) -> dict[str, SignalConfig]:
-        from rules_engine.compiler._compile import SIGNAL_NAME
+        from rules_engine.compiler._base import SIGNAL_NAME
 
         bad = sorted(name for name in value if not SIGNAL_NAME.fullmatch(name))
         if bad:
