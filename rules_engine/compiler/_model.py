@@ -209,11 +209,16 @@ class OrderSpec(NamedTuple):
     hidden: bool
     stop_loss: Value | None  # the engine-held stop of a bracket
     limit: Value | None = None  # a stop-limit's limit price (`price` is then its trigger)
+    stop_limit: Value | None = None  # a bracket's stop leg limit (`stop-loss at X limit Y`)
+    on_exchange: bool = False  # `on exchange`: the bracket is one KuCoin OCO order
 
     def __repr__(self) -> str:
         # Without a limit the text is the one of before stop-limits existed: a rule's
-        # canonical text, hence its fingerprint and an unnamed rule's identity, must not change.
-        shown = [f for f in self._fields if f != "limit" or self.limit is not None]
+        # canonical text, hence its fingerprint and an unnamed rule's identity, must not change
+        # (the same for a bracket's stop leg limit and `on exchange`).
+        defaults = {"limit": None, "stop_limit": None, "on_exchange": False}
+        shown = [f for f in self._fields
+                 if f not in defaults or getattr(self, f) != defaults[f]]
         return "OrderSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
 
 

@@ -14,13 +14,13 @@ from rules_engine.compiler._base import (
     _multiple_below,
     _num,
 )
-from rules_engine.compiler._conditions import _Conditions
+from rules_engine.compiler._brackets import _Brackets
 from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
 from rules_engine.core.symbols import SymbolInfo
 from rules_engine.dsl import ast as A
 
 
-class _Orders(_Conditions):
+class _Orders(_Brackets):
     """Compiles a rule's `place` and its bracket, with the tick, lot and value checks."""
 
     def _order(
@@ -110,10 +110,16 @@ class _Orders(_Conditions):
             self._check_value(size, price, place, info)
 
         stop: M.Value | None = None
+        stop_limit: M.Value | None = None
+        on_exchange = False
         if stop_loss is not None:
             stop = self._stop_loss(stop_loss, place, price, info)
             if stop is None:
                 ok = False
+            else:
+                good, stop_limit, on_exchange = self._exchange_leg(stop_loss, place, stop,
+                                                                   size, info)
+                ok = good and ok
         if not ok or size is None or tif is None:
             return None
         return M.OrderSpec(
@@ -128,6 +134,8 @@ class _Orders(_Conditions):
             hidden=hidden,
             stop_loss=stop,
             limit=limit,
+            stop_limit=stop_limit,
+            on_exchange=on_exchange,
         )
 
     def _stop_limit(

@@ -142,8 +142,22 @@ class _AstBuilder:
         return A.Place(otype, _word(side), size, price, trail, tuple(options), otype.span.to(end),
                        limit)
 
-    def stop_loss(self, kw: Token, price: A.Expr) -> A.StopLoss:
-        return A.StopLoss(price, _span(kw).to(price.span))
+    def stop_loss(self, kw: Token, price: A.Expr, *rest: Any) -> A.StopLoss:
+        limit: A.Expr | None = None
+        where: A.Word | None = None
+        end = price.span
+        for item in rest:
+            if isinstance(item, A.Word):
+                where, end = item, item.span
+            else:
+                limit, end = item, item.span
+        return A.StopLoss(price, _span(kw).to(end), limit, where)
+
+    def stop_limit(self, expr: A.Expr) -> A.Expr:
+        return expr
+
+    def stop_place(self, name: Token) -> A.Word:
+        return _word(name)
 
     def cancel_after(self, dur: Token) -> A.CancelAfter:
         d = A.Dur(dur.value, _span(dur))

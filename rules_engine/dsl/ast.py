@@ -204,6 +204,8 @@ class Place(NamedTuple):
 class StopLoss(NamedTuple):
     price: Expr
     span: Span
+    limit: Expr | None = None  # `limit PRICE`: the stop leg's limit (an exchange-held bracket)
+    where: Word | None = None  # `on exchange`: where the bracket lives (None: the engine)
 
 
 class CancelAfter(NamedTuple):

@@ -1,0 +1,113 @@
+"""Where a bracket lives: on the exchange as one KuCoin OCO order, or held by the engine.
+Pure: the compile checks of a stop-loss's `limit` and `on exchange` (E413-E416), and the lint
+note on every engine-held bracket saying so and why (N712).
+
+    stop-loss at fill_price - 2%                                     engine-held: a market sale
+    stop-loss at fill_price - 2% limit fill_price - 2.5% on exchange one OCO order
+
+An OCO is two legs of one size and side: the take-profit (a limit order at `price`) and a
+stop-limit (`stopPrice`, then a limit at `limitPrice`). It expresses a plain GTC limit sell in
+the base currency; options (post-only, hidden, ioc, fok) and sizes in the quote currency it
+cannot carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from rules_engine.compiler import _model as M
+from rules_engine.compiler._base import _Bad
+from rules_engine.compiler._conditions import _Conditions
+from rules_engine.compiler._safety import stop_limit_problem
+from rules_engine.core.symbols import SymbolInfo
+from rules_engine.dsl import ast as A
+
+__all__ = ["bracket_notes"]
+
+_EXAMPLE = "`stop-loss at fill_price - 2% limit fill_price - 2.5% on exchange`"
+
+
+class _Brackets(_Conditions):
+    """The stop-loss's leg: its limit and where it lives."""
+
+    def _check_price(self, price: Decimal, node: A.Expr | None, info: SymbolInfo, side: str,
+                     what: str) -> bool:  # the orders' own check (`_Orders`)
+        raise NotImplementedError
+
+    def _exchange_leg(self, node: A.StopLoss, place: A.Place, stop: M.Value | None,
+                      size: M.SizeSpec | None, info: SymbolInfo
+                      ) -> tuple[bool, M.Value | None, bool]:
+        """(ok, the stop leg's limit, on exchange) of a bracket's stop-loss."""
+        where = node.where
+        if where is not None and where.text != "exchange":
+            self._report(where.span, "E413",
+                         f"a stop-loss lives `on exchange` (one KuCoin OCO order) or, written "
+                         f"without `on`, in the engine; not `on {where.text}`")
+            return False, None, False
+        on_exchange = where is not None
+        if node.limit is None:
+            if on_exchange:
+                self._report(node.span, "E413",
+                             "`on exchange` needs the stop leg's limit price: KuCoin's OCO "
+                             f"stop leg is a stop-limit ({_EXAMPLE})")
+                return False, None, False
+            return True, None, False
+        if not on_exchange:
+            self._report(node.limit.span, "E414",
+                         "a stop-loss's `limit` is for a bracket placed on the exchange: add "
+                         "`on exchange` after it, or drop the limit (the engine then sells at "
+                         "market when the stop triggers)")
+            return False, None, False
+        ok = self._expressible(place, size)
+        try:
+            limit = self._value(node.limit)
+        except _Bad:
+            return False, None, True
+        if isinstance(limit, M.Const) and not self._check_price(
+                limit.value, node.limit, info, "sell", "stop-loss limit price"):
+            return False, None, True
+        problem = None if stop is None else stop_limit_problem(stop, limit, "sell", info.symbol)
+        if problem is not None:
+            self._report(node.limit.span, "E416",
+                         "the stop-loss's limit is above its stop: once triggered the sale "
+                         "rests above the market and does not sell while the price falls on; "
+                         f"its limit belongs at or below the stop ({_EXAMPLE})")
+            return False, None, True
+        return ok, limit, True
+
+    def _expressible(self, place: A.Place, size: M.SizeSpec | None) -> bool:
+        """What one OCO order can carry: a plain GTC limit sell sized in the base currency."""
+        ok = True
+        for option in place.options:
+            self._report(option.span, "E415",
+                         f"an exchange-held bracket is one KuCoin OCO order, which has no "
+                         f"{option.text}: drop it, or drop `on exchange` (engine-held)")
+            ok = False
+        if size is not None and size.kind == "funds":
+            self._report(place.size.span, "E415",
+                         "an exchange-held bracket is one KuCoin OCO order, sized in the base "
+                         "currency: size the take-profit in coins (`filled_size`, `0.01`), or "
+                         "drop `on exchange` (engine-held)")
+            ok = False
+        return ok
+
+
+Report = Callable[[A.Span, str, str], None]
+
+
+def bracket_notes(pairs: Sequence[tuple[A.RuleNode, M.CompiledRule]], report: Report) -> None:
+    """N712: each bracket whose stop-loss the engine holds, and why: it protects only while
+    a watcher runs."""
+    for node, rule in pairs:
+        order = rule.order
+        if order is None or order.stop_loss is None or order.on_exchange:
+            continue
+        clause = next((c for c in node.clauses if isinstance(c, A.StopLoss)), None)
+        if clause is None:
+            continue
+        why = "it has no `on exchange`, and without a limit its stop sells at market, which " \
+              "an OCO order cannot"
+        report(clause.span, "N712",
+               f"this bracket is engine-held ({why}): its stop-loss protects only while a "
+               f"watcher runs; {_EXAMPLE} places it on the exchange as one KuCoin OCO order")
