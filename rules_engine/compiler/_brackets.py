@@ -13,7 +13,7 @@ cannot carry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 from rules_engine.compiler import _model as M
@@ -21,6 +21,7 @@ from rules_engine.compiler._base import _Bad
 from rules_engine.compiler._conditions import _Conditions
 from rules_engine.compiler._safety import stop_limit_problem
 from rules_engine.core.symbols import SymbolInfo
+from rules_engine.dsl import Diagnostic, Severity, SourceFile
 from rules_engine.dsl import ast as A
 
 __all__ = ["bracket_notes"]
@@ -93,12 +94,11 @@ class _Brackets(_Conditions):
         return ok
 
 
-Report = Callable[[A.Span, str, str], None]
-
-
-def bracket_notes(pairs: Sequence[tuple[A.RuleNode, M.CompiledRule]], report: Report) -> None:
+def bracket_notes(source: SourceFile,
+                  pairs: Sequence[tuple[A.RuleNode, M.CompiledRule]]) -> list[Diagnostic]:
     """N712: each bracket whose stop-loss the engine holds, and why: it protects only while
     a watcher runs."""
+    out = []
     for node, rule in pairs:
         order = rule.order
         if order is None or order.stop_loss is None or order.on_exchange:
@@ -106,8 +106,10 @@ def bracket_notes(pairs: Sequence[tuple[A.RuleNode, M.CompiledRule]], report: Re
         clause = next((c for c in node.clauses if isinstance(c, A.StopLoss)), None)
         if clause is None:
             continue
-        why = "it has no `on exchange`, and without a limit its stop sells at market, which " \
-              "an OCO order cannot"
-        report(clause.span, "N712",
-               f"this bracket is engine-held ({why}): its stop-loss protects only while a "
-               f"watcher runs; {_EXAMPLE} places it on the exchange as one KuCoin OCO order")
+        why = ("it has no `on exchange`, and without a limit its stop sells at market, which "
+               "an OCO order cannot")
+        out.append(Diagnostic(
+            source.path, clause.span, "N712", Severity.NOTE,
+            f"this bracket is engine-held ({why}): its stop-loss protects only while a "
+            f"watcher runs; {_EXAMPLE} places it on the exchange as one KuCoin OCO order"))
+    return out

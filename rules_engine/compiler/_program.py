@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._base import _did_you_mean
+from rules_engine.compiler._brackets import bracket_notes
 from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler
 from rules_engine.compiler._safety import SafetyLimits, check_file
 from rules_engine.compiler._snapshot import shipped_symbols
@@ -73,6 +74,7 @@ class Compiler:
                     rules.append(rule)
                     pairs.append((node, rule))
             safety = check_file(source, pairs, self.symbols, self.market, self.limits)
+            safety += bracket_notes(source, pairs)
         result = _FileResult(
             digest,
             tuple(parsed.rules),

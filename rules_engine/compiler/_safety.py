@@ -178,9 +178,6 @@ def check_file(
         # check never raises for what the compiler accepted.
         ctx.traps[InvalidOperation] = ctx.traps[Overflow] = ctx.traps[DivisionByZero] = False
         _check_rules(pairs, symbols, last_prices, limits, source=source, report=report)
-    from rules_engine.compiler._brackets import bracket_notes  # noqa: PLC0415 - it imports this module
-
-    bracket_notes(pairs, report)
     return out
 
 
