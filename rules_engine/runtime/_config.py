@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rules_engine.engine._risk import Limits
 
 __all__ = [
+    "BracketsConfig",
     "ConfigError",
     "RiskLimits",
     "SignalConfig",
@@ -112,6 +113,20 @@ class RiskLimits(BaseModel):
         )
 
 
+class BracketsConfig(BaseModel):
+    """`[brackets]`: where a bracket written `on exchange` lives (docs/operations.md, "Where
+    protection lives")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_exchange: bool = Field(
+        default=True,
+        description="true: a bracket written `on exchange` is one KuCoin OCO order; false: "
+                    "every bracket is engine-held (KuCoin's SDK marks OCO deprecated as "
+                    "accounts move to the unified trading account)",
+    )
+
+
 class SignalConfig(BaseModel):
     """`[signals.NAME]`: an inbound signal `POST /signal` may deliver (docs/operations.md,
     "Inbound signals"). The secret is a `SecretStr`: its repr and any error show `**********`."""
@@ -185,6 +200,7 @@ class WatcherConfig(BaseSettings):
         default_factory=dict,
         description="per rule file (the path as given to run): limits that tighten `risk`",
     )
+    brackets: BracketsConfig = Field(default_factory=BracketsConfig)
     signals: dict[str, SignalConfig] = Field(
         default_factory=dict,
         description="inbound signals by name; none: `POST /signal` is off",

@@ -40,6 +40,7 @@ from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
+from rules_engine.runtime._oco import OcoBrackets, OcoPlan
 from rules_engine.runtime._orders import OrderManager, Tracked
 from rules_engine.runtime._rules import RuleSet
 from rules_engine.store import IllegalTransition, LeaseLost, client_oid
@@ -70,6 +71,7 @@ class Firing:
         self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
+        self.oco: OcoBrackets | None = None  # brackets `on exchange` (set by the watcher)
 
     # ------------------------------------------------------------ evaluation
 
@@ -133,7 +135,7 @@ class Firing:
         oid = client_oid(self.ctx.engine_id, identity, number)
         resolved: OrderIntent | Blocked | None = None
         value = Decimal(0)
-        leg: Leg | None = None
+        leg: Leg | OcoPlan | None = None
         if rule.order is not None:
             resolved, value, leg = self._decide_order(rule, oid, number, fill, now)
         if isinstance(resolved, Deferred):  # the rule stays as it was, and looks again then
@@ -189,7 +191,7 @@ class Firing:
                             arm.parent_firing if arm is not None else None, self.rules.rules)
 
     def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
-                      now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:
+                      now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | OcoPlan | None]:
         spec = rule.order
         assert spec is not None
         values = self.rules.market.values
@@ -217,7 +219,7 @@ class Firing:
         return resolved, value, leg
 
     def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,  # noqa: PLR0917 - the parts it is wired to
-               value: Decimal, leg: Leg | None, decision: Decision,
+               value: Decimal, leg: Leg | OcoPlan | None, decision: Decision,
                inputs: dict[str, Any], now: datetime, *, again: bool,
                also: tuple[Any, ...], events: tuple[Any, ...]) -> bool:
         identity = rule.identity
@@ -225,7 +227,11 @@ class Firing:
         family = "stop" if resolved.order_type == "stop" else self.ctx.venue.family
         body: dict[str, Any] | None = None
         until: datetime | None = None
-        if not held:
+        plan = leg if isinstance(leg, OcoPlan) else None  # the bracket as one OCO order
+        leg = leg if isinstance(leg, Leg) else None
+        if plan is not None:
+            family, body = "oco", plan.body()
+        elif not held:
             server_ms = self.ctx.venue.server_ms()
             window = self.ctx.config.order_window_ms
             body = order_body(resolved, oid, family=family, server_ms=server_ms,
@@ -239,11 +245,12 @@ class Firing:
             "trail": _num(resolved.trail) if held else None,
             "family": family, "deadline": until.isoformat() if until else None,
             "notional": format(value, "f"),
+            **({"oco": plan.intent()} if plan is not None else {}),
         }
         mark = self.rules.market.values.get(M.Field(resolved.symbol, "last")) if held else None
         order_row = {
             "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
-            "order_type": resolved.order_type,
+            "order_type": "oco" if plan is not None else resolved.order_type,
             "price": mark if held else resolved.stop_price or resolved.price,  # a stop's trigger
             "size": resolved.size, "funds": resolved.funds,
             "status": "held" if held else "pending",
@@ -282,6 +289,8 @@ class Firing:
                         day=now.date(), counted=False, leg=identity),
                 place(leg.oid, family=family, side=leg.side, size=leg.size, deadline=None,
                       held_as="stop-loss"), recorded=True)
+        if plan is not None and self.oco is not None:
+            self.oco.register(plan, rule, decision.arm, now)
         self.orders.exposure.add(identity, now.date(), value)
         self.fired += 1
         if held:
@@ -397,7 +406,7 @@ class Firing:
         return Blocked(reason) if reason is not None else (intent, value)
 
     def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,
-                   fill: Fill | None) -> Leg | Blocked | None:
+                   fill: Fill | None) -> Leg | OcoPlan | Blocked | None:
         """A bracket's stop-loss leg for the take-profit `tp`, its trigger rounded toward the
         market (it triggers no later than written), or why it cannot be placed."""
         spec = rule.order
@@ -410,6 +419,8 @@ class Firing:
         inverted = _inverted(tp.side, tp.price, trigger)
         if inverted is not None:
             return Blocked(inverted)
+        if spec.on_exchange and self.oco is not None and self.oco.enabled:
+            return self.oco.plan(rule, tp, tp_oid, number, fill=fill, trigger=trigger)
         oid = client_oid(self.ctx.engine_id, f"{rule.identity}/stop-loss", number)
         return Leg(oid, tp_oid, rule.identity, number, tp.symbol, tp.side, tp.size, trigger)
 

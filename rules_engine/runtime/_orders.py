@@ -170,6 +170,7 @@ class OrderManager:
         self._on_refused = on_refused
         self._on_final = on_final
         self._on_acknowledged = on_acknowledged
+        self.oco: Any = None  # `OcoBrackets` (runtime/_oco.py): an OCO's port calls, fills
 
     # ------------------------------------------------------------ the table
 
@@ -243,6 +244,8 @@ class OrderManager:
         for step in steps:
             if step.then is not None:
                 step.then()
+        if after.filled > before.filled and self.oco is not None:
+            self.oco.on_fill(tracked, now)  # an entry's `on exchange` bracket follows it
         if spawn:
             for call in calls:
                 self.ctx.spawn(call)
@@ -400,6 +403,9 @@ class OrderManager:
 
     async def _look_up(self, tracked: Tracked) -> None:
         """One lookup by clientOid, its fills stored, answered to the table as `LookedUp`."""
+        if tracked.family == "oco" and self.oco is not None:
+            await self.oco.look_up(tracked)
+            return
         seen = await self.ctx.venue.look_up(tracked.oid, tracked.symbol, tracked.family)
         at = self.ctx.venue.server_now()
         if seen.kind == "found" and seen.state is not None:
@@ -450,6 +456,9 @@ class OrderManager:
         oid = event.client_oid
         tracked = self.tracked.get(oid) if oid is not None else None
         if tracked is None or oid is None:
+            return
+        if tracked.family == "oco" and self.oco is not None:
+            self.oco.on_event(tracked, event)  # a leg's event: the OCO is looked up
             return
         record = tracked.record
         filled, value = record.filled, record.filled_value

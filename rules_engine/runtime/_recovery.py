@@ -40,6 +40,7 @@ class Recovery:
         self.held = held
         self.firing = firing
         self.read = read
+        self.oco: Any = None  # `OcoBrackets`: a bracket's OCO orders followed again
 
     async def recover(self) -> None:
         """Every order the store holds not final, rebuilt as the order table's record and
@@ -54,8 +55,12 @@ class Recovery:
             of = firings.get(row.firing_id) if row.firing_id is not None else None
             if of is not None and of.client_oid is None:
                 continue
-            leg = of is not None and of.client_oid != row.client_oid  # a bracket's stop-loss
+            # A bracket's engine-held stop-loss (an OCO's replacement is an order of its own).
+            leg = of is not None and of.client_oid != row.client_oid and row.family != "oco"
             tracked = self._tracked(row, of, leg, now)
+            if row.family == "oco" and of is not None and self.oco is not None:
+                tracked.counted = row.client_oid == of.client_oid
+                self.oco.recovered(tracked, row, of)
             record = tracked.record
             if record.status == "not_placed":
                 if leg and not record.cancel:

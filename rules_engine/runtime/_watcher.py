@@ -51,6 +51,7 @@ from rules_engine.runtime._firing import Firing
 from rules_engine.runtime._held import HeldOrders
 from rules_engine.runtime._jobs import Jobs
 from rules_engine.runtime._market import MarketState
+from rules_engine.runtime._oco import OcoBrackets
 from rules_engine.runtime._orders import OrderManager, Step, Tracked
 from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
@@ -116,12 +117,16 @@ class Watcher:
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
         self.firing = Firing(ctx, self.rules, self.feeds, self.orders, self.held_orders,
                              self.actions)
+        self.oco = OcoBrackets(ctx, self.rules, self.orders)  # brackets `on exchange`
+        self.oco.firing = self.firing
+        self.firing.oco = self.orders.oco = self.oco
         self.sources = dict(sources or {})
         self.controls = Controls(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self.actions, self.feeds, self.sources, reloader,
                                  self._load_candles)
         self.recovery = Recovery(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self._start_read)
+        self.recovery.oco = self.oco
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
         self.scheduled = scheduled
@@ -210,6 +215,7 @@ class Watcher:
             await self._check_venue()
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
+            self.oco.announce(self.rules.rules.values())
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             held = ctx.store.halt()
@@ -391,6 +397,8 @@ class Watcher:
         identity, number = tracked.identity, tracked.number
         rules = self.rules
         state = rules.states.get(identity or "")
+        if self.oco.is_replacement(tracked):  # an OCO's replacement: placed again, afresh
+            return self.oco.retry(tracked, now)
         if identity is None or number is None or state is None or tracked.leg is not None:
             return Step()
         if state.firings != number or state.status not in ("done", "cooling", "armed",
@@ -413,16 +421,20 @@ class Watcher:
         """The order ended (filled, canceled, vanished, refused, not placed): the `after`
         rules it arms, in its own commit; then what holds on to it (a bracket) lets go."""
         arms: Arms = []
+        if tracked.family == "oco" and self.oco.continues(tracked):
+            command = None  # a resize: its replacement carries the bracket on
         if command is not None and tracked.identity is not None and tracked.number is not None:
             row = self.ctx.store.order(tracked.oid)  # the fills as stored, once per trade
             fill = None
             if row is not None and row.filled_size > 0:
                 fill = Fill(row.filled_value / row.filled_size, row.filled_size)
             for event in command.events:
-                arms += self.rules.arms(tracked.identity, event, tracked.number, fill)
+                arms += [a for a in self.rules.arms(tracked.identity, event, tracked.number, fill)
+                         if not self.oco.skip_arm(a[0], tracked.number)]
 
         def then() -> None:
             self.held_orders.on_end(tracked, now)
+            self.oco.on_end(tracked, now)
             for child, _, detail in arms:
                 self.ctx.emit("rule.armed", {"rule": child.identity, **detail})
             if arms:
