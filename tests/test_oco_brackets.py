@@ -6,11 +6,15 @@ watcher runs, and `[brackets] on_exchange = false` keeps it engine-held."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
-from test_watcher import SYMBOL, D, Rig, rig, until
+from lifecycle_support import WatcherRun, watcher_toml
+from lifecycle_support import until as lifecycle_until
+from test_watcher import SYMBOL, D, Rig, rig, until, venue
 
+from rules_engine.sandbox import oco
 from rules_engine.store import Store
 
 BRACKET = (
@@ -60,3 +64,154 @@ async def test_a_take_profit_leg_fill_is_recorded_with_the_stop_legs_cancel(
             ("take-profit", "0.002"), ("stop-loss", None)]
         assert {f.identity for f in store.firings()} >= {"told"}
         store.close()
+
+
+PARTIAL = (
+    "rule dip on BTC-USDT:\n    when ask < 59050\n    place limit buy 0.003 at 59010\n"
+    "rule exit on BTC-USDT:\n    after dip filled\n"
+    "    place limit sell filled_size at fill_price + 3%\n"
+    "    stop-loss at fill_price - 2% limit fill_price - 2.5% on exchange\n"
+)
+
+
+async def exchange_ocos(r: Rig) -> list[tuple[str, str, str, D]]:
+    """The exchange's OCO list and each one's detail, over REST: (clientOid, status, first
+    leg's status, size), oldest first."""
+    venue: Any = r.watcher.ctx.venue
+    page = await venue.oco.page(SYMBOL)
+    assert page.data["totalNum"] == len(page.data["items"])
+    out = []
+    for item in reversed(page.data["items"]):  # newest first on the exchange
+        detail = (await venue.oco.detail(item["orderId"])).data
+        sizes = {leg["size"] for leg in detail["orders"]}
+        assert len(sizes) == 1  # both legs hold the same coins
+        out.append((item["clientOid"], item["status"], detail["orders"][0]["status"],
+                    D(sizes.pop())))
+    return out
+
+
+def thin(ask: str) -> tuple[list[tuple[D, D]], list[tuple[D, D]]]:
+    """A book whose best ask offers 0.001 BTC only."""
+    return [(D("59000"), D("1"))], [(D(ask), D("0.001")), (D("59100"), D("1"))]
+
+
+async def test_a_partial_entry_fill_protects_at_once_and_each_further_fill_resizes_the_oco(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, PARTIAL, bid="59000", ask="59100") as r:
+        r.feed.push(SYMBOL, *thin("59010"))  # the entry fires and takes 0.001 of its 0.003
+        await until(lambda: len(ocos(r)) == 1 and ocos(r)[0].size == D("0.001")
+                    and all(t.record.status == "open" for t in r.watcher.tracked.values()), 5)
+        [entry] = [o for o in r.orders() if o.req.side == "buy"]
+        assert entry.deal_size == D("0.001") and entry.active  # protection from the first fill
+        first = await exchange_ocos(r)
+        assert [(s, leg, size) for _, s, leg, size in first] == [("NEW", "NEW", D("0.001"))]
+
+        r.feed.push(SYMBOL, *thin("59005"))  # 0.001 more fills: 0.002 of 0.003
+        await until(lambda: len(ocos(r)) == 2 and not r.watcher.pending and all(
+            t.record.status == "open" for t in r.watcher.tracked.values()), 5)
+        second = await exchange_ocos(r)
+        assert [(s, size) for _, s, _, size in second] == [
+            ("CANCELLED", D("0.001")), ("NEW", D("0.002"))]
+
+        r.feed.push(SYMBOL, *thin("59008"))  # the last 0.001: the entry is filled
+        await until(lambda: len(ocos(r)) == 3 and not r.watcher.pending and all(
+            t.record.status == "open" for t in r.watcher.tracked.values()), 5)
+        assert not entry.active and entry.deal_size == D("0.003")
+        final = await exchange_ocos(r)
+        assert [(s, size) for _, s, _, size in final] == [
+            ("CANCELLED", D("0.001")), ("CANCELLED", D("0.002")), ("NEW", D("0.003"))]
+        oids = [oid for oid, *_ in final]
+        assert len(set(oids)) == 3  # a fresh clientOid each time
+
+        store = r.store()
+        rows = {o.client_oid: o for o in store.orders() if o.family == "oco"}
+        assert [rows[oid].status for oid in oids] == ["canceled", "canceled", "open"]
+        assert [e.payload["replacement"] for e in store.events()
+                if e.kind == "oco.replaced"] == [1, 2]
+        exits = [f for f in store.firings() if f.identity == "exit"]
+        assert len(exits) == 1 and exits[0].client_oid == oids[0]  # one firing, three OCOs
+        store.close()
+        # Exactly the position is protected: the coins the entry bought, once.
+        assert sum((o.size for o in ocos(r) if o.client_oid == oids[-1]), D(0)) == D("0.003")
+
+
+async def test_an_oco_bracket_sells_with_no_watcher_running_and_the_restart_records_it(
+    tmp_path: Path,
+) -> None:
+    """The watcher is a real process, killed with SIGKILL once its OCO rests; the price then
+    falls through the stop: the exchange sells on its own. The next watcher, on the same
+    store, records the stop leg's fill and the take-profit's cancel from the exchange, and
+    the chained rule `after exit filled` fires."""
+    rules = tmp_path / "oco.rules"
+    rules.write_text(BRACKET)
+    config = tmp_path / "watcher.toml"
+    config.write_text(watcher_toml())
+    db = f"sqlite:///{tmp_path / 'oco.sqlite'}"
+    async with venue() as v:
+        first = await WatcherRun.spawn(tmp_path, "first", [rules], url=v.url, db=db,
+                                       config=config)
+        try:
+            assert await lifecycle_until(lambda: any(
+                oco.status(v.state.engine, o) == "NEW" for o in v.state.engine.ocos.values()),
+                30, 0.05), first.tail()
+            [placed] = v.state.engine.ocos.values()
+            first.signal(signal.SIGKILL)
+            assert await first.exit(10) == -signal.SIGKILL
+        finally:
+            await first.stop()
+        store = Store(db)
+        [row] = [o for o in store.orders() if o.family == "oco"]
+        assert row.status == "open" and row.filled_size == 0  # what the dead watcher knew
+        store.close()
+
+        # No watcher runs: the price falls through the stop; the exchange sells by itself.
+        v.feed.push(SYMBOL, [(D("57600"), D("1"))], [(D("57700"), D("1"))],
+                    trade=(D("57650"), D("0.01"), "sell"))
+        await lifecycle_until(lambda: oco.status(v.state.engine, placed) == "DONE", 5, 0.02)
+        sale = v.state.engine.orders[placed.stop_id]
+        assert (sale.deal_size, sale.req.price) == (D("0.002"), D("57534.8"))
+        assert not v.state.engine.orders[placed.limit_id].active  # cancelled by the exchange
+
+        second = await WatcherRun.spawn(tmp_path, "second", [rules], url=v.url, db=db,
+                                        config=config)
+        try:
+            def recorded() -> bool:
+                check = Store(db)
+                try:
+                    return any(f.identity == "told" for f in check.firings())
+                finally:
+                    check.close()
+
+            assert await lifecycle_until(recorded, 30, 0.1), second.tail()
+        finally:
+            assert await second.stop() == 0, second.tail()
+    store = Store(db)
+    [row] = [o for o in store.orders() if o.family == "oco"]
+    assert (row.status, row.filled_size, row.exchange_id) == ("filled", D("0.002"), placed.id)
+    [fill] = [f for f in store.fills() if f.client_oid == row.client_oid]
+    assert fill.size == D("0.002") and fill.price >= D("57534.8")
+    legs = [(e.kind, e.payload["leg"]) for e in store.events() if e.kind.startswith("oco.leg")]
+    assert legs == [("oco.leg_canceled", "take-profit"), ("oco.leg_filled", "stop-loss")]
+    assert "order.filled" in kinds(store, row.client_oid)
+    store.close()
+
+
+async def test_the_config_fallback_keeps_an_on_exchange_bracket_engine_held(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, BRACKET, brackets={"on_exchange": False}) as r:
+        await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+        assert ocos(r) == []  # nothing on the exchange's OCO endpoint
+        [leg] = r.watcher.legs.values()
+        [tp] = [o for o in r.orders() if o.req.side == "sell"]
+        assert tp.req.type == "limit" and leg.trigger == D("57829.8")
+        r.push("56990", "57000", trade="56995")  # the engine's stop-loss sells at market
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        [sale] = [o for o in r.orders() if o.req.client_oid == leg.oid]
+        assert sale.req.type == "market" and sale.deal_size == D("0.002")
+        store = r.store()
+        said = [e.payload for e in store.events() if e.kind == "brackets.engine_held"]
+        store.close()
+        assert len(said) == 1 and said[0]["rules"] == ["exit"]
+        assert "on_exchange = false" in said[0]["why"]
