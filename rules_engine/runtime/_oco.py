@@ -91,6 +91,7 @@ class OcoBrackets:
         self.brackets: dict[str, Bracket] = {}  # by the clientOid of the OCO protecting now
         self.early: set[tuple[str, int]] = set()  # (bracket rule, parent firing) armed early
         self.looking: set[str] = set()  # OCOs with a lookup under way
+        self.told: set[str] = set()  # OCOs whose legs' ends are on record
 
     @property
     def enabled(self) -> bool:
@@ -304,7 +305,8 @@ class OcoBrackets:
                                     size=fill.size, fee=fill.fee,
                                     fee_currency=fill.fee_currency, time=fill.time)
         size, value = seen.filled
-        if not order.active and not tracked.record.final:
+        if not order.active and not tracked.record.final and tracked.oid not in self.told:
+            self.told.add(tracked.oid)
             self._legs(tracked, seen)
         self.orders.feed(tracked, LookedUp("found", at, order.active, size, value,
                                            order.order_id))
@@ -360,5 +362,7 @@ class OcoBrackets:
         target = self._filled(parent) if parent is not None else row.size
         sold = sum((r.filled_size for r in oco_rows(self.ctx.store, firing.client_oid)
                     if r.client_oid != row.client_oid), ZERO)
+        # A resize asked before the restart goes on: the replacement follows the cancel.
+        resizing = any(why.startswith("resize") for why in tracked.record.cancel)
         self.brackets[row.client_oid] = Bracket(plan, row.client_oid, number, row.size, parent,
-                                                max(target, row.size), sold)
+                                                max(target, row.size), sold, resizing)

@@ -1,0 +1,74 @@
+"""`stop-loss at STOP limit LIMIT on exchange`: the grammar, the compiled order, the compile
+checks E413-E416, the N712 note on engine-held brackets, and the order table keeping an OCO
+through a plain halt."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from rules_engine.compiler import compile_sources
+from rules_engine.compiler import model as M
+from rules_engine.dsl import SourceFile
+from rules_engine.engine._lifecycle import apply
+from rules_engine.engine._order_types import CancelOrder, Halt, OrderRecord
+
+ENTRY = "rule entry on BTC-USDT:\n    when ask < 58000\n    place limit buy 0.01 at 57990\n"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def bracket(take_profit: str, stop_loss: str) -> str:
+    return (ENTRY + "rule exit on BTC-USDT:\n    after entry filled\n"
+            f"    place limit sell {take_profit}\n    stop-loss {stop_loss}\n")
+
+
+def compiled(text: str) -> tuple[list[M.CompiledRule], list[tuple[str, int, int]]]:
+    program = compile_sources([SourceFile("b.rules", text)])
+    return list(program.rules), [(d.code, d.span.line, d.span.column)
+                                 for d in program.diagnostics]
+
+
+def test_an_on_exchange_bracket_compiles_its_stop_legs_limit() -> None:
+    rules, found = compiled(bracket("filled_size at fill_price + 3%",
+                                    "at fill_price - 2% limit fill_price - 2.5% on exchange"))
+    assert found == []
+    order = rules[1].order
+    assert order is not None and order.on_exchange and order.stop_limit is not None
+    assert "on_exchange=True" in repr(order) and "stop_limit=" in repr(order)
+
+
+def test_an_engine_held_bracket_keeps_its_text_and_gets_the_note() -> None:
+    rules, found = compiled(bracket("filled_size at fill_price + 3%", "at fill_price - 2%"))
+    order = rules[1].order
+    assert order is not None and not order.on_exchange
+    assert "stop_limit" not in repr(order) and "on_exchange" not in repr(order)  # fingerprint
+    assert found == [("N712", 7, 5)]
+
+
+def test_each_misplaced_part_of_an_on_exchange_stop_loss_is_named() -> None:
+    cases = {
+        "at fill_price - 2% on exchange": "E413",
+        "at fill_price - 2% limit fill_price - 3% on moon": "E413",
+        "at fill_price - 2% limit fill_price - 3%": "E414",
+        "at fill_price - 2% limit fill_price - 1% on exchange": "E416",
+        "at 50000 limit 50100 on exchange": "E416",
+    }
+    for stop_loss, code in cases.items():
+        rules, found = compiled(bracket("filled_size at fill_price + 3%", stop_loss))
+        assert code in [c for c, _, _ in found], (stop_loss, found)
+        assert rules == []  # a file with an error contributes no rule
+    on = "at fill_price - 2% limit fill_price - 2.5% on exchange"
+    for take_profit in ("filled_size at fill_price + 3% hidden", "100 USDT at fill_price + 3%"):
+        _, found = compiled(bracket(take_profit, on))
+        assert "E415" in [c for c, _, _ in found], (take_profit, found)
+
+
+def test_a_plain_halt_keeps_an_oco_and_halt_all_cancels_it() -> None:
+    record = OrderRecord("re-oco", "open", "oco", "sell", Decimal("0.002"),
+                         exchange_id="o1")
+    assert record.protective
+    kept = apply(record, Halt(False), T0)
+    assert kept.record == record and kept.commands == ()
+    cancelled = apply(record, Halt(True), T0)
+    assert cancelled.record.status == "cancel_requested"
+    assert CancelOrder("re-oco", "o1") in cancelled.commands
