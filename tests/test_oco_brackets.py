@@ -35,6 +35,16 @@ def kinds(store: Store, oid: str) -> list[str]:
     return [e.kind for e in store.events() if e.client_oid == oid]
 
 
+def oco_status(db: str) -> str | None:
+    """The store's status of its one OCO order (None: none yet)."""
+    store = Store(db)
+    try:
+        rows = [o.status for o in store.orders() if o.family == "oco"]
+    finally:
+        store.close()
+    return rows[0] if rows else None
+
+
 async def oco_placed(r: Rig) -> Any:
     await until(lambda: len(ocos(r)) == 1 and not r.watcher.pending
                 and all(t.record.status == "open" for t in r.watcher.tracked.values()), 5)
@@ -156,6 +166,7 @@ async def test_an_oco_bracket_sells_with_no_watcher_running_and_the_restart_reco
                 oco.status(v.state.engine, o) == "NEW" for o in v.state.engine.ocos.values()),
                 30, 0.05), first.tail()
             [placed] = v.state.engine.ocos.values()
+            assert await lifecycle_until(lambda: oco_status(db) == "open", 10, 0.05)
             first.signal(signal.SIGKILL)
             assert await first.exit(10) == -signal.SIGKILL
         finally:
