@@ -61,19 +61,22 @@ class _Brackets(_Conditions):
                          "market when the stop triggers)")
             return False, None, False
         ok = self._expressible(place, size)
+        side = place.side.text
         try:
             limit = self._value(node.limit)
         except _Bad:
             return False, None, True
         if isinstance(limit, M.Const) and not self._check_price(
-                limit.value, node.limit, info, "sell", "stop-loss limit price"):
+                limit.value, node.limit, info, side, "stop-loss limit price"):
             return False, None, True
-        problem = None if stop is None else stop_limit_problem(stop, limit, "sell", info.symbol)
+        problem = None if stop is None else stop_limit_problem(stop, limit, side, info.symbol)
         if problem is not None:
+            above, falls, at = (("above", "falls", "at or below") if side == "sell"
+                                else ("below", "rises", "at or above"))
             self._report(node.limit.span, "E416",
-                         "the stop-loss's limit is above its stop: once triggered the sale "
-                         "rests above the market and does not sell while the price falls on; "
-                         f"its limit belongs at or below the stop ({_EXAMPLE})")
+                         f"the stop-loss's limit is {above} its stop: once triggered the "
+                         f"{side} rests {above} the market and does not fill while the price "
+                         f"{falls} on; its limit belongs {at} the stop ({_EXAMPLE})")
             return False, None, True
         return ok, limit, True
 
@@ -106,10 +109,16 @@ def bracket_notes(source: SourceFile,
         clause = next((c for c in node.clauses if isinstance(c, A.StopLoss)), None)
         if clause is None:
             continue
-        why = ("it has no `on exchange`, and without a limit its stop sells at market, which "
-               "an OCO order cannot")
+        why = ["it has no `on exchange`",
+               "without a limit its stop sells at market, which an OCO order cannot"]
+        place = next((c for c in node.clauses if isinstance(c, A.Place)), None)
+        if place is not None and place.options:
+            shown = ", ".join(o.text for o in place.options)
+            why.append(f"its take-profit has {shown}, which an OCO order cannot carry")
+        if order.size.kind == "funds":
+            why.append("its size is in the quote currency, an OCO's is in coins")
         out.append(Diagnostic(
             source.path, clause.span, "N712", Severity.NOTE,
-            f"this bracket is engine-held ({why}): its stop-loss protects only while a "
+            f"this bracket is engine-held ({'; '.join(why)}): its stop-loss protects only while a "
             f"watcher runs; {_EXAMPLE} places it on the exchange as one KuCoin OCO order"))
     return out

@@ -112,7 +112,7 @@ class OcoBrackets:
     def plan(self, rule: CompiledRule, tp: OrderIntent, oid: str, number: int, *,
              fill: Fill | None, trigger: Decimal) -> OcoPlan | Blocked:
         """The OCO for take-profit `tp` and the stop-loss `trigger` (rounded already), its
-        stop leg's limit rounded up to a tick and never above the trigger."""
+        stop leg's limit rounded to a tick toward the trigger and never past it."""
         spec = rule.order
         assert spec is not None and spec.stop_limit is not None
         raw = value_of(spec.stop_limit, self.rules.market.values, fill)
@@ -121,7 +121,10 @@ class OcoBrackets:
         if raw <= 0 or tp.price is None or tp.size is None:
             return Blocked(f"the stop-loss's limit {raw} is not above zero")
         step = self.ctx.symbols[tp.symbol].price_increment
-        limit = min((raw / step).to_integral_value(ROUND_CEILING) * step, trigger)
+        if tp.side == "sell":  # never above the trigger (a buy's: never below it)
+            limit = min((raw / step).to_integral_value(ROUND_CEILING) * step, trigger)
+        else:
+            limit = max((raw / step).to_integral_value(ROUND_FLOOR) * step, trigger)
         return OcoPlan(oid, rule.identity, number, tp.symbol, tp.side, tp.price, trigger, limit,
                        tp.size)
 
