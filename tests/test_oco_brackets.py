@@ -12,7 +12,7 @@ from typing import Any
 
 from lifecycle_support import WatcherRun, watcher_toml
 from lifecycle_support import until as lifecycle_until
-from test_watcher import SYMBOL, D, Rig, rig, until, venue
+from test_watcher import SYMBOL, D, Rig, rig, until, venue, watch
 
 from rules_engine.sandbox import oco
 from rules_engine.store import Store
@@ -226,3 +226,30 @@ async def test_the_config_fallback_keeps_an_on_exchange_bracket_engine_held(
         store.close()
         assert len(said) == 1 and said[0]["rules"] == ["exit"]
         assert "on_exchange = false" in said[0]["why"]
+
+
+async def test_a_resize_cut_short_by_a_stop_goes_on_after_the_restart(tmp_path: Path) -> None:
+    """The exchange answers every REST request with 503 while the entry fills more: the OCO's
+    cancel (the first half of the resize) is asked and not confirmed when the watcher stops.
+    The next watcher sends the cancel again, sees the OCO final, then places the replacement."""
+    async with venue(bid="59000", ask="59100") as v:
+        async with watch(v, tmp_path, PARTIAL) as r:
+            r.feed.push(SYMBOL, *thin("59010"))
+            await until(lambda: oco_status(r.db) == "open", 5)
+            await r.admin("faults", {"http_5xx": True})
+            r.feed.push(SYMBOL, *thin("59005"))  # 0.002 filled: the OCO must grow
+            await until(lambda: oco_status(r.db) == "cancel_requested", 5)
+            [first] = ocos(r)
+            assert oco.status(v.state.engine, first) == "NEW"  # the cancel never got through
+        async with v.http.post(v.url + "/sandbox/admin/faults", json={"http_5xx": False}) as ok:
+            assert ok.status == 200
+        async with watch(v, tmp_path, PARTIAL) as r:
+            await until(lambda: len(ocos(r)) == 2 and not r.watcher.pending and all(
+                t.record.status == "open" for t in r.watcher.tracked.values()), 8)
+            final = await exchange_ocos(r)
+            assert [(s, size) for _, s, _, size in final] == [
+                ("CANCELLED", D("0.001")), ("NEW", D("0.002"))]
+            store = r.store()
+            [replaced] = [e for e in store.events() if e.kind == "oco.replaced"]
+            store.close()
+            assert replaced.payload["replaces"] == first.client_oid
