@@ -7,12 +7,16 @@ watcher runs, and `[brackets] on_exchange = false` keeps it engine-held."""
 from __future__ import annotations
 
 import signal
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from lifecycle_support import WatcherRun, watcher_toml
 from lifecycle_support import until as lifecycle_until
-from test_watcher import SYMBOL, D, Rig, rig, until, venue, watch
+from sqlalchemy import create_engine, text
+from test_watcher import PG_URL, SYMBOL, D, Rig, rig, until, venue, watch
 
 from rules_engine.sandbox import oco
 from rules_engine.store import Store
@@ -24,6 +28,26 @@ BRACKET = (
     "    stop-loss at fill_price - 2% limit fill_price - 2.5% on exchange\n"
     "rule told on BTC-USDT:\n    after exit filled\n    notify \"the bracket closed\"\n"
 )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLite file, or a fresh schema of the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'oco.sqlite'}"
+        return
+    if not PG_URL:
+        pytest.skip("RULES_ENGINE_TEST_PG_URL is not set: PostgreSQL tests need a server")
+    schema = "oco_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def ocos(r: Rig) -> list[Any]:
@@ -53,9 +77,9 @@ async def oco_placed(r: Rig) -> Any:
 
 
 async def test_a_take_profit_leg_fill_is_recorded_with_the_stop_legs_cancel(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str,
 ) -> None:
-    async with rig(tmp_path, BRACKET) as r:
+    async with rig(tmp_path, BRACKET, db=store_url) as r:
         oco = await oco_placed(r)
         assert (oco.price, oco.stop_price, oco.limit_price) == (
             D("60780.3"), D("57829.8"), D("57534.8"))
@@ -106,9 +130,9 @@ def thin(ask: str) -> tuple[list[tuple[D, D]], list[tuple[D, D]]]:
 
 
 async def test_a_partial_entry_fill_protects_at_once_and_each_further_fill_resizes_the_oco(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str,
 ) -> None:
-    async with rig(tmp_path, PARTIAL, bid="59000", ask="59100") as r:
+    async with rig(tmp_path, PARTIAL, bid="59000", ask="59100", db=store_url) as r:
         r.feed.push(SYMBOL, *thin("59010"))  # the entry fires and takes 0.001 of its 0.003
         await until(lambda: len(ocos(r)) == 1 and ocos(r)[0].size == D("0.001")
                     and all(t.record.status == "open" for t in r.watcher.tracked.values()), 5)
