@@ -303,6 +303,13 @@ class OcoBrackets:
             self.orders.feed(tracked, LookedUp("absent" if seen.kind == "absent" else "failed",
                                                at))
             return
+        traded = {fill.order_id for fill in seen.fills}
+        if not order.active and any(leg.status == "DONE" and leg.leg_id not in traded
+                                    for leg in order.legs):
+            # A leg traded and its fills are not listed yet: nothing is concluded from it.
+            self.ctx.event("oco.fills_pending", {"status": order.status}, oid=tracked.oid)
+            self.orders.feed(tracked, LookedUp("failed", at))
+            return
         for fill in seen.fills:
             self.ctx.store.add_fill(fill.trade_id, tracked.oid, price=fill.price,
                                     size=fill.size, fee=fill.fee,
