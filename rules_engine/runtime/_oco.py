@@ -175,7 +175,7 @@ class OcoBrackets:
     def skip_arm(self, child: CompiledRule, number: int | None) -> bool:
         """The entry ended: an `on exchange` bracket armed at its first partial fill is not
         armed again (its OCO follows the fills instead)."""
-        return self.enabled and child.order is not None and child.order.on_exchange and (
+        return child.order is not None and child.order.on_exchange and (
             (child.identity, number or 0) in self.early)
 
     def _arm_early(self, tracked: Tracked, child: CompiledRule, now: datetime) -> None:
