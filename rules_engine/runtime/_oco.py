@@ -36,7 +36,7 @@ from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._orders import OrderManager, Step, Tracked
 from rules_engine.runtime._rules import RuleSet
 from rules_engine.store import LeaseLost, client_oid
-from rules_engine.store._oco import add_replacement, oco_oid, oco_rows
+from rules_engine.store._oco import add_replacement, armed_by, oco_oid, oco_rows
 
 __all__ = ["Bracket", "OcoBrackets", "OcoPlan"]
 
@@ -168,15 +168,22 @@ class OcoBrackets:
                 self._arm_early(tracked, child, now)
 
     def _armed_for(self, child: CompiledRule, number: int | None) -> bool:
+        """Whether the bracket rule was armed by this parent firing already: early, queued,
+        or fired (as the store says, across restarts)."""
         state = self.rules.states.get(child.identity)
-        return number is None or state is None or (child.identity, number) in self.early or any(
-            a.parent_firing == number for a in state.arms)
+        if number is None or state is None or (child.identity, number) in self.early or any(
+                a.parent_firing == number for a in state.arms):
+            return True
+        if number in armed_by(self.ctx.store, child.identity):
+            self.early.add((child.identity, number))
+            return True
+        return False
 
     def skip_arm(self, child: CompiledRule, number: int | None) -> bool:
-        """The entry ended: an `on exchange` bracket armed at its first partial fill is not
-        armed again (its OCO follows the fills instead)."""
-        return child.order is not None and child.order.on_exchange and (
-            (child.identity, number or 0) in self.early)
+        """The entry ended: an `on exchange` bracket armed by it already (at its first
+        partial fill) is not armed again: its OCO followed the fills instead."""
+        return child.order is not None and child.order.on_exchange and self._armed_for(
+            child, number)
 
     def _arm_early(self, tracked: Tracked, child: CompiledRule, now: datetime) -> None:
         record = tracked.record

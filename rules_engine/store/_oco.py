@@ -17,7 +17,7 @@ from rules_engine.store import _lease
 from rules_engine.store._repo import Store, client_oid
 from rules_engine.store._schema import Event, Firing, Order
 
-__all__ = ["add_replacement", "oco_oid", "oco_rows"]
+__all__ = ["add_replacement", "armed_by", "oco_oid", "oco_rows"]
 
 
 def oco_oid(engine_id: str, identity: str, number: int, replacement: int) -> str:
@@ -51,3 +51,15 @@ def oco_rows(store: Store, first: str) -> list[Order]:
         return list(session.scalars(
             select(Order).where(Order.firing_id == firing.id, Order.family == "oco")
             .order_by(Order.updated_at, Order.client_oid)))
+
+
+def armed_by(store: Store, identity: str) -> set[int]:
+    """The parent firings the firings of rule `identity` were armed by (`after` rules)."""
+    with store.session() as session:
+        rows = session.scalars(select(Firing.inputs).where(Firing.identity == identity))
+        out = set()
+        for inputs in rows:
+            arm = inputs.get("arm") if isinstance(inputs, dict) else None
+            if isinstance(arm, dict) and isinstance(arm.get("parent_firing"), int):
+                out.add(arm["parent_firing"])
+        return out
