@@ -277,3 +277,25 @@ async def test_a_resize_cut_short_by_a_stop_goes_on_after_the_restart(tmp_path: 
             [replaced] = [e for e in store.events() if e.kind == "oco.replaced"]
             store.close()
             assert replaced.payload["replaces"] == first.client_oid
+
+
+async def test_an_entry_that_filled_more_while_no_watcher_ran_is_resized_at_the_restart(
+    tmp_path: Path,
+) -> None:
+    async with venue(bid="59000", ask="59100") as v:
+        async with watch(v, tmp_path, PARTIAL) as r:
+            r.feed.push(SYMBOL, *thin("59010"))
+            await until(lambda: oco_status(r.db) == "open", 5)
+        r.feed.push(SYMBOL, *thin("59005"))  # no watcher: the entry fills 0.001 more
+        [entry] = [o for o in r.orders() if o.req.side == "buy"]
+        await until(lambda: entry.deal_size == D("0.002"), 5)
+        async with watch(v, tmp_path, PARTIAL) as r:
+            await until(lambda: len(ocos(r)) == 2 and not r.watcher.pending and all(
+                t.record.status == "open" for t in r.watcher.tracked.values()), 8)
+            final = await exchange_ocos(r)
+            assert [(s, size) for _, s, _, size in final] == [
+                ("CANCELLED", D("0.001")), ("NEW", D("0.002"))]
+            store = r.store()
+            exits = [f for f in store.firings() if f.identity == "exit"]
+            store.close()
+            assert len(exits) == 1  # the restart armed nothing twice

@@ -359,6 +359,14 @@ class OcoBrackets:
 
     # ------------------------------------------------------------ recovery
 
+    def resume(self, now: datetime) -> None:
+        """After recovery looked every order up: each bracket catches up with what its entry
+        filled while no watcher ran (the entry may have been looked up before its OCO)."""
+        for bracket in list(self.brackets.values()):
+            if bracket.parent is not None:
+                bracket.target = max(bracket.target, self._filled(bracket.parent))
+                self._resize(bracket, now)
+
     def recovered(self, tracked: Tracked, row: Any, firing: Any) -> None:
         """An OCO the store holds not final, followed again after a restart (its prices from
         the firing's intent; its entry from the firing's arm)."""

@@ -79,6 +79,8 @@ class Recovery:
         for tracked, transition in calls:
             for call in self.orders.recover(tracked, transition):
                 await call
+        if self.oco is not None:
+            self.oco.resume(self.ctx.now())  # `on exchange` brackets: what the entries filled
         await self._adopt_unknown()
         self.ctx.event("recovered", {"pending": len(self.orders.pending),
                                      "open_orders": len(self.orders.tracked)})
