@@ -72,3 +72,13 @@ def test_a_plain_halt_keeps_an_oco_and_halt_all_cancels_it() -> None:
     cancelled = apply(record, Halt(True), T0)
     assert cancelled.record.status == "cancel_requested"
     assert CancelOrder("re-oco", "o1") in cancelled.commands
+
+
+def test_a_misspelt_on_exchange_gets_the_spelling_not_a_symbol_hint() -> None:
+    for written in ("on-exchange", "onexchange", "on exchange limit 57900"):
+        stop = ("at 58000 limit 57900 " + written) if "limit" not in written else (
+            "at 58000 " + written)
+        program = compile_sources([SourceFile("b.rules", bracket("0.01 at 60000", stop))])
+        [error] = [d for d in program.diagnostics if d.code == "E002"]
+        assert "stop-loss at STOP limit LIMIT on exchange" in error.message, error.message
+        assert "upper case" not in error.message
