@@ -139,3 +139,21 @@ async def test_a_lookup_of_a_malformed_reply_fails_clearly() -> None:
         assert seen.kind == "failed" and "'orders' with its two legs" in seen.message
     finally:
         await runner.cleanup()
+
+
+async def test_a_partly_filled_take_profit_keeps_the_oco_active_until_it_is_done() -> None:
+    """A fill of the limit leg cancels the stop leg and makes the OCO DONE, but the rest of
+    the limit leg still rests: the OCO is not over until that ends too."""
+    async with running() as box, kucoin(box) as venue:
+        _market(box, "100", "100.2", "100.1")
+        assert (await venue.place_oco(_body("re-oco-3"))).action is Action.OK
+        state = box.state
+        state.publish(state.engine.apply_feed(SYMBOL, [(D("105"), D("0.2"))],
+                                              [(D("106"), D("5"))], state.now_ms()))
+        seen = await venue.look_up_oco("re-oco-3", SYMBOL)
+        assert seen.order is not None and seen.order.status == "DONE"
+        assert [leg.status for leg in seen.order.legs] == ["NEW", "CANCELLED"]
+        assert seen.order.active and seen.filled[0] == D("0.2")
+        assert (await venue.cancel_oco(None, "re-oco-3")).action is Action.OK
+        done = await venue.look_up_oco("re-oco-3", SYMBOL)
+        assert done.order is not None and not done.order.active

@@ -61,6 +61,10 @@ class OcoOrder(NamedTuple):
 
     @property
     def active(self) -> bool:
+        """Whether anything of it can still trade: a leg live (a limit leg partly filled
+        keeps resting after the OCO is DONE), or, without the legs, its own status."""
+        if self.legs:
+            return any(leg.status in _ACTIVE for leg in self.legs)
         return self.status in _ACTIVE
 
 
@@ -202,7 +206,9 @@ class KucoinOco:
             return OcoSeen("failed", message=f"a malformed OCO detail: {err}")
         fills: list[Fill] = []
         for leg in order.legs:
-            if leg.status not in ("TRIGGERED", "DONE"):
+            # While the OCO is NEW nothing traded; after, any leg may have (a limit leg
+            # partly filled rests on as NEW beside a DONE OCO, or was cancelled after it).
+            if order.status == "NEW":
                 continue
             reply = await self.leg_fills(symbol, leg.leg_id)
             if reply.action is not Action.OK:
