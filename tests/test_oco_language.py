@@ -12,6 +12,8 @@ from rules_engine.compiler import model as M
 from rules_engine.dsl import SourceFile
 from rules_engine.engine._lifecycle import apply
 from rules_engine.engine._order_types import CancelOrder, Halt, OrderRecord
+from rules_engine.store import client_oid
+from rules_engine.store._oco import oco_oid
 
 ENTRY = "rule entry on BTC-USDT:\n    when ask < 58000\n    place limit buy 0.01 at 57990\n"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -82,3 +84,13 @@ def test_a_misspelt_on_exchange_gets_the_spelling_not_a_symbol_hint() -> None:
         [error] = [d for d in program.diagnostics if d.code == "E002"]
         assert "stop-loss at STOP limit LIMIT on exchange" in error.message, error.message
         assert "upper case" not in error.message
+
+
+def test_each_oco_of_a_firing_has_its_own_client_oid() -> None:
+    oids = [oco_oid("engine-1", "exit", 3, k) for k in range(50)]
+    assert oids[0] == client_oid("engine-1", "exit", 3)  # the first is the firing's own
+    assert len(set(oids)) == 50 and oids == [oco_oid("engine-1", "exit", 3, k)
+                                             for k in range(50)]  # a pure function
+    assert all(len(o) <= 40 and o.replace("-", "").isalnum() for o in oids)
+    others = {client_oid("engine-1", "exit", n) for n in range(100)}
+    assert not others & set(oids[1:])  # never another firing's clientOid

@@ -7,7 +7,6 @@ The stop leg's prices live in the firing's intent (`intent["oco"]`).
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +25,8 @@ def oco_oid(engine_id: str, identity: str, number: int, replacement: int) -> str
     first is the firing's own clientOid."""
     if replacement == 0:
         return client_oid(engine_id, identity, number)
-    digest = hashlib.sha256(f"{identity}\x00oco\x00{replacement}".encode()).hexdigest()[:16]
-    return client_oid(engine_id, f"{identity}/oco/{digest}", number)
+    # No rule identity holds a NUL: this is no rule's firing, and one per replacement.
+    return client_oid(engine_id, f"{identity}\x00oco\x00{replacement}", number)
 
 
 def add_replacement(store: Store, first: str, row: dict[str, Any], now: datetime,
