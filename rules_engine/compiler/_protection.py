@@ -180,7 +180,7 @@ def protection_problems(
                 (tp.factor <= moved.factor and tp.offset <= moved.offset) if side == "sell"
                 else (tp.factor >= moved.factor and tp.offset >= moved.offset)
             ):
+                where = "at or above" if side == "sell" else "at or below"
                 report("E705", f"`move stop-loss`: the new stop is not on the losing side of "
-                       f"the take-profit of {owner} ({'at or above' if side == 'sell' else 'at or below'} it): it would "
-                       "trigger at once")
+                       f"the take-profit of {owner} ({where} it): it would trigger at once")
     return out

@@ -28,8 +28,8 @@ __all__ = [
     "SafetyLimits",
     "bracket_problem",
     "check_file",
-    "stop_side_problem",
     "stop_limit_problem",
+    "stop_side_problem",
 ]
 
 TAKER_MARGIN = Decimal("0.005")  # W704: a limit price this far past the market takes at once

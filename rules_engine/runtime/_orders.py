@@ -170,6 +170,8 @@ class OrderManager:
         self._on_refused = on_refused
         self._on_final = on_final
         self._on_acknowledged = on_acknowledged
+        # An order's filled size grew (a fill event, a lookup): held stops follow it.
+        self.on_filled: Callable[[Tracked, datetime], None] | None = None
 
     # ------------------------------------------------------------ the table
 
@@ -243,6 +245,8 @@ class OrderManager:
         for step in steps:
             if step.then is not None:
                 step.then()
+        if after.filled > before.filled and self.on_filled is not None:
+            self.on_filled(tracked, now)
         if spawn:
             for call in calls:
                 self.ctx.spawn(call)
