@@ -147,8 +147,8 @@ def leg_row(leg: Leg, family: str) -> dict[str, Any]:
             "family": family, "deadline": None}
 
 
-def restore(row: Any, of: Any, data: dict[str, Any], rule: CompiledRule | None,
-            fill: Fill | None) -> Leg:
+def restore(row: Any, of: Any, data: dict[str, Any], rule: CompiledRule | None,  # noqa: PLR0917 - a leg's stored parts
+            fill: Fill | None, info: SymbolInfo) -> Leg:
     """A leg as the store holds it: its row (size, the trigger or a trailing mark as last
     written) and the detail recorded with its firing (the exits it covers, its deadline)."""
     trail = Decimal(data["trail"]) if data.get("trail") else None
@@ -160,6 +160,7 @@ def restore(row: Any, of: Any, data: dict[str, Any], rule: CompiledRule | None,
               siblings=tuple(data.get("siblings") or ()), trail=trail, fill=fill)
     if trail is not None:
         leg.mark = price
+        leg.trigger = trailed(leg, info)
     elif price is not None and row.status == "held":
         leg.trigger = price  # moved since it was recorded
     if data.get("exit_at"):

@@ -113,7 +113,7 @@ class Recovery:
             arm = _arm_of(of.inputs)
             self.held.legs[row.client_oid] = restore(
                 row, of, data, self.rules.rules.get(of.identity),
-                arm.fill if arm is not None else None)
+                arm.fill if arm is not None else None, self.ctx.symbols[row.symbol])
         elif held_as and row.status == "held" and row.size is not None and of is not None:
             self.held.held[row.client_oid] = Held(
                 row.client_oid, of.identity, of.number, row.symbol, row.side, row.size,

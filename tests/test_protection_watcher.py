@@ -1,0 +1,204 @@
+"""Engine-held protection end to end, against the sandbox on port 0 with a real SQLite file:
+buy-side brackets, a guard shared by two take-profit targets with a break-even move, a time
+exit (also across a restart), and a trailing stop-loss inside a bracket."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from test_watcher import SYMBOL, Rig, book, moved_clock, rig, settle, until, venue, watch
+
+D = Decimal
+
+SHORT = (
+    "rule short on BTC-USDT:\n    when bid > 58000\n    place market sell 0.002\n"
+    "rule cover on BTC-USDT:\n    after short filled\n"
+    "    place limit buy filled_size at fill_price - 3%\n"
+    "    stop-loss at fill_price + 2%\n"
+)
+
+
+def side_total(r: Rig, side: str) -> D:
+    return sum((o.deal_size for o in r.orders() if o.req.side == side), D(0))
+
+
+def only(r: Rig, oid: str) -> Any:
+    [order] = [o for o in r.orders() if o.req.client_oid == oid]
+    return order
+
+
+async def test_a_buy_side_bracket_stops_out_above_cancelling_its_take_profit_first(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, SHORT) as r:
+        await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+        [leg] = r.watcher.legs.values()
+        [tp] = [o for o in r.orders() if o.req.side == "buy"]
+        # Sold at the bid 59000: the take-profit buys back 3% below, the stop 2% above.
+        assert tp.req.type == "limit" and tp.req.price == D("57230")
+        assert leg.side == "buy" and leg.trigger == D("60180") and leg.size == D("0.002")
+        r.push("60150", "60170", trade="60170")  # under the stop: nothing yet
+        await settle(0.3)
+        assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []
+        r.push("60190", "60200", trade="60195")  # the price rises through the stop
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert tp.status == "done" and tp.deal_size == 0  # cancelled and confirmed first
+        stop = only(r, leg.oid)
+        assert (stop.req.side, stop.req.type, stop.deal_size) == ("buy", "market", D("0.002"))
+        assert side_total(r, "buy") == side_total(r, "sell") == D("0.002")  # flat again
+
+
+GUARD = (
+    "rule entry on BTC-USDT:\n    when ask < 60000\n    place market buy 0.002\n"
+    "rule tp1 on BTC-USDT:\n    after entry filled\n"
+    "    place limit sell 50% of filled_size at fill_price + 1%\n"
+    "rule tp2 on BTC-USDT:\n    after entry filled\n"
+    "    place limit sell 50% of filled_size at fill_price + 3%\n"
+    "rule guard on BTC-USDT:\n    after entry filled\n"
+    "    stop-loss at fill_price - 2%\n"
+    "    move stop-loss to fill_price after tp1 filled\n"
+)
+
+
+async def guard_placed(r: Rig) -> tuple[Any, Any, Any]:
+    await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending
+                and len([o for o in r.orders() if o.req.side == "sell"]) == 2, 5)
+    [leg] = r.watcher.legs.values()
+    tp1, tp2 = sorted((o for o in r.orders() if o.req.side == "sell"), key=lambda o: o.req.price)
+    return leg, tp1, tp2
+
+
+async def test_two_targets_share_one_guard_that_moves_to_break_even_and_closes_the_rest(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, GUARD) as r:
+        leg, tp1, tp2 = await guard_placed(r)
+        # Bought at the ask 59010: two halves at +1% and +3%, one stop for the whole.
+        assert (tp1.req.size, tp1.req.price) == (D("0.001"), D("59600.1"))
+        assert (tp2.req.size, tp2.req.price) == (D("0.001"), D("60780.3"))
+        assert leg.side == "sell" and leg.size == D("0.002") and leg.trigger == D("57829.8")
+        assert set(leg.siblings) == {tp1.req.client_oid, tp2.req.client_oid}
+        # The first target fills: the stop moves to the entry's fill (break-even).
+        r.feed.push(SYMBOL, [(D("59700"), D("0.001")), (D("59000"), D("1"))],
+                    [(D("59800"), D("1"))], trade=(D("59700"), D("0.001"), "buy"))
+        await until(lambda: tp1.deal_size == D("0.001") and leg.trigger == D("59010"), 5)
+        # The price falls back under the entry: the guard cancels tp2 (confirmed), then
+        # sells what is left: the half tp1 did not take.
+        r.push("58990", "59000", trade="58995")
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert tp2.status == "done" and tp2.deal_size == 0
+        sale = only(r, leg.oid)
+        assert (sale.req.type, sale.req.size, sale.deal_size) == ("market", D("0.001"),
+                                                                   D("0.001"))
+        assert side_total(r, "sell") == D("0.002")  # never more than the position
+        store = r.store()
+        moved = [e.payload for e in store.events() if e.kind == "stop_loss.moved"]
+        [row] = [o for o in store.orders() if o.client_oid == leg.oid]
+        store.close()
+        assert moved == [{"from": "57829.8", "to": "59010"}]
+        assert row.status == "filled" and row.filled_size == D("0.001")
+
+
+async def test_a_guard_whose_targets_filled_everything_is_dropped_unsent(tmp_path: Path) -> None:
+    async with rig(tmp_path, GUARD) as r:
+        leg, tp1, tp2 = await guard_placed(r)
+        r.feed.push(SYMBOL, [(D("60800"), D("1"))], [(D("60810"), D("1"))],
+                    trade=(D("60800"), D("0.01"), "buy"))  # both targets fill
+        await until(lambda: not r.watcher.legs and not r.watcher.tracked, 5)
+        assert tp1.deal_size == tp2.deal_size == D("0.001")
+        assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []
+        store = r.store()
+        [row] = [o for o in store.orders() if o.client_oid == leg.oid]
+        store.close()
+        assert row.status == "not_placed"  # dropped while held: it never reached the exchange
+
+
+TIMED = (
+    "rule dip on BTC-USDT:\n    when ask < 60000\n    place market buy 0.002\n"
+    "rule exit on BTC-USDT:\n    after dip filled\n"
+    "    place limit sell filled_size at fill_price + 3%\n"
+    "    stop-loss at fill_price - 2%\n"
+    "    exit after 1h\n"
+)
+
+
+async def test_a_time_exit_cancels_the_take_profit_then_sells_at_market_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    clock = moved_clock()
+    async with venue(clock=clock) as v:
+        async with watch(v, tmp_path, TIMED) as r:
+            await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+            [leg] = r.watcher.legs.values()
+            [tp] = [o for o in r.orders() if o.req.side == "sell"]
+            clock.advance(59 * 60_000)  # 59 minutes: not yet
+            await settle(0.4)
+            assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []
+        # The watcher is down when the hour ends; the deadline is the recorded one.
+        clock.advance(2 * 60_000)
+        async with watch(v, tmp_path, TIMED) as r:
+            await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+            assert tp.status == "done" and tp.deal_size == 0
+            sale = only(r, leg.oid)
+            assert (sale.req.type, sale.deal_size) == ("market", D("0.002"))
+            assert side_total(r, "sell") == D("0.002")
+            store = r.store()
+            [due] = [e.payload for e in store.events() if e.kind == "exit.due"]
+            store.close()
+            assert due["late_s"] >= 60  # it was due while no watcher ran
+
+
+TRAILING = (
+    "rule dip on BTC-USDT:\n    when ask < 60000\n    place market buy 0.002\n"
+    "rule exit on BTC-USDT:\n    after dip filled\n"
+    "    place limit sell filled_size at fill_price + 5%\n"
+    "    stop-loss trailing by 2%\n"
+)
+
+
+async def test_a_trailing_stop_loss_in_a_bracket_follows_the_high_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    async with venue() as v:
+        async with watch(v, tmp_path, TRAILING) as r:
+            await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+            [leg] = r.watcher.legs.values()
+            assert leg.mark == D("59010") and leg.trigger == D("57829.8")  # from the fill
+            r.push("59990", "60010", trade="60000")  # a new high: the stop follows
+            await until(lambda: leg.mark == D("60000") and leg.trigger == D("58800"), 5)
+            r.push("58890", "58910", trade="58900")  # above the new stop: nothing
+            await settle(0.3)
+            assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []
+        async with watch(v, tmp_path, TRAILING) as r:  # the mark is kept across a restart
+            await until(lambda: len(r.watcher.legs) == 1, 5)
+            [leg] = r.watcher.legs.values()
+            assert leg.mark == D("60000") and leg.trigger == D("58800")
+            r.push("58780", "58790", trade="58785")
+            await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+            sale = only(r, leg.oid)
+            assert (sale.req.type, sale.deal_size) == ("market", D("0.002"))
+            assert side_total(r, "sell") == D("0.002")
+
+
+async def test_a_guard_restored_after_a_restart_still_covers_what_its_targets_left(
+    tmp_path: Path,
+) -> None:
+    async with venue() as v:
+        async with watch(v, tmp_path, GUARD) as r:
+            leg, tp1, tp2 = await guard_placed(r)
+        # While no watcher runs, tp1 fills: at the restart the guard moves to break-even
+        # (the move is caught up from the stored fill) and still covers tp2's half.
+        bids, asks = [(D("59700"), D("0.001")), (D("59000"), D("1"))], [(D("59800"), D("1"))]
+        v.feed.push(SYMBOL, bids, asks, trade=(D("59700"), D("0.001"), "buy"))
+        await until(lambda: tp1.deal_size == D("0.001"), 5)
+        async with watch(v, tmp_path, GUARD) as r:
+            await until(lambda: len(r.watcher.legs) == 1 and r.watcher.legs[leg.oid].moved, 5)
+            restored = r.watcher.legs[leg.oid]
+            assert restored.trigger == D("59010") and set(restored.siblings) == set(leg.siblings)
+            r.feed.push(SYMBOL, *book("58990", "59000"), trade=(D("58995"), D("0.01"), "sell"))
+            await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+            assert tp2.status == "done" and tp2.deal_size == 0
+            assert only(r, leg.oid).deal_size == D("0.001")
+            assert side_total(r, "sell") == D("0.002")
