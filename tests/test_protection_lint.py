@@ -15,7 +15,8 @@ from rules_engine.dsl import SourceFile
 D = Decimal
 ENTRY = "rule entry on BTC-USDT:\n    when ask < 58000\n    place limit buy 0.01 at 57990\n"
 SHORT = "rule entry on BTC-USDT:\n    when bid > 70000\n    place limit sell 0.01 at 70010\n"
-TP = "rule tp1 on BTC-USDT:\n    after entry filled\n    place limit sell 50% of filled_size at fill_price + 2%\n"
+TP = ("rule tp1 on BTC-USDT:\n    after entry filled\n"
+      "    place limit sell 50% of filled_size at fill_price + 2%\n")
 
 
 def program(text: str) -> M.CompiledProgram:
