@@ -202,3 +202,29 @@ async def test_a_guard_restored_after_a_restart_still_covers_what_its_targets_le
             assert tp2.status == "done" and tp2.deal_size == 0
             assert only(r, leg.oid).deal_size == D("0.001")
             assert side_total(r, "sell") == D("0.002")
+
+
+async def test_a_time_exit_waits_while_the_book_would_slip_past_the_limit(tmp_path: Path) -> None:
+    clock = moved_clock()
+    async with venue(clock=clock) as v, watch(
+        v, tmp_path, TIMED.replace("fill_price - 2%", "fill_price - 20%"),
+        risk={"max_slippage": "0.005"},
+    ) as r:
+        await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+        [leg] = r.watcher.legs.values()
+        [tp] = [o for o in r.orders() if o.req.side == "sell"]
+        # A thin bid: selling 0.002 would walk 1.7% down the book.
+        r.feed.push(SYMBOL, [(D("59000"), D("0.001")), (D("58000"), D("1"))],
+                    [(D("59010"), D("1"))])
+        clock.advance(61 * 60_000)  # the hour is over
+        await until(lambda: tp.status == "done", 5)  # the take-profit is cancelled first...
+        await settle(0.5)
+        assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []  # ...the sale waits
+        store = r.store()
+        waits = [e.payload for e in store.events() if e.kind == "stop_loss.waiting"]
+        store.close()
+        assert len(waits) == 1 and "max_slippage" in waits[0]["why"]  # said once
+        r.push("59000", "59010")  # the book deepens: it goes at the next tick
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert only(r, leg.oid).deal_size == D("0.002")
+        assert side_total(r, "sell") == D("0.002")

@@ -155,7 +155,8 @@ class HeldOrders:
 
     def _fire_leg(self, leg: Leg, kind: str, detail: dict[str, Any]) -> None:
         leg.busy = True
-        self.ctx.event(kind, detail, oid=leg.oid)
+        if leg.waiting is None:  # a try again after a wait is not a new trigger
+            self.ctx.event(kind, detail, oid=leg.oid)
         self.ctx.spawn(self._run_stop_loss(leg))
 
     def _follow(self, leg: Leg, last: Decimal, now: datetime) -> None:
@@ -239,7 +240,9 @@ class HeldOrders:
         slipped = self.slippage(leg.symbol, leg.side, remaining)
         if slipped is not None:
             leg.busy = False  # looked at again on the next price, or the next tick
-            self.ctx.event("stop_loss.waiting", {"why": slipped}, oid=leg.oid)
+            if leg.waiting != slipped:  # said once, not at every try
+                self.ctx.event("stop_loss.waiting", {"why": slipped}, oid=leg.oid)
+            leg.waiting = slipped
             return
         self._send_leg(leg, remaining)
 

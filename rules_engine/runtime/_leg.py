@@ -23,7 +23,8 @@ class Leg:
     `trigger`: None for a time exit alone; `trail`/`mark`: a trailing stop-loss and the best
     `last` since the entry filled; `exit_at`: `exit after`; `move_oid`/`move_to`: `move
     stop-loss to PRICE after RULE filled` (that rule's order, the price expression), and
-    `moved` once done; `fill`: the entry's fill, for `fill_price` in `move_to`."""
+    `moved` once done; `fill`: the entry's fill, for `fill_price` in `move_to`; `waiting`: why
+    its triggered exit waits (the slippage limit), None when it does not."""
 
     oid: str
     tp_oid: str
@@ -42,6 +43,7 @@ class Leg:
     move_to: M.Value | None = None
     moved: bool = False
     fill: Fill | None = None
+    waiting: str | None = None  # why its market exit waits (risk.max_slippage), once said
 
     @property
     def covered(self) -> tuple[str, ...]:
