@@ -228,3 +228,44 @@ async def test_a_time_exit_waits_while_the_book_would_slip_past_the_limit(tmp_pa
         await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
         assert only(r, leg.oid).deal_size == D("0.002")
         assert side_total(r, "sell") == D("0.002")
+
+
+async def test_a_guards_time_exit_cancels_every_target_then_closes_what_they_left(
+    tmp_path: Path,
+) -> None:
+    clock = moved_clock()
+    rules = GUARD.replace("    move stop-loss to fill_price after tp1 filled\n",
+                          "    exit after 2h\n")
+    async with venue(clock=clock) as v, watch(v, tmp_path, rules) as r:
+        leg, tp1, tp2 = await guard_placed(r)
+        r.feed.push(SYMBOL, [(D("59650"), D("0.0004")), (D("59000"), D("1"))],
+                    [(D("59800"), D("1"))])  # tp1 fills in part
+        await until(lambda: tp1.deal_size == D("0.0004"), 5)
+        clock.advance(2 * 3600_000 + 1_000)
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert tp1.status == tp2.status == "done" and tp2.deal_size == 0
+        sale = only(r, leg.oid)
+        assert (sale.req.type, sale.deal_size) == ("market", D("0.0016"))  # 0.002 - 0.0004
+        assert side_total(r, "sell") == D("0.002")
+
+
+async def test_a_guard_on_a_short_buys_back_what_its_target_left_when_the_price_rises(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule short on BTC-USDT:\n    when bid > 58000\n    place market sell 0.002\n"
+             "rule cover on BTC-USDT:\n    after short filled\n"
+             "    place limit buy 50% of filled_size at fill_price - 2%\n"
+             "rule guard on BTC-USDT:\n    after short filled\n"
+             "    stop-loss at fill_price + 1%\n")
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending
+                    and any(o.req.side == "buy" for o in r.orders()), 5)
+        [leg] = r.watcher.legs.values()
+        [cover] = [o for o in r.orders() if o.req.side == "buy"]
+        assert (leg.side, leg.size, leg.trigger) == ("buy", D("0.002"), D("59590"))
+        assert (cover.req.size, cover.req.price) == (D("0.001"), D("57820"))
+        r.push("59600", "59610", trade="59605")  # up through the guard's stop
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert cover.status == "done" and cover.deal_size == 0
+        assert (only(r, leg.oid).req.side, only(r, leg.oid).deal_size) == ("buy", D("0.002"))
+        assert side_total(r, "buy") == side_total(r, "sell") == D("0.002")
