@@ -8,7 +8,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from test_watcher import SYMBOL, Rig, book, moved_clock, rig, settle, until, venue, watch
+from test_watcher import (  # noqa: F401 - db_url is a fixture
+    SYMBOL,
+    Rig,
+    book,
+    db_url,
+    moved_clock,
+    rig,
+    settle,
+    until,
+    venue,
+    watch,
+)
 
 D = Decimal
 
@@ -183,17 +194,17 @@ async def test_a_trailing_stop_loss_in_a_bracket_follows_the_high_and_survives_a
 
 
 async def test_a_guard_restored_after_a_restart_still_covers_what_its_targets_left(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str  # noqa: F811 - the fixture
 ) -> None:
     async with venue() as v:
-        async with watch(v, tmp_path, GUARD) as r:
+        async with watch(v, tmp_path, GUARD, db=db_url) as r:
             leg, tp1, tp2 = await guard_placed(r)
         # While no watcher runs, tp1 fills: at the restart the guard moves to break-even
         # (the move is caught up from the stored fill) and still covers tp2's half.
         bids, asks = [(D("59700"), D("0.001")), (D("59000"), D("1"))], [(D("59800"), D("1"))]
         v.feed.push(SYMBOL, bids, asks, trade=(D("59700"), D("0.001"), "buy"))
         await until(lambda: tp1.deal_size == D("0.001"), 5)
-        async with watch(v, tmp_path, GUARD) as r:
+        async with watch(v, tmp_path, GUARD, db=db_url) as r:
             await until(lambda: len(r.watcher.legs) == 1 and r.watcher.legs[leg.oid].moved, 5)
             restored = r.watcher.legs[leg.oid]
             assert restored.trigger == D("59010") and set(restored.siblings) == set(leg.siblings)
