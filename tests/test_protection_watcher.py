@@ -280,3 +280,14 @@ async def test_a_guard_on_a_short_buys_back_what_its_target_left_when_the_price_
         assert cover.status == "done" and cover.deal_size == 0
         assert (only(r, leg.oid).req.side, only(r, leg.oid).deal_size) == ("buy", D("0.002"))
         assert side_total(r, "buy") == side_total(r, "sell") == D("0.002")
+
+
+async def test_an_entry_whose_guard_would_stop_out_at_once_is_refused_before_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule entry on BTC-USDT:\n    when ask < 60000\n    place limit buy 0.002 at 59000\n"
+             "rule guard on BTC-USDT:\n    after entry filled\n    stop-loss at 59500\n")
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: "entry" in r.watcher.rules.reasons, 5)
+        assert "its guard guard is on the wrong side" in r.watcher.rules.reasons["entry"]
+        assert r.orders() == []  # nothing sent: no position without its protection

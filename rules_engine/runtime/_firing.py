@@ -449,6 +449,18 @@ class Firing:
             return None
         fill = Fill(price, entry.size)
         for child in self.rules.children.get(rule.identity, ()):
+            held = child.protection
+            if held is not None and held.guard and held.stop is not None and (
+                    child.after is not None and child.after[1] == "filled"):
+                # A guard's stop against the entry's own price: an exit that would stop
+                # out the moment the entry fills.
+                sl = value_of(held.stop, self.rules.market.values, fill)
+                why = None if sl is None else _inverted(
+                    "sell" if entry.side == "buy" else "buy", price, sl)
+                if why is not None:
+                    return (f"its guard {child.name or child.identity[:12]} is on the wrong "
+                            f"side of the entry's price: "
+                            + why.replace("take-profit", "entry's price"))
             spec = child.order
             if child.after is None or child.after[1] != "filled" or spec is None or (
                     spec.stop_loss is None or spec.price is None):
