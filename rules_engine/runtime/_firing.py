@@ -186,7 +186,8 @@ class Firing:
             if leg is not None:
                 self._hold(leg, family, now)
             self.fired += 1
-            self.ctx.emit("fired", {"rule": identity, "firing": number})
+            self.ctx.emit("fired", {"rule": identity, "firing": number, **(
+                {"guard": {**leg_detail(leg), "side": leg.side}} if leg is not None else {})})
             self._notify(rule, number, None, decision, now)
             self._armed(arms, now)
             return
