@@ -125,6 +125,8 @@ class HeldOrders:
         for leg in [g for g in self.legs.values() if g.symbol == symbol and not g.busy]:
             if not self._waiting(leg):
                 continue
+            if leg.move_due:
+                self.move(leg, now)  # its exit filled while the new price could not be known
             if leg.trail is not None:
                 self._follow(leg, last, now)
             trigger = leg.trigger
@@ -185,14 +187,16 @@ class HeldOrders:
             return
         raw = value_of(leg.move_to, self.market.values, leg.fill)
         if raw is None:
-            self.ctx.event("stop_loss.move_waiting", {"why": "the new price needs data that "
-                                                      "is not fresh"}, oid=leg.oid)
+            if not leg.move_due:  # tried again at each price of its symbol
+                self.ctx.event("stop_loss.move_waiting", {"why": "the new price needs data "
+                                                          "that is not fresh"}, oid=leg.oid)
+            leg.move_due = True
             return
         trigger = tick(self.ctx.symbols[leg.symbol], raw, leg.side == "sell")
         self.ctx.store.move_stop(leg.oid, trigger, now, {"from": str(leg.trigger),
                                                           "to": str(trigger)})
         self.orders.fenced()
-        before, leg.trigger, leg.moved = leg.trigger, trigger, True
+        before, leg.trigger, leg.moved, leg.move_due = leg.trigger, trigger, True, False
         self.ctx.emit("stop_loss.moved", {"rule": leg.identity, "client_oid": leg.oid,
                                           "from": str(before), "to": str(trigger)})
 

@@ -42,6 +42,7 @@ class Leg:
     move_oid: str | None = None
     move_to: M.Value | None = None
     moved: bool = False
+    move_due: bool = False  # its exit filled; the new price waits for fresh data
     fill: Fill | None = None
     waiting: str | None = None  # why its market exit waits (risk.max_slippage), once said
 
