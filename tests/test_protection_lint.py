@@ -108,6 +108,9 @@ def test_a_guard_with_two_targets_compiles_with_its_protection() -> None:
      "    place limit sell 50% of fill_price at fill_price + 3%\n", "E310", "not 'fill_price'"),
     ("rule b on BTC-USDT:\n    when bid > 1\n    place limit sell 50% of filled_size at 70000\n",
      "E203", "chained rule"),
+    (ENTRY + TP + TP.replace("tp1", "tp2").replace("50%", "60%"), "E417", "110% of its fill"),
+    (ENTRY + TP + "rule whole on BTC-USDT:\n    after entry filled\n"
+     "    place trailing-stop sell filled_size by 2%\n", "E417", "150% of its fill"),
 ])
 def test_each_protection_mistake_has_its_diagnostic(text: str, code: str, says: str) -> None:
     found = [d for d in program(text).diagnostics if d.code == code]
@@ -131,6 +134,12 @@ def test_exit_stays_a_plain_name_for_rules_and_references() -> None:
     held = rule(text, "exit").protection
     assert held is not None and held.exit_seconds == 7200
     assert rule(text, "told").after == ("exit", "canceled")
+
+
+def test_targets_that_share_the_fill_exactly_are_not_e417() -> None:
+    text = ENTRY + TP + TP.replace("tp1", "tp2") + SHORT.replace("entry", "other").replace(
+        "BTC", "ETH").replace("70000", "4000").replace("70010", "4001")
+    assert "E417" not in codes(text)
 
 
 def test_rules_without_protection_keep_their_identity_text() -> None:

@@ -128,6 +128,7 @@ def protection_problems(
     stop-loss`'s named rule and new price."""
     out: list[Diagnostic] = []
     every = list(by_identity.values())
+    rules = list(rules)
     for path, rule in rules:
         held = rule.protection
         if held is None:
@@ -183,4 +184,50 @@ def protection_problems(
                 where = "at or above" if side == "sell" else "at or below"
                 report("E705", f"`move stop-loss`: the new stop is not on the losing side of "
                        f"the take-profit of {owner} ({where} it): it would trigger at once")
+    out.extend(_overcommitted(rules, every))
+    return out
+
+
+def _fill_share(order: M.OrderSpec) -> Decimal | None:
+    """The share of the parent's fill an order's size is (`filled_size`: 1, `50% of
+    filled_size`: 0.5), or None for any other size."""
+    amount = order.size.amount
+    if order.size.kind != "base":
+        return None
+    if amount == M.Fill("filled_size"):
+        return Decimal(1)
+    if isinstance(amount, M.Arith) and amount.op == "*" and amount.left == M.Fill(
+            "filled_size") and isinstance(amount.right, M.Const):
+        return amount.right.value
+    return None
+
+
+def _overcommitted(
+    rules: Iterable[tuple[str, M.CompiledRule]], every: list[M.CompiledRule]
+) -> list[Diagnostic]:
+    """E417: the exits of one entry fill, on one side, that together take more than the fill
+    (`60% of filled_size` twice): the last of them would sell what the chain does not hold."""
+    out: list[Diagnostic] = []
+    paths = {rule.identity: path for path, rule in rules}
+    groups: dict[tuple[str, str, str], list[tuple[M.CompiledRule, Decimal]]] = {}
+    for rule in every:
+        order = rule.order
+        if rule.after is None or rule.after[1] != "filled" or order is None:
+            continue
+        share = _fill_share(order)
+        if share is not None:
+            key = (rule.after[0], order.symbol, order.side)
+            groups.setdefault(key, []).append((rule, share))
+    for (parent, _, side), members in groups.items():
+        members.sort(key=lambda m: m[0].identity)
+        total = Decimal(0)
+        for rule, share in members:
+            total += share
+            if total > 1 and rule.identity in paths:
+                names = ", ".join(m.identity for m, _ in members)
+                out.append(Diagnostic(
+                    paths[rule.identity], rule.span, "E417", Severity.ERROR,
+                    f"the {side}s armed by `after {parent} filled` ({names}) take "
+                    f"{(total * _HUNDRED).normalize():f}% of its fill: more than the chain "
+                    "holds; their shares of filled_size add up to 100% at most"))
     return out
