@@ -291,3 +291,47 @@ async def test_an_entry_whose_guard_would_stop_out_at_once_is_refused_before_it_
         await until(lambda: "entry" in r.watcher.rules.reasons, 5)
         assert "its guard guard is on the wrong side" in r.watcher.rules.reasons["entry"]
         assert r.orders() == []  # nothing sent: no position without its protection
+
+
+async def test_a_guards_sale_acknowledged_before_a_crash_is_tracked_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """The watcher was killed after the guard cancelled its targets and its market sale was
+    acknowledged, before the fill arrived: the restart looks the sale up (a guard's row
+    belongs to a firing with no order of its own) and never sends it again."""
+    from datetime import UTC, datetime, timedelta
+
+    from sandbox_support import Sandbox
+
+    from rules_engine.store import Store
+
+    async with venue() as v:
+        async with watch(v, tmp_path, GUARD) as r:
+            leg, tp1, tp2 = await guard_placed(r)
+            db = r.db
+        api = Sandbox(v.url, v.state, v.http)
+        for tp in (tp1, tp2):
+            await api.ok("DELETE", f"/api/v1/hf/orders/client-order/{tp.req.client_oid}",
+                         params={"symbol": SYMBOL})
+        sale = await api.ok("POST", "/api/v1/hf/orders", body={
+            "clientOid": leg.oid, "symbol": SYMBOL, "side": "sell", "type": "market",
+            "size": "0.002"})
+        store = Store(db)
+        now = datetime.now(UTC)
+        store.acquire_lease("killed-watcher", now, timedelta(seconds=15))
+        for tp in (tp1, tp2):
+            store.settle(tp.req.client_oid, now, order_to="canceled")
+        store.send_leg(leg.oid, now, size=D("0.002"), deadline_at=None)
+        store.settle(leg.oid, now, order_to="open", exchange_id=sale["orderId"])
+        store.release_lease()
+        store.close()
+        v.feed.push(SYMBOL, *book("56990", "57000"), trade=(D("56995"), D("0.01"), "sell"))
+        async with watch(v, tmp_path, GUARD) as r:
+            await until(lambda: not r.watcher.tracked and not r.watcher.legs, 5)
+            await settle(0.5)
+            assert not r.watcher.failed
+            store = r.store()
+            [row] = [o for o in store.orders() if o.client_oid == leg.oid]
+            store.close()
+            assert row.status == "filled" and row.filled_size == D("0.002")
+            assert side_total(r, "sell") == D("0.002")  # sold once
