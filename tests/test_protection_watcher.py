@@ -335,3 +335,21 @@ async def test_a_guards_sale_acknowledged_before_a_crash_is_tracked_not_sent_aga
             store.close()
             assert row.status == "filled" and row.filled_size == D("0.002")
             assert side_total(r, "sell") == D("0.002")  # sold once
+
+
+async def test_a_take_profit_with_a_time_exit_alone_closes_at_market_when_due(
+    tmp_path: Path,
+) -> None:
+    clock = moved_clock()
+    rules = TIMED.replace("    stop-loss at fill_price - 2%\n", "")
+    async with venue(clock=clock) as v, watch(v, tmp_path, rules) as r:
+        await until(lambda: len(r.watcher.legs) == 1 and not r.watcher.pending, 5)
+        [leg] = r.watcher.legs.values()
+        assert leg.trigger is None  # no price triggers it: only its deadline
+        r.push("50000", "50010", trade="50005")
+        await settle(0.3)
+        assert [o for o in r.orders() if o.req.client_oid == leg.oid] == []
+        clock.advance(3600_000 + 1_000)
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 5)
+        assert only(r, leg.oid).deal_size == D("0.002")
+        assert side_total(r, "sell") == D("0.002")
