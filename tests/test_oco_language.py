@@ -1,5 +1,5 @@
 """`stop-loss at STOP limit LIMIT on exchange`: the grammar, the compiled order, the compile
-checks E413-E416, the N712 note on engine-held brackets, and the order table keeping an OCO
+checks E419-E422, the N712 note on engine-held brackets, and the order table keeping an OCO
 through a plain halt."""
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ def test_an_engine_held_bracket_keeps_its_text_and_gets_the_note() -> None:
 
 def test_each_misplaced_part_of_an_on_exchange_stop_loss_is_named() -> None:
     cases = {
-        "at fill_price - 2% on exchange": "E413",
-        "at fill_price - 2% limit fill_price - 3% on moon": "E413",
-        "at fill_price - 2% limit fill_price - 3%": "E414",
-        "at fill_price - 2% limit fill_price - 1% on exchange": "E416",
-        "at 50000 limit 50100 on exchange": "E416",
+        "at fill_price - 2% on exchange": "E419",
+        "at fill_price - 2% limit fill_price - 3% on moon": "E419",
+        "at fill_price - 2% limit fill_price - 3%": "E420",
+        "at fill_price - 2% limit fill_price - 1% on exchange": "E422",
+        "at 50000 limit 50100 on exchange": "E422",
     }
     for stop_loss, code in cases.items():
         rules, found = compiled(bracket("filled_size at fill_price + 3%", stop_loss))
@@ -62,7 +62,7 @@ def test_each_misplaced_part_of_an_on_exchange_stop_loss_is_named() -> None:
     on = "at fill_price - 2% limit fill_price - 2.5% on exchange"
     for take_profit in ("filled_size at fill_price + 3% hidden", "100 USDT at fill_price + 3%"):
         _, found = compiled(bracket(take_profit, on))
-        assert "E415" in [c for c, _, _ in found], (take_profit, found)
+        assert "E421" in [c for c, _, _ in found], (take_profit, found)
 
 
 def test_a_plain_halt_keeps_an_oco_and_halt_all_cancels_it() -> None:
@@ -94,3 +94,14 @@ def test_each_oco_of_a_firing_has_its_own_client_oid() -> None:
     assert all(len(o) <= 40 and o.replace("-", "").isalnum() for o in oids)
     others = {client_oid("engine-1", "exit", n) for n in range(100)}
     assert not others & set(oids[1:])  # never another firing's clientOid
+
+
+def test_protection_only_the_engine_holds_cannot_go_on_the_exchange() -> None:
+    on = "at fill_price - 2% limit fill_price - 2.5% on exchange"
+    for extra in ("    exit after 4h\n", ):
+        _, found = compiled(bracket("filled_size at fill_price + 3%", on) + extra)
+        assert "E421" in [c for c, _, _ in found], (extra, found)
+    _, found = compiled(bracket("filled_size at fill_price + 3%", "at fill_price - 2%")
+                        + "    exit after 4h\n")
+    [note] = [c for c in found if c[0] == "N712"]
+    assert note == ("N712", 7, 5)

@@ -110,6 +110,9 @@ class _AstBuilder:
     def size_share(self, amount: A.Expr, cur: Token) -> A.Size:
         return A.Size("share", amount, _word(cur), amount.span.to(_span(cur)))
 
+    def size_of_fill(self, amount: A.Expr, name: Token) -> A.Size:
+        return A.Size("of_fill", amount, _word(name), amount.span.to(_span(name)))
+
     def price(self, expr: A.Expr) -> tuple[str, A.Expr]:
         return ("at", expr)
 
@@ -158,6 +161,17 @@ class _AstBuilder:
 
     def stop_place(self, name: Token) -> A.Word:
         return _word(name)
+
+    def stop_loss_trailing(self, kw: Token, distance: A.Expr) -> A.TrailingStopLoss:
+        return A.TrailingStopLoss(distance, _span(kw).to(distance.span))
+
+    def move_stop(self, kw: Token, price: A.Expr, name: Token) -> A.MoveStop:
+        rule = _word(name)
+        return A.MoveStop(price, rule, _span(kw).to(rule.span))
+
+    def exit_after(self, kw: Token, dur: Token) -> A.ExitAfter:
+        d = A.Dur(dur.value, _span(dur))
+        return A.ExitAfter(d, _span(kw).to(d.span))
 
     def cancel_after(self, dur: Token) -> A.CancelAfter:
         d = A.Dur(dur.value, _span(dur))

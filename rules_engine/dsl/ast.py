@@ -23,10 +23,12 @@ __all__ = [
     "Dur",
     "During",
     "Every",
+    "ExitAfter",
     "ExpiresAt",
     "ExpiresIn",
     "Expr",
     "FieldRef",
+    "MoveStop",
     "Neg",
     "Not",
     "Notify",
@@ -40,6 +42,7 @@ __all__ = [
     "Size",
     "Span",
     "StopLoss",
+    "TrailingStopLoss",
     "When",
     "Word",
 ]
@@ -182,7 +185,8 @@ class When(NamedTuple):
 
 
 class Size(NamedTuple):
-    """`0.01` (base), `100 USDT` (funds) or `10% of USDT` (a share of the balance)."""
+    """`0.01` (base), `100 USDT` (funds), `10% of USDT` (a share of the balance) or `50% of
+    filled_size` (kind `of_fill`: a share of a chain's fill; `currency` holds the name)."""
 
     kind: str
     amount: Expr
@@ -206,6 +210,29 @@ class StopLoss(NamedTuple):
     span: Span
     limit: Expr | None = None  # `limit PRICE`: the stop leg's limit (an exchange-held bracket)
     where: Word | None = None  # `on exchange`: where the bracket lives (None: the engine)
+
+
+class TrailingStopLoss(NamedTuple):
+    """`stop-loss trailing by 2%`: an engine-held stop that follows the best price."""
+
+    distance: Expr
+    span: Span
+
+
+class MoveStop(NamedTuple):
+    """`move stop-loss to PRICE after RULE filled`: the held stop's trigger moves once the
+    sibling RULE's order of the same chain fills."""
+
+    price: Expr
+    rule: Word
+    span: Span
+
+
+class ExitAfter(NamedTuple):
+    """`exit after 4h`: a time exit, counted from the rule's firing."""
+
+    duration: Dur
+    span: Span
 
 
 class CancelAfter(NamedTuple):
@@ -279,6 +306,9 @@ Clause = (
     When
     | Place
     | StopLoss
+    | TrailingStopLoss
+    | MoveStop
+    | ExitAfter
     | CancelAfter
     | CancelAll
     | CancelOrders

@@ -171,6 +171,8 @@ class OrderManager:
         self._on_final = on_final
         self._on_acknowledged = on_acknowledged
         self.oco: Any = None  # `OcoBrackets` (runtime/_oco.py): an OCO's port calls, fills
+        # An order's filled size grew (a fill event, a lookup): held stops follow it.
+        self.on_filled: Callable[[Tracked, datetime], None] | None = None
 
     # ------------------------------------------------------------ the table
 
@@ -244,6 +246,8 @@ class OrderManager:
         for step in steps:
             if step.then is not None:
                 step.then()
+        if after.filled > before.filled and self.on_filled is not None:
+            self.on_filled(tracked, now)
         if after.filled > before.filled and self.oco is not None:
             self.oco.on_fill(tracked, now)  # an entry's `on exchange` bracket follows it
         if spawn:
