@@ -299,3 +299,30 @@ async def test_an_entry_that_filled_more_while_no_watcher_ran_is_resized_at_the_
             exits = [f for f in store.firings() if f.identity == "exit"]
             store.close()
             assert len(exits) == 1  # the restart armed nothing twice
+
+
+async def test_a_buy_side_bracket_on_the_exchange_buys_back_through_its_stop_leg(
+    tmp_path: Path,
+) -> None:
+    rules = (
+        "rule pop on BTC-USDT:\n    when bid > 58000\n    place market sell 0.002\n"
+        "rule cover on BTC-USDT:\n    after pop filled\n"
+        "    place limit buy filled_size at fill_price - 3%\n"
+        "    stop-loss at fill_price + 2% limit fill_price + 2.5% on exchange\n"
+    )
+    async with rig(tmp_path, rules) as r:
+        placed = await oco_placed(r)  # sold at the bid, 59000
+        assert placed.side == "buy" and placed.size == D("0.002")
+        assert (placed.price, placed.stop_price, placed.limit_price) == (
+            D("57230"), D("60180"), D("60475"))
+        r.push("60400", "60410", trade="60405")  # through the stop: a limit buy at 60475
+        await until(lambda: not r.watcher.tracked and not r.watcher.pending, 8)
+        bought = r.state.engine.orders[placed.stop_id]
+        assert bought.deal_size == D("0.002") and bought.req.side == "buy"
+        store = r.store()
+        [row] = [o for o in store.orders() if o.family == "oco"]
+        legs = [(e.kind, e.payload["leg"]) for e in store.events()
+                if e.kind.startswith("oco.leg")]
+        store.close()
+        assert row.status == "filled" and row.filled_size == D("0.002")
+        assert legs == [("oco.leg_canceled", "take-profit"), ("oco.leg_filled", "stop-loss")]
