@@ -59,8 +59,8 @@ from rules_engine.sandbox.state import build_state
 from rules_engine.sandbox.ws import CANDLE_TYPES
 from rules_engine.store import Store
 
-__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Samples", "Settings", "price_path",
-           "run_backtest"]
+__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Samples", "Settings", "next_due",
+           "price_path", "run_backtest"]
 
 PRICE_FIELDS = frozenset({"last", "bid", "ask", "mid", "spread"})
 FAR = datetime.max.replace(tzinfo=UTC)
@@ -131,6 +131,7 @@ class Run:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     fills: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, tuple[str, str, Decimal]] = field(default_factory=dict)
     # The equity and each symbol's close at candle closes, sampled (`Samples`) so memory
     # does not grow with the history; what the report needs of them is kept exactly.
     equity: Samples = field(default_factory=Samples)
@@ -149,6 +150,17 @@ class Run:
     skipped: int = 0
     seconds: float = 0.0
     stop_reason: str = ""
+
+
+def next_due(watcher: Watcher) -> datetime | None:
+    """The first moment a timer of `watcher` falls due: a timed rule, a `cancel after`, a
+    deferred firing. A clock that is moved stops at each (the backtest's, and the parity
+    test's live watcher's)."""
+    firing = watcher.firing
+    times = [t for t in (watcher.rules.timers.earliest(), watcher.orders.next_cancel_after(),
+                         min(firing.deferred.values()) if firing.deferred else None)
+             if t is not None]
+    return min(times) if times else None
 
 
 class _Driver:
@@ -238,14 +250,7 @@ class _Driver:
         raise BacktestError("the watcher and the venue kept answering each other")
 
     def next_due(self) -> datetime | None:
-        """The first moment a timer falls due: a timed rule, a `cancel after`, a deferred
-        firing."""
-        firing = self.watcher.firing
-        times = [t for t in (self.watcher.rules.timers.earliest(),
-                             self.watcher.orders.next_cancel_after(),
-                             min(firing.deferred.values()) if firing.deferred else None)
-                 if t is not None]
-        return min(times) if times else None
+        return next_due(self.watcher)
 
     async def jobs(self) -> None:
         """The jobs a live watcher's scheduler runs, at this virtual moment."""
@@ -506,6 +511,7 @@ class _Driver:
     def _collect(self) -> None:
         run = self.run
         self._take_fills()
+        run.outcomes = self.recorder.outcomes(self.engine)
         for currency in {*run.start_balances, *self.engine.account.totals}:
             run.end_balances[currency] = self.engine.account.total(currency)
 

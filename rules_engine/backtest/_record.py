@@ -4,7 +4,8 @@ records a live watcher against a served sandbox with it, so both are read the sa
 
     decisions  the `fired`, `blocked`, `refused` and `rule.*` lines, with the watcher's time
     orders     by client oid: rule, firing, side, type, price, size (and funds, stop price,
-               trail); a bracket's engine-held stop-loss as an order of its own
+               trail); a bracket's engine-held stop-loss as an order of its own, on the
+               take-profit's side (both legs close the same position)
     fills      the engine's fills, each with the rule and firing of the order it filled
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from rules_engine.sandbox.engine import Engine
@@ -43,8 +45,8 @@ class Recorder:
             if isinstance(leg, dict) and leg.get("client_oid"):
                 self.orders[leg["client_oid"]] = {
                     "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
-                    "side": "sell" if order.get("side") == "buy" else "buy",
-                    "type": "stop-loss", "price": leg.get("trigger"), "size": order.get("size")}
+                    "side": order.get("side"), "type": "stop-loss",
+                    "price": leg.get("trigger"), "size": order.get("size")}
 
     def take_fills(self, engine: Engine) -> None:
         """The engine's fills since the last call, mapped to the rule whose order made them
@@ -68,3 +70,13 @@ class Recorder:
                 "firing": placed.get("firing"), "symbol": fill.symbol, "side": fill.side,
                 "price": fill.price, "size": fill.size, "fee": fill.fee,
                 "liquidity": fill.liquidity})
+
+    def outcomes(self, engine: Engine) -> dict[str, tuple[str, str, Decimal]]:
+        """Each recorded order's end on the sandbox: (status, why it is done, size filled);
+        an engine-held order never sent is not there."""
+        out: dict[str, tuple[str, str, Decimal]] = {}
+        for order in [*engine.orders.values(), *engine.stop_orders.values()]:
+            oid = order.req.client_oid
+            if oid in self.orders:
+                out[oid] = (order.status, order.done_reason, order.deal_size)
+        return out
