@@ -53,7 +53,7 @@ from rules_engine.runtime._reload import traded_symbols
 from rules_engine.runtime._watcher import Watcher
 from rules_engine.sandbox.clock import ManualClock
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
-from rules_engine.sandbox.feeds import ExternalFeed, FeedTick
+from rules_engine.sandbox.feeds import ExternalFeed, Feed, FeedTick
 from rules_engine.sandbox.replay import path_ticks, price_path
 from rules_engine.sandbox.state import build_state
 from rules_engine.sandbox.ws import CANDLE_TYPES
@@ -132,6 +132,7 @@ class Run:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     fills: list[dict[str, Any]] = field(default_factory=list)
     outcomes: dict[str, tuple[str, str, Decimal]] = field(default_factory=dict)
+    unit: str = "candles"  # what the run stepped through: candles, or recorded updates
     # The equity and each symbol's close at candle closes, sampled (`Samples`) so memory
     # does not grow with the history; what the report needs of them is kept exactly.
     equity: Samples = field(default_factory=Samples)
@@ -165,7 +166,9 @@ def next_due(watcher: Watcher) -> datetime | None:
 
 class _Driver:
     def __init__(self, rules: list[CompiledRule], table: SymbolTable, history: History,
-                 settings: Settings) -> None:
+                 settings: Settings, market: Feed | None = None) -> None:
+        """`market`: the sandbox's feed when it is not the candles the driver pushes (a
+        recorded session, `_recorded.py`)."""
         self.settings = settings
         self.table = table
         self.symbols = traded_symbols(rules)
@@ -182,7 +185,13 @@ class _Driver:
         config = SandboxConfig(balances=settings.balances, maker_fee_rate=settings.maker_fee,
                                taker_fee_rate=settings.taker_fee,
                                max_open_orders_per_symbol=10_000)
-        self.state = build_state(config, feed=self.feed, clock=self.clock)
+        if market is not None:
+            unknown = [s for s in self.symbols if s not in market.symbols()]
+            if unknown:
+                raise BacktestError(
+                    f"the recorded market has no {', '.join(unknown)}; it has "
+                    f"{', '.join(sorted(market.symbols().symbols))}")
+        self.state = build_state(config, feed=market or self.feed, clock=self.clock)
         # The sandbox's own minute candles serve its 24 h stats: a day and an hour is enough,
         # so memory does not grow with the history.
         self.state.minutes_kept_s = 90_000
