@@ -111,4 +111,4 @@ async def test_the_live_watcher_and_the_backtest_decide_send_and_fill_the_same(
                      ("trailing", "sell", "taker"): 1, ("entry", "buy", "maker"): 1,
                      ("bracket", "sell", "taker"): 1}  # the bracket's stop-loss sold
     assert back.skipped > 0  # the backtest skipped quiet candles; the live run saw them all
-    assert live.moves > 4 * len(candles)  # and stopped its clock where timers fell due
+    assert live.moves > 4 * len(candles), live.moves  # and stopped where timers fell due
