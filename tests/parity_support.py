@@ -32,6 +32,7 @@ from typing import Any
 
 from rules_engine.backtest._driver import next_due
 from rules_engine.backtest._record import Recorder
+from rules_engine.backtest._recorded import load_session, open_market
 from rules_engine.core.market import Candle
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.runtime._config import load_config
@@ -94,7 +95,7 @@ class Harness:
         deadline = time.monotonic() + 10
         quiet, last = 0, None
         while quiet < 3:
-            await asyncio.sleep(0.003)
+            await asyncio.sleep(0.001)
             if self.watcher.ctx.stop.is_set():
                 raise AssertionError(f"the watcher stopped: {self.watcher.stop_reason}")
             now = self._signature()
@@ -133,14 +134,42 @@ class Harness:
                 break
 
 
-async def live_run(rules: Path, table: SymbolTable, candles: list[Candle], *, period_s: int,
-                   end: datetime, balances: dict[str, Decimal], tmp: Path) -> LiveRun:
+@dataclass
+class Market:
+    """A sandbox state replaying a recorded market on a manual clock, and the moments (ms)
+    at which it moves, in order."""
+
+    state: SandboxState
+    clock: ManualClock
+    moments: list[int]
+
+
+def _config(balances: dict[str, Decimal]) -> SandboxConfig:
+    """As the backtest's sandbox: its balances, 0.1% fees, no open-order cap in the way."""
+    return SandboxConfig(balances=balances, maker_fee_rate=Decimal("0.001"),
+                         taker_fee_rate=Decimal("0.001"), max_open_orders_per_symbol=10_000)
+
+
+def candle_market(table: SymbolTable, candles: list[Candle], period_s: int,
+                  balances: dict[str, Decimal]) -> Market:
     replay = CandleReplay(table, candles, period_s)
     moments = list(replay.moments())
     clock = ManualClock(current_ms=moments[0])
-    sandbox = SandboxConfig(balances=balances, maker_fee_rate=Decimal("0.001"),
-                            taker_fee_rate=Decimal("0.001"), max_open_orders_per_symbol=10_000)
-    state = build_state(sandbox, feed=replay, clock=clock)
+    return Market(build_state(_config(balances), feed=replay, clock=clock), clock, moments)
+
+
+def recorded_market(session: str, symbols: list[str], start: datetime, end: datetime,
+                    balances: dict[str, Decimal]) -> Market:
+    """The session's replay opened as `backtest --recorded` opens it (`open_market`)."""
+    feed = load_session(session)
+    clock = ManualClock(current_ms=feed.start_ms)
+    state = build_state(_config(balances), feed=feed, clock=clock)
+    return Market(state, clock, open_market(state, feed, symbols, start, end))
+
+
+async def live_run(rules: Path, market: Market, *, end: datetime, tmp: Path) -> LiveRun:
+    state, clock, moments = market.state, market.clock, market.moments
+    sandbox = state.config
     recorder = Recorder(lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC))
     holder: list[Watcher] = []
     counted: list[_Counted] = []
@@ -213,3 +242,25 @@ def normalised(records: object, orders: dict[str, dict[str, Any]]) -> list[str]:
 def diff(name: str, live: list[str], backtest: list[str]) -> str:
     return "\n".join(difflib.unified_diff(live, backtest, f"{name} (live)",
                                           f"{name} (backtest)", lineterm=""))
+
+
+def differences(live: LiveRun, back: Any) -> list[str]:
+    """Every way the two runs differ, each as a unified diff: decision lines, orders, fills,
+    order ends and balances (none: they decided, sent and filled the same)."""
+    seen = live.recorder
+    problems = []
+    for name, mine, theirs in (
+        ("decisions", normalised(seen.decisions, seen.orders),
+         normalised(back.decisions, back.orders)),
+        ("orders", normalised(list(seen.orders.values()), seen.orders),
+         normalised(list(back.orders.values()), back.orders)),
+        ("fills", normalised(seen.fills, seen.orders), normalised(back.fills, back.orders)),
+        ("order ends", sorted(normalised([[k, *v] for k, v in live.outcomes.items()],
+                                         seen.orders)),
+         sorted(normalised([[k, *v] for k, v in back.outcomes.items()], back.orders))),
+        ("balances", normalised(sorted(live.balances.items()), {}),
+         normalised(sorted(back.end_balances.items()), {})),
+    ):
+        if mine != theirs:
+            problems.append(diff(name, mine, theirs))
+    return problems

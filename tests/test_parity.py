@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from parity_support import diff, live_run, normalised
+from parity_support import candle_market, differences, live_run
 
 from rules_engine.backtest import Settings, run_backtest
 from rules_engine.compiler._snapshot import shipped_symbols
@@ -75,28 +75,13 @@ async def test_the_live_watcher_and_the_backtest_decide_send_and_fill_the_same(
     candles = list(read_candles(None, "BTC-USDT", "1h", START, END))
     assert len(candles) == 48
 
-    live = await live_run(rules_file, table, candles, period_s=3600, end=END,
-                          balances=BALANCES, tmp=tmp_path)
+    live = await live_run(rules_file, candle_market(table, candles, 3600, BALANCES), end=END,
+                          tmp=tmp_path)
     rules, _ = RuleFiles([rules_file], table, ()).load()
     back = await run_backtest(list(rules), table, iter(candles), lambda *_: [],
                               Settings(START, END, 3600, dict(BALANCES)))
 
-    seen = live.recorder
-    problems = []
-    for name, mine, theirs in (
-        ("decisions", normalised(seen.decisions, seen.orders),
-         normalised(back.decisions, back.orders)),
-        ("orders", normalised(list(seen.orders.values()), seen.orders),
-         normalised(list(back.orders.values()), back.orders)),
-        ("fills", normalised(seen.fills, seen.orders), normalised(back.fills, back.orders)),
-        ("order ends", sorted(normalised([[k, *v] for k, v in live.outcomes.items()],
-                                         seen.orders)),
-         sorted(normalised([[k, *v] for k, v in back.outcomes.items()], back.orders))),
-        ("balances", normalised(sorted(live.balances.items()), {}),
-         normalised(sorted(back.end_balances.items()), {})),
-    ):
-        if mine != theirs:
-            problems.append(diff(name, mine, theirs))
+    problems = differences(live, back)
     assert not problems, "live and backtest differ:\n" + "\n".join(problems)
 
     # The run exercised what it claims to.

@@ -5,14 +5,15 @@ of candles.
     looping) -> the sandbox's books and last price at each recorded moment -> the same
     watcher, venue and frames as a candle backtest (`_driver.py`)
 
-At each moment a recorded message arrived, in order: the timers due before it run (the
-virtual clock stops at each), then the watcher's jobs, then the sandbox applies every
-message of that moment (level2 changes by KuCoin's sequence rules, a ticker as the print that
-moves the last price). So a market order walks the book as it was recorded at that moment,
-and a resting limit order fills when recorded liquidity crosses it. Nothing is skipped. The
-watcher starts once every symbol it trades has had a recorded ticker (its last price is not
-known before). The equity is sampled at every moment (each symbol marked at its last
-price).
+At each moment a recorded message of a symbol the rules read arrived, in order: the timers
+due before it run (the virtual clock stops at each), then the watcher's jobs, then the
+sandbox applies every message up to that moment: level2 changes by KuCoin's sequence rules,
+a ticker as the print that moves the last price (other symbols' messages wait for the next
+such moment: no rule reads them). So a market order walks the book as it was recorded at
+that moment, and a resting limit order fills when recorded liquidity crosses it. Nothing is
+skipped. The watcher starts once every symbol it trades has had a recorded ticker (its last
+price is not known before). The equity is sampled at every moment (each symbol marked at its
+last price).
 
 SESSION is `2021-04-25` (the shipped 31-second KuCoin session of ten symbols, from the
 cryptofeed project, with its REST order-book snapshots) or a file of the same form: NDJSON
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,10 +41,13 @@ from rules_engine.backtest._driver import (
 )
 from rules_engine.compiler import CompiledRule
 from rules_engine.core.symbols import SymbolTable
+from rules_engine.sandbox.clock import ManualClock
 from rules_engine.sandbox.engine import Engine
 from rules_engine.sandbox.feeds import RecordedFeed
+from rules_engine.sandbox.state import SandboxState
 
-__all__ = ["SHIPPED_SESSION", "load_session", "run_recorded", "session_span"]
+__all__ = ["SHIPPED_SESSION", "load_session", "moments", "open_market", "run_recorded",
+           "session_span"]
 
 SHIPPED_SESSION = "2021-04-25"
 
@@ -84,10 +89,13 @@ def _at_start(feed: RecordedFeed) -> RecordedFeed:
     return feed
 
 
-def moments(feed: RecordedFeed) -> list[int]:
-    """Each moment (ms) a recorded message arrives, once, in order: a step at it applies it."""
+def moments(feed: RecordedFeed, symbols: Collection[str] | None = None) -> list[int]:
+    """Each moment (ms) a recorded message (of one of `symbols`, if given) arrives, once, in
+    order: a step at it applies it and every message before it."""
     out: list[int] = []
-    for ts, _ in feed.records:
+    for ts, msg in feed.records:
+        if symbols is not None and str(msg["topic"]).partition(":")[2] not in symbols:
+            continue
         at = feed.start_ms + math.ceil(round((ts - feed.t0) * 1000, 6))
         if not out or at != out[-1]:
             out.append(at)
@@ -101,6 +109,10 @@ def session_span(feed: RecordedFeed) -> tuple[datetime, datetime]:
             datetime.fromtimestamp(times[-1] / 1000 + 1, UTC))
 
 
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _mark(engine: Engine, symbol: str) -> Decimal | None:
     last = engine.stats[symbol].last
     if last:
@@ -108,6 +120,28 @@ def _mark(engine: Engine, symbol: str) -> Decimal | None:
     book = engine.books[symbol]
     bid, ask = book.best("bids"), book.best("asks")
     return (bid + ask) / 2 if bid is not None and ask is not None else None
+
+
+def open_market(state: SandboxState, feed: RecordedFeed, symbols: list[str], start: datetime,
+                end: datetime) -> list[int]:
+    """The market at the start (the snapshots, every message before it, and on until each of
+    `symbols` has had a ticker: before it, its last price is not known), applied to `state`
+    on its (manual) clock; the moments left to step, those of `symbols`' messages."""
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    times = [m for m in moments(feed, symbols) if start_ms <= m < end_ms]
+    clock = state.clock
+    assert isinstance(clock, ManualClock)
+    clock.current_ms = max(start_ms, feed.start_ms)
+    state.feed_step(force=True)
+    stats = state.engine.stats
+    while times and any(not stats[s].last for s in symbols):
+        clock.current_ms = times.pop(0)
+        state.feed_step(force=True)
+    silent = [s for s in symbols if not stats[s].last]
+    if silent or not times:
+        raise BacktestError(f"the session has no ticker of {', '.join(silent or symbols)} "
+                            "between --from and --to to start from")
+    return times
 
 
 async def run_recorded(rules: list[CompiledRule], table: SymbolTable, feed: RecordedFeed,
@@ -120,10 +154,8 @@ async def run_recorded(rules: list[CompiledRule], table: SymbolTable, feed: Reco
 async def _go(d: _Driver, feed: RecordedFeed) -> Run:
     run, engine, settings = d.run, d.engine, d.settings
     began = time.monotonic()
-    start_ms = int(settings.start.timestamp() * 1000)
     end_ms = int(settings.end.timestamp() * 1000)
-    times = [m for m in moments(feed) if start_ms <= m < end_ms]
-    if not times:
+    if not [m for m in moments(feed) if settings.start <= _at(m) < settings.end]:
         first, last = session_span(feed)
         raise BacktestError(f"the session has no message between --from and --to: it runs "
                             f"from {first.isoformat()} to {last.isoformat()}")
@@ -131,17 +163,7 @@ async def _go(d: _Driver, feed: RecordedFeed) -> Run:
         base = d.table[symbol].base_currency
         run.start_balances[base] = engine.account.total(base)
     run.start_balances[d.quote] = engine.account.total(d.quote)
-    # The market at the start: the snapshots, every message before it, and on until each
-    # traded symbol has had a print (before it, its last price is not known).
-    d.clock.current_ms = max(start_ms, feed.start_ms)
-    d.state.feed_step(force=True)
-    while times and any(not engine.stats[s].last for s in d.symbols):
-        d.clock.current_ms = times.pop(0)
-        d.state.feed_step(force=True)
-    silent = [s for s in d.symbols if not engine.stats[s].last]
-    if silent or not times:
-        raise BacktestError(f"the session has no ticker of {', '.join(silent or d.symbols)} "
-                            "between --from and --to to start from")
+    times = open_market(d.state, feed, d.symbols, settings.start, settings.end)
     d.conn.sink.clear()
     await d.watcher.start()
     await d.drain()
@@ -160,7 +182,7 @@ async def _go(d: _Driver, feed: RecordedFeed) -> Run:
             d.state.feed_step(force=True)
             await d.drain()
             holdings = d.holdings()
-            moment = datetime.fromtimestamp(at / 1000, UTC)
+            moment = _at(at)
             for symbol in d.symbols:
                 mark = _mark(engine, symbol)
                 if mark is None:
