@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,17 @@ def test_the_page_marks_every_fill_and_works_offline(tmp_path: Path,
                  "--cache", str(tmp_path / "c.sqlite"), "--quiet",
                  "--html", str(tmp_path / "missing" / "x.html")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_without_plotly_html_stops_before_the_run(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = tmp_path / "two.rules"
+    rules.write_text(RULES)
+    monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` raises ImportError
+    assert main(["backtest", str(rules), "--from", "2026-01-01", "--to", "2026-01-01T05:00",
+                 "--cache", str(_cache(tmp_path / "c.sqlite")), "--html",
+                 str(tmp_path / "x.html")]) == 2
+    captured = capsys.readouterr()
+    assert "--html needs plotly: pip install 'rules-engine[html]'" in captured.err
+    assert captured.out == "" and not (tmp_path / "x.html").exists()

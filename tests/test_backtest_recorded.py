@@ -115,6 +115,12 @@ def test_bad_sessions_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text('{"ts": 1, "dir": "in", "msg": {}}\nnot json\n')
     assert main(["backtest", str(rules), "--recorded", str(bad)]) == 2
     assert "line 2: not a recorded frame" in capsys.readouterr().err
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text(json.dumps({"ts": 1, "dir": "in", "msg": {
+        "type": "message", "subject": "trade.l2update", "topic": "/market/level2:BCHSV-USDT",
+        "data": {"sequenceEnd": 2, "changes": {"asks": [["1", "x", "2"]], "bids": []}}}}))
+    assert main(["backtest", str(rules), "--recorded", str(broken)]) == 2
+    assert "line 1: a level2 update needs sequenceEnd" in capsys.readouterr().err
     other = tmp_path / "btc.rules"
     other.write_text("rule x on BTC-USDT:\n    when last < 1\n    place market buy 0.001\n")
     assert main(["backtest", str(other), "--recorded", "2021-04-25"]) == 2

@@ -30,6 +30,8 @@ from rules_engine.backtest import Settings, run_backtest
 from rules_engine.compiler._snapshot import shipped_symbols
 from rules_engine.history import read_candles
 from rules_engine.runtime._reload import RuleFiles
+from rules_engine.sandbox.feeds import FeedTick
+from rules_engine.sandbox.replay import CandleReplay, price_path
 
 D = Decimal
 
@@ -97,3 +99,28 @@ async def test_the_live_watcher_and_the_backtest_decide_send_and_fill_the_same(
                      ("bracket", "sell", "taker"): 1}  # the bracket's stop-loss sold
     assert back.skipped > 0  # the backtest skipped quiet candles; the live run saw them all
     assert live.moves > 4 * len(candles), live.moves  # and stopped where timers fell due
+
+
+def test_the_candle_replay_steps_the_path_points_by_the_clock() -> None:
+    """The sandbox's `CandleReplay`: the opening market first, then each path point once its
+    moment has come (several at once when the clock jumped past them), in order."""
+    table = shipped_symbols()
+    candles = list(read_candles(None, "BTC-USDT", "1h", START, START + (END - START) / 24))
+    assert len(candles) == 2
+    replay = CandleReplay(table, candles, 3600)
+    t0 = int(START.timestamp() * 1000)
+    assert list(replay.moments()) == [t0 + i * 900_000 for i in range(8)]
+    prints = [p for c in candles for p in price_path(c)]
+
+    def printed(ticks: list[FeedTick]) -> list[Decimal]:
+        return [t.trade[0] for t in ticks if t.trade is not None]
+
+    assert printed(replay.step(0)) == prints[:1]  # the opening, whatever the clock says
+    assert printed(replay.step(t0 - 1)) == []
+    assert printed(replay.step(t0)) == prints[:1]
+    assert printed(replay.step(t0 + 2_700_000)) == prints[1:4]
+    assert printed(replay.step(t0 + 10_000_000)) == prints[4:]
+    [tick] = CandleReplay(table, candles[:1], 3600).step(0)
+    bid, ask = tick.bids[0][0], tick.asks[0][0]
+    assert (bid, ask) == (prints[0] - D("0.1"), prints[0] + D("0.1"))  # a tick either side
+    assert len(tick.bids) == len(tick.asks) == 10

@@ -73,12 +73,44 @@ def load_session(session: str) -> RecordedFeed:
             raise BacktestError(
                 f"--recorded {session}, line {number}: not a recorded frame; each line is "
                 '{"ts": SECONDS, "dir": "in", "msg": {...the frame...}}') from None
+        problem = _bad_frame(record.get("msg"))
+        if problem is not None:
+            raise BacktestError(f"--recorded {session}, line {number}: {problem}")
     try:
         feed = RecordedFeed(start_ms=0, loop=False, session=text, snapshots="")
     except (IndexError, KeyError, ValueError, TypeError, ArithmeticError) as err:
         raise BacktestError(f"--recorded {session}: no usable level2 or ticker message "
                             f"({type(err).__name__}: {err})") from None
     return _at_start(feed)
+
+
+def _bad_frame(msg: object) -> str | None:
+    """What is wrong with a level2 update or ticker frame the replay would apply (None:
+    nothing, or not such a frame: it is not replayed)."""
+    if not isinstance(msg, dict) or msg.get("type") != "message":
+        return None
+    subject, data = msg.get("subject"), msg.get("data")
+    if subject not in ("trade.l2update", "trade.ticker"):
+        return None
+    topic = str(msg.get("topic", ""))
+    if ":" not in topic or not isinstance(data, dict):
+        return f"a {subject} frame needs a topic with its symbol and a data object"
+    try:
+        if subject == "trade.ticker":
+            for name in ("price", "size", "bestAsk"):
+                if not Decimal(str(data[name])).is_finite():
+                    raise ValueError(name)
+            return None
+        int(data["sequenceEnd"])
+        for side in ("asks", "bids"):
+            for price, size, sequence in data["changes"][side]:
+                Decimal(price), Decimal(size), int(sequence)
+    except (KeyError, ValueError, TypeError, ArithmeticError):
+        if subject == "trade.ticker":
+            return "a ticker needs price, size and bestAsk as numbers"
+        return ("a level2 update needs sequenceEnd and changes.asks / changes.bids as "
+                "[price, size, sequence] triples")
+    return None
 
 
 def _at_start(feed: RecordedFeed) -> RecordedFeed:
