@@ -76,7 +76,8 @@ def _candles_short(leaf: M.Indicator | M.CandleField, series: CandleSeries | Non
         return f"{name}: its {leaf.timeframe} candles are not loaded (see the candles.error event)"
     if series.problem is not None:
         return f"{name}: its {leaf.timeframe} candles are unusable: {series.problem}"
-    need = history_needed(leaf.kind, leaf.period if isinstance(leaf, M.Indicator) else None)
+    need = (history_needed(leaf.kind, leaf.period, leaf.params)
+            if isinstance(leaf, M.Indicator) else history_needed(leaf.kind))
     have = len(series.closed)
     if have >= need:
         return f"{name}: not computable from its {have} closed {leaf.timeframe} candles"
