@@ -23,6 +23,7 @@ from rules_engine.backtest._driver import _Driver
 from rules_engine.compiler._snapshot import shipped_symbols
 from rules_engine.history import read_candles
 from rules_engine.runtime._reload import RuleFiles
+from rules_engine.store import Store, live_why
 
 RULES = """\
 rule wide on BTC-USDT:
@@ -95,3 +96,27 @@ def test_indicator_rules_are_stepped_at_every_candle_close(
     unguarded = _run(tmp_path, True)
     assert unguarded.skipped > 0
     assert _fired(unguarded) != _fired(stepping)
+
+
+def test_the_backtest_runs_the_why_not_yet_job_as_live_does(tmp_path: Path) -> None:
+    """The watcher's why-not-yet job runs in a backtest too (once a simulated day), so what
+    it does live happens here: a MACD rule short of candles is explained in the store,
+    where it once stopped the live watcher."""
+    rules_file = tmp_path / "macd.rules"
+    rules_file.write_text("rule turn on BTC-USDT:\n"
+                          "    when macd_hist(12, 26, 9, 1h) crosses above 0\n"
+                          "    place limit buy 0.001 at 1000\n")
+    table = shipped_symbols()
+    rules, _ = RuleFiles([rules_file], table, ()).load()
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    start, end = datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC)
+    settings = Settings(start, end, 3600, {"USDT": Decimal(1000)}, db=db)
+    candles = read_candles(None, "BTC-USDT", "1h", start, end)
+    run = asyncio.run(run_backtest(list(rules), table, candles, lambda *_: [], settings))
+    assert run.candles == 48 and not run.decisions
+    store = Store(db)
+    try:
+        text = json.dumps(live_why(store), default=str)
+    finally:
+        store.close()
+    assert "closed 1h candles; enough once the candle closing at" in text
