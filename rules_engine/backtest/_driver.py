@@ -6,13 +6,15 @@ clock, against the sandbox's matching engine in the same process.
                           OrderManager, HeldOrders) -> KucoinVenue -> in-process transport
                           -> sandbox handlers -> Engine
     virtual clock: each path point, and every moment a timer falls due between them, runs
-    the watcher's jobs (clock, cancels, lookups, reconciliation, heartbeat) directly
+    the watcher's jobs (clock, cancels, lookups, reconciliation, heartbeat, why-not-yet)
+    through the scheduler's guard
 
-The price path of a candle: open, then the nearer of high and low, then the other, then
-close, at 0, 1/4, 1/2 and 3/4 of its period (the open is nearer the low: open, low, high,
-close). At each point the market is a book of ten levels a side one tick apart around the
-point (best bid one tick under, best ask one tick over), each holding a tenth of the candle's
-volume, and a print of a quarter of its volume at the point. So a resting limit order fills
+The price path of a candle (`sandbox/replay.py`, shared with a served sandbox): open, then
+the nearer of high and low, then the other, then close, at 0, 1/4, 1/2 and 3/4 of its
+period (the open is nearer the low: open, low, high, close). At each point the market is a
+book of ten levels a side one tick apart around the point (best bid one tick under, best ask
+one tick over), each holding a tenth of the candle's volume, and a print of a quarter of its
+volume at the point. So a resting limit order fills
 when the path trades through its price (by one tick); a market order walks those levels.
 
 Skipping: a candle whose range (with the last price applied) crosses no threshold a rule
