@@ -14,13 +14,13 @@ from rules_engine.compiler._base import (
     _multiple_below,
     _num,
 )
-from rules_engine.compiler._conditions import _Conditions
+from rules_engine.compiler._sizing import _Sizing
 from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
 from rules_engine.core.symbols import SymbolInfo
 from rules_engine.dsl import ast as A
 
 
-class _Orders(_Conditions):
+class _Orders(_Sizing):
     """Compiles a rule's `place` and its bracket, with the tick, lot and value checks."""
 
     def _order(
@@ -98,6 +98,8 @@ class _Orders(_Conditions):
 
         good, limit = self._stop_limit(place, price, info)
         ok = good and ok
+        if size is not None and not self._risk_side(size, price, place, info):
+            ok = False
 
         tif, post_only, hidden = self._options(place, otype)
         if tif is None:
@@ -209,6 +211,10 @@ class _Orders(_Conditions):
     def _size(self, place: A.Place, info: SymbolInfo) -> M.SizeSpec:
         node = place.size
         side = place.side.text
+        if node.kind == "share_of":
+            return self._position_share(node, info)
+        if node.kind == "risk":
+            return self._risk_size(place, info)
         if node.kind == "share":
             if not isinstance(node.amount, A.Pct):
                 raise self._fail(
@@ -259,7 +265,7 @@ class _Orders(_Conditions):
         otype = place.order_type.text
         node = place.size.amount
         span = node.span
-        if not isinstance(size.amount, M.Const) or size.kind == "share":
+        if not isinstance(size.amount, M.Const) or size.kind in ("share", "risk"):
             return
         amount = size.amount.value
         sym = info.symbol

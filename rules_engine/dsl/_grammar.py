@@ -55,6 +55,7 @@ KEYWORDS = frozenset(
         "between",
         "signal",
         "within",
+        "risk",
     ]
 )
 

@@ -20,6 +20,7 @@ __all__ = [
     "Clause",
     "Cmp",
     "Cross",
+    "CurrencyCall",
     "Dur",
     "During",
     "Every",
@@ -158,6 +159,15 @@ class Not(NamedTuple):
     span: Span
 
 
+class CurrencyCall(NamedTuple):
+    """`balance(USDT)`: a function of a currency (the account's available balance)."""
+
+    name: str
+    currency: Word
+    span: Span
+    name_span: Span
+
+
 class SignalRef(NamedTuple):
     """`signal "breakout" [within 5m]`: an inbound signal received within the window."""
 
@@ -169,7 +179,7 @@ class SignalRef(NamedTuple):
 
 Expr = (
     Num | Pct | Dur | FieldRef | Call | Bin | Neg | Cmp | Cross | Between | BoolOp | Not
-    | SignalRef
+    | SignalRef | CurrencyCall
 )
 
 # ------------------------------------------------------------------ clauses
@@ -182,12 +192,15 @@ class When(NamedTuple):
 
 
 class Size(NamedTuple):
-    """`0.01` (base), `100 USDT` (funds) or `10% of USDT` (a share of the balance)."""
+    """`0.01` (base), `100 USDT` (funds), `10% of USDT` (a share of the balance), `50% of
+    position` (`share_of`: `currency` holds the word after `of`), or `risk 1% of USDT stop
+    58000` (`risk`: the stop price in `stop`)."""
 
     kind: str
     amount: Expr
     currency: Word | None
     span: Span
+    stop: Expr | None = None
 
 
 class Place(NamedTuple):
