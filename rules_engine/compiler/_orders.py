@@ -14,8 +14,8 @@ from rules_engine.compiler._base import (
     _multiple_below,
     _num,
 )
-from rules_engine.compiler._sizing import _Sizing
 from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
+from rules_engine.compiler._sizing import _Sizing
 from rules_engine.core.symbols import SymbolInfo
 from rules_engine.dsl import ast as A
 

@@ -12,7 +12,7 @@ line) runs after it has been handed over.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -37,6 +37,7 @@ from rules_engine.engine._order_types import OrderRecord
 from rules_engine.engine._risk import check, value_order
 from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
+from rules_engine.runtime._chains import Chains
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
@@ -70,6 +71,7 @@ class Firing:
         self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
+        self.chains = Chains(ctx.config.fee_rate, ctx.symbols)  # position, pnl, pnl%
 
     # ------------------------------------------------------------ evaluation
 
@@ -91,6 +93,7 @@ class Firing:
         timed = self.rules.timed_ids
         states = self.rules.states
         pending = self.orders.pending
+        chains = self.chains
         stepped = 0
         for rule in rules:
             identity = rule.identity
@@ -99,7 +102,8 @@ class Firing:
             if identity in self.deferred and now < self.deferred[identity]:
                 continue  # waiting for the firings-per-minute window
             before = states[identity]
-            after, decision = step(rule, before, values, now)
+            seen = chains.view_for(rule, before, values) if rule.after is not None else values
+            after, decision = step(rule, before, seen, now)
             stepped += 1
             if identity in timed:
                 self.rules.timers.update(rule, after, now)
@@ -135,7 +139,8 @@ class Firing:
         value = Decimal(0)
         leg: Leg | None = None
         if rule.order is not None:
-            resolved, value, leg = self._decide_order(rule, oid, number, fill, now)
+            seen = self.chains.view(rule, decision.arm, self.rules.market.values)
+            resolved, value, leg = self._decide_order(rule, oid, number, fill, now, seen)
         if isinstance(resolved, Deferred):  # the rule stays as it was, and looks again then
             until = self._window_opens(now)
             self.deferred[identity] = until
@@ -144,6 +149,8 @@ class Firing:
             return
         states = self.rules.states
         states[identity] = after
+        self.chains.join(identity, number, rule.after[0] if rule.after is not None else None,
+                         decision.arm.parent_firing if decision.arm is not None else None)
         inputs = self._inputs(rule, decision, now)
         again = (identity, number) in self.again
         self.again.discard((identity, number))
@@ -188,13 +195,14 @@ class Firing:
                             arm.fill if arm is not None else None,
                             arm.parent_firing if arm is not None else None, self.rules.rules)
 
-    def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
-                      now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:
+    def _decide_order(self, rule: CompiledRule, oid: str, number: int,  # noqa: PLR0917 - a firing's facts
+                      fill: Fill | None, now: datetime, values: Mapping[object, Decimal],
+                      ) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:
         spec = rule.order
         assert spec is not None
-        values = self.rules.market.values
         resolved: OrderIntent | Blocked = resolve_order(
-            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances)
+            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances,
+            fee_rate=self.ctx.config.fee_rate)
         value = Decimal(0)
         leg = None
         if isinstance(resolved, OrderIntent):
@@ -340,6 +348,7 @@ class Firing:
         if decision.arm is not None:
             inputs["arm"] = {
                 "parent_firing": decision.arm.parent_firing,
+                **({"parent": rule.after[0]} if rule.after is not None else {}),
                 "fill": None if decision.arm.fill is None
                 else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
             }

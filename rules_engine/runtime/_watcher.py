@@ -37,12 +37,16 @@ from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
 from rules_engine.compiler import CompiledRule
+from rules_engine.compiler import model as M
+from rules_engine.core.market import BalanceEvent
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
+from rules_engine.engine._position import ChainFill
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
+from rules_engine.runtime._chains import balance_changes
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._context import Context, utc_now
 from rules_engine.runtime._controls import Controls
@@ -116,6 +120,7 @@ class Watcher:
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
         self.firing = Firing(ctx, self.rules, self.feeds, self.orders, self.held_orders,
                              self.actions)
+        self.orders.on_fill = self._on_fill
         self.sources = dict(sources or {})
         self.controls = Controls(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self.actions, self.feeds, self.sources, reloader,
@@ -210,6 +215,7 @@ class Watcher:
             await self._check_venue()
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
+            self.firing.chains.load(ctx.store, self.rules.rules)  # position, pnl: from fills
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             held = ctx.store.halt()
@@ -231,7 +237,7 @@ class Watcher:
                                          "late_s": round((now - due).total_seconds(), 3)},
                           identity=identity)
         self.feeds.start()
-        private = ctx.venue.private_stream(self.orders.on_private, self.orders.on_bad,
+        private = ctx.venue.private_stream(self._on_private, self.orders.on_bad,
                                            self._on_private_state)
         self.private = private
         ctx.spawn(private.run(ctx.stop))
@@ -362,6 +368,30 @@ class Watcher:
 
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)
+        self._sync_balances()
+
+    def _on_private(self, event: object) -> None:
+        self.orders.on_private(event)
+        if isinstance(event, BalanceEvent):
+            self._sync_balances()
+
+    def _sync_balances(self) -> None:
+        """`balance(CUR)` values: known while the order channel is live (runtime/_chains)."""
+        currencies = {x.currency for x in self.rules.index.leaves() if isinstance(x, M.Balance)}
+        if currencies:
+            self.firing.apply(balance_changes(self.market.values, currencies, self.ctx.balances,
+                                              self.jobs.private_live), self.ctx.now())
+
+    def _on_fill(self, tracked: Tracked, trade_id: str, price: Decimal, size: Decimal,  # noqa: PLR0917 - one fill's facts
+                 fee: Decimal | None, fee_currency: str | None) -> None:
+        """A new fill: its chain's values change (position, pnl)."""
+        if tracked.identity is None or tracked.number is None:
+            return
+        chains = self.firing.chains
+        root = chains.add((tracked.identity, tracked.number), trade_id, tracked.oid,
+                          tracked.symbol, ChainFill(tracked.side, price, size, fee, fee_currency))
+        if root is not None:
+            self.firing.apply(chains.changes(tracked.symbol), self.ctx.now())
 
     # ------------------------------------------------------------ the rule side's hooks
     # Each returns what it writes in the order's own commit (`Step`), and what it does
