@@ -115,15 +115,24 @@ async def test_risk_sizing_below_the_minimum_blocks_with_the_reason(tmp_path: Pa
 
 async def test_a_balance_is_unknown_while_the_order_channel_is_down(tmp_path: Path) -> None:
     rules = (
-        "rule rich on BTC-USDT:\n    when balance(USDT) > 1000000 and ask < 60000\n"
+        "rule rich on BTC-USDT:\n    when balance(USDT) > 50000 and ask < 59000\n"
         "    place market buy 0.001\n"
     )
     async with rig(tmp_path, rules) as r:
         values = r.watcher.market.values
         await until(lambda: M.Balance("USDT") in values, 5)
-        assert values[M.Balance("USDT")] == D("100000")
-        r.watcher._on_private_state("stale", "test: the channel went silent")
-        assert M.Balance("USDT") not in values  # stale: unknown, as stale market data
-        r.watcher._on_private_state("live", "")
-        assert values[M.Balance("USDT")] == D("100000")
+        assert values[M.Balance("USDT")] == D("100000")  # the sandbox's, once live
+        # Every WebSocket dropped and new tokens refused: the order channel is down.
+        await r.admin("faults", {"http_5xx": True})
+        await r.admin("drop-ws")
+        await until(lambda: M.Balance("USDT") not in values, 10)
+        await r.admin("faults", {"http_5xx": False})
+        await until(lambda: r.watcher.market.live, 10)
+        await until(lambda: M.Balance("USDT") in values, 10)  # live again: known again
         assert r.orders() == []
+        r.push("58000", "58010", trade="58005")
+        await until(lambda: len(r.orders()) == 1, 5)
+        store = r.store()
+        [fired] = store.firings()
+        store.close()
+        assert fired.inputs["values"]["balance(USDT)"] == "100000"
