@@ -109,7 +109,7 @@ class _CompilerBase:
 
 _PCT_RULE = (
     "a percent is allowed only as an offset (`ask - 2%`), after `by`, in `N% of CURRENCY`, "
-    "in bid_depth/ask_depth, or compared with spread or change"
+    "in bid_depth/ask_depth, or compared with spread, change or pnl%"
 )
 
 _USAGE = {
