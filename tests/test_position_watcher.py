@@ -78,6 +78,10 @@ async def test_a_chains_position_is_rebuilt_from_the_recorded_fills_after_a_rest
         async with watch(v, tmp_path, rules) as r:
             assert r.watcher.firing.chains.book_of(("entry", 1), "BTC-USDT").position == D(
                 "0.003")
+            rows = {row["rule"]: row for row in r.watcher.not_yet()}
+            held, bid = rows["exit"]["conditions"]  # why-not-yet reads the chain too
+            assert (held["text"], held["left"], held["holds"]) == ("position > 0", "0.003", True)
+            assert (bid["text"], bid["holds"]) == ("BTC-USDT bid > 59500", False)
             r.push("59600", "59610", trade="59605")
             await until(lambda: len(r.orders()) == 2 and not r.watcher.pending, 5)
             exit_order = r.orders()[1]

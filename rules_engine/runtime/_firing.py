@@ -34,10 +34,11 @@ from rules_engine.engine import (
 from rules_engine.engine import value as value_of
 from rules_engine.engine._lifecycle import place
 from rules_engine.engine._order_types import OrderRecord
+from rules_engine.engine._position import ChainFill
 from rules_engine.engine._risk import check, value_order
 from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
-from rules_engine.runtime._chains import Chains
+from rules_engine.runtime._chains import Chains, balance_changes
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
@@ -120,6 +121,24 @@ class Firing:
                                            [(f"rule.{decision.kind}", identity, {})])
                 self.ctx.emit(f"rule.{decision.kind}", {"rule": identity})
         metrics.evaluated(stepped)
+
+    def on_fill(self, tracked: Tracked, trade_id: str, price: Decimal, size: Decimal,  # noqa: PLR0917 - one fill's facts
+                fee: Decimal | None, fee_currency: str | None) -> None:
+        """A new fill: its chain's values change (position, pnl), and so may its rules."""
+        if tracked.identity is None or tracked.number is None:
+            return
+        chains = self.chains
+        root = chains.add((tracked.identity, tracked.number), trade_id, tracked.oid,
+                          tracked.symbol, ChainFill(tracked.side, price, size, fee, fee_currency))
+        if root is not None:
+            self.apply(chains.changes(tracked.symbol), self.ctx.now())
+
+    def sync_balances(self, live: bool) -> None:
+        """`balance(CUR)` values: known while the order channel is `live`."""
+        currencies = {x.currency for x in self.rules.index.leaves() if isinstance(x, M.Balance)}
+        if currencies:
+            self.apply(balance_changes(self.rules.market.values, currencies, self.ctx.balances,
+                                       live), self.ctx.now())
 
     def due(self, now: datetime) -> list[CompiledRule]:
         """Deferred firings whose window now allows them."""

@@ -37,16 +37,13 @@ from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
 from rules_engine.compiler import CompiledRule
-from rules_engine.compiler import model as M
 from rules_engine.core.market import BalanceEvent
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
-from rules_engine.engine._position import ChainFill
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
-from rules_engine.runtime._chains import balance_changes
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._context import Context, utc_now
 from rules_engine.runtime._controls import Controls
@@ -120,7 +117,7 @@ class Watcher:
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
         self.firing = Firing(ctx, self.rules, self.feeds, self.orders, self.held_orders,
                              self.actions)
-        self.orders.on_fill = self._on_fill
+        self.orders.on_fill = self.firing.on_fill  # position, pnl (runtime/_chains.py)
         self.sources = dict(sources or {})
         self.controls = Controls(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self.actions, self.feeds, self.sources, reloader,
@@ -368,30 +365,12 @@ class Watcher:
 
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)
-        self._sync_balances()
+        self.firing.sync_balances(self.jobs.private_live)
 
     def _on_private(self, event: object) -> None:
         self.orders.on_private(event)
-        if isinstance(event, BalanceEvent):
-            self._sync_balances()
-
-    def _sync_balances(self) -> None:
-        """`balance(CUR)` values: known while the order channel is live (runtime/_chains)."""
-        currencies = {x.currency for x in self.rules.index.leaves() if isinstance(x, M.Balance)}
-        if currencies:
-            self.firing.apply(balance_changes(self.market.values, currencies, self.ctx.balances,
-                                              self.jobs.private_live), self.ctx.now())
-
-    def _on_fill(self, tracked: Tracked, trade_id: str, price: Decimal, size: Decimal,  # noqa: PLR0917 - one fill's facts
-                 fee: Decimal | None, fee_currency: str | None) -> None:
-        """A new fill: its chain's values change (position, pnl)."""
-        if tracked.identity is None or tracked.number is None:
-            return
-        chains = self.firing.chains
-        root = chains.add((tracked.identity, tracked.number), trade_id, tracked.oid,
-                          tracked.symbol, ChainFill(tracked.side, price, size, fee, fee_currency))
-        if root is not None:
-            self.firing.apply(chains.changes(tracked.symbol), self.ctx.now())
+        if isinstance(event, BalanceEvent):  # `balance(CUR)` values (runtime/_chains.py)
+            self.firing.sync_balances(self.jobs.private_live)
 
     # ------------------------------------------------------------ the rule side's hooks
     # Each returns what it writes in the order's own commit (`Step`), and what it does
@@ -514,7 +493,8 @@ class Watcher:
         """Why each rule that can still fire has not yet, on the live values (`_why.py`)."""
         return not_yet(self.rules.rules, self.rules.states, self.market,
                        reasons=self.rules.reasons, series=self.feeds.series,
-                       now=self.ctx.now())
+                       now=self.ctx.now(), view=lambda rule, state: self.firing.chains.view_for(
+                           rule, state, self.market.values))
 
     def save_why(self) -> None:
         """The why-not-yet rows into the store, for `rules-engine status` (only when they
