@@ -274,3 +274,12 @@ def test_balances_are_known_only_while_the_order_channel_is_live() -> None:
     assert values == {}
     balance_changes(values, {"USDT"}, {}, live=True)
     assert values == {}  # never read: unknown
+
+
+def test_pnl_percent_compared_with_a_bare_number_is_w708() -> None:
+    found = codes(ENTRY + "rule cut on BTC-USDT:\n    after entry filled\n"
+                  "    when pnl% < -5\n    place market sell position\n")
+    [(code, message)] = found
+    assert code == "W708" and "write `-5%`" in message
+    assert codes(ENTRY + "rule cut on BTC-USDT:\n    after entry filled\n"
+                 "    when pnl% < -5%\n    place market sell position\n") == []

@@ -560,6 +560,8 @@ def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
         what = "change(n, timeframe) is the change over n candles"
     elif isinstance(field, A.FieldRef) and field.name == "change":
         what = "change is the 24h change"
+    elif isinstance(field, A.FieldRef) and field.name == "pnl%":
+        what = "pnl% is the chain's profit"
     else:
         return
     negative = isinstance(other, A.Neg)
