@@ -4,11 +4,15 @@ SQLite file, real sockets."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
+from test_backtest import _cache
 from test_watcher import rig, settle, until, venue, watch
 
+from rules_engine.cli import main
 from rules_engine.compiler import model as M
 
 D = Decimal
@@ -140,3 +144,27 @@ async def test_a_balance_is_unknown_while_the_order_channel_is_down(tmp_path: Pa
         [fired] = store.firings()
         store.close()
         assert fired.inputs["values"]["balance(USDT)"] == "100000"
+
+
+async def test_the_backtest_sizes_by_risk_and_sells_the_chains_position(
+    tmp_path: Path,
+) -> None:
+    """The backtest runs the same watcher: risk sizing from the simulated balance, and the
+    position read from the chain's simulated fills (tests/test_backtest.py's short history)."""
+    rules = tmp_path / "risk.rules"
+    rules.write_text(
+        "rule entry on BTC-USDT:\n    when last < 49500\n"
+        "    place limit buy risk 1% of USDT stop 47000 at 49000\n"
+        "rule exit on BTC-USDT:\n    after entry filled\n"
+        "    when position > 0 and last > 50500\n    place market sell position\n")
+    out = tmp_path / "run.json"
+    args = ["backtest", str(rules), "--from", "2026-01-01", "--to", "2026-01-01T05:00",
+            "--balance", "1000 USDT", "--fees", "0.001,0.001", "--cache",
+            str(_cache(tmp_path / "c.sqlite")), "--json", str(out)]
+    code = await asyncio.to_thread(main, args)
+    assert code == 0
+    fills = json.loads(out.read_text())["fills"]
+    # 1% of 1000 USDT over a loss of 2000 + 0.1% x (49000 + 47000) per BTC
+    size = (D(10) / D(2096)).quantize(D("0.00000001"), ROUND_FLOOR)
+    assert [(f["rule"], f["side"], D(f["size"])) for f in fills] == [
+        ("entry", "buy", size), ("exit", "sell", size)]
