@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
@@ -168,3 +170,17 @@ async def test_the_backtest_sizes_by_risk_and_sells_the_chains_position(
     size = (D(10) / D(2096)).quantize(D("0.00000001"), ROUND_FLOOR)
     assert [(f["rule"], f["side"], D(f["size"])) for f in fills] == [
         ("entry", "buy", size), ("exit", "sell", size)]
+
+
+async def test_a_rule_reading_a_balance_added_by_a_reload_fires_on_it(tmp_path: Path) -> None:
+    first = "rule keep on BTC-USDT:\n    when bid < 50000\n    place limit buy 0.001 at 49000\n"
+    rich = ("rule rich on ETH-USDT:\n    when balance(ETH) >= 10 and ask < 4000\n"
+            "    place limit buy 0.01 at 2000\n")
+    async with rig(tmp_path, first) as r:
+        await until(lambda: r.watcher.firing.private_live, 5)
+        path = tmp_path / "test.rules"
+        path.write_text(first + rich)
+        stamp = time.time_ns() + 1_000_000_000  # a new modification time
+        os.utime(path, ns=(stamp, stamp))
+        await until(lambda: len(r.orders()) == 1, 10)  # the sandbox holds 10 ETH
+        assert r.orders()[0].req.symbol == "ETH-USDT"

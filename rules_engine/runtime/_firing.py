@@ -73,6 +73,7 @@ class Firing:
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
         self.chains = Chains(ctx.config.fee_rate, ctx.symbols)  # position, pnl, pnl%
+        self.private_live = False  # the order channel, for `balance(CUR)`
 
     # ------------------------------------------------------------ evaluation
 
@@ -133,8 +134,12 @@ class Firing:
         if root is not None:
             self.apply(chains.changes(tracked.symbol), self.ctx.now())
 
-    def sync_balances(self, live: bool) -> None:
-        """`balance(CUR)` values: known while the order channel is `live`."""
+    def sync_balances(self, live: bool | None = None) -> None:
+        """`balance(CUR)` values: known while the order channel is live (`live`: it changed;
+        None: as it was, for a reload's new rules)."""
+        if live is not None:
+            self.private_live = live
+        live = self.private_live
         currencies = {x.currency for x in self.rules.index.leaves() if isinstance(x, M.Balance)}
         if currencies:
             self.apply(balance_changes(self.rules.market.values, currencies, self.ctx.balances,
