@@ -12,12 +12,13 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 from test_backtest import _cache
-from test_watcher import rig, settle, until, venue, watch
+from test_watcher import db_url, rig, settle, until, venue, watch
 
 from rules_engine.cli import main
 from rules_engine.compiler import model as M
 
 D = Decimal
+__all__ = ["db_url"]  # the fixture: SQLite, and PostgreSQL when RULES_ENGINE_TEST_PG_URL is set
 
 CHAIN = (
     "rule entry on BTC-USDT:\n"
@@ -70,7 +71,7 @@ async def test_a_chain_sells_half_its_position_then_the_rest_when_pnl_falls(
 
 
 async def test_a_chains_position_is_rebuilt_from_the_recorded_fills_after_a_restart(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str,
 ) -> None:
     rules = (
         "rule entry on BTC-USDT:\n    when ask < 60000\n    place market buy 0.003\n"
@@ -78,10 +79,10 @@ async def test_a_chains_position_is_rebuilt_from_the_recorded_fills_after_a_rest
         "    when position > 0 and bid > 59500\n    place market sell position\n"
     )
     async with venue() as v:
-        async with watch(v, tmp_path, rules) as r:
+        async with watch(v, tmp_path, rules, db=db_url) as r:
             await until(lambda: len(r.orders()) == 1 and not r.watcher.pending, 10)
             await until(lambda: r.watcher.rules.states["exit"].status == "armed", 5)
-        async with watch(v, tmp_path, rules) as r:
+        async with watch(v, tmp_path, rules, db=db_url) as r:
             assert r.watcher.firing.chains.book_of(("entry", 1), "BTC-USDT").position == D(
                 "0.003")
             rows = {row["rule"]: row for row in r.watcher.not_yet()}
