@@ -283,3 +283,9 @@ def test_pnl_percent_compared_with_a_bare_number_is_w708() -> None:
     assert code == "W708" and "write `-5%`" in message
     assert codes(ENTRY + "rule cut on BTC-USDT:\n    after entry filled\n"
                  "    when pnl% < -5%\n    place market sell position\n") == []
+
+
+def test_a_risk_stop_computed_below_zero_blocks() -> None:
+    order = spec(RISK.format("place limit buy risk 1% of USDT stop bid - 60000 at 58000"))
+    blocked = resolve_order(order, MARKET, BTC)
+    assert isinstance(blocked, Blocked) and "risk stop -1000 is not above zero" in blocked.reason

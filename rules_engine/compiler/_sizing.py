@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._base import _HUNDRED, _did_you_mean, _fmt
@@ -24,16 +24,18 @@ def risk_stop_problem(
     it, a sell's at or below it), or None when it may not be. `entry` None is a market
     order: it enters at the market. Decided only where it holds for every price: two
     constants, or two prices linear in the same anchor."""
-    first = linear(entry, symbol) if entry is not None else _AT_MARKET
-    last = linear(stop, symbol)
-    if first is None or last is None or first.anchor != last.anchor:
+    with localcontext() as ctx:  # a huge literal overflows to Infinity, never raises
+        ctx.traps[InvalidOperation] = ctx.traps[Overflow] = ctx.traps[DivisionByZero] = False
+        first = linear(entry, symbol) if entry is not None else _AT_MARKET
+        last = linear(stop, symbol)
+        if first is None or last is None or first.anchor != last.anchor:
+            return None
+        buy = side == "buy"
+        high, low = (first, last) if buy else (last, first)
+        if high.factor <= low.factor and high.offset <= low.offset:
+            where = "at or above" if buy else "at or below"
+            return f"the stop is {where} the {side}'s entry price"
         return None
-    buy = side == "buy"
-    high, low = (first, last) if buy else (last, first)
-    if high.factor <= low.factor and high.offset <= low.offset:
-        where = "at or above" if buy else "at or below"
-        return f"the stop is {where} the {side}'s entry price"
-    return None
 
 
 _AT_MARKET = Linear(MARKET, Decimal(1), Decimal(0))  # a market order enters at the market

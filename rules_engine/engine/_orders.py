@@ -191,6 +191,8 @@ def _risk_size(  # noqa: PLR0917 - the parts of one decision
     stop = value(spec.stop, market, fill) if spec.stop is not None else None
     if stop is None:
         return Blocked("the risk stop depends on data that is not fresh")
+    if stop <= 0:
+        return Blocked(f"the computed risk stop {plain(stop)} is not above zero")
     entry = price
     if entry is None:
         entry = market.get(M.Field(order.symbol, "ask" if buy else "bid"))
