@@ -185,3 +185,23 @@ async def test_a_rule_reading_a_balance_added_by_a_reload_fires_on_it(tmp_path: 
         os.utime(path, ns=(stamp, stamp))
         await until(lambda: len(r.orders()) == 1, 10)  # the sandbox holds 10 ETH
         assert r.orders()[0].req.symbol == "ETH-USDT"
+
+
+async def test_chains_are_read_from_the_store_when_a_reload_brings_the_first_reader(
+    tmp_path: Path,
+) -> None:
+    entry = "rule entry on BTC-USDT:\n    when ask < 60000\n    place market buy 0.002\n"
+    reader = ("rule hold on BTC-USDT:\n    after entry filled\n"
+              "    when position > 0\n    place limit sell position at 70000\n")
+    async with rig(tmp_path, entry) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending, 10)
+        await until(lambda: r.orders()[0].deal_size == D("0.002"), 5)
+        chains = r.watcher.firing.chains
+        assert not chains.loaded  # no rule reads a chain: the store is not read for them
+        path = tmp_path / "test.rules"
+        path.write_text(entry + reader)
+        stamp = time.time_ns() + 1_000_000_000  # a new modification time
+        os.utime(path, ns=(stamp, stamp))
+        await until(lambda: chains.loaded, 10)
+        # the entry's fill, followed before the reload, counted once
+        assert chains.book_of(("entry", 1), "BTC-USDT").position == D("0.002")

@@ -70,6 +70,7 @@ class Chains:
         self._seen: set[tuple[str, str]] = set()  # (trade id, clientOid)
         self._books: dict[tuple[Key, str], ChainBook] = {}
         self._reads: dict[str, tuple[CompiledRule, bool]] = {}
+        self.loaded = False
 
     # ------------------------------------------------------------ membership
 
@@ -84,9 +85,20 @@ class Chains:
         if parent is not None and parent_firing is not None:
             self.roots[(identity, number)] = self.root_of(parent, parent_firing)
 
+    def ensure(self, store: Any, rules: Mapping[str, CompiledRule]) -> None:
+        """Load the chains from the store once some rule reads them (at start, or when a
+        reload brings the first such rule): a store whose rules read none is not read."""
+        if not self.loaded and any(self.reads(rule) for rule in rules.values()):
+            self.load(store, rules)
+
     def load(self, store: Any, rules: Mapping[str, CompiledRule]) -> None:
         """Every chain from the store: firings (in the order they were decided, so a parent
-        comes before its children), their orders and the orders' fills."""
+        comes before its children), their orders and the orders' fills, in the order they
+        happened (the store holds every fill the watcher followed so far, too)."""
+        self.loaded = True
+        self.fills.clear()
+        self._seen.clear()
+        self._books.clear()
         owners: dict[int, Key] = {}
         for firing in store.firings():
             arm = (firing.inputs or {}).get("arm") or {}

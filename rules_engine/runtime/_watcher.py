@@ -212,7 +212,7 @@ class Watcher:
             await self._check_venue()
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
-            self.firing.chains.load(ctx.store, self.rules.rules)  # position, pnl: from fills
+            self.firing.chains.ensure(ctx.store, self.rules.rules)  # position, pnl: from fills
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             held = ctx.store.halt()
