@@ -55,11 +55,15 @@ class Fill(NamedTuple):
     size: Decimal
 
 
+# The values read from the market mapping (a tuple: `isinstance` with it builds nothing).
+_LEAVES = (M.Field, M.Depth, M.Indicator, M.CandleField, M.Chain, M.Balance)
+
+
 def value(node: M.Value, market: Market, fill: Fill | None = None) -> Decimal | None:
     """The value of a compiled expression, or None when any input is unknown."""
     if isinstance(node, M.Const):
         return node.value
-    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField | M.Chain | M.Balance):
+    if isinstance(node, _LEAVES):
         return market.get(node)
     if isinstance(node, M.Offset):
         base = value(node.base, market, fill)
