@@ -223,12 +223,16 @@ class _Driver:
                 "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
                 **{k: order.get(k) for k in ("side", "type", "price", "size", "funds",
                                              "stop_price", "trail")}}
-            leg = order.get("stop_loss")
+        if kind == "fired":
+            # A held stop: a bracket's (it takes its take-profit's side), or a guard's.
+            order = data.get("order", {})
+            leg = order.get("stop_loss") or data.get("guard")
             if isinstance(leg, dict) and leg.get("client_oid"):
                 self.run.orders[leg["client_oid"]] = {
                     "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
-                    "side": "sell" if order.get("side") == "buy" else "buy",
-                    "type": "stop-loss", "price": leg.get("trigger"), "size": order.get("size")}
+                    "side": leg.get("side") or order.get("side"),
+                    "type": "stop-loss", "price": leg.get("trigger"),
+                    "size": leg.get("size") or order.get("size")}
 
     def _deliver(self) -> bool:
         sink = self.conn.sink

@@ -152,6 +152,8 @@ def _slot_name(slot: str) -> str:
         "expires": "`expires`",
         "stop_loss": "`stop-loss`",
         "cancel_after": "`cancel after`",
+        "move_stop": "`move stop-loss`",
+        "exit_after": "`exit after`",
     }.get(slot, f"`{slot}`")
 
 
@@ -192,8 +194,10 @@ def _roots(clause: A.Clause) -> list[A.Expr]:
     if isinstance(clause, A.Place):
         return [e for e in (clause.size.amount, clause.size.stop, clause.price, clause.trail)
                 if e is not None]
-    if isinstance(clause, A.StopLoss):
+    if isinstance(clause, A.StopLoss | A.MoveStop):
         return [clause.price]
+    if isinstance(clause, A.TrailingStopLoss):
+        return [clause.distance]
     return []
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "Offset",
     "OrderSpec",
     "PlaceAction",
+    "Protection",
     "Schedule",
     "Signal",
     "Signaled",
@@ -244,6 +245,24 @@ class OrderSpec(NamedTuple):
         return "OrderSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
 
 
+class Protection(NamedTuple):
+    """The engine-held protection of a bracket (beside its `place`) or of a guard (a rule
+    `after ENTRY filled` with a stop-loss and no `place`), beyond a bracket's fixed stop:
+
+    `guard`: the rule is a guard: one held stop for what the chain still holds (its side is
+    the entry's opposite); `stop`: the guard's stop-loss trigger (a bracket's is its
+    `OrderSpec.stop_loss`), None for a time exit alone; `trail`: `stop-loss trailing by`
+    as a fraction; `move_after`, `move_to`: `move stop-loss to PRICE after RULE filled`;
+    `exit_seconds`: `exit after D`."""
+
+    guard: bool
+    stop: Value | None
+    trail: Decimal | None
+    move_after: str | None
+    move_to: Value | None
+    exit_seconds: int | None
+
+
 class PlaceAction(NamedTuple):
     order: OrderSpec
 
@@ -315,6 +334,7 @@ class CompiledRule:
     fingerprint: str
     crosses: tuple[Crosses, ...] = ()  # the condition's `crosses` atoms, in evaluation order
     schedule: Schedule | None = None  # `every ...`: fires on the clock, not on a condition
+    protection: Protection | None = None  # engine-held extras of a bracket, or a guard
 
     @property
     def order(self) -> OrderSpec | None:

@@ -61,12 +61,13 @@ class _Sizing(_Conditions):
         assert node.currency is not None
         word = node.currency.text
         if word != "position":
+            hint = _did_you_mean(word, ["position", "filled_size"])
             raise self._fail(
                 node.currency.span,
                 "E310",
-                f"`of {word}`{_did_you_mean(word, ['position'])}: a share is of a currency's "
-                "balance (`25% of USDT`, upper case) or of the chain's position (`50% of "
-                "position`)",
+                f"`of {word}`{hint}: a share is of a currency's balance (`25% of USDT`, upper "
+                "case), of the chain's position (`50% of position`) or of the parent's fill "
+                "(`50% of filled_size`)",
             )
         share = self._percent_in_range(
             node.amount, "a share of the position", "`place market sell 50% of position`"

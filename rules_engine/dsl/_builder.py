@@ -159,6 +159,17 @@ class _AstBuilder:
     def stop_loss(self, kw: Token, price: A.Expr) -> A.StopLoss:
         return A.StopLoss(price, _span(kw).to(price.span))
 
+    def stop_loss_trailing(self, kw: Token, distance: A.Expr) -> A.TrailingStopLoss:
+        return A.TrailingStopLoss(distance, _span(kw).to(distance.span))
+
+    def move_stop(self, kw: Token, price: A.Expr, name: Token) -> A.MoveStop:
+        rule = _word(name)
+        return A.MoveStop(price, rule, _span(kw).to(rule.span))
+
+    def exit_after(self, kw: Token, dur: Token) -> A.ExitAfter:
+        d = A.Dur(dur.value, _span(dur))
+        return A.ExitAfter(d, _span(kw).to(d.span))
+
     def cancel_after(self, dur: Token) -> A.CancelAfter:
         d = A.Dur(dur.value, _span(dur))
         return A.CancelAfter(d, d.span)

@@ -55,6 +55,9 @@ KEYWORDS = frozenset(
         "between",
         "signal",
         "within",
+        "move",
+        "to",
+        "trailing",
         "risk",
     ]
 )

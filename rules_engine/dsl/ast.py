@@ -24,10 +24,12 @@ __all__ = [
     "Dur",
     "During",
     "Every",
+    "ExitAfter",
     "ExpiresAt",
     "ExpiresIn",
     "Expr",
     "FieldRef",
+    "MoveStop",
     "Neg",
     "Not",
     "Notify",
@@ -41,6 +43,7 @@ __all__ = [
     "Size",
     "Span",
     "StopLoss",
+    "TrailingStopLoss",
     "When",
     "Word",
 ]
@@ -193,8 +196,8 @@ class When(NamedTuple):
 
 class Size(NamedTuple):
     """`0.01` (base), `100 USDT` (funds), `10% of USDT` (a share of the balance), `50% of
-    position` (`share_of`: `currency` holds the word after `of`), or `risk 1% of USDT stop
-    58000` (`risk`: the stop price in `stop`)."""
+    position` or `50% of filled_size` (`share_of`: `currency` holds the word after `of`), or
+    `risk 1% of USDT stop 58000` (`risk`: the stop price in `stop`)."""
 
     kind: str
     amount: Expr
@@ -216,6 +219,29 @@ class Place(NamedTuple):
 
 class StopLoss(NamedTuple):
     price: Expr
+    span: Span
+
+
+class TrailingStopLoss(NamedTuple):
+    """`stop-loss trailing by 2%`: an engine-held stop that follows the best price."""
+
+    distance: Expr
+    span: Span
+
+
+class MoveStop(NamedTuple):
+    """`move stop-loss to PRICE after RULE filled`: the held stop's trigger moves once the
+    sibling RULE's order of the same chain fills."""
+
+    price: Expr
+    rule: Word
+    span: Span
+
+
+class ExitAfter(NamedTuple):
+    """`exit after 4h`: a time exit, counted from the rule's firing."""
+
+    duration: Dur
     span: Span
 
 
@@ -290,6 +316,9 @@ Clause = (
     When
     | Place
     | StopLoss
+    | TrailingStopLoss
+    | MoveStop
+    | ExitAfter
     | CancelAfter
     | CancelAll
     | CancelOrders

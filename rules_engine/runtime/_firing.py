@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any
 
 from rules_engine.compiler import CompiledRule
@@ -40,6 +40,8 @@ from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._chains import Chains, balance_changes
 from rules_engine.runtime._context import Context, LeaseLostError
+from rules_engine.runtime._exits import build_leg, exit_side, leg_row
+from rules_engine.runtime._exits import detail as leg_detail
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
 from rules_engine.runtime._orders import OrderManager, Tracked
@@ -165,6 +167,12 @@ class Firing:
         if rule.order is not None:
             seen = self.chains.view(rule, decision.arm, self.rules.market.values)
             resolved, value, leg = self._decide_order(rule, oid, number, fill, now, seen)
+        elif rule.protection is not None and rule.protection.guard:
+            guarded = self._guard(rule, number, fill, now)
+            if isinstance(guarded, Blocked):
+                resolved = guarded
+            else:
+                leg = guarded
         if isinstance(resolved, Deferred):  # the rule stays as it was, and looks again then
             until = self._window_opens(now)
             self.deferred[identity] = until
@@ -198,12 +206,19 @@ class Firing:
         # A rule's cancel actions run before its own place, and never reach the order this
         # firing places (it is not tracked yet when they choose what to cancel).
         self.actions.cancels(rule, now)
-        if resolved is None:  # actions only: nothing to send
+        if resolved is None:  # actions only (a guard: its held stop): nothing to send
+            family = self.ctx.venue.family
+            if leg is not None:
+                inputs["stop_loss"] = leg_detail(leg)
             if not self._commit(identity, number, inputs, None, None, now, again=again,
-                                also=also, events=events):
+                                also=also, events=events,
+                                legs=(leg_row(leg, family),) if leg is not None else ()):
                 return
+            if leg is not None:
+                self._hold(leg, family, now)
             self.fired += 1
-            self.ctx.emit("fired", {"rule": identity, "firing": number})
+            self.ctx.emit("fired", {"rule": identity, "firing": number, **(
+                {"guard": {**leg_detail(leg), "side": leg.side}} if leg is not None else {})})
             self._notify(rule, number, None, decision, now)
             self._armed(arms, now)
             return
@@ -237,7 +252,7 @@ class Firing:
         if isinstance(resolved, OrderIntent) and not self.ctx.trading:
             resolved = Blocked(f"trading is stopped: {self.ctx.stop_reason}")
         if isinstance(resolved, OrderIntent):
-            stop_loss = self._stop_loss(rule, resolved, oid, number, fill)
+            stop_loss = self._stop_loss(rule, resolved, oid, number, fill, now)
             if isinstance(stop_loss, Blocked):
                 resolved = stop_loss
             else:
@@ -284,12 +299,8 @@ class Firing:
         }
         legs: tuple[dict[str, Any], ...] = ()
         if leg is not None:
-            intent["stop_loss"] = {"client_oid": leg.oid, "trigger": _num(leg.trigger)}
-            legs = ({"client_oid": leg.oid, "exchange_id": None, "symbol": leg.symbol,
-                     "side": leg.side, "order_type": "stop-loss", "price": leg.trigger,
-                     "size": leg.size, "funds": None, "status": "held",
-                     "filled_size": Decimal(0), "filled_value": Decimal(0),
-                     "family": family, "deadline": None},)
+            intent["stop_loss"] = leg_detail(leg)
+            legs = (leg_row(leg, family),)
         cancel_at = None if rule.cancel_after_seconds is None else now + timedelta(
             seconds=rule.cancel_after_seconds)
         order_row["cancel_at"] = cancel_at
@@ -307,13 +318,7 @@ class Firing:
                                          held_as="trailing-stop" if held else None,
                                          cancel_at=cancel_at), recorded=True)
         if leg is not None:
-            self.held.legs[leg.oid] = leg
-            self.orders.start(
-                Tracked(leg.oid, identity, number, leg.symbol,
-                        OrderRecord(leg.oid, "", family, leg.side, leg.size),
-                        day=now.date(), counted=False, leg=identity),
-                place(leg.oid, family=family, side=leg.side, size=leg.size, deadline=None,
-                      held_as="stop-loss"), recorded=True)
+            self._hold(leg, family, now)
         self.orders.exposure.add(identity, now.date(), value)
         self.fired += 1
         if held:
@@ -326,6 +331,16 @@ class Firing:
                                 "order": {k: v for k, v in intent.items() if v is not None},
                                 **({"held": True} if held else {})})
         return True
+
+    def _hold(self, leg: Leg, family: str, now: datetime) -> None:
+        """A held stop recorded with its firing: tracked by the table, watched by the engine."""
+        self.held.legs[leg.oid] = leg
+        self.orders.start(
+            Tracked(leg.oid, leg.identity, leg.number, leg.symbol,
+                    OrderRecord(leg.oid, "", family, leg.side, leg.size),
+                    day=now.date(), counted=False, leg=leg.identity),
+            place(leg.oid, family=family, side=leg.side, size=leg.size, deadline=None,
+                  held_as="stop-loss"), recorded=True)
 
     def _commit(self, identity: str, number: int, inputs: dict[str, Any],  # noqa: PLR0917 - the parts it is wired to
                 intent: dict[str, Any] | None, order: dict[str, Any] | None, now: datetime,
@@ -429,26 +444,30 @@ class Firing:
         reason = check(intent, value, rule.identity, limits=limits, exposure=exposure, now=now)
         return Blocked(reason) if reason is not None else (intent, value)
 
-    def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,
-                   fill: Fill | None) -> Leg | Blocked | None:
-        """A bracket's stop-loss leg for the take-profit `tp`, its trigger rounded toward the
-        market (it triggers no later than written), or why it cannot be placed."""
-        spec = rule.order
-        if spec is None or spec.stop_loss is None:
+    def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,  # noqa: PLR0917 - the parts it is wired to
+                   fill: Fill | None, now: datetime) -> Leg | Blocked | None:
+        """A bracket's held leg for the take-profit `tp` (a stop-loss, trailing or fixed,
+        and its time exit), or why it cannot be held."""
+        if tp.order_type != "limit" or tp.size is None:
             return None
-        raw = value_of(spec.stop_loss, self.rules.market.values, fill)
-        if raw is None or tp.size is None:
-            return Blocked("the stop-loss depends on data that is not fresh")
-        trigger = self._tick(tp.symbol, raw, tp.side == "sell")
-        inverted = _inverted(tp.side, tp.price, trigger)
-        if inverted is not None:
-            return Blocked(inverted)
-        oid = client_oid(self.ctx.engine_id, f"{rule.identity}/stop-loss", number)
-        return Leg(oid, tp_oid, rule.identity, number, tp.symbol, tp.side, tp.size, trigger)
+        return build_leg(rule, engine_id=self.ctx.engine_id,
+                         info=self.ctx.symbols[tp.symbol], side=tp.side, size=tp.size,
+                         tp_oid=tp_oid, tp_price=tp.price, number=number, fill=fill,
+                         values=self.rules.market.values, rules=self.rules.rules, now=now)
 
-    def _tick(self, symbol: str, raw: Decimal, sell: bool) -> Decimal:
-        step_ = self.ctx.symbols[symbol].price_increment
-        return (raw / step_).to_integral_value(ROUND_CEILING if sell else ROUND_FLOOR) * step_
+    def _guard(self, rule: CompiledRule, number: int, fill: Fill | None,
+               now: datetime) -> Leg | Blocked:
+        """A guard's held stop: what the entry's fill still holds, on the entry's other side."""
+        side = exit_side(rule, self.rules.rules)
+        if side is None or rule.symbol is None:
+            return Blocked("the guard's entry rule places no order")
+        if fill is None:
+            return Blocked("a guard needs its entry's fill")
+        leg = build_leg(rule, engine_id=self.ctx.engine_id, info=self.ctx.symbols[rule.symbol],
+                        side=side, size=fill.size, tp_oid="", tp_price=None, number=number,
+                        fill=fill, values=self.rules.market.values, rules=self.rules.rules,
+                        now=now)
+        return leg if leg is not None else Blocked("the guard holds no stop")
 
     def _children_inverted(self, rule: CompiledRule, entry: OrderIntent) -> str | None:
         """A bracket armed by this order's fill whose take-profit and stop-loss would be on
@@ -464,6 +483,18 @@ class Firing:
             return None
         fill = Fill(price, entry.size)
         for child in self.rules.children.get(rule.identity, ()):
+            held = child.protection
+            if held is not None and held.guard and held.stop is not None and (
+                    child.after is not None and child.after[1] == "filled"):
+                # A guard's stop against the entry's own price: an exit that would stop
+                # out the moment the entry fills.
+                sl = value_of(held.stop, self.rules.market.values, fill)
+                why = None if sl is None else _inverted(
+                    "sell" if entry.side == "buy" else "buy", price, sl)
+                if why is not None:
+                    return (f"its guard {child.name or child.identity[:12]} is on the wrong "
+                            f"side of the entry's price: "
+                            + why.replace("take-profit", "entry's price"))
             spec = child.order
             if child.after is None or child.after[1] != "filled" or spec is None or (
                     spec.stop_loss is None or spec.price is None):

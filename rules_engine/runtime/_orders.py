@@ -174,6 +174,8 @@ class OrderManager:
         # fee currency).
         self.on_fill: Callable[[Tracked, str, Decimal, Decimal, Decimal | None, str | None],
                                None] | None = None
+        # An order's filled size grew (a fill event, a lookup): held stops follow it.
+        self.on_filled: Callable[[Tracked, datetime], None] | None = None
 
     # ------------------------------------------------------------ the table
 
@@ -247,6 +249,8 @@ class OrderManager:
         for step in steps:
             if step.then is not None:
                 step.then()
+        if after.filled > before.filled and self.on_filled is not None:
+            self.on_filled(tracked, now)
         if spawn:
             for call in calls:
                 self.ctx.spawn(call)

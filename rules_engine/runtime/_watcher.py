@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
@@ -47,6 +48,7 @@ from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._context import Context, utc_now
 from rules_engine.runtime._controls import Controls
+from rules_engine.runtime._exits import exit_slippage
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._firing import Firing
 from rules_engine.runtime._held import HeldOrders
@@ -113,8 +115,11 @@ class Watcher:
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
                                    on_final=self._final, on_acknowledged=self._acknowledged)
         self.held_orders = HeldOrders(ctx, self.market, self.orders)
+        self.orders.on_filled = self.held_orders.on_filled
         self.actions = Actions(ctx, self.orders, self.held_orders)
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
+        self.held_orders.slippage = partial(exit_slippage, self.feeds.books,
+                                            config.risk.limits().max_slippage)
         self.firing = Firing(ctx, self.rules, self.feeds, self.orders, self.held_orders,
                              self.actions)
         self.orders.on_fill = self.firing.on_fill  # position, pnl (runtime/_chains.py)
