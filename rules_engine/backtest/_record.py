@@ -4,8 +4,8 @@ records a live watcher against a served sandbox with it, so both are read the sa
 
     decisions  the `fired`, `blocked`, `refused` and `rule.*` lines, with the watcher's time
     orders     by client oid: rule, firing, side, type, price, size (and funds, stop price,
-               trail); a bracket's engine-held stop-loss as an order of its own, on the
-               take-profit's side (both legs close the same position)
+               trail); an engine-held stop-loss (a bracket's or a guard's) as an order of
+               its own, on its own side
     fills      the engine's fills, each with the rule and firing of the order it filled
 """
 
@@ -35,18 +35,22 @@ class Recorder:
             return
         now = self.now()
         self.decisions.append({"time": now.isoformat(), "kind": kind, **data})
-        if kind == "fired" and "client_oid" in data:
-            order = data.get("order", {})
+        if kind != "fired":
+            return
+        order = data.get("order", {})
+        if "client_oid" in data:
             self.orders[data["client_oid"]] = {
                 "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
                 **{k: order.get(k) for k in ("side", "type", "price", "size", "funds",
                                              "stop_price", "trail")}}
-            leg = order.get("stop_loss")
-            if isinstance(leg, dict) and leg.get("client_oid"):
-                self.orders[leg["client_oid"]] = {
-                    "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
-                    "side": order.get("side"), "type": "stop-loss",
-                    "price": leg.get("trigger"), "size": order.get("size")}
+        # A held stop: a bracket's (on its own side, which its take-profit shares), or a
+        # guard's (a firing with no order of its own).
+        leg = order.get("stop_loss") or data.get("guard")
+        if isinstance(leg, dict) and leg.get("client_oid"):
+            self.orders[leg["client_oid"]] = {
+                "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
+                "side": leg.get("side") or order.get("side"), "type": "stop-loss",
+                "price": leg.get("trigger"), "size": leg.get("size") or order.get("size")}
 
     def take_fills(self, engine: Engine) -> None:
         """The engine's fills since the last call, mapped to the rule whose order made them

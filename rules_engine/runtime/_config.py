@@ -180,6 +180,11 @@ class WatcherConfig(BaseSettings):
     max_age: dict[str, float] = Field(
         default_factory=dict, description="seconds, per field (last, bid, volume, change)"
     )
+    fee_rate: Decimal = Field(
+        default=Decimal("0.001"), ge=0, lt=Decimal("0.1"),
+        description="the trading fee rate counted by risk sizing, and by pnl for fills whose "
+                    "fee is not recorded (KuCoin's base spot rate: 0.1%)",
+    )
     risk: RiskLimits = Field(default_factory=RiskLimits)
     risk_files: dict[str, RiskLimits] = Field(
         default_factory=dict,
@@ -204,7 +209,7 @@ class WatcherConfig(BaseSettings):
     @field_validator("signals")
     @classmethod
     def _signal_names(cls, value: dict[str, SignalConfig]) -> dict[str, SignalConfig]:
-        from rules_engine.compiler._compile import SIGNAL_NAME
+        from rules_engine.compiler._base import SIGNAL_NAME
 
         bad = sorted(name for name in value if not SIGNAL_NAME.fullmatch(name))
         if bad:

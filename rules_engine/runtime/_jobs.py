@@ -118,6 +118,7 @@ class Jobs:
         deferred = w.firing.due(now)
         if deferred:
             w.firing.evaluate(deferred, now)
+        w.held_orders.on_time(now)  # `exit after` deadlines
 
     async def heartbeat_job(self) -> None:
         try:

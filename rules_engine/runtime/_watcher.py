@@ -33,10 +33,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
 from rules_engine.compiler import CompiledRule
+from rules_engine.core.market import BalanceEvent
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
@@ -46,6 +48,7 @@ from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._context import Context, utc_now
 from rules_engine.runtime._controls import Controls
+from rules_engine.runtime._exits import exit_slippage
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._firing import Firing
 from rules_engine.runtime._held import HeldOrders
@@ -112,10 +115,14 @@ class Watcher:
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
                                    on_final=self._final, on_acknowledged=self._acknowledged)
         self.held_orders = HeldOrders(ctx, self.market, self.orders)
+        self.orders.on_filled = self.held_orders.on_filled
         self.actions = Actions(ctx, self.orders, self.held_orders)
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
+        self.held_orders.slippage = partial(exit_slippage, self.feeds.books,
+                                            config.risk.limits().max_slippage)
         self.firing = Firing(ctx, self.rules, self.feeds, self.orders, self.held_orders,
                              self.actions)
+        self.orders.on_fill = self.firing.on_fill  # position, pnl (runtime/_chains.py)
         self.sources = dict(sources or {})
         self.controls = Controls(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self.actions, self.feeds, self.sources, reloader,
@@ -210,6 +217,7 @@ class Watcher:
             await self._check_venue()
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
+            self.firing.chains.ensure(ctx.store, self.rules.rules)  # position, pnl: from fills
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             held = ctx.store.halt()
@@ -231,7 +239,7 @@ class Watcher:
                                          "late_s": round((now - due).total_seconds(), 3)},
                           identity=identity)
         self.feeds.start()
-        private = ctx.venue.private_stream(self.orders.on_private, self.orders.on_bad,
+        private = ctx.venue.private_stream(self._on_private, self.orders.on_bad,
                                            self._on_private_state)
         self.private = private
         ctx.spawn(private.run(ctx.stop))
@@ -362,6 +370,12 @@ class Watcher:
 
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)
+        self.firing.sync_balances(self.jobs.private_live)
+
+    def _on_private(self, event: object) -> None:
+        self.orders.on_private(event)
+        if isinstance(event, BalanceEvent):  # `balance(CUR)` values (runtime/_chains.py)
+            self.firing.sync_balances(self.jobs.private_live)
 
     # ------------------------------------------------------------ the rule side's hooks
     # Each returns what it writes in the order's own commit (`Step`), and what it does
@@ -484,7 +498,8 @@ class Watcher:
         """Why each rule that can still fire has not yet, on the live values (`_why.py`)."""
         return not_yet(self.rules.rules, self.rules.states, self.market,
                        reasons=self.rules.reasons, series=self.feeds.series,
-                       now=self.ctx.now())
+                       now=self.ctx.now(), view=lambda rule, state: self.firing.chains.view_for(
+                           rule, state, self.market.values))
 
     def save_why(self) -> None:
         """The why-not-yet rows into the store, for `rules-engine status` (only when they

@@ -609,12 +609,14 @@ class Store:
                     connection.execute(_INSERT_EVENT, {
                         "at": now, "kind": "order.held", "identity": identity,
                         "client_oid": oid, "payload": {"type": order.get("order_type")}})
-                for leg in legs:  # a bracket's engine-held stop-loss: an order row of its own
-                    connection.execute(_INSERT_ORDER,
-                                       {"firing_id": key[0], "updated_at": now, **leg})
-                    connection.execute(_INSERT_EVENT, {
-                        "at": now, "kind": "order.held", "identity": identity,
-                        "client_oid": leg["client_oid"], "payload": {"leg": "stop-loss"}})
+            # A bracket's engine-held stop-loss, or a guard's (a firing with no order of its
+            # own): an order row of its own.
+            for leg in legs if blocked is None else ():
+                connection.execute(_INSERT_ORDER,
+                                   {"firing_id": key[0], "updated_at": now, **leg})
+                connection.execute(_INSERT_EVENT, {
+                    "at": now, "kind": "order.held", "identity": identity,
+                    "client_oid": leg["client_oid"], "payload": {"leg": "stop-loss"}})
             for state in states:
                 values = {"version": state.version, "status": state.status,
                           "firings": state.firings, "state": state.state,
@@ -923,6 +925,20 @@ class Store:
             self._move_order(session, row, "pending", now, {"size": str(size),
                                                              "leg": "stop-loss"})
             row.order_type, row.size, row.price, row.deadline = "market", size, None, deadline_at
+
+    def move_stop(self, oid: str, trigger: Decimal, now: datetime,
+                  payload: dict[str, Any]) -> None:
+        """A held stop's trigger moved (`move stop-loss ... after RULE filled`): its row's
+        price, with a `stop_loss.moved` event, before the new trigger counts. Fenced, as
+        `fire`."""
+        with self.session() as session, session.begin():
+            _lease.check(session.connection(), self._fence, now)
+            row = session.get(Order, oid, with_for_update=True)
+            if row is None or row.status not in ("held", "not_placed"):
+                return
+            row.price, row.updated_at = trigger, now
+            session.add(Event(at=now, kind="stop_loss.moved", identity=None, client_oid=oid,
+                              payload=payload))
 
     def firings_by_id(self, ids: set[int]) -> dict[int, Firing]:
         """The firings of these ids, in one query (recovery reads those of its open orders)."""
