@@ -105,7 +105,7 @@ def test_a_guard_with_two_targets_compiles_with_its_protection() -> None:
     (ENTRY + "rule b on BTC-USDT:\n    after entry filled\n"
      "    place limit sell 150% of filled_size at fill_price + 3%\n", "E310", "at most 100%"),
     (ENTRY + "rule b on BTC-USDT:\n    after entry filled\n"
-     "    place limit sell 50% of fill_price at fill_price + 3%\n", "E310", "not 'fill_price'"),
+     "    place limit sell 50% of fill_price at fill_price + 3%\n", "E310", "`of fill_price`"),
     ("rule b on BTC-USDT:\n    when bid > 1\n    place limit sell 50% of filled_size at 70000\n",
      "E203", "chained rule"),
     (ENTRY + TP + TP.replace("tp1", "tp2").replace("50%", "60%"), "E417", "110% of its fill"),

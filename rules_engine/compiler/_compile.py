@@ -106,6 +106,7 @@ class RuleCompiler(_Protection, _Timing):
 
         if after is not None and after.event.text == "filled":
             self._chained = True
+        self._in_chain = after is not None
         symbol = self._resolve_symbol(node, when, place, slots)
         self._rule_symbol = symbol
         self._used = {symbol} if symbol else set()  # the symbols the rule reads

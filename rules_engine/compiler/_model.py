@@ -21,9 +21,11 @@ __all__ = [
     "All",
     "AnyOf",
     "Arith",
+    "Balance",
     "CancelAllAction",
     "CancelOrdersAction",
     "CandleField",
+    "Chain",
     "Compare",
     "CompiledProgram",
     "CompiledRule",
@@ -121,6 +123,21 @@ class Fill(NamedTuple):
     kind: str
 
 
+class Chain(NamedTuple):
+    """A value of the rule's chain (docs/language.md, Position and account values):
+    `position` (base held), `pnl` (quote, realised + unrealised - fees), `pnl_pct` (pnl as
+    a rate of what the chain paid to open its position), on the rule's symbol."""
+
+    kind: str
+    symbol: str
+
+
+class Balance(NamedTuple):
+    """`balance(USDT)`: the account's available balance of a currency, while it is fresh."""
+
+    currency: str
+
+
 class Arith(NamedTuple):
     op: str
     left: Value
@@ -138,7 +155,10 @@ class Negate(NamedTuple):
     operand: Value
 
 
-Value = Const | Field | Depth | Indicator | CandleField | Fill | Arith | Offset | Negate
+Value = (
+    Const | Field | Depth | Indicator | CandleField | Fill | Arith | Offset | Negate | Chain
+    | Balance
+)
 
 # ------------------------------------------------------------------ conditions
 
@@ -191,11 +211,18 @@ Cond = Compare | Crosses | All | AnyOf | Negation | Signaled
 
 class SizeSpec(NamedTuple):
     """`base`: amount of base currency; `funds`: amount of quote; `share`: fraction (0, 1] of
-    the available balance of `currency`."""
+    the available balance of `currency`; `risk`: the base size whose loss from the entry to
+    `stop` is the fraction `amount` of the available `currency` (the quote) balance."""
 
     kind: str
     amount: Value
     currency: str | None
+    stop: Value | None = None
+
+    def __repr__(self) -> str:
+        # Without a stop the text is the one of before risk sizing: identities stay.
+        text = f"SizeSpec(kind={self.kind!r}, amount={self.amount!r}, currency={self.currency!r}"
+        return text + (f", stop={self.stop!r})" if self.stop is not None else ")")
 
 
 class OrderSpec(NamedTuple):
@@ -360,6 +387,10 @@ def label(value: object) -> str:
         return f"{value.symbol} {value.side}_depth({(value.pct * 100).normalize():f}%)"
     if isinstance(value, Fill):
         return value.kind
+    if isinstance(value, Chain):
+        return {"pnl_pct": "pnl%"}.get(value.kind, value.kind)
+    if isinstance(value, Balance):
+        return f"balance({value.currency})"
     if isinstance(value, Signal):
         return f'signal "{value.name}"'
     if isinstance(value, Arith) and isinstance(value.left, Field) and value.left.name == "spread":

@@ -16,11 +16,12 @@ from rules_engine.compiler._base import (
 )
 from rules_engine.compiler._brackets import _Brackets
 from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
+from rules_engine.compiler._sizing import _Sizing
 from rules_engine.core.symbols import SymbolInfo
 from rules_engine.dsl import ast as A
 
 
-class _Orders(_Brackets):
+class _Orders(_Brackets, _Sizing):
     """Compiles a rule's `place` and its bracket, with the tick, lot and value checks."""
 
     def _order(
@@ -104,6 +105,8 @@ class _Orders(_Brackets):
 
         good, limit = self._stop_limit(place, price, info)
         ok = good and ok
+        if size is not None and not self._risk_side(size, price, place, info):
+            ok = False
 
         tif, post_only, hidden = self._options(place, otype)
         if tif is None:
@@ -223,6 +226,12 @@ class _Orders(_Brackets):
     def _size(self, place: A.Place, info: SymbolInfo) -> M.SizeSpec:
         node = place.size
         side = place.side.text
+        if node.kind == "share_of":  # `50% of filled_size`, `50% of position`
+            if node.currency is not None and node.currency.text == "filled_size":
+                return self._size_of_fill(node)
+            return self._position_share(node, info)
+        if node.kind == "risk":
+            return self._risk_size(place, info)
         if node.kind == "share":
             if not isinstance(node.amount, A.Pct):
                 raise self._fail(
@@ -245,8 +254,6 @@ class _Orders(_Brackets):
                     f"{spend}`",
                 )
             return M.SizeSpec("share", M.Const(share), node.currency.text)
-        if node.kind == "of_fill":
-            return self._size_of_fill(node)
         amount = self._value(node.amount)
         if node.kind == "funds":
             assert node.currency is not None
@@ -274,13 +281,6 @@ class _Orders(_Brackets):
         targets of one entry), rounded down to the lot when the order is decided."""
         assert node.currency is not None
         name = node.currency
-        if name.text != "filled_size":
-            raise self._fail(
-                name.span,
-                "E310",
-                f"`of` takes a balance's currency (`25% of USDT`) or the parent's fill "
-                f"(`50% of filled_size`), not {name.text!r}",
-            )
         if not isinstance(node.amount, A.Pct):
             raise self._fail(
                 node.amount.span, "E310", "a share of the fill is a percent: `50% of filled_size`"
@@ -301,7 +301,7 @@ class _Orders(_Brackets):
         otype = place.order_type.text
         node = place.size.amount
         span = node.span
-        if not isinstance(size.amount, M.Const) or size.kind == "share":
+        if not isinstance(size.amount, M.Const) or size.kind in ("share", "risk"):
             return
         amount = size.amount.value
         sym = info.symbol

@@ -333,6 +333,9 @@ def _describe_size(entry: _Order) -> str:
             return f"{_fmt(size.amount.value)} {info.quote_currency} worth"
         if size.kind == "share":
             return f"{_fmt(size.amount.value * _HUNDRED)}% of the {size.currency} balance"
+        if size.kind == "risk":
+            return f"the size that risks {_fmt(size.amount.value * _HUNDRED)}% of the " \
+                f"{size.currency} balance"
         return f"{_fmt(size.amount.value)} {info.base_currency}"
     return "its size"
 
@@ -542,7 +545,8 @@ def _check_share(
             "W706",
             f"`{_fmt(share * _HUNDRED)}% of {size.currency}` is a share of the whole available "
             f"{size.currency} balance when this rule fires, not what {parent_name}'s order "
-            f"filled{bought}: write `filled_size` to trade exactly that",
+            f"filled{bought}: write `filled_size` to trade exactly that, or `position` "
+            "(`50% of position`) for what the chain bought and has not sold yet",
         )
     if (
         entry.order.side == "buy"
@@ -586,6 +590,8 @@ def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
         what = "change(n, timeframe) is the change over n candles"
     elif isinstance(field, A.FieldRef) and field.name == "change":
         what = "change is the 24h change"
+    elif isinstance(field, A.FieldRef) and field.name == "pnl%":
+        what = "pnl% is the chain's profit"
     else:
         return
     negative = isinstance(other, A.Neg)

@@ -49,6 +49,14 @@ class _AstBuilder:
         nsp = _span(name)
         return A.Call(None, name.value, _args(args), nsp, nsp, None)
 
+    def currency_call(self, name: Token, cur: Token) -> A.CurrencyCall:
+        nsp = _span(name)
+        return A.CurrencyCall(name.value, _word(cur), nsp.to(_span(cur)), nsp)
+
+    def pnl_percent(self, tok: Token) -> A.FieldRef:
+        span = _span(tok)
+        return A.FieldRef(None, tok.value, span, span, None)
+
     def symbol_call(self, sym: Token, name: Token, *args: Any) -> A.Call:
         ssp = _span(sym)
         return A.Call(sym.value, name.value, _args(args), ssp, _span(name), ssp)
@@ -110,8 +118,11 @@ class _AstBuilder:
     def size_share(self, amount: A.Expr, cur: Token) -> A.Size:
         return A.Size("share", amount, _word(cur), amount.span.to(_span(cur)))
 
-    def size_of_fill(self, amount: A.Expr, name: Token) -> A.Size:
-        return A.Size("of_fill", amount, _word(name), amount.span.to(_span(name)))
+    def size_share_of(self, amount: A.Expr, name: Token) -> A.Size:
+        return A.Size("share_of", amount, _word(name), amount.span.to(_span(name)))
+
+    def size_risk(self, amount: A.Expr, cur: Token, stop: A.Expr) -> A.Size:
+        return A.Size("risk", amount, _word(cur), amount.span.to(stop.span), stop)
 
     def price(self, expr: A.Expr) -> tuple[str, A.Expr]:
         return ("at", expr)

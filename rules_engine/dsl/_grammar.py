@@ -57,7 +57,7 @@ KEYWORDS = frozenset(
         "within",
         "move",
         "to",
-        "trailing",
+        "risk",
     ]
 )
 

@@ -20,6 +20,7 @@ __all__ = [
     "Clause",
     "Cmp",
     "Cross",
+    "CurrencyCall",
     "Dur",
     "During",
     "Every",
@@ -161,6 +162,15 @@ class Not(NamedTuple):
     span: Span
 
 
+class CurrencyCall(NamedTuple):
+    """`balance(USDT)`: a function of a currency (the account's available balance)."""
+
+    name: str
+    currency: Word
+    span: Span
+    name_span: Span
+
+
 class SignalRef(NamedTuple):
     """`signal "breakout" [within 5m]`: an inbound signal received within the window."""
 
@@ -172,7 +182,7 @@ class SignalRef(NamedTuple):
 
 Expr = (
     Num | Pct | Dur | FieldRef | Call | Bin | Neg | Cmp | Cross | Between | BoolOp | Not
-    | SignalRef
+    | SignalRef | CurrencyCall
 )
 
 # ------------------------------------------------------------------ clauses
@@ -185,13 +195,15 @@ class When(NamedTuple):
 
 
 class Size(NamedTuple):
-    """`0.01` (base), `100 USDT` (funds), `10% of USDT` (a share of the balance) or `50% of
-    filled_size` (kind `of_fill`: a share of a chain's fill; `currency` holds the name)."""
+    """`0.01` (base), `100 USDT` (funds), `10% of USDT` (a share of the balance), `50% of
+    position` or `50% of filled_size` (`share_of`: `currency` holds the word after `of`), or
+    `risk 1% of USDT stop 58000` (`risk`: the stop price in `stop`)."""
 
     kind: str
     amount: Expr
     currency: Word | None
     span: Span
+    stop: Expr | None = None
 
 
 class Place(NamedTuple):

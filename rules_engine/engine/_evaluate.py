@@ -45,6 +45,7 @@ from rules_engine.engine._values import (
     Market,
     epoch_seconds,
     leaves,
+    order_parts,
     signal_atoms,
     truth,
     value,
@@ -357,10 +358,7 @@ def _order_inputs_fresh(rule: CompiledRule, market: Market, fill: Fill | None) -
     far = far_side(order)
     if far is not None and far not in market:
         return False
-    for part in (order.price, order.size.amount, order.stop_loss):
-        if part is not None and value(part, market, fill) is None:
-            return False
-    return True
+    return all(value(part, market, fill) is not None for part in order_parts(order))
 
 
 # What each rule reads, with labels: computed once per rule (a pure function of it).
@@ -374,9 +372,8 @@ def _reads(rule: CompiledRule) -> tuple[tuple[object, str], ...]:
     read: list[object] = leaves(rule.condition) if rule.condition is not None else []
     order = rule.order
     if order is not None:
-        for part in (order.price, order.size.amount, order.stop_loss):
-            if part is not None:
-                read.extend(x for x in leaves(part) if x not in read)
+        for part in order_parts(order):
+            read.extend(x for x in leaves(part) if x not in read)
     labelled = tuple((leaf, M.label(leaf)) for leaf in read)
     _READS[rule.identity] = (rule, labelled)
     return labelled

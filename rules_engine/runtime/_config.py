@@ -195,6 +195,11 @@ class WatcherConfig(BaseSettings):
     max_age: dict[str, float] = Field(
         default_factory=dict, description="seconds, per field (last, bid, volume, change)"
     )
+    fee_rate: Decimal = Field(
+        default=Decimal("0.001"), ge=0, lt=Decimal("0.1"),
+        description="the trading fee rate counted by risk sizing, and by pnl for fills whose "
+                    "fee is not recorded (KuCoin's base spot rate: 0.1%)",
+    )
     risk: RiskLimits = Field(default_factory=RiskLimits)
     risk_files: dict[str, RiskLimits] = Field(
         default_factory=dict,

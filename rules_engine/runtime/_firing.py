@@ -12,7 +12,7 @@ line) runs after it has been handed over.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -34,9 +34,11 @@ from rules_engine.engine import (
 from rules_engine.engine import value as value_of
 from rules_engine.engine._lifecycle import place
 from rules_engine.engine._order_types import OrderRecord
+from rules_engine.engine._position import ChainFill
 from rules_engine.engine._risk import check, value_order
 from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
+from rules_engine.runtime._chains import Chains, balance_changes
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.runtime._exits import build_leg, exit_side, leg_row
 from rules_engine.runtime._exits import detail as leg_detail
@@ -74,6 +76,8 @@ class Firing:
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
         self.oco: OcoBrackets | None = None  # brackets `on exchange` (set by the watcher)
+        self.chains = Chains(ctx.config.fee_rate, ctx.symbols)  # position, pnl, pnl%
+        self.private_live = False  # the order channel, for `balance(CUR)`
 
     # ------------------------------------------------------------ evaluation
 
@@ -95,6 +99,7 @@ class Firing:
         timed = self.rules.timed_ids
         states = self.rules.states
         pending = self.orders.pending
+        chains = self.chains
         stepped = 0
         for rule in rules:
             identity = rule.identity
@@ -103,7 +108,8 @@ class Firing:
             if identity in self.deferred and now < self.deferred[identity]:
                 continue  # waiting for the firings-per-minute window
             before = states[identity]
-            after, decision = step(rule, before, values, now)
+            seen = chains.view_for(rule, before, values) if rule.after is not None else values
+            after, decision = step(rule, before, seen, now)
             stepped += 1
             if identity in timed:
                 self.rules.timers.update(rule, after, now)
@@ -120,6 +126,28 @@ class Firing:
                                            [(f"rule.{decision.kind}", identity, {})])
                 self.ctx.emit(f"rule.{decision.kind}", {"rule": identity})
         metrics.evaluated(stepped)
+
+    def on_fill(self, tracked: Tracked, trade_id: str, price: Decimal, size: Decimal,  # noqa: PLR0917 - one fill's facts
+                fee: Decimal | None, fee_currency: str | None) -> None:
+        """A new fill: its chain's values change (position, pnl), and so may its rules."""
+        if tracked.identity is None or tracked.number is None:
+            return
+        chains = self.chains
+        root = chains.add((tracked.identity, tracked.number), trade_id, tracked.oid,
+                          tracked.symbol, ChainFill(tracked.side, price, size, fee, fee_currency))
+        if root is not None:
+            self.apply(chains.changes(tracked.symbol), self.ctx.now())
+
+    def sync_balances(self, live: bool | None = None) -> None:
+        """`balance(CUR)` values: known while the order channel is live (`live`: it changed;
+        None: as it was, for a reload's new rules)."""
+        if live is not None:
+            self.private_live = live
+        live = self.private_live
+        currencies = {x.currency for x in self.rules.index.leaves() if isinstance(x, M.Balance)}
+        if currencies:
+            self.apply(balance_changes(self.rules.market.values, currencies, self.ctx.balances,
+                                       live), self.ctx.now())
 
     def due(self, now: datetime) -> list[CompiledRule]:
         """Deferred firings whose window now allows them."""
@@ -139,7 +167,8 @@ class Firing:
         value = Decimal(0)
         leg: Leg | OcoPlan | None = None
         if rule.order is not None:
-            resolved, value, leg = self._decide_order(rule, oid, number, fill, now)
+            seen = self.chains.view(rule, decision.arm, self.rules.market.values)
+            resolved, value, leg = self._decide_order(rule, oid, number, fill, now, seen)
         elif rule.protection is not None and rule.protection.guard:
             guarded = self._guard(rule, number, fill, now)
             if isinstance(guarded, Blocked):
@@ -154,6 +183,8 @@ class Firing:
             return
         states = self.rules.states
         states[identity] = after
+        self.chains.join(identity, number, rule.after[0] if rule.after is not None else None,
+                         decision.arm.parent_firing if decision.arm is not None else None)
         inputs = self._inputs(rule, decision, now)
         again = (identity, number) in self.again
         self.again.discard((identity, number))
@@ -206,13 +237,14 @@ class Firing:
                             arm.fill if arm is not None else None,
                             arm.parent_firing if arm is not None else None, self.rules.rules)
 
-    def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
-                      now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | OcoPlan | None]:
+    def _decide_order(self, rule: CompiledRule, oid: str, number: int,  # noqa: PLR0917 - a firing's facts
+                      fill: Fill | None, now: datetime, values: Mapping[object, Decimal],
+                      ) -> tuple[OrderIntent | Blocked, Decimal, Leg | OcoPlan | None]:
         spec = rule.order
         assert spec is not None
-        values = self.rules.market.values
         resolved: OrderIntent | Blocked = resolve_order(
-            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances)
+            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances,
+            fee_rate=self.ctx.config.fee_rate)
         value = Decimal(0)
         leg = None
         if isinstance(resolved, OrderIntent):
@@ -365,6 +397,7 @@ class Firing:
         if decision.arm is not None:
             inputs["arm"] = {
                 "parent_firing": decision.arm.parent_firing,
+                **({"parent": rule.after[0]} if rule.after is not None else {}),
                 "fill": None if decision.arm.fill is None
                 else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
             }

@@ -98,6 +98,11 @@ class Jobs:
 
         return run
 
+    async def run_once(self, job: Callable[[], Any]) -> None:
+        """One run of `job` as the scheduler runs it (a failure stops the watcher with its
+        reason): for a caller that keeps its own clock (a backtest)."""
+        await self._guarded(job)()
+
     def _job_failed(self, event: Any) -> None:
         self.ctx.fail_on(event.exception)
 

@@ -171,6 +171,10 @@ class OrderManager:
         self._on_final = on_final
         self._on_acknowledged = on_acknowledged
         self.oco: Any = None  # `OcoBrackets` (runtime/_oco.py): an OCO's port calls, fills
+        # A new fill recorded (the chains follow it): (order, trade id, price, size, fee,
+        # fee currency).
+        self.on_fill: Callable[[Tracked, str, Decimal, Decimal, Decimal | None, str | None],
+                               None] | None = None
         # An order's filled size grew (a fill event, a lookup): held stops follow it.
         self.on_filled: Callable[[Tracked, datetime], None] | None = None
 
@@ -426,9 +430,12 @@ class OrderManager:
     async def _fills(self, tracked: Tracked, state: OrderState) -> None:
         if state.filled_size > 0:
             for item in await self.ctx.venue.fills_of(tracked.symbol, state.order_id):
-                self.ctx.store.add_fill(item.trade_id, tracked.oid, price=item.price,
-                                        size=item.size, fee=item.fee,
-                                        fee_currency=item.fee_currency, time=item.time)
+                row = self.ctx.store.add_fill(item.trade_id, tracked.oid, price=item.price,
+                                              size=item.size, fee=item.fee,
+                                              fee_currency=item.fee_currency, time=item.time)
+                if row is not None and self.on_fill is not None:
+                    self.on_fill(tracked, item.trade_id, item.price, item.size, item.fee,
+                                 item.fee_currency)
 
     async def poll_all(self) -> None:
         """Reconciliation: every order the exchange showed, looked up (a lost push, an order
@@ -474,6 +481,9 @@ class OrderManager:
                                    "size": str(event.match_size)})
             if row is not None:
                 filled, value = row.filled_size, row.filled_value
+                if self.on_fill is not None:
+                    self.on_fill(tracked, event.trade_id, event.match_price, event.match_size,
+                                 None, None)
             self.feed(tracked, PartFilled(filled, value, event.order_id))
         elif event.kind == "filled":
             self.feed(tracked, Filled(max(filled, event.filled_size or ZERO), value,

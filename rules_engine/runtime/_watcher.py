@@ -38,6 +38,7 @@ from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
 from rules_engine.compiler import CompiledRule
+from rules_engine.core.market import BalanceEvent
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
@@ -125,6 +126,7 @@ class Watcher:
         self.oco = OcoBrackets(ctx, self.rules, self.orders)  # brackets `on exchange`
         self.oco.firing = self.firing
         self.firing.oco = self.orders.oco = self.oco
+        self.orders.on_fill = self.firing.on_fill  # position, pnl (runtime/_chains.py)
         self.sources = dict(sources or {})
         self.controls = Controls(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self.actions, self.feeds, self.sources, reloader,
@@ -221,6 +223,7 @@ class Watcher:
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
             self.oco.announce(self.rules.rules.values())
+            self.firing.chains.ensure(ctx.store, self.rules.rules)  # position, pnl: from fills
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             held = ctx.store.halt()
@@ -242,7 +245,7 @@ class Watcher:
                                          "late_s": round((now - due).total_seconds(), 3)},
                           identity=identity)
         self.feeds.start()
-        private = ctx.venue.private_stream(self.orders.on_private, self.orders.on_bad,
+        private = ctx.venue.private_stream(self._on_private, self.orders.on_bad,
                                            self._on_private_state)
         self.private = private
         ctx.spawn(private.run(ctx.stop))
@@ -373,6 +376,12 @@ class Watcher:
 
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)
+        self.firing.sync_balances(self.jobs.private_live)
+
+    def _on_private(self, event: object) -> None:
+        self.orders.on_private(event)
+        if isinstance(event, BalanceEvent):  # `balance(CUR)` values (runtime/_chains.py)
+            self.firing.sync_balances(self.jobs.private_live)
 
     # ------------------------------------------------------------ the rule side's hooks
     # Each returns what it writes in the order's own commit (`Step`), and what it does
@@ -501,7 +510,8 @@ class Watcher:
         """Why each rule that can still fire has not yet, on the live values (`_why.py`)."""
         return not_yet(self.rules.rules, self.rules.states, self.market,
                        reasons=self.rules.reasons, series=self.feeds.series,
-                       now=self.ctx.now())
+                       now=self.ctx.now(), view=lambda rule, state: self.firing.chains.view_for(
+                           rule, state, self.market.values))
 
     def save_why(self) -> None:
         """The why-not-yet rows into the store, for `rules-engine status` (only when they
