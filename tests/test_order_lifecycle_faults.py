@@ -154,6 +154,9 @@ async def _lease_fencing(tmp: Path) -> None:
         last = a.text().strip().splitlines()[-1]
         assert not last.startswith("{") and "lease" in last.lower(), a.tail()
         assert "Traceback" not in a.text(), a.tail()
+        # ... and says why as a field a supervisor can read, whatever the wording.
+        stops = a.events("error") + a.events("watcher.stopped")
+        assert stops and all(e.get("cause") == "lease" for e in stops), stops
 
         # Every order of this engine open on the exchange is one B's store holds open. The
         # exchange is read first: an order is in the store before it is sent, so one B places

@@ -230,7 +230,7 @@ class OrderManager:
                     tracked.record = before
                     for stop in apply(before, WriteFailed(str(err)), now).commands:
                         if isinstance(stop, StopWatcher):
-                            self.ctx.fail(stop.reason)
+                            self.ctx.fail(stop.reason, cause="storage")
                     raise
         calls: list[Coroutine[Any, Any, None]] = []
         for command in commands:

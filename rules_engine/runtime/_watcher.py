@@ -355,14 +355,15 @@ class Watcher:
         ctx.stop.set()
         await self.jobs.stop()
         await self.actions.close()
-        if not ctx.failed or "lease" not in ctx.stop_reason:
+        if ctx.stop_cause != "lease":  # a watcher that may have lost it leaves it alone
             try:
                 ctx.store.release_lease()
             except Exception as err:  # the store failed: the reason is already recorded
                 if not ctx.failed:
                     ctx.fail_on(err)
         with contextlib.suppress(Exception):
-            ctx.event("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop"})
+            ctx.event("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop",
+                                          **({"cause": ctx.stop_cause} if ctx.stop_cause else {})})
 
     async def ready(self) -> None:
         await self.ctx.ready.wait()
