@@ -124,6 +124,9 @@ class RuleState(NamedTuple):
     # `signal` atoms: the arrival (epoch seconds) of the newest signal the rule fired on; a
     # signal that arrived at or before it is spent (the rule fires once per signal)
     signal_mark: Decimal | None = None
+    # Firing `retrying` was proven never placed and is decided again (same number): its
+    # first commit already made what goes with the firing itself (`after R fired` arms).
+    retrying: int | None = None
 
 
 class Decision(NamedTuple):
@@ -135,6 +138,7 @@ class Decision(NamedTuple):
     at: datetime
     inputs: tuple[tuple[str, str], ...]  # the fresh values that made the decision
     arm: Arm | None
+    again: bool = False  # a firing proven never placed, decided again (`RuleState.retrying`)
 
 
 def initial_state(rule: CompiledRule, now: datetime) -> RuleState:
@@ -222,7 +226,8 @@ def retry_firing(state: RuleState, number: int, pending: Arm | None) -> RuleStat
         raise IllegalTransition(f"retry of firing {number}, but the rule is at {state.firings}")
     arms = (pending, *state.arms) if pending is not None else state.arms
     return _move(state, "armed")._replace(
-        firings=number - 1, rearm_at=None, seen_false=True, true_since=None, arms=arms
+        firings=number - 1, rearm_at=None, seen_false=True, true_since=None, arms=arms,
+        retrying=number,
     )
 
 
@@ -425,8 +430,9 @@ def step(
     if not _order_inputs_fresh(rule, market, pending.fill if pending else None):
         return state, decision  # an order priced on unknown data is an unknown: never fires
     firing = state.firings + 1
-    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending)
-    state = state._replace(firings=firing, true_since=None, seen_false=False)
+    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending,
+                     state.retrying == firing)
+    state = state._replace(firings=firing, true_since=None, seen_false=False, retrying=None)
     if signals:
         state = state._replace(signal_mark=_spent(signals, state, market))
     if rule.after is not None:
@@ -464,8 +470,9 @@ def _step_schedule(
     if not _order_inputs_fresh(rule, market, None):
         return state, decision
     firing = state.firings + 1
-    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), None)
-    state = state._replace(firings=firing)
+    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), None,
+                     state.retrying == firing)
+    state = state._replace(firings=firing, retrying=None)
     if rule.max_firings is not None and firing >= rule.max_firings:
         return _move(state, "done")._replace(rearm_at=None), fired
     assert rule.schedule is not None

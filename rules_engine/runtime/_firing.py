@@ -72,7 +72,6 @@ class Firing:
         self.limits = ctx.config.risk.limits()
         self.file_limits = {path: limits.limits()
                             for path, limits in ctx.config.risk_files.items()}
-        self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
         self.oco: OcoBrackets | None = None  # brackets `on exchange` (set by the watcher)
@@ -186,8 +185,7 @@ class Firing:
         self.chains.join(identity, number, rule.after[0] if rule.after is not None else None,
                          decision.arm.parent_firing if decision.arm is not None else None)
         inputs = self._inputs(rule, decision, now)
-        again = (identity, number) in self.again
-        self.again.discard((identity, number))
+        again = decision.again  # proven not placed and decided again: from the rule's state
         rearm: tuple[tuple[str, str, dict[str, Any]], ...] = (
             (("rule.rearm", identity, {}),) if before.status == "cooling" else ())
         if isinstance(resolved, Blocked):  # recorded with the reason; nothing is sent

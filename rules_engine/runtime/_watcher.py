@@ -419,8 +419,7 @@ class Watcher:
         if state.firings != number or state.status not in ("done", "cooling", "armed",
                                                             "waiting"):
             return Step(then=lambda: rules.schedule(identity, now))
-        rules.states[identity] = retry_firing(state, number, tracked.arm)
-        self.firing.again.add((identity, number))
+        rules.states[identity] = retry_firing(state, number, tracked.arm)  # `retrying`, saved
 
         def then() -> None:
             rules.schedule(identity, now)
