@@ -791,7 +791,7 @@ def _newest_done(ctx: Ctx, symbol: str | None, last_id: int, limit: int
         if (last_id and number >= last_id) or order.active or (
                 symbol is not None and order.symbol != symbol):
             continue
-        if not engine._retained(order, now) or not wanted(order):
+        if not engine.retained(order, now) or not wanted(order):
             continue
         chosen.append((number, order))
         if len(chosen) == limit:
