@@ -669,6 +669,7 @@ class Engine:
             if s.stop_status == "NEW" and (symbol is None or s.symbol == symbol)
         ]
 
+    # ---- the market feed ---------------------------------------------------------------
 
     def apply_feed(
         self,

@@ -115,7 +115,6 @@ class FiringWrites(StoreBase):
                 )
         return out
 
-
     def save_states(
         self, rows: list[StateRow], now: datetime, events: list[tuple[str, str, dict[str, Any]]]
     ) -> None:
@@ -184,7 +183,6 @@ class FiringWrites(StoreBase):
                 )
             )
         return firing
-
 
     def fire(
         self,

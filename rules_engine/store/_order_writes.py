@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from rules_engine.engine._order_types import OrderRecord
 from rules_engine.store import _lease
@@ -131,29 +132,11 @@ class OrderWrites(StoreBase):
                     raise KeyError(f"no order {oid}")
                 if session.get(Fill, (trade_id, oid)) is not None:
                     return None
-                session.add(
-                    Fill(
-                        trade_id=trade_id,
-                        client_oid=oid,
-                        price=price,
-                        size=size,
-                        fee=fee,
-                        fee_currency=fee_currency,
-                        time=time,
-                    )
-                )
+                self._add_fill_rows(session, trade_id, oid, price=price, size=size, fee=fee,
+                                    fee_currency=fee_currency, time=time)
                 order.filled_size += size
                 order.filled_value += price * size
                 order.updated_at = time
-                session.add(
-                    Event(
-                        at=time,
-                        kind="fill",
-                        identity=None,
-                        client_oid=oid,
-                        payload={"trade_id": trade_id, "price": str(price), "size": str(size)},
-                    )
-                )
                 return order
         except IntegrityError:
             return None
@@ -189,14 +172,12 @@ class OrderWrites(StoreBase):
                                                              "leg": "stop-loss"})
             row.order_type, row.size, row.price, row.deadline = "market", size, None, deadline_at
 
-
     def mark(self, oid: str, price: Decimal, now: datetime) -> None:
         """A trailing stop's new high (or low) water mark: state, not an event."""
         with self.session() as session, session.begin():
             row = session.get(Order, oid, with_for_update=True)
             if row is not None and row.status == "held":
                 row.price, row.updated_at = price, now
-
 
     def record_fill(
         self,
@@ -212,26 +193,19 @@ class OrderWrites(StoreBase):
         """Record a fill once: False when this trade id was already recorded."""
         try:
             with self.session() as session, session.begin():
-                session.add(
-                    Fill(
-                        trade_id=trade_id,
-                        client_oid=oid,
-                        price=price,
-                        size=size,
-                        fee=fee,
-                        fee_currency=fee_currency,
-                        time=time,
-                    )
-                )
-                session.add(
-                    Event(
-                        at=time,
-                        kind="fill",
-                        identity=None,
-                        client_oid=oid,
-                        payload={"trade_id": trade_id, "price": str(price), "size": str(size)},
-                    )
-                )
+                self._add_fill_rows(session, trade_id, oid, price=price, size=size, fee=fee,
+                                    fee_currency=fee_currency, time=time)
         except IntegrityError:
             return False
         return True
+
+    @staticmethod
+    def _add_fill_rows(session: Session, trade_id: str, oid: str, *, price: Decimal,
+                       size: Decimal, fee: Decimal | None, fee_currency: str | None,
+                       time: datetime) -> None:
+        """A fill's row and its `fill` event (the caller commits both)."""
+        session.add(Fill(trade_id=trade_id, client_oid=oid, price=price, size=size, fee=fee,
+                         fee_currency=fee_currency, time=time))
+        session.add(Event(at=time, kind="fill", identity=None, client_oid=oid,
+                          payload={"trade_id": trade_id, "price": str(price),
+                                   "size": str(size)}))
