@@ -60,6 +60,13 @@ class Context:
         self.emit(kind, {**payload, **({"rule": identity} if identity else {}),
                          **({"client_oid": oid} if oid else {})})
 
+    def record(self, kind: str, payload: dict[str, Any]) -> None:
+        """An event of the watcher's end: the output line always, the store's row when the
+        store can take it (it may be what failed, or belong to another watcher now)."""
+        with contextlib.suppress(Exception):
+            self.store.log(kind, self.now(), payload)
+        self.emit(kind, payload)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run `coro` on its own; if it fails, the watcher stops with the reason."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -95,8 +102,7 @@ class Context:
         self.stop_reason = reason
         self.stop_cause = cause
         self.failed = True
-        with contextlib.suppress(Exception):  # the store may be what failed
-            self.event("error", {"error": reason, **({"cause": cause} if cause else {})})
+        self.record("error", {"error": reason, **({"cause": cause} if cause else {})})
         self.stop.set()
 
     def halt_trading(self, reason: str) -> None:

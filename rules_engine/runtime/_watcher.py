@@ -361,9 +361,8 @@ class Watcher:
             except Exception as err:  # the store failed: the reason is already recorded
                 if not ctx.failed:
                     ctx.fail_on(err)
-        with contextlib.suppress(Exception):
-            ctx.event("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop",
-                                          **({"cause": ctx.stop_cause} if ctx.stop_cause else {})})
+        ctx.record("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop",
+                                       **({"cause": ctx.stop_cause} if ctx.stop_cause else {})})
 
     async def ready(self) -> None:
         await self.ctx.ready.wait()
