@@ -45,6 +45,7 @@ __all__ = [
     "Signal",
     "Signaled",
     "SizeSpec",
+    "Slicing",
     "Value",
     "Window",
     "digest",
@@ -209,12 +210,33 @@ class OrderSpec(NamedTuple):
     hidden: bool
     stop_loss: Value | None  # the engine-held stop of a bracket
     limit: Value | None = None  # a stop-limit's limit price (`price` is then its trigger)
+    visible: Value | None = None  # an iceberg's visible size (base)
+    slicing: Slicing | None = None  # a scaled order or a TWAP: the order of each slice
 
     def __repr__(self) -> str:
-        # Without a limit the text is the one of before stop-limits existed: a rule's
-        # canonical text, hence its fingerprint and an unnamed rule's identity, must not change.
-        shown = [f for f in self._fields if f != "limit" or self.limit is not None]
+        # Without the fields added later (a stop-limit's limit, an iceberg's visible size,
+        # slicing) the text is the one of before they existed: a rule's canonical text, hence
+        # its fingerprint and an unnamed rule's identity, must not change.
+        shown = [f for f in self._fields
+                 if f not in _LATER_FIELDS or getattr(self, f) is not None]
         return "OrderSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
+
+
+_LATER_FIELDS = frozenset({"limit", "visible", "slicing"})
+
+
+class Slicing(NamedTuple):
+    """An order placed as `slices` slices (docs/language.md, "Execution"). `scaled`: limit
+    orders at once, at prices evenly spaced from `start` to `end` (both included); `twap`:
+    one slice every `every_seconds` from the firing on, each priced at its own time by the
+    order's `price` (a limit order), or a market order when it has none. The order's size is
+    the total; each slice has the total / slices, rounded down to the lot."""
+
+    kind: str  # scaled | twap
+    slices: int  # how many
+    start: Value | None = None
+    end: Value | None = None
+    every_seconds: int | None = None
 
 
 class PlaceAction(NamedTuple):

@@ -55,6 +55,13 @@ KEYWORDS = frozenset(
         "between",
         "signal",
         "within",
+        "iceberg",
+        "visible",
+        "scaled",
+        "from",
+        "to",
+        "twap",
+        "over",
     ]
 )
 

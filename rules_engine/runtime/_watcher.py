@@ -212,6 +212,7 @@ class Watcher:
             self.rules.load(ctx.store, self.sources, now)
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
+            self.firing.slices.recover(now)  # sliced orders not ended: go on with them
             held = ctx.store.halt()
             if held is not None:  # the kill switch holds across restarts
                 self.controls.halt_now(held)
@@ -390,6 +391,8 @@ class Watcher:
         clientOid) once its condition holds on fresh data."""
         identity, number = tracked.identity, tracked.number
         rules = self.rules
+        if self.firing.slices.retry(tracked):  # a slice: sent again by its plan
+            return Step()
         state = rules.states.get(identity or "")
         if identity is None or number is None or state is None or tracked.leg is not None:
             return Step()
