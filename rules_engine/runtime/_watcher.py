@@ -57,6 +57,7 @@ from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
 from rules_engine.runtime._signals import reload_signals, signal_windows
+from rules_engine.engine._slices import SLICES
 from rules_engine.runtime._why import not_yet
 from rules_engine.store import LeaseHeld, Store, engine_prefix, save_live_why
 
@@ -530,6 +531,7 @@ class Watcher:
             size = t.size if row is None or row.size is None else row.size
             out.append({
                 "client_oid": t.oid, "symbol": t.symbol, "rule": t.identity, "side": t.side,
+                "slice": t.number if SLICES in (t.identity or "") else None,
                 "type": None if row is None else row.order_type,
                 "price": None if row is None or row.price is None else _plain(row.price),
                 "size": None if size is None else _plain(size),
