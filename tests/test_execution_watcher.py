@@ -12,6 +12,7 @@ from test_watcher import D, moved_clock, rig, settle, until, venue, watch
 
 from rules_engine.engine._slices import group_of
 from rules_engine.store import client_oid
+from rules_engine.store._record import status_report
 
 
 async def test_an_iceberg_is_sent_with_its_visible_size(tmp_path: Path) -> None:
@@ -47,6 +48,9 @@ async def test_a_scaled_order_places_its_slices_each_a_firing_with_its_own_clien
         assert [e.payload["group"] for e in store.events("slices.ended")] == [group]
         snap = r.watcher.snapshot()
         assert sorted(o["slice"] for o in snap["open_orders"]) == [1, 2, 3, 4, 5]
+        report = status_report(store, r.watcher.ctx.now())
+        assert sorted((o["rule"], o["slice"]) for o in report["open_orders"]) == [
+            ("ladder", k) for k in range(1, 6)]
         store.close()
 
 
