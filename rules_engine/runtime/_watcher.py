@@ -41,6 +41,7 @@ from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
+from rules_engine.engine._slices import SLICES
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
@@ -57,7 +58,6 @@ from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
 from rules_engine.runtime._signals import reload_signals, signal_windows
-from rules_engine.engine._slices import SLICES
 from rules_engine.runtime._why import not_yet
 from rules_engine.store import LeaseHeld, Store, engine_prefix, save_live_why
 
