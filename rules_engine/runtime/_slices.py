@@ -127,6 +127,17 @@ class Slices:
             self._run(plan, now)
 
     def _run(self, plan: Plan, now: datetime) -> None:
+        identity = plan.rule.identity
+        if self.rules.rules.get(identity) is None or (
+                self.rules.versions.get(identity) != plan.version):
+            # Edited or removed by a reload: the slices not recorded are never sent.
+            self.plans.pop(plan.group, None)
+            if not plan.ended:
+                plan.ended = True
+                self.ctx.event("slices.ended", {"group": plan.group, "why": (
+                    "its rule was removed or edited: the slices not recorded are not sent")},
+                    identity=identity)
+            return
         for number in sorted(plan.again):
             plan.again.discard(number)
             self._send(plan, plan.slices[number - 1], now, again=True)
