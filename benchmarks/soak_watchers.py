@@ -83,6 +83,7 @@ class Life:
     starting_ms: int | None = None
     acquired_ms: int | None = None  # the lease was taken at the latest by then
     stops: list[tuple[str, str]] = field(default_factory=list)  # (event, reason)
+    lease_stops: set[str] = field(default_factory=set)  # reasons the watcher marked `cause: lease`
     fatal: str = ""  # a `rules-engine run: error:` line or a traceback's last line
     tail: list[str] = field(default_factory=list)
     sent: dict[str, int] = field(default_factory=dict)  # clientOid -> its last send line
@@ -122,7 +123,10 @@ class Life:
         if kind == "watcher.starting" and self.starting_ms is None:
             self.starting_ms = at_ms
         if kind in STOP_EVENTS:
-            self.stops.append((kind, str(data.get("error") or data.get("reason") or "")))
+            reason = str(data.get("error") or data.get("reason") or "")
+            self.stops.append((kind, reason))
+            if data.get("cause") == "lease":  # the watcher's own word, whatever the wording
+                self.lease_stops.add(reason)
             return
         if (kind == "recovered" or ("epoch" in data and not LEASE_LOST.search(kind))) and (
                 self.acquired_ms is None):
@@ -131,8 +135,11 @@ class Life:
         if kind in SEND_EVENTS and oid and not data.get("held"):
             self.sent[str(oid)] = at_ms  # a held trailing stop leaves only when `triggered`
 
+    def is_lease_stop(self, reason: str) -> bool:
+        return reason in self.lease_stops or bool(LEASE_LOST.search(reason))
+
     def lost_its_lease(self) -> bool:
-        return any(LEASE_LOST.search(reason) for _, reason in self.stops) or bool(
+        return any(self.is_lease_stop(reason) for _, reason in self.stops) or bool(
             LEASE_LOST.search(self.fatal))
 
 
@@ -142,7 +149,7 @@ def ending(life: Life) -> str | None:
     own_stops = [(kind, reason) for kind, reason in life.stops
                  if not (life.final and kind == "watcher.stopped" and reason == ASKED_TO_STOP)]
     if life.paused and life.lost_its_lease() and not [
-            r for k, r in own_stops if k == "error" and not LEASE_LOST.search(r)]:
+            r for k, r in own_stops if k == "error" and not life.is_lease_stop(r)]:
         return None  # the expected end of a watcher resumed after another took its lease
     said = "; ".join(f"{kind}: {reason}" for kind, reason in own_stops)
     if life.fatal and life.fatal not in said:
@@ -185,7 +192,8 @@ def audit_store_stops(lives: Sequence[Life], events: Iterable[Any], add: Any,
         at = _ms(event.at)
         alive = [life for life in lives if life.spawned_ms <= at
                  and (life.ended_ms is None or at <= life.ended_ms)]
-        if LEASE_LOST.search(reason) and any(life.paused for life in alive):
+        lease = payload.get("cause") == "lease" or LEASE_LOST.search(reason)
+        if lease and any(life.paused for life in alive):
             continue
         if alive and all(life.n in counted for life in alive):
             continue

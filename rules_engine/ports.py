@@ -2,7 +2,8 @@
 
     Clock       the time the watcher decides with (a test or a backtest steps its own)
     Venue       orders: place, cancel, look up by clientOid, pages of open and recent orders,
-                fills, balances, the private stream
+                fills, balances, the private stream; OCO orders (place, cancel by id or
+                clientOid, look up with both legs and their fills)
     MarketFeed  the public stream as core events, and the REST reads that seed it
     Stream      one WebSocket channel (subscribe, run until stopped, reconnect)
 
@@ -29,6 +30,7 @@ __all__ = [
     "BalancesLike",
     "Clock",
     "MarketFeed",
+    "OcoSeenLike",
     "PageLike",
     "SeenLike",
     "SnapshotLike",
@@ -63,6 +65,25 @@ class SeenLike(Protocol):
 
     @property
     def message(self) -> str: ...
+
+
+class OcoSeenLike(Protocol):
+    """An OCO looked up by clientOid (`rules_engine.adapters.kucoin.OcoSeen`)."""
+
+    @property
+    def kind(self) -> str: ...  # found | absent | failed
+
+    @property
+    def order(self) -> Any: ...  # OcoOrder | None: status, active, legs
+
+    @property
+    def fills(self) -> tuple[Fill, ...]: ...  # of both legs
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def filled(self) -> tuple[Any, Any]: ...  # (size, value) the legs traded
 
 
 class BalancesLike(Protocol):
@@ -127,6 +148,12 @@ class Venue(Protocol):
     async def done_page(self, symbol: str, cursor: str | None) -> PageLike: ...
 
     async def fills_of(self, symbol: str, order_id: str) -> list[Fill]: ...
+
+    async def place_oco(self, body: dict[str, Any]) -> Outcome: ...
+
+    async def cancel_oco(self, order_id: str | None, client_oid: str) -> Outcome: ...
+
+    async def look_up_oco(self, client_oid: str, symbol: str) -> OcoSeenLike: ...
 
     def private_stream(self, on_event: Callable[[object], None],
                        on_bad: Callable[[str], None],

@@ -1,7 +1,9 @@
 """Helpers for the order-lifecycle fault tests (`tests/test_order_lifecycle_faults.py`, issue
 12): a sandbox in its own process that can be killed and restarted on the same port from a
 chosen `--state` file, watchers as `rules-engine run` processes, the control commands as
-processes, and the sandbox's own record of the orders of one clientOid prefix.
+processes, and the sandbox's own record of the orders of one clientOid prefix. `fault_run`
+is the set-up every such test shares: the sandbox started, the watcher config and rules files
+written, watchers spawned, and everything stopped however the test ends.
 
 It builds on `crash_support`: the sandbox's config (a second key, so that the test's reads
 never eat the watcher's rate limit), its signed reads, and the watcher's stderr reader.
@@ -18,8 +20,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,11 @@ from rules_engine.store._schema import Lease
 
 __all__ = [
     "CliResult",
+    "FaultRun",
     "FaultSandbox",
     "WatcherRun",
     "cli",
+    "fault_run",
     "free_port",
     "lease_owner",
     "resting_rule",
@@ -284,3 +288,55 @@ async def cli(*argv: str, timeout: float = 60) -> CliResult:
         return CliResult(-9, out.decode(), err.decode() + f"\n(killed after {timeout} s)")
     assert proc.returncode is not None
     return CliResult(proc.returncode, out.decode(), err.decode())
+
+
+@dataclass
+class FaultRun:
+    """One fault test's sandbox process and watchers, all files in `tmp`: the store `db`, the
+    watcher config `config` and the rules files (`where` names the folder for failure
+    messages)."""
+
+    tmp: Path
+    sandbox: FaultSandbox
+    db: str
+    config: Path
+    watchers: list[WatcherRun] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"files in {self.tmp}"
+
+    def configure(self, **values: Any) -> Path:
+        """Write the watchers' config (`watcher_toml(**values)`)."""
+        self.config.write_text(watcher_toml(**values), encoding="utf-8")
+        return self.config
+
+    def rules_file(self, name: str, text: str) -> Path:
+        path = self.tmp / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    async def watch(self, name: str, rules: list[Path]) -> WatcherRun:
+        """`rules-engine run RULES` on this run's sandbox, store and config; stopped with
+        the run."""
+        watcher = await WatcherRun.spawn(self.tmp, name, rules, url=self.sandbox.url,
+                                         db=self.db, config=self.config)
+        self.watchers.append(watcher)
+        return watcher
+
+
+@contextlib.asynccontextmanager
+async def fault_run(tmp: Path, seed: int, *, db: str | None = None, port: int = 0,
+                    state: Path | None = None) -> AsyncIterator[FaultRun]:
+    """A started `FaultSandbox` (seed, port and `--state` file as given) and a store
+    (`tmp/store.sqlite` unless `db` names another); on the way out, whatever happened, every
+    watcher spawned with `FaultRun.watch` is stopped (in the order spawned), then the sandbox."""
+    sandbox = FaultSandbox(tmp, seed, port=port, state=state)
+    await sandbox.start()
+    run = FaultRun(tmp, sandbox, db or f"sqlite:///{tmp / 'store.sqlite'}", tmp / "watcher.toml")
+    try:
+        yield run
+    finally:
+        for watcher in run.watchers:
+            await watcher.stop()
+        await sandbox.stop()

@@ -32,14 +32,14 @@ from pathlib import Path
 import pytest
 from crash_support import read_store
 from lifecycle_support import (
-    FaultSandbox,
+    FaultRun,
     WatcherRun,
     cli,
+    fault_run,
     free_port,
     lease_owner,
     resting_rule,
     until,
-    watcher_toml,
 )
 
 from rules_engine.store._repo import FINAL_ORDERS, client_oid
@@ -101,22 +101,13 @@ def test_a_watcher_that_lost_its_lease_sends_nothing_more_and_exits_2(tmp_path: 
 
 
 async def _lease_fencing(tmp: Path) -> None:
-    sandbox = FaultSandbox(tmp, seed=5)
-    await sandbox.start()
-    a: WatcherRun | None = None
-    b: WatcherRun | None = None
-    try:
-        db = f"sqlite:///{tmp / 'store.sqlite'}"
-        config = tmp / "watcher.toml"
-        config.write_text(watcher_toml(heartbeat_s=0.5, lease_stale_s=3.0,
-                                       reload_interval_s=0), encoding="utf-8")
-        all_rules, b_rules = tmp / "all.rules", tmp / "five.rules"
-        all_rules.write_text(_fenced_text(sorted(FENCED_RULES)), encoding="utf-8")
-        b_rules.write_text(_fenced_text(list(B_RULES)), encoding="utf-8")
-        where = f"files in {tmp}"
+    async with fault_run(tmp, seed=5) as run:
+        sandbox, db, where = run.sandbox, run.db, run.where
+        run.configure(heartbeat_s=0.5, lease_stale_s=3.0, reload_interval_s=0)
+        all_rules = run.rules_file("all.rules", _fenced_text(sorted(FENCED_RULES)))
+        b_rules = run.rules_file("five.rules", _fenced_text(list(B_RULES)))
 
-        a = await WatcherRun.spawn(tmp, "watcher-a", [all_rules], url=sandbox.url, db=db,
-                                   config=config)
+        a = await run.watch("watcher-a", [all_rules])
         assert await a.wait_for("recovered", 30), f"A did not start ({where}):\n{a.tail()}"
         assert await a.wait_count("acknowledged", 10, 20), f"A is not busy ({where})"
         store = read_store(db)
@@ -126,8 +117,7 @@ async def _lease_fencing(tmp: Path) -> None:
 
         a.signal(signal.SIGSTOP)
         await asyncio.sleep(3.0 + 1.5)  # past the lease: its heartbeat is stale
-        b = await WatcherRun.spawn(tmp, "watcher-b", [b_rules], url=sandbox.url, db=db,
-                                   config=config)
+        b = await run.watch("watcher-b", [b_rules])
         b_spawned_ms = int(b.started_wall * 1000)  # B owns the store only after this moment
         assert await b.wait_for("recovered", 30), f"B did not start ({where}):\n{b.tail()}"
         owner = lease_owner(db)  # B holds the lease now: A is still stopped
@@ -154,6 +144,9 @@ async def _lease_fencing(tmp: Path) -> None:
         last = a.text().strip().splitlines()[-1]
         assert not last.startswith("{") and "lease" in last.lower(), a.tail()
         assert "Traceback" not in a.text(), a.tail()
+        # ... and says why as a field a supervisor can read, whatever the wording.
+        stops = a.events("error") + a.events("watcher.stopped")
+        assert stops and all(e.get("cause") == "lease" for e in stops), stops
 
         # Every order of this engine open on the exchange is one B's store holds open. The
         # exchange is read first: an order is in the store before it is sent, so one B places
@@ -179,11 +172,6 @@ async def _lease_fencing(tmp: Path) -> None:
         still_open = await sandbox.open_oids(prefix)
         assert not still_open, (f"halt exited 0 but {len(still_open)} orders stay open "
                                 f"({where}): {sorted(still_open)[:10]}")
-    finally:
-        for run in (a, b):
-            if run is not None:
-                await run.stop()
-        await sandbox.stop()
 
 
 # ============================================ item 3: cancels retried, a halt that tells the truth
@@ -197,18 +185,9 @@ def _resting_text(count: int) -> str:
         for i in range(count))
 
 
-async def _resting_session(tmp: Path, rules: str, **config: object
-                           ) -> tuple[FaultSandbox, WatcherRun, str]:
-    sandbox = FaultSandbox(tmp, seed=9)
-    await sandbox.start()
-    db = f"sqlite:///{tmp / 'store.sqlite'}"
-    path = tmp / "resting.rules"
-    path.write_text(rules, encoding="utf-8")
-    (tmp / "watcher.toml").write_text(watcher_toml(reload_interval_s=0, **config),
-                                      encoding="utf-8")
-    watcher = await WatcherRun.spawn(tmp, "watcher", [path], url=sandbox.url, db=db,
-                                     config=tmp / "watcher.toml")
-    return sandbox, watcher, db
+async def _resting_watcher(run: FaultRun, rules: str) -> WatcherRun:
+    run.configure(reload_interval_s=0)
+    return await run.watch("watcher", [run.rules_file("resting.rules", rules)])
 
 
 RESTING = 12
@@ -222,9 +201,9 @@ def test_halt_names_the_orders_it_could_not_cancel_and_they_are_cancelled_once_t
 
 
 async def _halt_under_5xx(tmp: Path) -> None:
-    sandbox, watcher, db = await _resting_session(tmp, _resting_text(RESTING))
-    where = f"files in {tmp}"
-    try:
+    async with fault_run(tmp, seed=9) as run:
+        sandbox, db, where = run.sandbox, run.db, run.where
+        watcher = await _resting_watcher(run, _resting_text(RESTING))
         assert await watcher.wait_count("acknowledged", RESTING, 30), (
             f"not every order was acknowledged ({where}):\n{watcher.tail()}")
         prefix = read_store(db).prefix
@@ -259,9 +238,6 @@ async def _halt_under_5xx(tmp: Path) -> None:
         assert status.code == 0, status
         report = json.loads(status.out)
         assert not [o for o in report["open_orders"] if o["client_oid"] in resting], report
-    finally:
-        await watcher.stop()
-        await sandbox.stop()
 
 
 @pytest.mark.slow
@@ -276,9 +252,9 @@ def test_a_halt_during_a_passing_5xx_fault_says_done_only_once_every_order_is_ca
 
 
 async def _halt_across_a_passing_fault(tmp: Path) -> None:
-    sandbox, watcher, db = await _resting_session(tmp, _resting_text(RESTING))
-    where = f"files in {tmp}"
-    try:
+    async with fault_run(tmp, seed=9) as run:
+        sandbox, db, where = run.sandbox, run.db, run.where
+        watcher = await _resting_watcher(run, _resting_text(RESTING))
         assert await watcher.wait_count("acknowledged", RESTING, 30), (
             f"not every order was acknowledged ({where}):\n{watcher.tail()}")
         prefix = read_store(db).prefix
@@ -312,9 +288,6 @@ async def _halt_across_a_passing_fault(tmp: Path) -> None:
               f"fault was lifted; halt: exit {halt.code}")
         store = read_store(db)
         assert {store.orders[oid].status for oid in resting} == {"canceled"}
-    finally:
-        await watcher.stop()
-        await sandbox.stop()
 
 
 @pytest.mark.slow
@@ -326,9 +299,9 @@ def test_a_cancel_after_that_falls_due_while_the_exchange_fails_is_retried(
 
 async def _cancel_after_under_5xx(tmp: Path) -> None:
     rule = resting_rule("timed", "BTC-USDT", "0.0001", extra="cancel after 2s")
-    sandbox, watcher, db = await _resting_session(tmp, rule)
-    where = f"files in {tmp}"
-    try:
+    async with fault_run(tmp, seed=9) as run:
+        sandbox, db, where = run.sandbox, run.db, run.where
+        watcher = await _resting_watcher(run, rule)
         assert await watcher.wait_count("acknowledged", 1, 30), (
             f"the order was not acknowledged ({where}):\n{watcher.tail()}")
         prefix = read_store(db).prefix
@@ -351,9 +324,6 @@ async def _cancel_after_under_5xx(tmp: Path) -> None:
         assert await until(lambda: read_store(db).orders[oid].status == "canceled", 5), (
             f"the store does not show {oid} cancelled ({where})")
         print(f"cancelled {waited:.1f} s after the fault was lifted")
-    finally:
-        await watcher.stop()
-        await sandbox.stop()
 
 
 # ========================================= item 6: the store's open orders reconciled
@@ -370,11 +340,8 @@ def test_orders_the_exchange_forgot_become_vanished_and_free_their_share_of_the_
 
 async def _forgotten_orders(tmp: Path) -> None:
     state = tmp / "sandbox-state.json"
-    sandbox = FaultSandbox(tmp, seed=13, port=free_port(), state=state)
-    await sandbox.start()
-    watcher: WatcherRun | None = None
-    where = f"files in {tmp}"
-    try:
+    async with fault_run(tmp, seed=13, port=free_port(), state=state) as run:
+        sandbox, db, where = run.sandbox, run.db, run.where
         await sandbox.admin("POST", "save")  # the exchange as it was before the orders
         older = tmp / "sandbox-state.older.json"
         shutil.copyfile(state, older)
@@ -384,12 +351,9 @@ async def _forgotten_orders(tmp: Path) -> None:
         (folder / "base.rules").write_text("\n".join(
             resting_rule(f"v{i}", "BTC-USDT", "0.0001") for i in range(FORGOTTEN)),
             encoding="utf-8")
-        config = tmp / "watcher.toml"
-        config.write_text(watcher_toml(reconcile_interval_s=2.0, reload_interval_s=0.5,
-                                       risk={"max_open_orders": FORGOTTEN}), encoding="utf-8")
-        db = f"sqlite:///{tmp / 'store.sqlite'}"
-        watcher = await WatcherRun.spawn(tmp, "watcher", [folder], url=sandbox.url, db=db,
-                                         config=config)
+        run.configure(reconcile_interval_s=2.0, reload_interval_s=0.5,
+                      risk={"max_open_orders": FORGOTTEN})
+        watcher = await run.watch("watcher", [folder])
         assert await watcher.wait_count("acknowledged", FORGOTTEN, 30), (
             f"the orders were not acknowledged ({where}):\n{watcher.tail()}")
         prefix = read_store(db).prefix
@@ -429,10 +393,6 @@ async def _forgotten_orders(tmp: Path) -> None:
         for oid in placed:
             lines = [x for x in status.out.splitlines() if oid in x]
             assert lines and all("vanished" in x for x in lines), (oid, status.out)
-    finally:
-        if watcher is not None:
-            await watcher.stop()
-        await sandbox.stop()
 
 
 # =============================== item 7: a firing's cancel never reaches its own order

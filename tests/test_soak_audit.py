@@ -222,6 +222,17 @@ def test_how_each_end_is_judged(tmp_path: Path) -> None:
     paused.stops.append(("error", ILLEGAL))
     assert ILLEGAL in (ending(paused) or "")  # but not with another error beside it
     assert ending(_life(5, tmp_path, code=2, stops=[("error", lease)])) is not None
+    # The watcher marks a lease stop with `cause: lease`: judged by that field, whatever the
+    # wording (a check right before a send words it "may have lost the store's lease").
+    fenced = _life(7, tmp_path, code=2, paused=True)
+    fenced.log.write_text(json.dumps({
+        "event": "error", "at": "2026-12-04T17:00:00+00:00", "cause": "lease",
+        "error": "this watcher may have lost the store's lease (it was paused or starved "
+                 "for over 2.0 s since it last held it): it stopped sending and exits"}) + "\n",
+        encoding="utf-8")
+    fenced.read()
+    assert fenced.lost_its_lease()
+    assert ending(fenced) is None
     final = _life(6, tmp_path, code=0, final=True,
                   stops=[("watcher.stopped", "asked to stop")])
     assert ending(final) is None

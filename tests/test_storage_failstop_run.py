@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from crash_support import read_store
-from lifecycle_support import FaultSandbox, WatcherRun, resting_rule, until, watcher_toml
+from lifecycle_support import fault_run, resting_rule, until
 
 from rules_engine.store._repo import FINAL_ORDERS
 
@@ -88,23 +88,15 @@ def test_a_full_disk_stops_the_watcher_with_exit_2_and_the_next_start_recovers_e
 
 
 async def _disk_full(tmp: Path, mnt: Path) -> None:
-    sandbox = FaultSandbox(tmp, seed=5)
-    await sandbox.start()
-    runs: list[WatcherRun] = []
-    where = f"files in {tmp}"
-    try:
-        rules = tmp / "filling.rules"
-        rules.write_text("\n".join(
+    path = mnt / "store.sqlite"
+    async with fault_run(tmp, seed=5, db=f"sqlite:///{path}") as run:
+        sandbox, db, where = run.sandbox, run.db, run.where
+        rules = run.rules_file("filling.rules", "\n".join(
             resting_rule(name, symbol, size, when=when, below="5%",
                          extra=f"repeat every 1s\ncancel after {CANCEL_AFTER_S}s")
-            for name, (symbol, when, size) in RULES.items()), encoding="utf-8")
-        config = tmp / "watcher.toml"
-        config.write_text(watcher_toml(reload_interval_s=0), encoding="utf-8")
-        path = mnt / "store.sqlite"
-        db = f"sqlite:///{path}"
-        first = await WatcherRun.spawn(tmp, "first", [rules], url=sandbox.url, db=db,
-                                       config=config)
-        runs.append(first)
+            for name, (symbol, when, size) in RULES.items()))
+        run.configure(reload_interval_s=0)
+        first = await run.watch("first", [rules])
         assert await first.wait_count("acknowledged", 4, 30), (
             f"the watcher did not trade ({where}):\n{first.tail()}")
 
@@ -131,9 +123,7 @@ async def _disk_full(tmp: Path, mnt: Path) -> None:
         assert open_then, f"no order was open when the watcher stopped ({where})"
         print(f"{len(sent)} orders sent before the failure, {len(open_then)} open")
 
-        second = await WatcherRun.spawn(tmp, "second", [rules], url=sandbox.url, db=db,
-                                        config=config)
-        runs.append(second)
+        second = await run.watch("second", [rules])
         assert await second.wait_for("recovered", 30), (
             f"the second start did not recover ({where}):\n{second.tail()}")
 
@@ -166,7 +156,3 @@ async def _disk_full(tmp: Path, mnt: Path) -> None:
         assert await until(settled, 10, 0.5), {
             oid: read_store(db).orders[oid].status for oid in sent}
         assert second.inc.proc.returncode is None, second.tail()
-    finally:
-        for run in runs:
-            await run.stop()
-        await sandbox.stop()

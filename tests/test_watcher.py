@@ -433,6 +433,42 @@ async def test_an_unknown_order_proven_absent_after_the_deadline_is_sent_again_o
         store.close()
 
 
+async def test_a_parent_decided_again_after_a_restart_arms_its_fired_children_only_once(
+    tmp_path: Path,
+) -> None:
+    """`after R fired` goes with R's firing, once. A firing of R proven not placed is decided
+    again with the same number: its children were armed by its first commit. The watcher
+    that decides it again may be a later one (the soak found this): the retry is part of
+    the rule's stored state, not of the process that proved it."""
+    clock = moved_clock()
+    rules = ("rule parent on BTC-USDT:\n    when bid < 58000\n    place limit buy 0.001 at 57000\n"
+             "rule child on BTC-USDT:\n    after parent fired\n"
+             "    place limit buy 0.001 at 56000\n")
+    async with venue(clock=clock) as v:
+        async with watch(v, tmp_path, rules) as r:
+            await r.admin("faults", {"http_5xx": True})  # both sends: outcome unknown
+            r.push("57900", "57910")
+            await until(lambda: sum(p.unknown for p in r.watcher.pending.values()) == 2, 5)
+            await r.admin("faults", {"http_5xx": False})
+            r.push("58100", "58110")  # the parent's condition is false when it is proven
+            clock.advance(2_500)  # past the deadline: both proven not placed
+            # The child, whose parent event is back in place, is decided again at once.
+            await until(lambda: [o.req.client_oid for o in r.orders()] != [], 15)
+            await settle(0.5)
+            assert r.watcher.states["parent"].status == "armed"  # waits for its condition
+        async with watch(v, tmp_path, rules) as r:
+            r.push("57900", "57910")
+            await until(lambda: len(r.orders()) >= 2, 10)  # the parent's, sent again
+            await settle(0.6)
+            store = r.store()
+            numbers = sorted((f.identity, f.number) for f in store.firings())
+            kinds = [e.kind for e in store.events() if e.identity == "parent"]
+            store.close()
+        assert numbers == [("child", 1), ("parent", 1)], numbers
+        assert "fired.again" in kinds
+        assert len(v.state.engine.orders) == 2  # one order per firing, none twice
+
+
 async def test_paper_mode_fills_orders_locally_against_the_market_it_follows(
     tmp_path: Path,
 ) -> None:

@@ -130,3 +130,23 @@ async def test_a_rule_short_of_candles_says_how_many_it_has_and_when_it_will_hav
     out = capsys.readouterr().out
     assert code == 0 and "running watcher's live values as of" not in out
     assert "slow_sma: armed since" in out
+
+
+def test_a_macd_rule_short_of_candles_is_explained_not_fatal() -> None:
+    """MACD's candles needed depend on its slow and signal periods (the leaf's params): the
+    explanation reads them (without them `history_needed` raised, and the why-not-yet job
+    stopped the watcher the first time a MACD rule lacked candles)."""
+    from rules_engine.compiler import model as M
+    from rules_engine.core.market import Candle as MarketCandle
+    from rules_engine.engine._candles import CandleSeries, history_needed
+    from rules_engine.runtime._why import _candles_short
+
+    now = datetime(2026, 1, 2, 12, 30, tzinfo=UTC)
+    series = CandleSeries(SYMBOL, "1h", keep=200)
+    start = datetime(2026, 1, 2, 2, tzinfo=UTC)
+    series.load([MarketCandle(SYMBOL, "1hour", start + timedelta(hours=i), D(1), D(1), D(1),
+                              D(1), D(1), D(1)) for i in range(10)], now)
+    leaf = M.Indicator(SYMBOL, "macd_hist", 12, "1h", (D(26), D(9)))
+    need = history_needed("macd_hist", 12, (D(26), D(9)))
+    text = _candles_short(leaf, series, now)
+    assert f"10 of {need} closed 1h candles" in text  # 02:00 to 11:00, all closed at 12:30

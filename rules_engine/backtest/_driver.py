@@ -6,13 +6,15 @@ clock, against the sandbox's matching engine in the same process.
                           OrderManager, HeldOrders) -> KucoinVenue -> in-process transport
                           -> sandbox handlers -> Engine
     virtual clock: each path point, and every moment a timer falls due between them, runs
-    the watcher's jobs (clock, cancels, lookups, reconciliation, heartbeat) directly
+    the watcher's jobs (clock, cancels, lookups, reconciliation, heartbeat, why-not-yet)
+    through the scheduler's guard
 
-The price path of a candle: open, then the nearer of high and low, then the other, then
-close, at 0, 1/4, 1/2 and 3/4 of its period (the open is nearer the low: open, low, high,
-close). At each point the market is a book of ten levels a side one tick apart around the
-point (best bid one tick under, best ask one tick over), each holding a tenth of the candle's
-volume, and a print of a quarter of its volume at the point. So a resting limit order fills
+The price path of a candle (`sandbox/replay.py`, shared with a served sandbox): open, then
+the nearer of high and low, then the other, then close, at 0, 1/4, 1/2 and 3/4 of its
+period (the open is nearer the low: open, low, high, close). At each point the market is a
+book of ten levels a side one tick apart around the point (best bid one tick under, best ask
+one tick over), each holding a tenth of the candle's volume, and a print of a quarter of its
+volume at the point. So a resting limit order fills
 when the path trades through its price (by one tick); a market order walks those levels.
 
 Skipping: a candle whose range (with the last price applied) crosses no threshold a rule
@@ -31,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -43,6 +45,7 @@ from rules_engine.backtest._local import (
     LocalVenue,
     capture,
 )
+from rules_engine.backtest._record import Recorder
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
 from rules_engine.core.market import Candle
@@ -52,16 +55,16 @@ from rules_engine.runtime._reload import traded_symbols
 from rules_engine.runtime._watcher import Watcher
 from rules_engine.sandbox.clock import ManualClock
 from rules_engine.sandbox.config import DEMO_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SandboxConfig
-from rules_engine.sandbox.feeds import ExternalFeed
+from rules_engine.sandbox.feeds import ExternalFeed, Feed, FeedTick
+from rules_engine.sandbox.replay import path_ticks, price_path
 from rules_engine.sandbox.state import build_state
 from rules_engine.sandbox.ws import CANDLE_TYPES
 from rules_engine.store import Store
 
-__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Samples", "Settings", "price_path",
-           "run_backtest"]
+__all__ = ["PRICE_FIELDS", "BacktestError", "Run", "Samples", "Settings", "next_due",
+           "price_path", "run_backtest"]
 
 PRICE_FIELDS = frozenset({"last", "bid", "ask", "mid", "spread"})
-LEVELS = 10
 FAR = datetime.max.replace(tzinfo=UTC)
 History = Callable[[str, str, datetime, datetime], list[Candle]]
 
@@ -83,6 +86,10 @@ class Settings:
     # The open orders' REST lookups (live: every 60 s, a net for a lost push); the
     # in-process stream loses nothing, so a backtest runs them once a simulated hour.
     reconcile_interval_s: float = 3600.0
+    # The why-not-yet rows (live: every 5 s, for `status`): a backtest's store is read
+    # afterwards if at all, so once a simulated day (a run of it costs about 0.6 ms); the
+    # job still runs, as it runs live.
+    why_interval_s: float = 86400.0
     progress: Callable[[datetime], None] | None = None
 
 
@@ -130,6 +137,8 @@ class Run:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     fills: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, tuple[str, str, Decimal]] = field(default_factory=dict)
+    unit: str = "candles"  # what the run stepped through: candles, or recorded updates
     # The equity and each symbol's close at candle closes, sampled (`Samples`) so memory
     # does not grow with the history; what the report needs of them is kept exactly.
     equity: Samples = field(default_factory=Samples)
@@ -150,20 +159,22 @@ class Run:
     stop_reason: str = ""
 
 
-def price_path(candle: Candle) -> list[Decimal]:
-    """open, the nearer of high and low, the other, close."""
-    if candle.open - candle.low <= candle.high - candle.open:
-        return [candle.open, candle.low, candle.high, candle.close]
-    return [candle.open, candle.high, candle.low, candle.close]
-
-
-def _floor(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+def next_due(watcher: Watcher) -> datetime | None:
+    """The first moment a timer of `watcher` falls due: a timed rule, a `cancel after`, a
+    deferred firing. A clock that is moved stops at each (the backtest's, and the parity
+    test's live watcher's)."""
+    firing = watcher.firing
+    times = [t for t in (watcher.rules.timers.earliest(), watcher.orders.next_cancel_after(),
+                         min(firing.deferred.values()) if firing.deferred else None)
+             if t is not None]
+    return min(times) if times else None
 
 
 class _Driver:
     def __init__(self, rules: list[CompiledRule], table: SymbolTable, history: History,
-                 settings: Settings) -> None:
+                 settings: Settings, market: Feed | None = None) -> None:
+        """`market`: the sandbox's feed when it is not the candles the driver pushes (a
+        recorded session, `_recorded.py`)."""
         self.settings = settings
         self.table = table
         self.symbols = traded_symbols(rules)
@@ -180,7 +191,13 @@ class _Driver:
         config = SandboxConfig(balances=settings.balances, maker_fee_rate=settings.maker_fee,
                                taker_fee_rate=settings.taker_fee,
                                max_open_orders_per_symbol=10_000)
-        self.state = build_state(config, feed=self.feed, clock=self.clock)
+        if market is not None:
+            unknown = [s for s in self.symbols if s not in market.symbols()]
+            if unknown:
+                raise BacktestError(
+                    f"the recorded market has no {', '.join(unknown)}; it has "
+                    f"{', '.join(sorted(market.symbols().symbols))}")
+        self.state = build_state(config, feed=market or self.feed, clock=self.clock)
         # The sandbox's own minute candles serve its 24 h stats: a day and an hour is enough,
         # so memory does not grow with the history.
         self.state.minutes_kept_s = 90_000
@@ -195,40 +212,26 @@ class _Driver:
         self.local_feed = LocalFeed(self.rest, self.conn, history)
         self.store = Store(settings.db, durable=False)
         self.run = Run(self.quote)
+        self.recorder = Recorder(self._now)
+        self.run.decisions, self.run.orders, self.run.fills = (
+            self.recorder.decisions, self.recorder.orders, self.recorder.fills)
         self.watcher = Watcher(
             rules, symbols=table, store=self.store,
             config=WatcherConfig(mode="sandbox", order_family="hf",
                                  reconcile_interval_s=settings.reconcile_interval_s),
-            venue=self.venue, feed=self.local_feed, emit=self._emit, now=self._now,
+            venue=self.venue, feed=self.local_feed, emit=self.recorder.emit, now=self._now,
             scheduled=False)
         self.last: dict[str, Decimal] = {}  # the last price applied to the venue
         self.marks: dict[str, Decimal] = {}  # the last close, for equity
         self.partial: dict[tuple[str, str], list[Any]] = {}
-        self.seen_fill = 0
         self.reconcile_at: datetime | None = None
+        self.why_at: datetime | None = None
         self.bands: dict[str, tuple[Decimal, Decimal, datetime] | None] = {}
 
     # ------------------------------------------------------------ the watcher's side
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.current_ms / 1000, UTC)
-
-    def _emit(self, kind: str, data: dict[str, Any]) -> None:
-        now = self._now()
-        if kind in ("fired", "blocked", "refused") or kind.startswith("rule."):
-            self.run.decisions.append({"time": now.isoformat(), "kind": kind, **data})
-        if kind == "fired" and "client_oid" in data:
-            order = data.get("order", {})
-            self.run.orders[data["client_oid"]] = {
-                "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
-                **{k: order.get(k) for k in ("side", "type", "price", "size", "funds",
-                                             "stop_price", "trail")}}
-            leg = order.get("stop_loss")
-            if isinstance(leg, dict) and leg.get("client_oid"):
-                self.run.orders[leg["client_oid"]] = {
-                    "time": now.isoformat(), "rule": data["rule"], "firing": data["firing"],
-                    "side": "sell" if order.get("side") == "buy" else "buy",
-                    "type": "stop-loss", "price": leg.get("trigger"), "size": order.get("size")}
 
     def _deliver(self) -> bool:
         sink = self.conn.sink
@@ -263,31 +266,29 @@ class _Driver:
         raise BacktestError("the watcher and the venue kept answering each other")
 
     def next_due(self) -> datetime | None:
-        """The first moment a timer falls due: a timed rule, a `cancel after`, a deferred
-        firing."""
-        firing = self.watcher.firing
-        times = [t for t in (self.watcher.rules.timers.earliest(),
-                             self.watcher.orders.next_cancel_after(),
-                             min(firing.deferred.values()) if firing.deferred else None)
-                 if t is not None]
-        return min(times) if times else None
+        return next_due(self.watcher)
 
     async def jobs(self) -> None:
-        """The jobs a live watcher's scheduler runs, at this virtual moment."""
+        """The jobs a live watcher's scheduler runs, at this virtual moment, each run as the
+        scheduler runs it (one that fails stops the watcher with the reason)."""
         w = self.watcher
+        run = w.jobs.run_once
         now = self._now()
-        await w.jobs.clock_job()
+        await run(w.jobs.clock_job)
         await self.drain()
-        await w.orders.timer_job()  # cancels asked again, lookups, `cancel after` due
+        await run(w.orders.timer_job)  # cancels asked again, lookups, `cancel after` due
         await self.drain()
         if time.monotonic() - w.orders.lease_renewed > 1.0:
-            await w.jobs.heartbeat_job()
+            await run(w.jobs.heartbeat_job)
         config = w.ctx.config
         if self.reconcile_at is None or now >= self.reconcile_at:
             self.reconcile_at = now + timedelta(seconds=config.reconcile_interval_s)
             if w.orders.tracked:
-                await w.jobs.reconcile_job()
+                await run(w.jobs.reconcile_job)
                 await self.drain()
+        if self.why_at is None or now >= self.why_at:
+            self.why_at = now + timedelta(seconds=self.settings.why_interval_s)
+            await run(w.jobs.why_job)
         if w.ctx.stop.is_set():
             raise BacktestError(f"the watcher stopped: {w.ctx.stop_reason}")
 
@@ -308,26 +309,15 @@ class _Driver:
 
     # ------------------------------------------------------------ the market's side
 
-    def _book(self, symbol: str, price: Decimal, volume: Decimal
-              ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        info = self.table[symbol]
-        tick = info.price_increment
-        size = max(_floor(volume / LEVELS, info.base_increment), info.base_min_size)
-        bids = [(price - tick * (i + 1), size) for i in range(LEVELS) if price > tick * (i + 1)]
-        asks = [(price + tick * (i + 1), size) for i in range(LEVELS)]
-        return bids, asks
-
-    async def point(self, candle: Candle, price: Decimal, at_ms: int, share: int) -> None:
-        symbol, volume = candle.symbol, candle.volume
+    async def point(self, candle: Candle, tick: FeedTick, at_ms: int, share: int) -> None:
+        """One point of the candle's path (`sandbox/replay.py`): the timers due before it,
+        the jobs at it, then its market."""
+        symbol = candle.symbol
         await self.advance_to(at_ms)
         await self.jobs()
-        info = self.table[symbol]
-        price = max(_floor(price, info.price_increment), info.price_increment)
-        bids, asks = self._book(symbol, price, volume)
-        side = "buy" if price >= self.last.get(symbol, price) else "sell"
-        size = max(_floor(volume / 4, info.base_increment), info.base_increment)
-        self.feed.push(symbol, bids, asks, trade=(price, size, side))
-        self.last[symbol] = price
+        assert tick.trade is not None
+        self.feed.push(symbol, tick.bids, tick.asks, trade=tick.trade)
+        self.last[symbol] = price = tick.trade[0]
         self.state.feed_step(force=True)
         await self.drain()
         if self.local_feed.public is not None and self.local_feed.public.candles:
@@ -493,11 +483,11 @@ class _Driver:
         run.start_balances[self.quote] = self.engine.account.total(self.quote)
         # The market before the start: the first candle's open, so the start reads a book.
         self.clock.current_ms = int(first.open_time.timestamp() * 1000)
-        bids, asks = self._book(first.symbol, first.open, first.volume)
-        self.feed.push(first.symbol, bids, asks, trade=(first.open, self.table[
-            first.symbol].base_increment, "buy"))
+        _, opening = path_ticks(self.table[first.symbol], first, period)[0]
+        assert opening.trade is not None
+        self.feed.push(first.symbol, opening.bids, opening.asks, trade=opening.trade)
         self.state.feed_step(force=True)
-        self.last[first.symbol] = first.open
+        self.last[first.symbol] = opening.trade[0]
         self.conn.sink.clear()
         await self.watcher.start()
         await self.drain()
@@ -517,9 +507,9 @@ class _Driver:
                     self.clock.current_ms = max(self.clock.current_ms, at + 3 * step_ms)
                 else:
                     run.stepped += 1
-                    at = int(candle.open_time.timestamp() * 1000)
-                    for share, price in enumerate(price_path(candle), start=1):
-                        await self.point(candle, price, at + (share - 1) * step_ms, share)
+                    info = self.table[symbol]
+                    for share, (at, tick) in enumerate(path_ticks(info, candle, period), 1):
+                        await self.point(candle, tick, at, share)
                     self.bands.clear()
                     holdings = self.holdings()
                 end = candle.open_time + length
@@ -537,32 +527,12 @@ class _Driver:
         return run
 
     def _take_fills(self) -> None:
-        """The engine's new fills, mapped to the rule whose order made them (read as they
-        happen: the sandbox forgets fills after a week, as KuCoin does)."""
-        fills = self.engine.fills
-        if not fills or fills[-1].seq <= self.seen_fill:
-            return
-        new = []
-        for fill in reversed(fills):
-            if fill.seq <= self.seen_fill:
-                break
-            new.append(fill)
-        self.seen_fill = fills[-1].seq
-        engine, run = self.engine, self.run
-        for fill in reversed(new):
-            order = engine.orders.get(fill.order_id) or engine.stop_orders.get(fill.order_id)
-            oid = order.req.client_oid if order is not None else ""
-            placed = run.orders.get(oid, {})
-            run.fills.append({
-                "time": datetime.fromtimestamp(fill.created_at / 1000, UTC).isoformat(),
-                "client_oid": oid, "rule": placed.get("rule", "?"),
-                "firing": placed.get("firing"), "symbol": fill.symbol, "side": fill.side,
-                "price": fill.price, "size": fill.size, "fee": fill.fee,
-                "liquidity": fill.liquidity})
+        self.recorder.take_fills(self.engine)
 
     def _collect(self) -> None:
         run = self.run
         self._take_fills()
+        run.outcomes = self.recorder.outcomes(self.engine)
         for currency in {*run.start_balances, *self.engine.account.totals}:
             run.end_balances[currency] = self.engine.account.total(currency)
 

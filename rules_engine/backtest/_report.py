@@ -71,6 +71,7 @@ def summary(run: Run) -> dict[str, Any]:
         "realised": sum((r["realised"] for r in rules.values()), ZERO),
         "fees": sum((r["fees"] for r in rules.values()), ZERO),
         "candles": run.candles, "stepped": run.stepped, "skipped": run.skipped,
+        "unit": run.unit,
         "seconds": run.seconds,
         "rules": rules,
     }
@@ -111,7 +112,7 @@ def text(report: dict[str, Any], names: dict[str, str]) -> str:
         f"{report['time_in_market'] * 100:.1f}%    trades  {report['trades']}",
         f"buy and hold  {_pct(report['buy_and_hold'])}    realised P&L  "
         f"{_money(report['realised'], 4)} {quote}    fees  {_money(report['fees'], 4)} {quote}",
-        f"candles  {report['candles']} ({report['stepped']} stepped, {report['skipped']} "
-        f"skipped) in {report['seconds']:.2f} s",
+        f"{report['unit']}  {report['candles']} ({report['stepped']} stepped, "
+        f"{report['skipped']} skipped) in {report['seconds']:.2f} s",
     ]
     return "\n".join(lines)

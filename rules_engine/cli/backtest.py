@@ -1,6 +1,7 @@
 """`rules-engine backtest RULES... --from DATE --to DATE [--timeframe 1h] [--balance
 "1000 USDT,0.1 BTC"] [--fees MAKER,TAKER] [--cache FILE] [--db URL] [--json FILE]
-[--chart FILE.png] [--no-skip] [--quiet]`.
+[--chart FILE.png] [--html FILE.html] [--no-skip] [--quiet]`, or `rules-engine backtest
+RULES... --recorded SESSION [--from DATE --to DATE] ...` over a recorded WebSocket session.
 
 The rules, compiled as `run` compiles them, driven by the live watcher's parts on a virtual
 clock over the candle history, against the sandbox's matching engine in this process
@@ -41,9 +42,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run the rules through the live watcher's code on a virtual clock over "
                     "candle history, against the sandbox's matching engine in-process.")
     parser.add_argument("rules", nargs="+", type=Path, metavar="RULES")
-    parser.add_argument("--from", dest="start", required=True, metavar="DATE")
-    parser.add_argument("--to", dest="end", required=True, metavar="DATE",
-                        help="end, not included (UTC)")
+    parser.add_argument("--from", dest="start", metavar="DATE",
+                        help="start (UTC); with --recorded, default: the session's start")
+    parser.add_argument("--to", dest="end", metavar="DATE",
+                        help="end, not included (UTC); with --recorded, default: the "
+                        "session's end")
+    parser.add_argument("--recorded", metavar="SESSION", default=None,
+                        help="replay a recorded WebSocket session (ticker and level2 as they "
+                        "came) instead of candles: 2021-04-25 (the shipped KuCoin session) "
+                        "or an NDJSON file of recorded frames")
     parser.add_argument("--timeframe", default="1h", help=f"one of {', '.join(TIMEFRAMES)} "
                         "(default 1h: the shipped BTC-USDT candles)")
     parser.add_argument("--balance", default="10000 USDT",
@@ -58,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--chart", type=Path, default=None, metavar="FILE.png",
                         help="the price with every fill marked, and the equity under it, as "
                         "PNG (needs the chart extra: pip install 'rules-engine[chart]')")
+    parser.add_argument("--html", type=Path, default=None, metavar="FILE.html",
+                        help="the same as an interactive page that works offline (needs the "
+                        "html extra: pip install 'rules-engine[html]')")
     parser.add_argument("--no-skip", action="store_true",
                         help="step every candle (slower; decides the same)")
     parser.add_argument("--quiet", action="store_true", help="no progress, no report")
@@ -114,6 +124,19 @@ def _handle(args: argparse.Namespace) -> int:
 
     if args.timeframe not in TIMEFRAMES:
         return _fail(f"--timeframe {args.timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+    session = None
+    if args.recorded is not None:
+        from rules_engine.backtest._recorded import load_session, session_span
+
+        try:
+            session = load_session(args.recorded)
+        except BacktestError as err:
+            return _fail(str(err))
+        first, last = session_span(session)
+        args.start = args.start or first.isoformat()
+        args.end = args.end or last.isoformat()
+    if args.start is None or args.end is None:
+        return _fail("give --from DATE and --to DATE (or --recorded SESSION)")
     try:
         start, end = parse_when(args.start, "--from"), parse_when(args.end, "--to")
         balances = parse_balances(args.balance)
@@ -127,6 +150,11 @@ def _handle(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401  (fail before the run, not after it)
         except ImportError:
             return _fail("--chart needs matplotlib: pip install 'rules-engine[chart]'")
+    if args.html is not None:
+        try:
+            import plotly  # noqa: F401  (fail before the run, not after it)
+        except ImportError:
+            return _fail("--html needs plotly: pip install 'rules-engine[html]'")
     table = shipped_symbols()
     try:
         rules, _ = RuleFiles(list(args.rules), table, ()).load()
@@ -144,7 +172,8 @@ def _handle(args: argparse.Namespace) -> int:
         return _aggregate(list(read_candles(cache, symbol, timeframe, a, b)), kind, seconds)
 
     try:
-        series = [read_candles(cache, s, timeframe, start, end) for s in traded_symbols(rules)]
+        series = ([] if session is not None else
+                  [read_candles(cache, s, timeframe, start, end) for s in traded_symbols(rules)])
     except HistoryError as err:
         return _fail(str(err))
     tty = sys.stderr.isatty() and not args.quiet
@@ -167,8 +196,15 @@ def _handle(args: argparse.Namespace) -> int:
         settings = Settings(start, end, seconds, balances, maker, taker, db=db,
                             skip=not args.no_skip, progress=progress)
         try:
-            run = asyncio.run(run_backtest(list(rules), table, merged(series), history,
-                                           settings))
+            if session is not None:
+                from rules_engine.backtest._recorded import run_recorded
+
+                settings.timeframe_s = 1
+                run = asyncio.run(run_recorded(list(rules), table, session,
+                                               lambda *_: [], settings))
+            else:
+                run = asyncio.run(run_backtest(list(rules), table, merged(series), history,
+                                               settings))
         except (BacktestError, HistoryError) as err:
             return _fail(str(err))
         finally:
@@ -181,7 +217,9 @@ def _handle(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(text(report, names))
     if args.json is not None:
-        document = {"from": start.isoformat(), "to": end.isoformat(), "timeframe": timeframe,
+        document = {"from": start.isoformat(), "to": end.isoformat(),
+                    "timeframe": timeframe if session is None else None,
+                    "recorded": args.recorded,
                     "decisions": run.decisions, "orders": run.orders, "fills": run.fills,
                     "equity": [[t.isoformat(), v] for t, v in run.equity],
                     "report": report, "names": names}
@@ -196,6 +234,13 @@ def _handle(args: argparse.Namespace) -> int:
             write_chart(run, args.chart)
         except ChartError as err:
             return _fail(str(err))
+    if args.html is not None:
+        from rules_engine.backtest._html import write_html
+
+        try:
+            write_html(run, args.html)
+        except OSError as err:
+            return _fail(f"cannot write {args.html}: {err.strerror or err}")
     return 0
 
 

@@ -38,6 +38,8 @@ def _domain(value: M.Value) -> Domain:
         return domain_of("fn", value.kind)
     if isinstance(value, M.Fill):
         return domain_of("fn", value.kind)
+    if isinstance(value, M.Balance):
+        return domain_of("fn", "balance")
     if isinstance(value, M.Offset) and value.factor > 0:
         return _domain(value.base)
     return ANY

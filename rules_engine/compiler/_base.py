@@ -58,6 +58,7 @@ class _CompilerBase:
         self._rule_symbol: str | None = None
         self._used: set[str] = set()
         self._chained = False
+        self._in_chain = False  # the rule has `after`: position and pnl have a chain
 
     # ------------------------------------------------------------ reporting
 
@@ -108,7 +109,7 @@ class _CompilerBase:
 
 _PCT_RULE = (
     "a percent is allowed only as an offset (`ask - 2%`), after `by`, in `N% of CURRENCY`, "
-    "in bid_depth/ask_depth, or compared with spread or change"
+    "in bid_depth/ask_depth, or compared with spread, change or pnl%"
 )
 
 _USAGE = {
@@ -151,6 +152,8 @@ def _slot_name(slot: str) -> str:
         "expires": "`expires`",
         "stop_loss": "`stop-loss`",
         "cancel_after": "`cancel after`",
+        "move_stop": "`move stop-loss`",
+        "exit_after": "`exit after`",
     }.get(slot, f"`{slot}`")
 
 
@@ -189,9 +192,12 @@ def _roots(clause: A.Clause) -> list[A.Expr]:
     if isinstance(clause, A.When):
         return [clause.cond]
     if isinstance(clause, A.Place):
-        return [e for e in (clause.size.amount, clause.price, clause.trail) if e is not None]
-    if isinstance(clause, A.StopLoss):
+        return [e for e in (clause.size.amount, clause.size.stop, clause.price, clause.trail)
+                if e is not None]
+    if isinstance(clause, A.StopLoss | A.MoveStop):
         return [clause.price]
+    if isinstance(clause, A.TrailingStopLoss):
+        return [clause.distance]
     return []
 
 

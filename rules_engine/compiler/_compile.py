@@ -26,6 +26,7 @@ from rules_engine.compiler._base import (
 )
 from rules_engine.compiler._execution import _Execution
 from rules_engine.compiler._model import MarketSnapshot
+from rules_engine.compiler._protection import _Protection
 from rules_engine.compiler._templates import PLACEHOLDERS
 from rules_engine.compiler._templates import parse as parse_template
 from rules_engine.compiler._timing import _Timing
@@ -36,7 +37,7 @@ from rules_engine.dsl import ast as A
 __all__ = ["MarketSnapshot", "RuleCompiler", "compile_rule"]
 
 
-class RuleCompiler(_Execution, _Timing):
+class RuleCompiler(_Execution, _Protection, _Timing):
     """Compiles the rules of one file against a symbols table (and optionally a market).
 
     The rule pass is here; its parts are mixins, one module each: `_conditions` (expressions
@@ -106,6 +107,7 @@ class RuleCompiler(_Execution, _Timing):
 
         if after is not None and after.event.text == "filled":
             self._chained = True
+        self._in_chain = after is not None
         symbol = self._resolve_symbol(node, when, place, slots)
         self._rule_symbol = symbol
         self._used = {symbol} if symbol else set()  # the symbols the rule reads
@@ -123,18 +125,16 @@ class RuleCompiler(_Execution, _Timing):
                 self._check_truth(condition, when.cond.span)
 
         actions: list[M.Action] = []
+        stop_node = slots.get("stop_loss")
+        trail = (
+            self._trail_distance(stop_node)
+            if isinstance(stop_node, A.TrailingStopLoss) else None
+        )
         if place is not None and symbol is not None:
-            order = self._order(place, slots.get("stop_loss"), symbol)  # type: ignore[arg-type]
+            order = self._order(place, stop_node, symbol, trail)  # type: ignore[arg-type]
             if order is not None:
                 actions.append(M.PlaceAction(order))
-        elif place is None and "stop_loss" in slots:
-            sl: A.StopLoss = slots["stop_loss"]  # type: ignore[assignment]
-            self._report(
-                sl.span,
-                "E408",
-                "stop-loss needs a `place` in the same rule: it is "
-                "the protective exit of that order",
-            )
+        protection = self._protection(slots, place, after, trail)
         for clause in node.clauses:
             if isinstance(clause, A.CancelAll):
                 if symbol is not None:
@@ -149,7 +149,7 @@ class RuleCompiler(_Execution, _Timing):
 
         if not actions and not any(
             isinstance(c, A.Place | A.CancelAll | A.CancelOrders | A.Notify) for c in node.clauses
-        ):
+        ) and stop_node is None:  # a guard's stop-loss is its action
             self._report(
                 node.span,
                 "E404",
@@ -181,6 +181,8 @@ class RuleCompiler(_Execution, _Timing):
         )
         if schedule is not None:  # appended only when there is one: older texts stay
             meaning = (*meaning, schedule)
+        if protection is not None:  # likewise
+            meaning = (*meaning, protection)
         canonical_text = repr(meaning)
         fingerprint = M.digest(canonical_text)
         identity = node.name.text if node.name is not None else f"rule-{fingerprint[:12]}"
@@ -206,6 +208,7 @@ class RuleCompiler(_Execution, _Timing):
             fingerprint=fingerprint,
             crosses=tuple(crosses_atoms(condition)),
             schedule=schedule,
+            protection=protection,
         )
 
     def _error_count(self) -> int:
@@ -215,6 +218,9 @@ class RuleCompiler(_Execution, _Timing):
         A.When: "when",
         A.Place: "place",
         A.StopLoss: "stop_loss",
+        A.TrailingStopLoss: "stop_loss",
+        A.MoveStop: "move_stop",
+        A.ExitAfter: "exit_after",
         A.CancelAfter: "cancel_after",
         A.Once: "lifecycle",
         A.Repeat: "lifecycle",
@@ -259,7 +265,9 @@ class RuleCompiler(_Execution, _Timing):
         if when is not None:
             for sym, span in _explicit_symbols(when.cond):
                 named.setdefault(sym, span)
-        needs_symbol = place is not None or any(isinstance(c, A.CancelAll) for c in node.clauses)
+        needs_symbol = place is not None or any(
+            isinstance(c, A.CancelAll | A.StopLoss | A.TrailingStopLoss) for c in node.clauses
+        )
         if len(named) > 1:
             if needs_symbol:
                 where = place.span if place is not None else node.span

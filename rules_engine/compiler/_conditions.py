@@ -26,6 +26,8 @@ from rules_engine.compiler._base import (
 )
 from rules_engine.compiler._vocab import (
     BOOK_FUNCTIONS,
+    CHAIN_NAMES,
+    CURRENCY_FUNCTIONS,
     FIELDS,
     FILL_NAMES,
     FUNCTIONS,
@@ -124,6 +126,8 @@ class _Conditions(_CompilerBase):
         other_node = b_node if a_pct else a_node
         if isinstance(other, M.Indicator) and other.kind == "change":
             return a, b  # `change(24, 1h) > 5%`: a rate, as the 24h change
+        if isinstance(other, M.Chain) and other.kind == "pnl_pct":
+            return a, b  # `pnl% < -5%`: a rate
         if not (isinstance(other, M.Field) and other.name in PERCENT_FIELDS):
             raise self._fail((a_node if a_pct else b_node).span, "E202", _PCT_RULE)
         del other_node
@@ -144,6 +148,8 @@ class _Conditions(_CompilerBase):
             return self._field(expr)
         if isinstance(expr, A.Call):
             return self._call(expr)
+        if isinstance(expr, A.CurrencyCall):
+            return self._currency_call(expr)
         if isinstance(expr, A.Bin):
             return self._binary(expr)
         if isinstance(expr, A.Neg):
@@ -219,16 +225,64 @@ class _Conditions(_CompilerBase):
                     f"{name} exists only in a chained rule: add `after RULE filled`",
                 )
             return M.Fill(name)
+        if name in CHAIN_NAMES:
+            return self._chain_value(expr)
+        if name in CURRENCY_FUNCTIONS:
+            raise self._fail(
+                expr.name_span, "E108",
+                f"{name} takes a currency: `{name}(USDT)`, the account's available balance",
+            )
         if name not in FIELDS:
             if name in FUNCTIONS:
                 raise self._fail(expr.name_span, "E108", f"{name} is a function: {_USAGE[name]}")
-            hint = _did_you_mean(name, FIELDS | FILL_NAMES | FUNCTIONS)
+            hint = _did_you_mean(name, FIELDS | FILL_NAMES | FUNCTIONS | CHAIN_NAMES.keys())
             raise self._fail(expr.name_span, "E104", f"unknown field {name!r}{hint}")
         symbol = self._symbol_for(expr.symbol, expr.symbol_span, expr.span)
         return M.Field(symbol, name)
 
+    def _chain_value(self, expr: A.FieldRef) -> M.Chain:
+        """`position`, `pnl`, `pnl%`: values of the rule's chain, on the rule's symbol."""
+        name = expr.name
+        if expr.symbol is not None:
+            raise self._fail(
+                expr.span, "E104",
+                f"{name} belongs to the rule's chain and takes no symbol: write `{name}` (it "
+                "is of the rule's own symbol)",
+            )
+        if not self._in_chain:
+            raise self._fail(
+                expr.span,
+                "E208",
+                f"{name} is a value of the rule's chain, and this rule has none: add `after "
+                f"RULE filled` so it follows the entry it exits; for the account as a whole "
+                "use `balance(CURRENCY)`",
+            )
+        symbol = self._symbol_for(None, None, expr.span)
+        return M.Chain(CHAIN_NAMES[name], symbol)
+
+    def _currency_call(self, expr: A.CurrencyCall) -> M.Balance:
+        """`balance(USDT)`: the account's available balance of a currency."""
+        name, currency = expr.name, expr.currency.text
+        if name not in CURRENCY_FUNCTIONS:
+            hint = "" if name in FUNCTIONS else _did_you_mean(name, CURRENCY_FUNCTIONS)
+            usage = f": {_USAGE[name]}" if name in _USAGE else ""
+            raise self._fail(
+                expr.name_span, "E105",
+                f"{name!r} takes no currency{hint}{usage}; `balance(USDT)` is the one "
+                "function of a currency",
+            )
+        if currency not in self.symbols.currencies:
+            hint = _did_you_mean(currency, self.symbols.currencies)
+            raise self._fail(expr.currency.span, "E103", f"unknown currency {currency!r}{hint}")
+        return M.Balance(currency)
+
     def _call(self, expr: A.Call) -> M.Value:
         name = expr.name
+        if name in CURRENCY_FUNCTIONS:
+            raise self._fail(
+                expr.span, "E108",
+                f"{name} takes a currency: `{name}(USDT)`, the account's available balance",
+            )
         if name not in FUNCTIONS:
             if name in FIELDS or name in FILL_NAMES:
                 raise self._fail(

@@ -33,12 +33,13 @@ class _Execution(_Orders):
     order gets its iceberg checked after `_Orders` compiled it."""
 
     def _order(
-        self, place: A.Place, stop_loss: A.StopLoss | None, symbol: str
+        self, place: A.Place, stop_loss: A.StopLoss | A.TrailingStopLoss | None, symbol: str,
+        trail: Decimal | None = None,
     ) -> M.OrderSpec | None:
         info = self.symbols[symbol]
         if place.slicing is not None:
             return self._sliced(place, stop_loss, info)
-        order = super()._order(place, stop_loss, symbol)
+        order = super()._order(place, stop_loss, symbol, trail)
         size = None
         if order is not None and order.size.kind == "base" and isinstance(
                 order.size.amount, M.Const):
@@ -104,7 +105,7 @@ class _Execution(_Orders):
 
     # ------------------------------------------------------------ scaled and TWAP
 
-    def _sliced(self, place: A.Place, stop_loss: A.StopLoss | None,
+    def _sliced(self, place: A.Place, stop_loss: A.StopLoss | A.TrailingStopLoss | None,
                 info: SymbolInfo) -> M.OrderSpec | None:
         slicing = place.slicing
         assert slicing is not None

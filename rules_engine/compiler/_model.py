@@ -21,9 +21,11 @@ __all__ = [
     "All",
     "AnyOf",
     "Arith",
+    "Balance",
     "CancelAllAction",
     "CancelOrdersAction",
     "CandleField",
+    "Chain",
     "Compare",
     "CompiledProgram",
     "CompiledRule",
@@ -41,6 +43,7 @@ __all__ = [
     "Offset",
     "OrderSpec",
     "PlaceAction",
+    "Protection",
     "Schedule",
     "Signal",
     "Signaled",
@@ -121,6 +124,21 @@ class Fill(NamedTuple):
     kind: str
 
 
+class Chain(NamedTuple):
+    """A value of the rule's chain (docs/language.md, Position and account values):
+    `position` (base held), `pnl` (quote, realised + unrealised - fees), `pnl_pct` (pnl as
+    a rate of what the chain paid to open its position), on the rule's symbol."""
+
+    kind: str
+    symbol: str
+
+
+class Balance(NamedTuple):
+    """`balance(USDT)`: the account's available balance of a currency, while it is fresh."""
+
+    currency: str
+
+
 class Arith(NamedTuple):
     op: str
     left: Value
@@ -138,7 +156,10 @@ class Negate(NamedTuple):
     operand: Value
 
 
-Value = Const | Field | Depth | Indicator | CandleField | Fill | Arith | Offset | Negate
+Value = (
+    Const | Field | Depth | Indicator | CandleField | Fill | Arith | Offset | Negate | Chain
+    | Balance
+)
 
 # ------------------------------------------------------------------ conditions
 
@@ -191,11 +212,18 @@ Cond = Compare | Crosses | All | AnyOf | Negation | Signaled
 
 class SizeSpec(NamedTuple):
     """`base`: amount of base currency; `funds`: amount of quote; `share`: fraction (0, 1] of
-    the available balance of `currency`."""
+    the available balance of `currency`; `risk`: the base size whose loss from the entry to
+    `stop` is the fraction `amount` of the available `currency` (the quote) balance."""
 
     kind: str
     amount: Value
     currency: str | None
+    stop: Value | None = None
+
+    def __repr__(self) -> str:
+        # Without a stop the text is the one of before risk sizing: identities stay.
+        text = f"SizeSpec(kind={self.kind!r}, amount={self.amount!r}, currency={self.currency!r}"
+        return text + (f", stop={self.stop!r})" if self.stop is not None else ")")
 
 
 class OrderSpec(NamedTuple):
@@ -210,19 +238,23 @@ class OrderSpec(NamedTuple):
     hidden: bool
     stop_loss: Value | None  # the engine-held stop of a bracket
     limit: Value | None = None  # a stop-limit's limit price (`price` is then its trigger)
+    stop_limit: Value | None = None  # a bracket's stop leg limit (`stop-loss at X limit Y`)
+    on_exchange: bool = False  # `on exchange`: the bracket is one KuCoin OCO order
     visible: Value | None = None  # an iceberg's visible size (base)
     slicing: Slicing | None = None  # a scaled order or a TWAP: the order of each slice
 
     def __repr__(self) -> str:
-        # Without the fields added later (a stop-limit's limit, an iceberg's visible size,
-        # slicing) the text is the one of before they existed: a rule's canonical text, hence
-        # its fingerprint and an unnamed rule's identity, must not change.
+        # Without the fields added later (a stop-limit's limit, a bracket's stop leg limit,
+        # `on exchange`, an iceberg's visible size, slicing) at their defaults, the text is
+        # the one of before they existed: a rule's canonical text, hence its fingerprint and
+        # an unnamed rule's identity, must not change.
         shown = [f for f in self._fields
-                 if f not in _LATER_FIELDS or getattr(self, f) is not None]
+                 if f not in _LATER_FIELDS or getattr(self, f) != _LATER_FIELDS[f]]
         return "OrderSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
 
 
-_LATER_FIELDS = frozenset({"limit", "visible", "slicing"})
+_LATER_FIELDS: dict[str, object] = {"limit": None, "stop_limit": None, "on_exchange": False,
+                                    "visible": None, "slicing": None}
 
 
 class Slicing(NamedTuple):
@@ -237,6 +269,24 @@ class Slicing(NamedTuple):
     start: Value | None = None
     end: Value | None = None
     every_seconds: int | None = None
+
+
+class Protection(NamedTuple):
+    """The engine-held protection of a bracket (beside its `place`) or of a guard (a rule
+    `after ENTRY filled` with a stop-loss and no `place`), beyond a bracket's fixed stop:
+
+    `guard`: the rule is a guard: one held stop for what the chain still holds (its side is
+    the entry's opposite); `stop`: the guard's stop-loss trigger (a bracket's is its
+    `OrderSpec.stop_loss`), None for a time exit alone; `trail`: `stop-loss trailing by`
+    as a fraction; `move_after`, `move_to`: `move stop-loss to PRICE after RULE filled`;
+    `exit_seconds`: `exit after D`."""
+
+    guard: bool
+    stop: Value | None
+    trail: Decimal | None
+    move_after: str | None
+    move_to: Value | None
+    exit_seconds: int | None
 
 
 class PlaceAction(NamedTuple):
@@ -310,6 +360,7 @@ class CompiledRule:
     fingerprint: str
     crosses: tuple[Crosses, ...] = ()  # the condition's `crosses` atoms, in evaluation order
     schedule: Schedule | None = None  # `every ...`: fires on the clock, not on a condition
+    protection: Protection | None = None  # engine-held extras of a bracket, or a guard
 
     @property
     def order(self) -> OrderSpec | None:
@@ -357,6 +408,10 @@ def label(value: object) -> str:
         return f"{value.symbol} {value.side}_depth({(value.pct * 100).normalize():f}%)"
     if isinstance(value, Fill):
         return value.kind
+    if isinstance(value, Chain):
+        return {"pnl_pct": "pnl%"}.get(value.kind, value.kind)
+    if isinstance(value, Balance):
+        return f"balance({value.currency})"
     if isinstance(value, Signal):
         return f'signal "{value.name}"'
     if isinstance(value, Arith) and isinstance(value.left, Field) and value.left.name == "spread":

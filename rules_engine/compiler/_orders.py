@@ -14,18 +14,25 @@ from rules_engine.compiler._base import (
     _multiple_below,
     _num,
 )
-from rules_engine.compiler._conditions import _Conditions
+from rules_engine.compiler._brackets import _Brackets
 from rules_engine.compiler._safety import bracket_problem, stop_limit_problem
+from rules_engine.compiler._sizing import _Sizing
 from rules_engine.core.symbols import SymbolInfo
 from rules_engine.dsl import ast as A
 
 
-class _Orders(_Conditions):
+class _Orders(_Brackets, _Sizing):
     """Compiles a rule's `place` and its bracket, with the tick, lot and value checks."""
 
     def _order(
-        self, place: A.Place, stop_loss: A.StopLoss | None, symbol: str
+        self,
+        place: A.Place,
+        stop_loss: A.StopLoss | A.TrailingStopLoss | None,
+        symbol: str,
+        trail: Decimal | None = None,
     ) -> M.OrderSpec | None:
+        """The order of `place`; `stop_loss` makes it a bracket (`trail`: the distance of a
+        `stop-loss trailing by`, None when it is wrong or not trailing)."""
         info = self.symbols[symbol]
         otype, side = place.order_type.text, place.side.text
         ok = True
@@ -67,7 +74,7 @@ class _Orders(_Conditions):
                 f"limit order without `at`: it will join the book at {where} of {symbol} "
                 "at the moment the rule fires",
             )
-        trail: Decimal | None = None
+        distance: Decimal | None = None
         if place.trail is not None:
             if otype != "trailing-stop":
                 self._report(
@@ -80,8 +87,8 @@ class _Orders(_Conditions):
                 self._report(place.trail.span, "E202", "a trailing distance is a percent: `by 2%`")
                 ok = False
             else:
-                trail = Decimal(place.trail.text) / _HUNDRED
-                if not 0 < trail < 1:
+                distance = Decimal(place.trail.text) / _HUNDRED
+                if not 0 < distance < 1:
                     self._report(
                         place.trail.span,
                         "E309",
@@ -98,6 +105,8 @@ class _Orders(_Conditions):
 
         good, limit = self._stop_limit(place, price, info)
         ok = good and ok
+        if size is not None and not self._risk_side(size, price, place, info):
+            ok = False
 
         tif, post_only, hidden = self._options(place, otype)
         if tif is None:
@@ -110,10 +119,16 @@ class _Orders(_Conditions):
             self._check_value(size, price, place, info)
 
         stop: M.Value | None = None
+        stop_limit: M.Value | None = None
+        on_exchange = False
         if stop_loss is not None:
-            stop = self._stop_loss(stop_loss, place, price, info)
+            stop = self._stop_loss(stop_loss, place, price, info, trail)
             if stop is None:
                 ok = False
+            elif isinstance(stop_loss, A.StopLoss):  # a trailing one is engine-held only
+                good, stop_limit, on_exchange = self._exchange_leg(stop_loss, place, stop,
+                                                                   size, info)
+                ok = good and ok
         if not ok or size is None or tif is None:
             return None
         return M.OrderSpec(
@@ -122,12 +137,14 @@ class _Orders(_Conditions):
             side=side,
             size=size,
             price=price,
-            trail=trail,
+            trail=distance,
             time_in_force=tif,
             post_only=post_only,
             hidden=hidden,
             stop_loss=stop,
             limit=limit,
+            stop_limit=stop_limit,
+            on_exchange=on_exchange,
         )
 
     def _stop_limit(
@@ -209,6 +226,12 @@ class _Orders(_Conditions):
     def _size(self, place: A.Place, info: SymbolInfo) -> M.SizeSpec:
         node = place.size
         side = place.side.text
+        if node.kind == "share_of":  # `50% of filled_size`, `50% of position`
+            if node.currency is not None and node.currency.text == "filled_size":
+                return self._size_of_fill(node)
+            return self._position_share(node, info)
+        if node.kind == "risk":
+            return self._risk_size(place, info)
         if node.kind == "share":
             if not isinstance(node.amount, A.Pct):
                 raise self._fail(
@@ -253,13 +276,32 @@ class _Orders(_Conditions):
             return M.SizeSpec("funds", amount, cur)
         return M.SizeSpec("base", amount, None)
 
+    def _size_of_fill(self, node: A.Size) -> M.SizeSpec:
+        """`50% of filled_size`: a share of the parent order's fill (several take-profit
+        targets of one entry), rounded down to the lot when the order is decided."""
+        assert node.currency is not None
+        name = node.currency
+        if not isinstance(node.amount, A.Pct):
+            raise self._fail(
+                node.amount.span, "E310", "a share of the fill is a percent: `50% of filled_size`"
+            )
+        share = Decimal(node.amount.text) / _HUNDRED
+        if not 0 < share <= 1:
+            raise self._fail(
+                node.amount.span,
+                "E310",
+                "a share of the fill must be above 0% and at most 100%",
+            )
+        fill = self._value(A.FieldRef(None, "filled_size", name.span, name.span, None))
+        return M.SizeSpec("base", M.Arith("*", fill, M.Const(share.normalize())), None)
+
     def _check_value(
         self, size: M.SizeSpec, price: M.Value | None, place: A.Place, info: SymbolInfo
     ) -> None:
         otype = place.order_type.text
         node = place.size.amount
         span = node.span
-        if not isinstance(size.amount, M.Const) or size.kind == "share":
+        if not isinstance(size.amount, M.Const) or size.kind in ("share", "risk"):
             return
         amount = size.amount.value
         sym = info.symbol
@@ -372,31 +414,58 @@ class _Orders(_Conditions):
         return ok
 
     def _stop_loss(
-        self, node: A.StopLoss, place: A.Place, price: M.Value | None, info: SymbolInfo
+        self,
+        node: A.StopLoss | A.TrailingStopLoss,
+        place: A.Place,
+        price: M.Value | None,
+        info: SymbolInfo,
+        trail: Decimal | None,
     ) -> M.Value | None:
-        if place.side.text != "sell" or place.order_type.text != "limit":
+        """A bracket's stop-loss: beside a resting `place limit sell` (closing a bought
+        position: the stop below) or `place limit buy` (closing a sold one: the stop above).
+        A trailing one's value is its first trigger, `trail` from the entry's fill (or from
+        `last` outside a chain)."""
+        side = place.side.text
+        if place.order_type.text != "limit":
             self._report(
                 node.span,
                 "E408",
                 "stop-loss makes a bracket with a resting take-profit: it goes beside a "
-                "`place limit sell ... at PRICE`",
+                "`place limit sell ... at PRICE` (or a `place limit buy ... at PRICE` that "
+                "closes a sold position)",
             )
             return None
-        try:
-            stop = self._value(node.price)
-        except _Bad:
-            return None
-        if isinstance(stop, M.Const) and not self._check_price(
-            stop.value, node.price, info, "sell", "stop-loss price"
-        ):
-            return None
-        problem = bracket_problem(price, stop, info.symbol)
+        stop: M.Value
+        if isinstance(node, A.TrailingStopLoss):
+            if trail is None:
+                return None  # E418 was reported
+            anchor: M.Value = (
+                M.Fill("fill_price") if self._chained else M.Field(info.symbol, "last")
+            )
+            stop = M.Offset(anchor, (1 - trail) if side == "sell" else (1 + trail))
+        else:
+            try:
+                stop = self._value(node.price)
+            except _Bad:
+                return None
+            if isinstance(stop, M.Const) and not self._check_price(
+                stop.value, node.price, info, side, "stop-loss price"
+            ):
+                return None
+        problem = bracket_problem(price, stop, info.symbol, side)
         if problem is not None:
-            self._report(
-                node.price.span,
-                "E705",
-                f"inverted bracket: {problem}; the take-profit belongs above the entry's fill "
-                "and the stop-loss below it (`at fill_price + 3%`, `stop-loss at fill_price - 2%`)",
+            example = (
+                "(`at fill_price + 3%`, `stop-loss at fill_price - 2%`)"
+                if side == "sell"
+                else "(`place limit buy ... at fill_price - 3%`, `stop-loss at fill_price + 2%`)"
             )
+            where = (
+                "the take-profit belongs above the entry's fill and the stop-loss below it"
+                if side == "sell"
+                else "a buy closing a sold position takes profit below the entry's fill and "
+                "stops out above it"
+            )
+            span = node.price.span if isinstance(node, A.StopLoss) else node.span
+            self._report(span, "E705", f"inverted bracket: {problem}; {where} {example}")
             return None
         return stop

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from rules_engine.compiler import _model as M
 from rules_engine.compiler._base import _did_you_mean
+from rules_engine.compiler._brackets import bracket_notes
 from rules_engine.compiler._compile import MarketSnapshot, RuleCompiler
+from rules_engine.compiler._protection import protection_problems
 from rules_engine.compiler._safety import SafetyLimits, check_file
 from rules_engine.compiler._snapshot import shipped_symbols
 from rules_engine.compiler._templates import names as template_names
@@ -73,6 +75,7 @@ class Compiler:
                     rules.append(rule)
                     pairs.append((node, rule))
             safety = check_file(source, pairs, self.symbols, self.market, self.limits)
+            safety += bracket_notes(source, pairs)
         result = _FileResult(
             digest,
             tuple(parsed.rules),
@@ -201,6 +204,9 @@ def _cross_rule_checks(results: Iterable[tuple[SourceFile, _FileResult]]) -> lis
                     source.path, rule.span, "E609", Severity.ERROR,
                     f"{{pnl}} needs a chain ENTRY -> EXIT -> this rule (`after EXIT filled`, "
                     f"EXIT `after ENTRY filled`, on opposite sides): {rule.identity} {chain}"))
+    out.extend(protection_problems(
+        ((source.path, rule) for source, result in results for rule in result.rules),
+        by_identity))
     # cycles of `after`
     reported: set[str] = set()
     for start in parents:

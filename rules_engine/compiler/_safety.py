@@ -29,6 +29,7 @@ __all__ = [
     "bracket_problem",
     "check_file",
     "stop_limit_problem",
+    "stop_side_problem",
 ]
 
 TAKER_MARGIN = Decimal("0.005")  # W704: a limit price this far past the market takes at once
@@ -85,31 +86,54 @@ def _text(source: SourceFile, span: A.Span) -> str:
 # ------------------------------------------------------------------ E705, from the compiler
 
 
-def bracket_problem(take_profit: M.Value | None, stop: M.Value, symbol: str) -> str | None:
+def bracket_problem(
+    take_profit: M.Value | None, stop: M.Value, symbol: str, side: str = "sell"
+) -> str | None:
     """Why a bracket's take-profit and stop-loss are inverted, or None when they may not be.
+    `side` is the exits' side: a sell closes a bought position (take-profit above, stop
+    below), a buy closes a sold one (take-profit below, stop above).
 
     Decided only where it holds for every price: two prices linear in the same anchor (or two
     constants), or one relative to `fill_price` on the wrong side of the fill."""
     with localcontext() as ctx:
         ctx.traps[InvalidOperation] = ctx.traps[Overflow] = ctx.traps[DivisionByZero] = False
-        return _bracket_problem(take_profit, stop, symbol)
+        return _bracket_problem(take_profit, stop, symbol, side == "sell")
 
 
-def _bracket_problem(take_profit: M.Value | None, stop: M.Value, symbol: str) -> str | None:
+def _bracket_problem(
+    take_profit: M.Value | None, stop: M.Value, symbol: str, sell: bool
+) -> str | None:
     tp, sl = linear(take_profit, symbol), linear(stop, symbol)
-    if (
-        tp is not None
-        and sl is not None
-        and tp.anchor == sl.anchor
-        and tp.factor <= sl.factor
-        and tp.offset <= sl.offset
+    if tp is not None and sl is not None and tp.anchor == sl.anchor:
+        if sell and tp.factor <= sl.factor and tp.offset <= sl.offset:
+            return "the take-profit is at or below the stop-loss"
+        if not sell and tp.factor >= sl.factor and tp.offset >= sl.offset:
+            return "the take-profit is at or above the stop-loss"
+    if tp is not None and tp.anchor == FILL and (
+        _below_anchor(tp) if sell else _above_anchor(tp)
     ):
-        return "the take-profit is at or below the stop-loss"
-    if tp is not None and tp.anchor == FILL and _below_anchor(tp):
-        return "the take-profit is below the entry's fill price: it sells at a loss"
-    if sl is not None and sl.anchor == FILL and not _below_anchor(sl):
+        return (
+            "the take-profit is below the entry's fill price: it sells at a loss"
+            if sell
+            else "the take-profit is above the entry's fill price: it buys back at a loss"
+        )
+    stop_problem = stop_side_problem(sl, sell)
+    return stop_problem
+
+
+def stop_side_problem(sl: Linear | None, sell: bool) -> str | None:
+    """Why a stop-loss relative to `fill_price` is on the wrong side of the fill (a sell's at
+    or above it, a buy's at or below it), or None."""
+    if sl is None or sl.anchor != FILL:
+        return None
+    if sell and not _below_anchor(sl):
         return (
             "the stop-loss is at or above the entry's fill price: it triggers as soon as "
+            "the entry fills"
+        )
+    if not sell and not _above_anchor(sl):
+        return (
+            "the stop-loss is at or below the entry's fill price: it triggers as soon as "
             "the entry fills"
         )
     return None
@@ -136,6 +160,12 @@ def _below_anchor(price: Linear) -> bool:
     """Strictly below its anchor for every positive anchor value."""
     strictly = price.factor != _ONE or price.offset != 0
     return price.factor <= _ONE and price.offset <= 0 and strictly
+
+
+def _above_anchor(price: Linear) -> bool:
+    """Strictly above its anchor for every positive anchor value."""
+    strictly = price.factor != _ONE or price.offset != 0
+    return price.factor >= _ONE and price.offset >= 0 and strictly
 
 
 def _at_or_above_anchor(price: Linear) -> bool:
@@ -303,6 +333,9 @@ def _describe_size(entry: _Order) -> str:
             return f"{_fmt(size.amount.value)} {info.quote_currency} worth"
         if size.kind == "share":
             return f"{_fmt(size.amount.value * _HUNDRED)}% of the {size.currency} balance"
+        if size.kind == "risk":
+            return f"the size that risks {_fmt(size.amount.value * _HUNDRED)}% of the " \
+                f"{size.currency} balance"
         return f"{_fmt(size.amount.value)} {info.base_currency}"
     return "its size"
 
@@ -512,7 +545,8 @@ def _check_share(
             "W706",
             f"`{_fmt(share * _HUNDRED)}% of {size.currency}` is a share of the whole available "
             f"{size.currency} balance when this rule fires, not what {parent_name}'s order "
-            f"filled{bought}: write `filled_size` to trade exactly that",
+            f"filled{bought}: write `filled_size` to trade exactly that, or `position` "
+            "(`50% of position`) for what the chain bought and has not sold yet",
         )
     if (
         entry.order.side == "buy"
@@ -556,6 +590,8 @@ def _fraction_pair(field: A.Expr, other: A.Expr, report: Report) -> None:
         what = "change(n, timeframe) is the change over n candles"
     elif isinstance(field, A.FieldRef) and field.name == "change":
         what = "change is the 24h change"
+    elif isinstance(field, A.FieldRef) and field.name == "pnl%":
+        what = "pnl% is the chain's profit"
     else:
         return
     negative = isinstance(other, A.Neg)

@@ -8,6 +8,8 @@ __all__ = [
     "BANDS",
     "BOOK_FUNCTIONS",
     "CANDLE_FUNCTIONS",
+    "CHAIN_NAMES",
+    "CURRENCY_FUNCTIONS",
     "DAYS",
     "FIELDS",
     "FILL_NAMES",
@@ -25,6 +27,10 @@ FIELDS = frozenset(
 # Fields a percent may be compared with: `spread < 0.1%` (a share of mid), `change > 5%`.
 PERCENT_FIELDS = frozenset(["spread", "change"])
 FILL_NAMES = frozenset(["fill_price", "filled_size"])
+# The chain's values (docs/language.md, Position and account values), by name as written.
+CHAIN_NAMES = {"position": "position", "pnl": "pnl", "pnl%": "pnl_pct"}
+# Functions of a currency: `balance(USDT)`.
+CURRENCY_FUNCTIONS = frozenset(["balance"])
 BOOK_FUNCTIONS = frozenset(["bid_depth", "ask_depth"])
 BANDS = frozenset(["bb_upper", "bb_middle", "bb_lower"])
 MACDS = frozenset(["macd", "macd_signal", "macd_hist"])
@@ -88,7 +94,7 @@ def domain_of(kind: str, name: str) -> Domain:
         return NON_NEGATIVE
     if name == "rsi":
         return RSI
-    if name in ("bid_depth", "ask_depth", "filled_size", "atr", "volume"):
+    if name in ("bid_depth", "ask_depth", "filled_size", "atr", "volume", "balance"):
         return NON_NEGATIVE
     if name == "change":
         return RATE

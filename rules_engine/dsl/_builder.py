@@ -49,6 +49,14 @@ class _AstBuilder:
         nsp = _span(name)
         return A.Call(None, name.value, _args(args), nsp, nsp, None)
 
+    def currency_call(self, name: Token, cur: Token) -> A.CurrencyCall:
+        nsp = _span(name)
+        return A.CurrencyCall(name.value, _word(cur), nsp.to(_span(cur)), nsp)
+
+    def pnl_percent(self, tok: Token) -> A.FieldRef:
+        span = _span(tok)
+        return A.FieldRef(None, tok.value, span, span, None)
+
     def symbol_call(self, sym: Token, name: Token, *args: Any) -> A.Call:
         ssp = _span(sym)
         return A.Call(sym.value, name.value, _args(args), ssp, _span(name), ssp)
@@ -113,6 +121,12 @@ class _AstBuilder:
     def size_share(self, amount: A.Expr, cur: Token) -> A.Size:
         return A.Size("share", amount, _word(cur), amount.span.to(_span(cur)))
 
+    def size_share_of(self, amount: A.Expr, name: Token) -> A.Size:
+        return A.Size("share_of", amount, _word(name), amount.span.to(_span(name)))
+
+    def size_risk(self, amount: A.Expr, cur: Token, stop: A.Expr) -> A.Size:
+        return A.Size("risk", amount, _word(cur), amount.span.to(stop.span), stop)
+
     def price(self, expr: A.Expr) -> tuple[str, A.Expr]:
         return ("at", expr)
 
@@ -169,8 +183,33 @@ class _AstBuilder:
         return place._replace(span=last, slicing=A.Slicing(
             None, None, None, A.Dur(over.value, _span(over)), every_d))
 
-    def stop_loss(self, kw: Token, price: A.Expr) -> A.StopLoss:
-        return A.StopLoss(price, _span(kw).to(price.span))
+    def stop_loss(self, kw: Token, price: A.Expr, *rest: Any) -> A.StopLoss:
+        limit: A.Expr | None = None
+        where: A.Word | None = None
+        end = price.span
+        for item in rest:
+            if isinstance(item, A.Word):
+                where, end = item, item.span
+            else:
+                limit, end = item, item.span
+        return A.StopLoss(price, _span(kw).to(end), limit, where)
+
+    def stop_limit(self, expr: A.Expr) -> A.Expr:
+        return expr
+
+    def stop_place(self, name: Token) -> A.Word:
+        return _word(name)
+
+    def stop_loss_trailing(self, kw: Token, distance: A.Expr) -> A.TrailingStopLoss:
+        return A.TrailingStopLoss(distance, _span(kw).to(distance.span))
+
+    def move_stop(self, kw: Token, price: A.Expr, name: Token) -> A.MoveStop:
+        rule = _word(name)
+        return A.MoveStop(price, rule, _span(kw).to(rule.span))
+
+    def exit_after(self, kw: Token, dur: Token) -> A.ExitAfter:
+        d = A.Dur(dur.value, _span(dur))
+        return A.ExitAfter(d, _span(kw).to(d.span))
 
     def cancel_after(self, dur: Token) -> A.CancelAfter:
         d = A.Dur(dur.value, _span(dur))

@@ -62,6 +62,8 @@ KEYWORDS = frozenset(
         "to",
         "twap",
         "over",
+        "move",
+        "risk",
     ]
 )
 

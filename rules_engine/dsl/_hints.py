@@ -54,7 +54,7 @@ _QUOTES = frozenset('"\u201c\u201d\u201e\u2018\u2019')
 
 CLAUSE_WORDS = frozenset(
     ["when", "place", "stop-loss", "cancel", "notify", "once", "repeat", "expires", "after",
-     "during"]
+     "during", "exit"]
 )
 
 

@@ -231,9 +231,14 @@ def _syntax_diagnostic(
             "(symbols are upper case BASE-QUOTE)",
         )
     hint = ""
-    lower_symbol = _LOWER_SYMBOL.search(source.line(span.line))
+    line = source.line(span.line)
+    lower_symbol = next((m for m in _LOWER_SYMBOL.finditer(line)
+                         if m.group(0) not in _HYPHENATED), None)
     if lower_symbol:
         hint = f" (symbols are upper case: {lower_symbol.group(0).upper()})"
+    elif "stop-loss" in line and "exchange" in line:
+        hint = (" (a stop-loss on the exchange is written `stop-loss at STOP limit LIMIT on "
+                "exchange`, in that order)")
     return Diagnostic(
         source.path,
         span,
@@ -244,6 +249,7 @@ def _syntax_diagnostic(
 
 
 _LOWER_SYMBOL = re.compile(r"\b[a-z0-9]*[a-z][a-z0-9]*-[a-z][a-z0-9]*\b")
+_HYPHENATED = frozenset({"stop-loss", "trailing-stop", "post-only", "on-exchange"})  # not symbols
 
 
 def _word_at(source: SourceFile, span: A.Span) -> str:

@@ -20,13 +20,16 @@ __all__ = [
     "Clause",
     "Cmp",
     "Cross",
+    "CurrencyCall",
     "Dur",
     "During",
     "Every",
+    "ExitAfter",
     "ExpiresAt",
     "ExpiresIn",
     "Expr",
     "FieldRef",
+    "MoveStop",
     "Neg",
     "Not",
     "Notify",
@@ -41,6 +44,7 @@ __all__ = [
     "Slicing",
     "Span",
     "StopLoss",
+    "TrailingStopLoss",
     "When",
     "Word",
 ]
@@ -159,6 +163,15 @@ class Not(NamedTuple):
     span: Span
 
 
+class CurrencyCall(NamedTuple):
+    """`balance(USDT)`: a function of a currency (the account's available balance)."""
+
+    name: str
+    currency: Word
+    span: Span
+    name_span: Span
+
+
 class SignalRef(NamedTuple):
     """`signal "breakout" [within 5m]`: an inbound signal received within the window."""
 
@@ -170,7 +183,7 @@ class SignalRef(NamedTuple):
 
 Expr = (
     Num | Pct | Dur | FieldRef | Call | Bin | Neg | Cmp | Cross | Between | BoolOp | Not
-    | SignalRef
+    | SignalRef | CurrencyCall
 )
 
 # ------------------------------------------------------------------ clauses
@@ -183,12 +196,15 @@ class When(NamedTuple):
 
 
 class Size(NamedTuple):
-    """`0.01` (base), `100 USDT` (funds) or `10% of USDT` (a share of the balance)."""
+    """`0.01` (base), `100 USDT` (funds), `10% of USDT` (a share of the balance), `50% of
+    position` or `50% of filled_size` (`share_of`: `currency` holds the word after `of`), or
+    `risk 1% of USDT stop 58000` (`risk`: the stop price in `stop`)."""
 
     kind: str
     amount: Expr
     currency: Word | None
     span: Span
+    stop: Expr | None = None
 
 
 class Place(NamedTuple):
@@ -217,6 +233,31 @@ class Slicing(NamedTuple):
 
 class StopLoss(NamedTuple):
     price: Expr
+    span: Span
+    limit: Expr | None = None  # `limit PRICE`: the stop leg's limit (an exchange-held bracket)
+    where: Word | None = None  # `on exchange`: where the bracket lives (None: the engine)
+
+
+class TrailingStopLoss(NamedTuple):
+    """`stop-loss trailing by 2%`: an engine-held stop that follows the best price."""
+
+    distance: Expr
+    span: Span
+
+
+class MoveStop(NamedTuple):
+    """`move stop-loss to PRICE after RULE filled`: the held stop's trigger moves once the
+    sibling RULE's order of the same chain fills."""
+
+    price: Expr
+    rule: Word
+    span: Span
+
+
+class ExitAfter(NamedTuple):
+    """`exit after 4h`: a time exit, counted from the rule's firing."""
+
+    duration: Dur
     span: Span
 
 
@@ -291,6 +332,9 @@ Clause = (
     When
     | Place
     | StopLoss
+    | TrailingStopLoss
+    | MoveStop
+    | ExitAfter
     | CancelAfter
     | CancelAll
     | CancelOrders

@@ -47,6 +47,7 @@ def dump_state(state: RuleState) -> dict[str, Any]:
             for arm in state.arms
         ],
         **({"signal_mark": str(state.signal_mark)} if state.signal_mark is not None else {}),
+        **({"retrying": state.retrying} if state.retrying is not None else {}),
     }
 
 
@@ -75,6 +76,7 @@ def load_state(data: dict[str, Any]) -> RuleState:
             for a in data.get("arms", ())
         ),
         signal_mark=None if data.get("signal_mark") is None else Decimal(data["signal_mark"]),
+        retrying=None if data.get("retrying") is None else int(data["retrying"]),
     )
 
 

@@ -45,6 +45,7 @@ from rules_engine.engine._values import (
     Market,
     epoch_seconds,
     leaves,
+    order_parts,
     signal_atoms,
     truth,
     value,
@@ -123,6 +124,9 @@ class RuleState(NamedTuple):
     # `signal` atoms: the arrival (epoch seconds) of the newest signal the rule fired on; a
     # signal that arrived at or before it is spent (the rule fires once per signal)
     signal_mark: Decimal | None = None
+    # Firing `retrying` was proven never placed and is decided again (same number): its
+    # first commit already made what goes with the firing itself (`after R fired` arms).
+    retrying: int | None = None
 
 
 class Decision(NamedTuple):
@@ -134,6 +138,7 @@ class Decision(NamedTuple):
     at: datetime
     inputs: tuple[tuple[str, str], ...]  # the fresh values that made the decision
     arm: Arm | None
+    again: bool = False  # a firing proven never placed, decided again (`RuleState.retrying`)
 
 
 def initial_state(rule: CompiledRule, now: datetime) -> RuleState:
@@ -221,7 +226,8 @@ def retry_firing(state: RuleState, number: int, pending: Arm | None) -> RuleStat
         raise IllegalTransition(f"retry of firing {number}, but the rule is at {state.firings}")
     arms = (pending, *state.arms) if pending is not None else state.arms
     return _move(state, "armed")._replace(
-        firings=number - 1, rearm_at=None, seen_false=True, true_since=None, arms=arms
+        firings=number - 1, rearm_at=None, seen_false=True, true_since=None, arms=arms,
+        retrying=number,
     )
 
 
@@ -357,10 +363,7 @@ def _order_inputs_fresh(rule: CompiledRule, market: Market, fill: Fill | None) -
     far = far_side(order)
     if far is not None and far not in market:
         return False
-    for part in (order.price, order.size.amount, order.stop_loss):
-        if part is not None and value(part, market, fill) is None:
-            return False
-    return True
+    return all(value(part, market, fill) is not None for part in order_parts(order))
 
 
 # What each rule reads, with labels: computed once per rule (a pure function of it).
@@ -374,9 +377,8 @@ def _reads(rule: CompiledRule) -> tuple[tuple[object, str], ...]:
     read: list[object] = leaves(rule.condition) if rule.condition is not None else []
     order = rule.order
     if order is not None:
-        for part in (order.price, order.size.amount, order.stop_loss):
-            if part is not None:
-                read.extend(x for x in leaves(part) if x not in read)
+        for part in order_parts(order):
+            read.extend(x for x in leaves(part) if x not in read)
     labelled = tuple((leaf, M.label(leaf)) for leaf in read)
     _READS[rule.identity] = (rule, labelled)
     return labelled
@@ -428,8 +430,9 @@ def step(
     if not _order_inputs_fresh(rule, market, pending.fill if pending else None):
         return state, decision  # an order priced on unknown data is an unknown: never fires
     firing = state.firings + 1
-    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending)
-    state = state._replace(firings=firing, true_since=None, seen_false=False)
+    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), pending,
+                     state.retrying == firing)
+    state = state._replace(firings=firing, true_since=None, seen_false=False, retrying=None)
     if signals:
         state = state._replace(signal_mark=_spent(signals, state, market))
     if rule.after is not None:
@@ -467,8 +470,9 @@ def _step_schedule(
     if not _order_inputs_fresh(rule, market, None):
         return state, decision
     firing = state.firings + 1
-    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), None)
-    state = state._replace(firings=firing)
+    fired = Decision("fire", rule.identity, firing, now, _inputs(rule, market), None,
+                     state.retrying == firing)
+    state = state._replace(firings=firing, retrying=None)
     if rule.max_firings is not None and firing >= rule.max_firings:
         return _move(state, "done")._replace(rearm_at=None), fired
     assert rule.schedule is not None

@@ -34,7 +34,7 @@ from decimal import Decimal
 from rules_engine.compiler import CompiledRule
 from rules_engine.compiler import model as M
 from rules_engine.engine._evaluate import RuleState, far_side, next_due
-from rules_engine.engine._values import leaves
+from rules_engine.engine._values import leaves, order_parts
 
 __all__ = ["RuleIndex", "Timers"]
 
@@ -63,9 +63,8 @@ def _order_reads(rule: CompiledRule) -> list[object]:
     if order is None:
         return []
     reads: list[object] = []
-    for part in (order.price, order.size.amount, order.stop_loss):
-        if part is not None:
-            reads.extend(x for x in leaves(part) if x not in reads)
+    for part in order_parts(order):
+        reads.extend(x for x in leaves(part) if x not in reads)
     if order.order_type == "limit" and order.price is None:
         reads.append(M.Field(order.symbol, "ask" if order.side == "sell" else "bid"))
     far = far_side(order)

@@ -71,7 +71,7 @@ class OrderRecord(NamedTuple):
 
     client_oid: str
     status: str
-    family: str  # hf | legacy | stop
+    family: str  # hf | legacy | stop | oco (a bracket as one KuCoin OCO order)
     side: str  # buy | sell
     size: Decimal | None  # None: a market order by funds
     filled: Decimal = ZERO
@@ -89,8 +89,9 @@ class OrderRecord(NamedTuple):
     @property
     def protective(self) -> bool:
         """An exit that protects a position, kept by a plain `halt`: a sell stop order, a
-        trailing stop, a bracket's stop-loss (held or sent)."""
-        return self.held_as is not None or (self.family == "stop" and self.side == "sell")
+        trailing stop, a bracket's stop-loss (held or sent), a bracket's OCO order."""
+        return self.held_as is not None or self.family == "oco" or (
+            self.family == "stop" and self.side == "sell")
 
     @property
     def final(self) -> bool:

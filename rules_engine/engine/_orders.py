@@ -54,8 +54,10 @@ def resolve_order(
     *,
     fill: Fill | None = None,
     balances: Mapping[str, Decimal] | None = None,
+    fee_rate: Decimal = Decimal(0),
 ) -> OrderIntent | Blocked:
-    """Compute, round and check a compiled order at the moment its rule fires."""
+    """Compute, round and check a compiled order at the moment its rule fires. `fee_rate`
+    is the fee a risk-sized order counts in its loss (at its entry and at its stop)."""
     if not info.enable_trading:
         return Blocked(f"{info.symbol} is not enabled for trading")
     sell = order.side == "sell"
@@ -97,7 +99,13 @@ def resolve_order(
     amount = value(spec.amount, market, fill)
     if amount is None:
         return Blocked("the order's size depends on data that is not fresh")
-    if spec.kind == "share":
+    if spec.kind == "risk":
+        entry = price if price is not None else stop_price
+        sized = _risk_size(order, amount, market, info, fill, entry, fee_rate)
+        if isinstance(sized, Blocked):
+            return sized
+        size = sized
+    elif spec.kind == "share":
         currency = spec.currency or ""
         available = (balances or {}).get(currency)
         if available is None:
@@ -120,6 +128,9 @@ def resolve_order(
                 return Blocked("funds need a price to become a size")
             size = _round(amount / reference, info.base_increment, up=False)
     else:
+        if amount <= 0:
+            return Blocked(f"the size {plain(amount)} is not above zero (a position the chain "
+                           "does not hold?)")
         size = _round(amount, info.base_increment, up=False)
 
     if size is not None:
@@ -174,3 +185,54 @@ def resolve_order(
         hidden=order.hidden,
         visible_size=visible,
     )
+
+
+def _risk_size(  # noqa: PLR0917 - the parts of one decision
+    order: M.OrderSpec, share: Decimal, market: Market, info: SymbolInfo, fill: Fill | None,
+    price: Decimal | None, fee_rate: Decimal,
+) -> Decimal | Blocked:
+    """`risk N% of QUOTE stop S`: the base size whose loss from the entry price to the stop,
+    with the fee at both ends, is N% of the available quote balance; rounded down to the
+    lot. The entry is the limit price (a stop-limit's limit, a stop-market's trigger), or
+    for a market order the price it takes (the ask for a buy, the bid for a sell)."""
+    spec = order.size
+    quote = spec.currency or info.quote_currency
+    buy = order.side == "buy"
+    available = market.get(M.Balance(quote))
+    if available is None:
+        return Blocked(f"the available {quote} balance is not known (not fresh)")
+    stop = value(spec.stop, market, fill) if spec.stop is not None else None
+    if stop is None:
+        return Blocked("the risk stop depends on data that is not fresh")
+    if stop <= 0:
+        return Blocked(f"the computed risk stop {plain(stop)} is not above zero")
+    entry = price
+    if entry is None:
+        entry = market.get(M.Field(order.symbol, "ask" if buy else "bid"))
+    if entry is None:
+        return Blocked("the price the order enters at is not fresh")
+    if (stop >= entry) if buy else (stop <= entry):
+        return Blocked(
+            f"the risk stop {plain(stop)} is {'at or above' if buy else 'at or below'} the "
+            f"entry price {plain(entry)}: a {order.side}'s stop belongs "
+            f"{'below' if buy else 'above'} its entry"
+        )
+    per_unit = abs(entry - stop) + fee_rate * (entry + stop)
+    risked = available * share
+    size = _round(risked / per_unit, info.base_increment, up=False)
+    if size < info.base_min_size:
+        return Blocked(
+            f"risk sizing: {plain(share * 100)}% of {plain(available)} {quote} is "
+            f"{plain(risked)} {quote}, which a loss of {plain(per_unit)} {quote} per "
+            f"{info.base_currency} (from {plain(entry)} to the stop {plain(stop)}, fees "
+            f"included) spends on {plain(size)} {info.base_currency}, below {info.symbol}'s "
+            f"baseMinSize {plain(info.base_min_size)}: risk more, or put the stop closer"
+        )
+    cost = size * entry * (1 + fee_rate)
+    if buy and cost > available:
+        return Blocked(
+            f"risk sizing: {plain(size)} {info.base_currency} at {plain(entry)} costs "
+            f"{plain(cost)} {quote} with its fee, more than the available {plain(available)} "
+            f"{quote}: put the stop further from the entry, or risk less"
+        )
+    return size

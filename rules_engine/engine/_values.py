@@ -22,6 +22,7 @@ __all__ = [
     "Truth",
     "epoch_seconds",
     "leaves",
+    "order_parts",
     "plain",
     "signal_atoms",
     "truth",
@@ -54,11 +55,15 @@ class Fill(NamedTuple):
     size: Decimal
 
 
+# The values read from the market mapping (a tuple: `isinstance` with it builds nothing).
+_LEAVES = (M.Field, M.Depth, M.Indicator, M.CandleField, M.Chain, M.Balance)
+
+
 def value(node: M.Value, market: Market, fill: Fill | None = None) -> Decimal | None:
     """The value of a compiled expression, or None when any input is unknown."""
     if isinstance(node, M.Const):
         return node.value
-    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField):
+    if isinstance(node, _LEAVES):
         return market.get(node)
     if isinstance(node, M.Offset):
         base = value(node.base, market, fill)
@@ -169,9 +174,16 @@ def leaves(node: object) -> list[object]:
 
 
 def _leaves(node: object, found: list[object]) -> None:
-    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField):
+    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField | M.Balance):
         if node not in found:
             found.append(node)
+    elif isinstance(node, M.Chain):
+        if node not in found:
+            found.append(node)
+        if node.kind != "position":  # pnl values the position at the bid (or the ask)
+            for side in ("bid", "ask"):
+                if (field := M.Field(node.symbol, side)) not in found:
+                    found.append(field)
     elif isinstance(node, M.Signaled):
         if node.signal not in found:
             found.append(node.signal)
@@ -185,6 +197,16 @@ def _leaves(node: object, found: list[object]) -> None:
         _leaves(node.operand, found)
     elif isinstance(node, M.Offset):
         _leaves(node.base, found)
+
+
+def order_parts(order: M.OrderSpec) -> list[M.Value]:
+    """The values an order must have fresh before its rule fires: its price, size and
+    stop-loss, a risk size's stop and the balance it risks a share of."""
+    parts = [p for p in (order.price, order.size.amount, order.stop_loss, order.size.stop)
+             if p is not None]
+    if order.size.kind == "risk" and order.size.currency is not None:
+        parts.append(M.Balance(order.size.currency))
+    return parts
 
 
 def signal_atoms(cond: M.Cond | None) -> list[M.Signaled]:

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rules_engine.engine._risk import Limits
 
 __all__ = [
+    "BracketsConfig",
     "ConfigError",
     "RiskLimits",
     "SignalConfig",
@@ -112,6 +113,20 @@ class RiskLimits(BaseModel):
         )
 
 
+class BracketsConfig(BaseModel):
+    """`[brackets]`: where a bracket written `on exchange` lives (docs/operations.md, "Where
+    protection lives")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_exchange: bool = Field(
+        default=True,
+        description="true: a bracket written `on exchange` is one KuCoin OCO order; false: "
+                    "every bracket is engine-held (KuCoin's SDK marks OCO deprecated as "
+                    "accounts move to the unified trading account)",
+    )
+
+
 class SignalConfig(BaseModel):
     """`[signals.NAME]`: an inbound signal `POST /signal` may deliver (docs/operations.md,
     "Inbound signals"). The secret is a `SecretStr`: its repr and any error show `**********`."""
@@ -180,11 +195,17 @@ class WatcherConfig(BaseSettings):
     max_age: dict[str, float] = Field(
         default_factory=dict, description="seconds, per field (last, bid, volume, change)"
     )
+    fee_rate: Decimal = Field(
+        default=Decimal("0.001"), ge=0, lt=Decimal("0.1"),
+        description="the trading fee rate counted by risk sizing, and by pnl for fills whose "
+                    "fee is not recorded (KuCoin's base spot rate: 0.1%)",
+    )
     risk: RiskLimits = Field(default_factory=RiskLimits)
     risk_files: dict[str, RiskLimits] = Field(
         default_factory=dict,
         description="per rule file (the path as given to run): limits that tighten `risk`",
     )
+    brackets: BracketsConfig = Field(default_factory=BracketsConfig)
     signals: dict[str, SignalConfig] = Field(
         default_factory=dict,
         description="inbound signals by name; none: `POST /signal` is off",

@@ -46,6 +46,7 @@ class Context:
     balances: dict[str, Decimal] = field(default_factory=dict)
     trading: bool = True  # False once the key was refused: nothing more is sent
     stop_reason: str = ""
+    stop_cause: str = ""  # "lease" or "storage" for those fail-stops: a field, not wording
     failed: bool = False  # stopped by an error, not asked to
     halted: dict[str, Any] | None = None  # the kill switch, as the store holds it
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -75,22 +76,27 @@ class Context:
     def fail_on(self, error: BaseException) -> None:
         """A background task, a job or a handler failed: a store that cannot be written, a
         lost lease, or a bug. Fail-stop with the reason; the next start recovers."""
-        from rules_engine.store import StorageFailed
+        from rules_engine.store import LeaseLost, StorageFailed
 
-        if isinstance(error, (StorageFailed, LeaseLostError)):
-            self.fail(str(error))
+        if isinstance(error, (LeaseLostError, LeaseLost)):
+            self.fail(str(error), cause="lease")
+        elif isinstance(error, StorageFailed):
+            self.fail(str(error), cause="storage")
         else:
             log.error("watcher stopped by an internal error: %r", error)
             self.fail(f"internal error: {type(error).__name__}: {error}")
 
-    def fail(self, reason: str) -> None:
-        """Fail-stop: record why (if the store still can) and stop."""
+    def fail(self, reason: str, *, cause: str = "") -> None:
+        """Fail-stop: record why (if the store still can) and stop. `cause` names the kind
+        of stop for a reader that must not depend on the wording (`lease`: this watcher may
+        no longer own the store; `storage`: the store cannot be written)."""
         if self.failed:
             return
         self.stop_reason = reason
+        self.stop_cause = cause
         self.failed = True
         with contextlib.suppress(Exception):  # the store may be what failed
-            self.event("error", {"error": reason})
+            self.event("error", {"error": reason, **({"cause": cause} if cause else {})})
         self.stop.set()
 
     def halt_trading(self, reason: str) -> None:

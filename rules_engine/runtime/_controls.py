@@ -191,5 +191,7 @@ class Controls:
             self.rules.schedule(identity, now)
         self.ctx.event("reloaded", {"added": added, "changed": changed, "removed": removed,
                                     "rejected": sorted(result.rejected)})
+        self.firing.sync_balances()  # a new rule may read `balance(CUR)`, or a chain's values
+        self.firing.chains.ensure(self.ctx.store, self.rules.rules)
         self.firing.evaluate([new[i] for i in (*added, *changed)], now)
 

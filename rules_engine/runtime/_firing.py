@@ -12,9 +12,9 @@ line) runs after it has been handed over.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any
 
 from rules_engine.compiler import CompiledRule
@@ -34,13 +34,18 @@ from rules_engine.engine import (
 from rules_engine.engine import value as value_of
 from rules_engine.engine._lifecycle import place
 from rules_engine.engine._order_types import OrderRecord
+from rules_engine.engine._position import ChainFill
 from rules_engine.engine._risk import check, value_order
 from rules_engine.engine._slices import rule_of
 from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
+from rules_engine.runtime._chains import Chains, balance_changes
 from rules_engine.runtime._context import Context, LeaseLostError
+from rules_engine.runtime._exits import build_leg, exit_side, leg_row
+from rules_engine.runtime._exits import detail as leg_detail
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._held import Held, HeldOrders, Leg
+from rules_engine.runtime._oco import OcoBrackets, OcoPlan
 from rules_engine.runtime._orders import OrderManager, Tracked
 from rules_engine.runtime._rules import RuleSet
 from rules_engine.runtime._slices import Plan, Slices
@@ -69,10 +74,12 @@ class Firing:
         self.limits = ctx.config.risk.limits()
         self.file_limits = {path: limits.limits()
                             for path, limits in ctx.config.risk_files.items()}
-        self.again: set[tuple[str, int]] = set()  # firings proven not placed: sent again
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
         self.slices = Slices(ctx, rules, self)
+        self.oco: OcoBrackets | None = None  # brackets `on exchange` (set by the watcher)
+        self.chains = Chains(ctx.config.fee_rate, ctx.symbols)  # position, pnl, pnl%
+        self.private_live = False  # the order channel, for `balance(CUR)`
 
     # ------------------------------------------------------------ evaluation
 
@@ -94,6 +101,7 @@ class Firing:
         timed = self.rules.timed_ids
         states = self.rules.states
         pending = self.orders.pending
+        chains = self.chains
         stepped = 0
         for rule in rules:
             identity = rule.identity
@@ -102,7 +110,8 @@ class Firing:
             if identity in self.deferred and now < self.deferred[identity]:
                 continue  # waiting for the firings-per-minute window
             before = states[identity]
-            after, decision = step(rule, before, values, now)
+            seen = chains.view_for(rule, before, values) if rule.after is not None else values
+            after, decision = step(rule, before, seen, now)
             stepped += 1
             if identity in timed:
                 self.rules.timers.update(rule, after, now)
@@ -120,6 +129,28 @@ class Firing:
                 self.ctx.emit(f"rule.{decision.kind}", {"rule": identity})
         metrics.evaluated(stepped)
 
+    def on_fill(self, tracked: Tracked, trade_id: str, price: Decimal, size: Decimal,  # noqa: PLR0917 - one fill's facts
+                fee: Decimal | None, fee_currency: str | None) -> None:
+        """A new fill: its chain's values change (position, pnl), and so may its rules."""
+        if tracked.identity is None or tracked.number is None:
+            return
+        chains = self.chains
+        root = chains.add((tracked.identity, tracked.number), trade_id, tracked.oid,
+                          tracked.symbol, ChainFill(tracked.side, price, size, fee, fee_currency))
+        if root is not None:
+            self.apply(chains.changes(tracked.symbol), self.ctx.now())
+
+    def sync_balances(self, live: bool | None = None) -> None:
+        """`balance(CUR)` values: known while the order channel is live (`live`: it changed;
+        None: as it was, for a reload's new rules)."""
+        if live is not None:
+            self.private_live = live
+        live = self.private_live
+        currencies = {x.currency for x in self.rules.index.leaves() if isinstance(x, M.Balance)}
+        if currencies:
+            self.apply(balance_changes(self.rules.market.values, currencies, self.ctx.balances,
+                                       live), self.ctx.now())
+
     def due(self, now: datetime) -> list[CompiledRule]:
         """Deferred firings whose window now allows them."""
         ready = [i for i, at in self.deferred.items() if at <= now]
@@ -136,8 +167,8 @@ class Firing:
         oid = client_oid(self.ctx.engine_id, identity, number)
         resolved: OrderIntent | Blocked | None = None
         value = Decimal(0)
-        leg: Leg | None = None
-        plan: Plan | None = None
+        leg: Leg | OcoPlan | None = None
+        plan: Plan | None = None  # a scaled order's or a TWAP's slices
         if rule.order is not None and rule.order.slicing is not None:
             planned = self.slices.plan(rule, number, fill, now)
             if isinstance(planned, Blocked):
@@ -145,7 +176,14 @@ class Firing:
             else:
                 plan = planned
         elif rule.order is not None:
-            resolved, value, leg = self._decide_order(rule, oid, number, fill, now)
+            seen = self.chains.view(rule, decision.arm, self.rules.market.values)
+            resolved, value, leg = self._decide_order(rule, oid, number, fill, now, seen)
+        elif rule.protection is not None and rule.protection.guard:
+            guarded = self._guard(rule, number, fill, now)
+            if isinstance(guarded, Blocked):
+                resolved = guarded
+            else:
+                leg = guarded
         if isinstance(resolved, Deferred):  # the rule stays as it was, and looks again then
             until = self._window_opens(now)
             self.deferred[identity] = until
@@ -154,9 +192,10 @@ class Firing:
             return
         states = self.rules.states
         states[identity] = after
+        self.chains.join(identity, number, rule.after[0] if rule.after is not None else None,
+                         decision.arm.parent_firing if decision.arm is not None else None)
         inputs = self._inputs(rule, decision, now)
-        again = (identity, number) in self.again
-        self.again.discard((identity, number))
+        again = decision.again  # proven not placed and decided again: from the rule's state
         rearm: tuple[tuple[str, str, dict[str, Any]], ...] = (
             (("rule.rearm", identity, {}),) if before.status == "cooling" else ())
         if isinstance(resolved, Blocked):  # recorded with the reason; nothing is sent
@@ -177,16 +216,24 @@ class Firing:
         # A rule's cancel actions run before its own place, and never reach the order this
         # firing places (it is not tracked yet when they choose what to cancel).
         self.actions.cancels(rule, now)
-        if resolved is None:  # actions only, or a sliced order: nothing to send of its own
+        if resolved is None:  # actions only, a guard (its held stop) or a sliced order
+            family = self.ctx.venue.family
+            leg = leg if isinstance(leg, Leg) else None  # a guard's is never an OCO
+            if leg is not None:
+                inputs["stop_loss"] = leg_detail(leg)
             if plan is not None:  # its plan goes with the firing, each slice is one of its own
                 inputs["slices"] = plan.payload()
                 events = (*events, ("slices.planned", identity, plan.payload()))
             if not self._commit(identity, number, inputs, None, None, now, again=again,
-                                also=also, events=events):
+                                also=also, events=events,
+                                legs=(leg_row(leg, family),) if leg is not None else ()):
                 return
+            if leg is not None:
+                self._hold(leg, family, now)
             self.fired += 1
-            self.ctx.emit("fired", {"rule": identity, "firing": number,
-                                    **({"slices": plan.group} if plan is not None else {})})
+            self.ctx.emit("fired", {"rule": identity, "firing": number, **(
+                {"guard": {**leg_detail(leg), "side": leg.side}} if leg is not None else {}),
+                **({"slices": plan.group} if plan is not None else {})})
             if plan is not None:
                 self.slices.start(plan, now)
             self._notify(rule, number, None, decision, now)
@@ -204,13 +251,14 @@ class Firing:
                             arm.fill if arm is not None else None,
                             arm.parent_firing if arm is not None else None, self.rules.rules)
 
-    def _decide_order(self, rule: CompiledRule, oid: str, number: int, fill: Fill | None,
-                      now: datetime) -> tuple[OrderIntent | Blocked, Decimal, Leg | None]:
+    def _decide_order(self, rule: CompiledRule, oid: str, number: int,  # noqa: PLR0917 - a firing's facts
+                      fill: Fill | None, now: datetime, values: Mapping[object, Decimal],
+                      ) -> tuple[OrderIntent | Blocked, Decimal, Leg | OcoPlan | None]:
         spec = rule.order
         assert spec is not None
-        values = self.rules.market.values
         resolved: OrderIntent | Blocked = resolve_order(
-            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances)
+            spec, values, self.ctx.symbols[spec.symbol], fill=fill, balances=self.ctx.balances,
+            fee_rate=self.ctx.config.fee_rate)
         value = Decimal(0)
         leg = None
         if isinstance(resolved, OrderIntent):
@@ -221,7 +269,7 @@ class Firing:
         if isinstance(resolved, OrderIntent) and not self.ctx.trading:
             resolved = Blocked(f"trading is stopped: {self.ctx.stop_reason}")
         if isinstance(resolved, OrderIntent):
-            stop_loss = self._stop_loss(rule, resolved, oid, number, fill)
+            stop_loss = self._stop_loss(rule, resolved, oid, number, fill, now)
             if isinstance(stop_loss, Blocked):
                 resolved = stop_loss
             else:
@@ -233,7 +281,7 @@ class Firing:
         return resolved, value, leg
 
     def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,  # noqa: PLR0917 - the parts it is wired to
-               value: Decimal, leg: Leg | None, decision: Decision | None,
+               value: Decimal, leg: Leg | OcoPlan | None, decision: Decision | None,
                inputs: dict[str, Any], now: datetime, *, again: bool,
                also: tuple[Any, ...], events: tuple[Any, ...], group: str | None = None) -> bool:
         """The firing's commit, then its order sent. `group`: a slice's firing identity (the
@@ -243,7 +291,11 @@ class Firing:
         family = "stop" if resolved.order_type == "stop" else self.ctx.venue.family
         body: dict[str, Any] | None = None
         until: datetime | None = None
-        if not held:
+        plan = leg if isinstance(leg, OcoPlan) else None  # the bracket as one OCO order
+        leg = leg if isinstance(leg, Leg) else None
+        if plan is not None:
+            family, body = "oco", plan.body()
+        elif not held:
             server_ms = self.ctx.venue.server_ms()
             window = self.ctx.config.order_window_ms
             body = order_body(resolved, oid, family=family, server_ms=server_ms,
@@ -257,13 +309,14 @@ class Firing:
             "trail": _num(resolved.trail) if held else None,
             "family": family, "deadline": until.isoformat() if until else None,
             "notional": format(value, "f"),
+            **({"oco": plan.intent()} if plan is not None else {}),
         }
         if resolved.visible_size is not None:
             intent["visible_size"] = _num(resolved.visible_size)
         mark = self.rules.market.values.get(M.Field(resolved.symbol, "last")) if held else None
         order_row = {
             "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
-            "order_type": resolved.order_type,
+            "order_type": "oco" if plan is not None else resolved.order_type,
             "price": mark if held else resolved.stop_price or resolved.price,  # a stop's trigger
             "size": resolved.size, "funds": resolved.funds,
             "status": "held" if held else "pending",
@@ -272,12 +325,8 @@ class Firing:
         }
         legs: tuple[dict[str, Any], ...] = ()
         if leg is not None:
-            intent["stop_loss"] = {"client_oid": leg.oid, "trigger": _num(leg.trigger)}
-            legs = ({"client_oid": leg.oid, "exchange_id": None, "symbol": leg.symbol,
-                     "side": leg.side, "order_type": "stop-loss", "price": leg.trigger,
-                     "size": leg.size, "funds": None, "status": "held",
-                     "filled_size": Decimal(0), "filled_value": Decimal(0),
-                     "family": family, "deadline": None},)
+            intent["stop_loss"] = leg_detail(leg)
+            legs = (leg_row(leg, family),)
         cancel_at = None if rule.cancel_after_seconds is None else now + timedelta(
             seconds=rule.cancel_after_seconds)
         order_row["cancel_at"] = cancel_at
@@ -296,13 +345,9 @@ class Firing:
                                          held_as="trailing-stop" if held else None,
                                          cancel_at=cancel_at), recorded=True)
         if leg is not None:
-            self.held.legs[leg.oid] = leg
-            self.orders.start(
-                Tracked(leg.oid, identity, number, leg.symbol,
-                        OrderRecord(leg.oid, "", family, leg.side, leg.size),
-                        day=now.date(), counted=False, leg=identity),
-                place(leg.oid, family=family, side=leg.side, size=leg.size, deadline=None,
-                      held_as="stop-loss"), recorded=True)
+            self._hold(leg, family, now)
+        if plan is not None and self.oco is not None:
+            self.oco.register(plan, rule, decision.arm if decision is not None else None, now)
         self.orders.exposure.add(rule.identity, now.date(), value)  # a slice: its rule's
         self.fired += 1
         if held:
@@ -316,6 +361,16 @@ class Firing:
                                 **({"held": True} if held else {}),
                                 **({"slice": number} if group is not None else {})})
         return True
+
+    def _hold(self, leg: Leg, family: str, now: datetime) -> None:
+        """A held stop recorded with its firing: tracked by the table, watched by the engine."""
+        self.held.legs[leg.oid] = leg
+        self.orders.start(
+            Tracked(leg.oid, leg.identity, leg.number, leg.symbol,
+                    OrderRecord(leg.oid, "", family, leg.side, leg.size),
+                    day=now.date(), counted=False, leg=leg.identity),
+            place(leg.oid, family=family, side=leg.side, size=leg.size, deadline=None,
+                  held_as="stop-loss"), recorded=True)
 
     def _commit(self, identity: str, number: int, inputs: dict[str, Any],  # noqa: PLR0917 - the parts it is wired to
                 intent: dict[str, Any] | None, order: dict[str, Any] | None, now: datetime,
@@ -368,6 +423,7 @@ class Firing:
         if decision.arm is not None:
             inputs["arm"] = {
                 "parent_firing": decision.arm.parent_firing,
+                **({"parent": rule.after[0]} if rule.after is not None else {}),
                 "fill": None if decision.arm.fill is None
                 else [str(decision.arm.fill.price), str(decision.arm.fill.size)],
             }
@@ -424,26 +480,36 @@ class Firing:
         reason = check(intent, value, rule.identity, limits=limits, exposure=exposure, now=now)
         return Blocked(reason) if reason is not None else (intent, value)
 
-    def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,
-                   fill: Fill | None) -> Leg | Blocked | None:
-        """A bracket's stop-loss leg for the take-profit `tp`, its trigger rounded toward the
-        market (it triggers no later than written), or why it cannot be placed."""
-        spec = rule.order
-        if spec is None or spec.stop_loss is None:
+    def _stop_loss(self, rule: CompiledRule, tp: OrderIntent, tp_oid: str, number: int,  # noqa: PLR0917 - the parts it is wired to
+                   fill: Fill | None, now: datetime) -> Leg | OcoPlan | Blocked | None:
+        """A bracket's held leg for the take-profit `tp` (a stop-loss, trailing or fixed,
+        and its time exit), or why it cannot be held; written `on exchange` (and the config
+        allowing it), the bracket as one OCO order instead."""
+        if tp.order_type != "limit" or tp.size is None:
             return None
-        raw = value_of(spec.stop_loss, self.rules.market.values, fill)
-        if raw is None or tp.size is None:
-            return Blocked("the stop-loss depends on data that is not fresh")
-        trigger = self._tick(tp.symbol, raw, tp.side == "sell")
-        inverted = _inverted(tp.side, tp.price, trigger)
-        if inverted is not None:
-            return Blocked(inverted)
-        oid = client_oid(self.ctx.engine_id, f"{rule.identity}/stop-loss", number)
-        return Leg(oid, tp_oid, rule.identity, number, tp.symbol, tp.side, tp.size, trigger)
+        leg = build_leg(rule, engine_id=self.ctx.engine_id,
+                        info=self.ctx.symbols[tp.symbol], side=tp.side, size=tp.size,
+                        tp_oid=tp_oid, tp_price=tp.price, number=number, fill=fill,
+                        values=self.rules.market.values, rules=self.rules.rules, now=now)
+        spec = rule.order
+        if isinstance(leg, Leg) and leg.trigger is not None and spec is not None and (
+                spec.on_exchange and self.oco is not None and self.oco.enabled):
+            return self.oco.plan(rule, tp, tp_oid, number, fill=fill, trigger=leg.trigger)
+        return leg
 
-    def _tick(self, symbol: str, raw: Decimal, sell: bool) -> Decimal:
-        step_ = self.ctx.symbols[symbol].price_increment
-        return (raw / step_).to_integral_value(ROUND_CEILING if sell else ROUND_FLOOR) * step_
+    def _guard(self, rule: CompiledRule, number: int, fill: Fill | None,
+               now: datetime) -> Leg | Blocked:
+        """A guard's held stop: what the entry's fill still holds, on the entry's other side."""
+        side = exit_side(rule, self.rules.rules)
+        if side is None or rule.symbol is None:
+            return Blocked("the guard's entry rule places no order")
+        if fill is None:
+            return Blocked("a guard needs its entry's fill")
+        leg = build_leg(rule, engine_id=self.ctx.engine_id, info=self.ctx.symbols[rule.symbol],
+                        side=side, size=fill.size, tp_oid="", tp_price=None, number=number,
+                        fill=fill, values=self.rules.market.values, rules=self.rules.rules,
+                        now=now)
+        return leg if leg is not None else Blocked("the guard holds no stop")
 
     def _children_inverted(self, rule: CompiledRule, entry: OrderIntent) -> str | None:
         """A bracket armed by this order's fill whose take-profit and stop-loss would be on
@@ -459,6 +525,18 @@ class Firing:
             return None
         fill = Fill(price, entry.size)
         for child in self.rules.children.get(rule.identity, ()):
+            held = child.protection
+            if held is not None and held.guard and held.stop is not None and (
+                    child.after is not None and child.after[1] == "filled"):
+                # A guard's stop against the entry's own price: an exit that would stop
+                # out the moment the entry fills.
+                sl = value_of(held.stop, self.rules.market.values, fill)
+                why = None if sl is None else _inverted(
+                    "sell" if entry.side == "buy" else "buy", price, sl)
+                if why is not None:
+                    return (f"its guard {child.name or child.identity[:12]} is on the wrong "
+                            f"side of the entry's price: "
+                            + why.replace("take-profit", "entry's price"))
             spec = child.order
             if child.after is None or child.after[1] != "filled" or spec is None or (
                     spec.stop_loss is None or spec.price is None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -15,9 +16,12 @@ from typing import Any
 
 from rules_engine.compiler import model as M
 from rules_engine.engine import OrderIntent, deadline, order_body
+from rules_engine.engine import value as value_of
 from rules_engine.engine._lifecycle import apply
 from rules_engine.engine._order_types import Trigger
 from rules_engine.runtime._context import Context
+from rules_engine.runtime._exits import held_left, tick, trailed
+from rules_engine.runtime._leg import Leg
 from rules_engine.runtime._market import MarketState
 from rules_engine.runtime._orders import OrderManager, Tracked
 
@@ -39,23 +43,6 @@ class Held:
     mark: Decimal | None
 
 
-@dataclass
-class Leg:
-    """A bracket's stop-loss, held by the engine: the take-profit rests on the exchange and
-    holds the coins, so on trigger the take-profit is cancelled and confirmed final first,
-    and only what it did not fill is sold."""
-
-    oid: str
-    tp_oid: str
-    identity: str
-    number: int
-    symbol: str
-    side: str
-    size: Decimal
-    trigger: Decimal
-    busy: bool = False
-
-
 class HeldOrders:
     def __init__(self, ctx: Context, market: MarketState, orders: OrderManager) -> None:
         self.ctx = ctx
@@ -63,6 +50,9 @@ class HeldOrders:
         self.orders = orders
         self.held: dict[str, Held] = {}  # trailing stops, by clientOid
         self.legs: dict[str, Leg] = {}  # bracket stop-losses, by their clientOid
+        # Why a market exit may not go now (risk.max_slippage on the book), or None:
+        # installed by the watcher, which follows the books.
+        self.slippage: Callable[[str, str, Decimal], str | None] = lambda *_: None
 
     def on_price(self, symbol: str, now: datetime) -> None:
         halted = self.ctx.halted
@@ -133,46 +123,130 @@ class HeldOrders:
         if last is None:
             return  # never on stale data
         for leg in [g for g in self.legs.values() if g.symbol == symbol and not g.busy]:
-            tracked = self.orders.tracked.get(leg.oid)
-            if tracked is None:  # cancelled while it waited: nothing more to trigger
-                self.legs.pop(leg.oid, None)
+            if not self._waiting(leg):
                 continue
-            if tracked.status not in ("held", "not_placed"):
-                continue  # on the exchange already: the table follows it
-            if last <= leg.trigger if leg.side == "sell" else last >= leg.trigger:
-                leg.busy = True
-                self.ctx.event("stop_loss.triggered", {"last": str(last),
-                                                       "trigger": str(leg.trigger)}, oid=leg.oid)
-                self.ctx.spawn(self._run_stop_loss(leg))
+            if leg.move_due:
+                self.move(leg, now)  # its exit filled while the new price could not be known
+            if leg.trail is not None:
+                self._follow(leg, last, now)
+            trigger = leg.trigger
+            if trigger is not None and (last <= trigger if leg.side == "sell"
+                                        else last >= trigger):
+                self._fire_leg(leg, "stop_loss.triggered", {"last": str(last),
+                                                           "trigger": str(trigger)})
+
+    def on_time(self, now: datetime) -> None:
+        """Time exits (`exit after D`) whose deadline passed, on the watcher's clock: the
+        deadline was recorded with the firing, so a restart keeps it."""
+        halted = self.ctx.halted
+        if halted is not None and halted.get("all"):
+            return
+        for leg in [g for g in self.legs.values() if g.exit_at is not None and not g.busy]:
+            if leg.exit_at is not None and now >= leg.exit_at and self._waiting(leg):
+                self._fire_leg(leg, "exit.due", {"due": leg.exit_at.isoformat(),
+                                                 "late_s": round(
+                                                     (now - leg.exit_at).total_seconds(), 3)})
+
+    def _waiting(self, leg: Leg) -> bool:
+        """Whether the leg still waits for its trigger (held, or proven not placed)."""
+        tracked = self.orders.tracked.get(leg.oid)
+        if tracked is None:  # cancelled while it waited: nothing more to trigger
+            self.legs.pop(leg.oid, None)
+            return False
+        return tracked.status in ("held", "not_placed")  # else the table follows it
+
+    def _fire_leg(self, leg: Leg, kind: str, detail: dict[str, Any]) -> None:
+        leg.busy = True
+        if leg.waiting is None:  # a try again after a wait is not a new trigger
+            self.ctx.event(kind, detail, oid=leg.oid)
+        self.ctx.spawn(self._run_stop_loss(leg))
+
+    def _follow(self, leg: Leg, last: Decimal, now: datetime) -> None:
+        """A trailing stop-loss: a better `last` moves its mark, and its trigger with it."""
+        sell = leg.side == "sell"
+        if leg.mark is not None and not (last > leg.mark if sell else last < leg.mark):
+            return
+        leg.mark = last
+        leg.trigger = trailed(leg, self.ctx.symbols[leg.symbol])
+        self.ctx.store.mark(leg.oid, last, now)
+
+    def on_filled(self, tracked: Tracked, now: datetime) -> None:
+        """An order filled (fully or in part): a `move stop-loss ... after RULE filled`
+        waiting for it moves its stop; a leg whose exits filled what it covers is dropped."""
+        for leg in [g for g in self.legs.values() if not g.busy]:
+            if leg.move_oid == tracked.oid and not leg.moved and tracked.record.filled > 0:
+                self.move(leg, now)
+            if tracked.oid in leg.covered and (
+                    held_left(leg, self.orders, self.ctx.store) <= 0):
+                self.drop_leg(leg, "its exits filled the position")
+
+    def move(self, leg: Leg, now: datetime) -> None:
+        """The stop's trigger moves to `move_to`, evaluated now (`fill_price`: the entry's),
+        written before it counts (a restart holds the moved stop)."""
+        if leg.move_to is None:
+            return
+        raw = value_of(leg.move_to, self.market.values, leg.fill)
+        if raw is None:
+            if not leg.move_due:  # tried again at each price of its symbol
+                self.ctx.event("stop_loss.move_waiting", {"why": "the new price needs data "
+                                                          "that is not fresh"}, oid=leg.oid)
+            leg.move_due = True
+            return
+        trigger = tick(self.ctx.symbols[leg.symbol], raw, leg.side == "sell")
+        self.ctx.store.move_stop(leg.oid, trigger, now, {"from": str(leg.trigger),
+                                                          "to": str(trigger)})
+        self.orders.fenced()
+        before, leg.trigger, leg.moved, leg.move_due = leg.trigger, trigger, True, False
+        self.ctx.emit("stop_loss.moved", {"rule": leg.identity, "client_oid": leg.oid,
+                                          "from": str(before), "to": str(trigger)})
+
+    def catch_up(self, now: datetime) -> None:
+        """At a restart: a move whose exit filled while no watcher ran (or before its move
+        was written) is made now."""
+        for leg in [g for g in self.legs.values() if g.move_oid and not g.moved and not g.busy]:
+            assert leg.move_oid is not None
+            tracked = self.orders.tracked.get(leg.move_oid)
+            row = self.ctx.store.order(leg.move_oid) if tracked is None else None
+            filled = tracked.record.filled if tracked is not None else (
+                row.filled_size if row is not None else Decimal(0))
+            if filled > 0:
+                self.move(leg, now)
 
     async def _run_stop_loss(self, leg: Leg) -> None:
-        """Cancel the take-profit, confirm it is final, then sell what it did not fill: at no
-        moment can both legs sell more than the position."""
-        tp = self.orders.tracked.get(leg.tp_oid)
-        if tp is not None:
-            self.orders.ask_cancel([tp], "its stop-loss triggered")
+        """Cancel the exits it covers (a take-profit, a guard's siblings), confirm they are
+        final, then send what they did not fill: at no moment can they and the stop sell
+        more than the position."""
+        resting = [self.orders.tracked[o] for o in leg.covered if o in self.orders.tracked]
+        if resting:
+            self.orders.ask_cancel(resting, "its stop-loss triggered")
             for _ in range(50):
-                if leg.tp_oid not in self.orders.tracked:
+                if not any(o in self.orders.tracked for o in leg.covered):
                     break
                 await self.orders.timer_job()
-                if leg.tp_oid in self.orders.tracked:
+                if any(o in self.orders.tracked for o in leg.covered):
                     await _sleep(self.ctx.stop, 0.1)
-            if leg.tp_oid in self.orders.tracked:  # not proven final: never sell beside it
-                leg.busy = False
-                self.ctx.event("stop_loss.waiting", {"why": "the take-profit is not final yet"},
-                               oid=leg.oid)
+            if any(o in self.orders.tracked for o in leg.covered):
+                leg.busy = False  # not proven final: never sell beside them
+                self.ctx.event("stop_loss.waiting", {"why": "the exits it covers are not "
+                                                     "final yet"}, oid=leg.oid)
                 return
         if leg.oid not in self.legs:
-            return  # dropped meanwhile (the take-profit filled the position)
-        row = self.ctx.store.order(leg.tp_oid)
-        filled = row.filled_size if row is not None else Decimal(0)
+            return  # dropped meanwhile (the exits filled the position)
+        left = held_left(leg, self.orders, self.ctx.store)
         info = self.ctx.symbols[leg.symbol]
-        remaining = ((leg.size - filled) / info.base_increment).to_integral_value(
+        remaining = (left / info.base_increment).to_integral_value(
             ROUND_FLOOR) * info.base_increment
         if remaining <= 0 or remaining < info.base_min_size:
-            self.drop_leg(leg, f"nothing left to sell ({filled} of {leg.size} filled by the "
-                               "take-profit)" if remaining <= 0 else
+            self.drop_leg(leg, f"nothing left to close ({leg.size - left} of {leg.size} "
+                               "filled by its exits)" if remaining <= 0 else
                           f"what is left ({remaining}) is below baseMinSize")
+            return
+        slipped = self.slippage(leg.symbol, leg.side, remaining)
+        if slipped is not None:
+            leg.busy = False  # looked at again on the next price, or the next tick
+            if leg.waiting != slipped:  # said once, not at every try
+                self.ctx.event("stop_loss.waiting", {"why": slipped}, oid=leg.oid)
+            leg.waiting = slipped
             return
         self._send_leg(leg, remaining)
 
@@ -220,10 +294,10 @@ class HeldOrders:
                 leg.busy = self.ctx.stop.is_set()  # sent again at the next trigger
             else:
                 self.legs.pop(tracked.oid, None)
-        filled = tracked.record.filled
-        for other in [g for g in self.legs.values() if g.tp_oid == tracked.oid and not g.busy]:
-            if filled >= other.size:
-                self.drop_leg(other, "the take-profit filled")
+        for other in [g for g in self.legs.values() if tracked.oid in g.covered
+                      and not g.busy]:
+            if held_left(other, self.orders, self.ctx.store) <= 0:
+                self.drop_leg(other, "its exits filled the position")
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

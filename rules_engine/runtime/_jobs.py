@@ -98,6 +98,11 @@ class Jobs:
 
         return run
 
+    async def run_once(self, job: Callable[[], Any]) -> None:
+        """One run of `job` as the scheduler runs it (a failure stops the watcher with its
+        reason): for a caller that keeps its own clock (a backtest)."""
+        await self._guarded(job)()
+
     def _job_failed(self, event: Any) -> None:
         self.ctx.fail_on(event.exception)
 
@@ -114,6 +119,7 @@ class Jobs:
         if deferred:
             w.firing.evaluate(deferred, now)
         w.firing.slices.due(now)  # a TWAP's slices whose time came, slices sent again
+        w.held_orders.on_time(now)  # `exit after` deadlines
 
     async def heartbeat_job(self) -> None:
         try:

@@ -100,7 +100,7 @@ class MarketState:
         added = []
         for leaf in leaves:
             symbol = getattr(leaf, "symbol", None)
-            if isinstance(symbol, str):
+            if isinstance(symbol, str) and not isinstance(leaf, M.Chain):  # a rule's own
                 entry = self._symbols.setdefault(symbol, _Symbol())
                 if leaf not in entry.leaves:
                     entry.leaves.append(leaf)

@@ -171,6 +171,13 @@ class OrderManager:
         self._on_refused = on_refused
         self._on_final = on_final
         self._on_acknowledged = on_acknowledged
+        self.oco: Any = None  # `OcoBrackets` (runtime/_oco.py): an OCO's port calls, fills
+        # A new fill recorded (the chains follow it): (order, trade id, price, size, fee,
+        # fee currency).
+        self.on_fill: Callable[[Tracked, str, Decimal, Decimal, Decimal | None, str | None],
+                               None] | None = None
+        # An order's filled size grew (a fill event, a lookup): held stops follow it.
+        self.on_filled: Callable[[Tracked, datetime], None] | None = None
 
     # ------------------------------------------------------------ the table
 
@@ -224,7 +231,7 @@ class OrderManager:
                     tracked.record = before
                     for stop in apply(before, WriteFailed(str(err)), now).commands:
                         if isinstance(stop, StopWatcher):
-                            self.ctx.fail(stop.reason)
+                            self.ctx.fail(stop.reason, cause="storage")
                     raise
         calls: list[Coroutine[Any, Any, None]] = []
         for command in commands:
@@ -244,6 +251,10 @@ class OrderManager:
         for step in steps:
             if step.then is not None:
                 step.then()
+        if after.filled > before.filled and self.on_filled is not None:
+            self.on_filled(tracked, now)
+        if after.filled > before.filled and self.oco is not None:
+            self.oco.on_fill(tracked, now)  # an entry's `on exchange` bracket follows it
         if spawn:
             for call in calls:
                 self.ctx.spawn(call)
@@ -401,6 +412,9 @@ class OrderManager:
 
     async def _look_up(self, tracked: Tracked) -> None:
         """One lookup by clientOid, its fills stored, answered to the table as `LookedUp`."""
+        if tracked.family == "oco" and self.oco is not None:
+            await self.oco.look_up(tracked)
+            return
         seen = await self.ctx.venue.look_up(tracked.oid, tracked.symbol, tracked.family)
         at = self.ctx.venue.server_now()
         if seen.kind == "found" and seen.state is not None:
@@ -417,9 +431,12 @@ class OrderManager:
     async def _fills(self, tracked: Tracked, state: OrderState) -> None:
         if state.filled_size > 0:
             for item in await self.ctx.venue.fills_of(tracked.symbol, state.order_id):
-                self.ctx.store.add_fill(item.trade_id, tracked.oid, price=item.price,
-                                        size=item.size, fee=item.fee,
-                                        fee_currency=item.fee_currency, time=item.time)
+                row = self.ctx.store.add_fill(item.trade_id, tracked.oid, price=item.price,
+                                              size=item.size, fee=item.fee,
+                                              fee_currency=item.fee_currency, time=item.time)
+                if row is not None and self.on_fill is not None:
+                    self.on_fill(tracked, item.trade_id, item.price, item.size, item.fee,
+                                 item.fee_currency)
 
     async def poll_all(self) -> None:
         """Reconciliation: every order the exchange showed, looked up (a lost push, an order
@@ -452,6 +469,9 @@ class OrderManager:
         tracked = self.tracked.get(oid) if oid is not None else None
         if tracked is None or oid is None:
             return
+        if tracked.family == "oco" and self.oco is not None:
+            self.oco.on_event(tracked, event)  # a leg's event: the OCO is looked up
+            return
         record = tracked.record
         filled, value = record.filled, record.filled_value
         if event.kind == "match" and event.trade_id and event.match_price and event.match_size:
@@ -462,6 +482,9 @@ class OrderManager:
                                    "size": str(event.match_size)})
             if row is not None:
                 filled, value = row.filled_size, row.filled_value
+                if self.on_fill is not None:
+                    self.on_fill(tracked, event.trade_id, event.match_price, event.match_size,
+                                 None, None)
             self.feed(tracked, PartFilled(filled, value, event.order_id))
         elif event.kind == "filled":
             self.feed(tracked, Filled(max(filled, event.filled_size or ZERO), value,

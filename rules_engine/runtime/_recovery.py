@@ -20,8 +20,9 @@ from rules_engine.engine._risk import Exposure
 from rules_engine.engine._slices import rule_of
 from rules_engine.ports import PageLike
 from rules_engine.runtime._context import Context
+from rules_engine.runtime._exits import leg_oid, restore
 from rules_engine.runtime._firing import Firing
-from rules_engine.runtime._held import Held, HeldOrders, Leg
+from rules_engine.runtime._held import Held, HeldOrders
 from rules_engine.runtime._orders import OrderManager, Tracked, done_status
 from rules_engine.runtime._rules import RuleSet
 from rules_engine.store import client_oid
@@ -41,6 +42,7 @@ class Recovery:
         self.held = held
         self.firing = firing
         self.read = read
+        self.oco: Any = None  # `OcoBrackets`: a bracket's OCO orders followed again
 
     async def recover(self) -> None:
         """Every order the store holds not final, rebuilt as the order table's record and
@@ -53,10 +55,16 @@ class Recovery:
         calls = []
         for row in rows:
             of = firings.get(row.firing_id) if row.firing_id is not None else None
-            if of is not None and of.client_oid is None:
+            guard = of is not None and row.client_oid == leg_oid(
+                self.ctx.engine_id, of.identity, of.number)
+            if of is not None and of.client_oid is None and not guard:
                 continue
-            leg = of is not None and of.client_oid != row.client_oid  # a bracket's stop-loss
+            # A held stop-loss (an OCO's replacement is an order of its own).
+            leg = of is not None and of.client_oid != row.client_oid and row.family != "oco"
             tracked = self._tracked(row, of, leg, now)
+            if row.family == "oco" and of is not None and self.oco is not None:
+                tracked.counted = row.client_oid == of.client_oid
+                self.oco.recovered(tracked, row, of)
             record = tracked.record
             if record.status == "not_placed":
                 if leg and not record.cancel:
@@ -75,7 +83,10 @@ class Recovery:
         for tracked, transition in calls:
             for call in self.orders.recover(tracked, transition):
                 await call
+        if self.oco is not None:
+            self.oco.resume(self.ctx.now())  # `on exchange` brackets: what the entries filled
         await self._adopt_unknown()
+        self.held.catch_up(now)
         self.ctx.event("recovered", {"pending": len(self.orders.pending),
                                      "open_orders": len(self.orders.tracked)})
 
@@ -106,11 +117,11 @@ class Recovery:
                           counted=not leg, arm=_arm_of(of.inputs) if of is not None else None,
                           leg=identity if leg else None)
         if leg and of is not None and row.size is not None:
-            trigger = Decimal(str((intent.get("stop_loss") or {}).get("trigger")
-                                  or row.price or 0))
-            self.held.legs[row.client_oid] = Leg(
-                row.client_oid, of.client_oid, of.identity, of.number, row.symbol, row.side,
-                row.size, trigger, busy=row.status not in ("held", "not_placed"))
+            data = intent.get("stop_loss") or (of.inputs or {}).get("stop_loss") or {}
+            arm = _arm_of(of.inputs)
+            self.held.legs[row.client_oid] = restore(
+                row, of, data, self.rules.rules.get(of.identity),
+                arm.fill if arm is not None else None, self.ctx.symbols[row.symbol])
         elif held_as and row.status == "held" and row.size is not None and of is not None:
             self.held.held[row.client_oid] = Held(
                 row.client_oid, of.identity, of.number, row.symbol, row.side, row.size,

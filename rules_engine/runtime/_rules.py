@@ -51,11 +51,14 @@ class RuleSet:
         self.index = RuleIndex(active)
         self.timed_ids = {rule.identity for rule in self.index.timed}
         self.market.add_leaves(self.index.leaves())
-        # A trailing stop and a bracket's stop-loss follow their symbol's last price.
+        # A trailing stop, a bracket's stop-loss and a guard follow their symbol's last price.
         self.market.add_leaves(
             M.Field(r.order.symbol, "last") for r in active
             if r.order is not None and (r.order.order_type == "trailing-stop"
                                         or r.order.stop_loss is not None))
+        self.market.add_leaves(
+            M.Field(r.symbol, "last") for r in active
+            if r.protection is not None and r.protection.guard and r.symbol is not None)
         self.children: dict[str, list[CompiledRule]] = {}
         for rule in active:
             if rule.after is not None:

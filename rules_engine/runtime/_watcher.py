@@ -33,10 +33,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
 from rules_engine.compiler import CompiledRule
+from rules_engine.core.market import BalanceEvent
 from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
@@ -47,11 +49,13 @@ from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
 from rules_engine.runtime._context import Context, utc_now
 from rules_engine.runtime._controls import Controls
+from rules_engine.runtime._exits import exit_slippage
 from rules_engine.runtime._feeds import Feeds
 from rules_engine.runtime._firing import Firing
 from rules_engine.runtime._held import HeldOrders
 from rules_engine.runtime._jobs import Jobs
 from rules_engine.runtime._market import MarketState
+from rules_engine.runtime._oco import OcoBrackets
 from rules_engine.runtime._orders import OrderManager, Step, Tracked
 from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
@@ -113,16 +117,24 @@ class Watcher:
         self.orders = OrderManager(ctx, on_retry=self._retried, on_refused=self._refused,
                                    on_final=self._final, on_acknowledged=self._acknowledged)
         self.held_orders = HeldOrders(ctx, self.market, self.orders)
+        self.orders.on_filled = self.held_orders.on_filled
         self.actions = Actions(ctx, self.orders, self.held_orders)
         self.feeds = Feeds(ctx, self.market, list(book_symbols), self._on_changed, on_market)
+        self.held_orders.slippage = partial(exit_slippage, self.feeds.books,
+                                            config.risk.limits().max_slippage)
         self.firing = Firing(ctx, self.rules, self.feeds, self.orders, self.held_orders,
                              self.actions)
+        self.oco = OcoBrackets(ctx, self.rules, self.orders)  # brackets `on exchange`
+        self.oco.firing = self.firing
+        self.firing.oco = self.orders.oco = self.oco
+        self.orders.on_fill = self.firing.on_fill  # position, pnl (runtime/_chains.py)
         self.sources = dict(sources or {})
         self.controls = Controls(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self.actions, self.feeds, self.sources, reloader,
                                  self._load_candles)
         self.recovery = Recovery(ctx, self.rules, self.orders, self.held_orders, self.firing,
                                  self._start_read)
+        self.recovery.oco = self.oco
         self.jobs = Jobs(ctx, self)
         self._patience = Patience(config.start_patience_s, ctx.emit)
         self.scheduled = scheduled
@@ -211,6 +223,8 @@ class Watcher:
             await self._check_venue()
             ctx.venue.family = await self._family()
             self.rules.load(ctx.store, self.sources, now)
+            self.oco.announce(self.rules.rules.values())
+            self.firing.chains.ensure(ctx.store, self.rules.rules)  # position, pnl: from fills
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
             self.firing.slices.recover(now)  # sliced orders not ended: go on with them
@@ -233,7 +247,7 @@ class Watcher:
                                          "late_s": round((now - due).total_seconds(), 3)},
                           identity=identity)
         self.feeds.start()
-        private = ctx.venue.private_stream(self.orders.on_private, self.orders.on_bad,
+        private = ctx.venue.private_stream(self._on_private, self.orders.on_bad,
                                            self._on_private_state)
         self.private = private
         ctx.spawn(private.run(ctx.stop))
@@ -343,14 +357,15 @@ class Watcher:
         ctx.stop.set()
         await self.jobs.stop()
         await self.actions.close()
-        if not ctx.failed or "lease" not in ctx.stop_reason:
+        if ctx.stop_cause != "lease":  # a watcher that may have lost it leaves it alone
             try:
                 ctx.store.release_lease()
             except Exception as err:  # the store failed: the reason is already recorded
                 if not ctx.failed:
                     ctx.fail_on(err)
         with contextlib.suppress(Exception):
-            ctx.event("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop"})
+            ctx.event("watcher.stopped", {"reason": ctx.stop_reason or "asked to stop",
+                                          **({"cause": ctx.stop_cause} if ctx.stop_cause else {})})
 
     async def ready(self) -> None:
         await self.ctx.ready.wait()
@@ -364,6 +379,12 @@ class Watcher:
 
     def _on_private_state(self, state: str, reason: str) -> None:
         self.jobs.on_private_state(state, reason)
+        self.firing.sync_balances(self.jobs.private_live)
+
+    def _on_private(self, event: object) -> None:
+        self.orders.on_private(event)
+        if isinstance(event, BalanceEvent):  # `balance(CUR)` values (runtime/_chains.py)
+            self.firing.sync_balances(self.jobs.private_live)
 
     # ------------------------------------------------------------ the rule side's hooks
     # Each returns what it writes in the order's own commit (`Step`), and what it does
@@ -395,13 +416,14 @@ class Watcher:
         if self.firing.slices.retry(tracked):  # a slice: sent again by its plan
             return Step()
         state = rules.states.get(identity or "")
+        if self.oco.is_replacement(tracked):  # an OCO's replacement: placed again, afresh
+            return self.oco.retry(tracked, now)
         if identity is None or number is None or state is None or tracked.leg is not None:
             return Step()
         if state.firings != number or state.status not in ("done", "cooling", "armed",
                                                             "waiting"):
             return Step(then=lambda: rules.schedule(identity, now))
-        rules.states[identity] = retry_firing(state, number, tracked.arm)
-        self.firing.again.add((identity, number))
+        rules.states[identity] = retry_firing(state, number, tracked.arm)  # `retrying`, saved
 
         def then() -> None:
             rules.schedule(identity, now)
@@ -417,16 +439,20 @@ class Watcher:
         """The order ended (filled, canceled, vanished, refused, not placed): the `after`
         rules it arms, in its own commit; then what holds on to it (a bracket) lets go."""
         arms: Arms = []
+        if tracked.family == "oco" and self.oco.continues(tracked):
+            command = None  # a resize: its replacement carries the bracket on
         if command is not None and tracked.identity is not None and tracked.number is not None:
             row = self.ctx.store.order(tracked.oid)  # the fills as stored, once per trade
             fill = None
             if row is not None and row.filled_size > 0:
                 fill = Fill(row.filled_value / row.filled_size, row.filled_size)
             for event in command.events:
-                arms += self.rules.arms(tracked.identity, event, tracked.number, fill)
+                arms += [a for a in self.rules.arms(tracked.identity, event, tracked.number, fill)
+                         if not self.oco.skip_arm(a[0], tracked.number)]
 
         def then() -> None:
             self.held_orders.on_end(tracked, now)
+            self.oco.on_end(tracked, now)
             for child, _, detail in arms:
                 self.ctx.emit("rule.armed", {"rule": child.identity, **detail})
             if arms:
@@ -488,7 +514,8 @@ class Watcher:
         """Why each rule that can still fire has not yet, on the live values (`_why.py`)."""
         return not_yet(self.rules.rules, self.rules.states, self.market,
                        reasons=self.rules.reasons, series=self.feeds.series,
-                       now=self.ctx.now())
+                       now=self.ctx.now(), view=lambda rule, state: self.firing.chains.view_for(
+                           rule, state, self.market.values))
 
     def save_why(self) -> None:
         """The why-not-yet rows into the store, for `rules-engine status` (only when they

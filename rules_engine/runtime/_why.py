@@ -17,7 +17,7 @@ a market change (`engine.next_due`). Pure: `now` is an argument, nothing is writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,6 +33,9 @@ __all__ = ["explain", "expression", "not_yet"]
 _SETTLED = frozenset({"done", "expired", "disarmed"})
 
 
+View = Callable[[CompiledRule, RuleState], Mapping[object, Decimal]]
+
+
 def _plain(amount: Decimal | None) -> str | None:
     if amount is None:
         return None
@@ -43,7 +46,8 @@ def expression(node: M.Value) -> str:
     """A compiled value as a person writes it (numbers normalised)."""
     if isinstance(node, M.Const):
         return _plain(node.value) or "0"
-    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField | M.Fill):
+    if isinstance(node, M.Field | M.Depth | M.Indicator | M.CandleField | M.Fill | M.Chain
+                  | M.Balance):
         return M.label(node)
     if isinstance(node, M.Offset):
         change = (node.factor - 1) * 100
@@ -76,7 +80,8 @@ def _candles_short(leaf: M.Indicator | M.CandleField, series: CandleSeries | Non
         return f"{name}: its {leaf.timeframe} candles are not loaded (see the candles.error event)"
     if series.problem is not None:
         return f"{name}: its {leaf.timeframe} candles are unusable: {series.problem}"
-    need = history_needed(leaf.kind, leaf.period if isinstance(leaf, M.Indicator) else None)
+    need = (history_needed(leaf.kind, leaf.period, leaf.params)
+            if isinstance(leaf, M.Indicator) else history_needed(leaf.kind))
     have = len(series.closed)
     if have >= need:
         return f"{name}: not computable from its {have} closed {leaf.timeframe} candles"
@@ -94,16 +99,22 @@ def _candles_short(leaf: M.Indicator | M.CandleField, series: CandleSeries | Non
             f"closing at {enough_at.isoformat()} has closed")
 
 
-def _lacks(rule: CompiledRule, market: MarketState,
+def _lacks(rule: CompiledRule, market: MarketState,  # noqa: PLR0917 - what it reads
            series: Mapping[tuple[str, str], CandleSeries], now: datetime,
-           fill: Fill | None) -> list[str]:
+           fill: Fill | None, values: Mapping[object, Decimal]) -> list[str]:
     if rule.condition is None:
         return []
     out = []
     for leaf in leaves(rule.condition):
-        if leaf in market.values:
+        if leaf in values:
             continue
-        if isinstance(leaf, M.Indicator | M.CandleField):
+        if isinstance(leaf, M.Balance):
+            out.append(f"{M.label(leaf)}: the account's order channel is not live")
+        elif isinstance(leaf, M.Chain):
+            out.append(f"{M.label(leaf)}: " + (
+                "no chain yet (it has not been armed)" if leaf.kind == "position" else
+                "the price it is valued at is not fresh, or the chain bought nothing yet"))
+        elif isinstance(leaf, M.Indicator | M.CandleField):
             if not market.live:
                 out.append(f"{M.label(leaf)}: the market feed is not live")
             else:
@@ -166,10 +177,11 @@ def _waits(rule: CompiledRule, state: RuleState, reason: str, now: datetime) -> 
 
 def explain(rule: CompiledRule, state: RuleState, market: MarketState, *,
             series: Mapping[tuple[str, str], CandleSeries], now: datetime,
-            reason: str = "") -> dict[str, Any]:
-    """Why `rule` (in `state`) has not fired: see the module's docstring."""
+            reason: str = "", values: Mapping[object, Decimal] | None = None) -> dict[str, Any]:
+    """Why `rule` (in `state`) has not fired: see the module's docstring. `values`: what
+    the rule is stepped on (with its chain's values), the market's by default."""
     fill = state.arms[0].fill if state.arms else None
-    values = market.values
+    values = market.values if values is None else values
     conditions = []
     crossed = 0
     for atom in _atoms(rule.condition) if rule.condition is not None else ():
@@ -185,7 +197,7 @@ def explain(rule: CompiledRule, state: RuleState, market: MarketState, *,
                 holds = None
         conditions.append({"text": f"{expression(atom.left)} {op} {expression(atom.right)}",
                            "left": _plain(left), "right": _plain(right), "holds": holds})
-    lacks = _lacks(rule, market, series, now, fill)
+    lacks = _lacks(rule, market, series, now, fill, values)
     due = next_due(rule, state, now)
     waits = _waits(rule, state, reason, now)
     if lacks and state.status in ("armed", "cooling"):
@@ -209,15 +221,18 @@ def explain(rule: CompiledRule, state: RuleState, market: MarketState, *,
 def not_yet(rules: Mapping[str, CompiledRule], states: Mapping[str, RuleState],
             market: MarketState, *, reasons: Mapping[str, str],
             series: Mapping[tuple[str, str], CandleSeries], now: datetime,
-            limit: int = 500) -> list[dict[str, Any]]:
-    """`explain` for each rule that can still fire (not done, expired or removed), by name."""
+            limit: int = 500, view: View | None = None) -> list[dict[str, Any]]:
+    """`explain` for each rule that can still fire (not done, expired or removed), by name;
+    `view(rule, state)` is the values a rule is stepped on (runtime/_chains.py)."""
     out = []
     for identity in sorted(rules):
         state = states.get(identity)
         if state is None or state.status in _SETTLED:
             continue
-        out.append(explain(rules[identity], state, market, series=series, now=now,
-                           reason=reasons.get(identity, "")))
+        rule = rules[identity]
+        out.append(explain(rule, state, market, series=series, now=now,
+                           reason=reasons.get(identity, ""),
+                           values=None if view is None else view(rule, state)))
         if len(out) >= limit:
             break
     return out

@@ -17,20 +17,40 @@ crosses, which is how a moving market fills resting orders.
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
-from typing import Literal
-
-from sortedcontainers import SortedDict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 
 from rules_engine.core.symbols import SymbolInfo
-from rules_engine.sandbox import errors
+from rules_engine.sandbox import errors, stop_orders, validation
+from rules_engine.sandbox.book import Book, Level
+from rules_engine.sandbox.engine_types import (
+    CLIENT_OID,
+    ORDER_TRANSITIONS,
+    ZERO,
+    Account,
+    BalanceEvent,
+    Event,
+    Fill,
+    IllegalTransitionError,
+    L2Change,
+    LedgerEntry,
+    Oco,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    Stats,
+    StopEvent,
+    TradeEvent,
+    account_id,
+    floor_to,
+    fmt,
+    multiple_of,
+    snapshot_of,
+)
 from rules_engine.sandbox.errors import ApiError
 
 __all__ = [
+    "CLIENT_OID",
     "ORDER_TRANSITIONS",
     "Account",
     "BalanceEvent",
@@ -52,378 +72,9 @@ __all__ = [
     "fmt",
 ]
 
-Side = Literal["buy", "sell"]
-Status = Literal["new", "open", "done"]
-ZERO = Decimal(0)
 FILL_RETENTION_MS = 7 * 24 * 3600 * 1000
 LEGACY_CANCELED_MS = 30 * 24 * 3600 * 1000
 LEGACY_FILLED_MS = 182 * 24 * 3600 * 1000
-CLIENT_OID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-
-# The order lifecycle as a table: a move not listed here is a bug and raises.
-ORDER_TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
-    {("new", "open"), ("new", "done"), ("open", "done")}
-)
-
-
-class IllegalTransitionError(RuntimeError):
-    pass
-
-
-def account_id(currency: str) -> str:
-    """A stable 24-hex-digit id for the trading account of one currency (same across runs)."""
-    return hashlib.sha256(f"trade:{currency}".encode()).hexdigest()[:24]
-
-
-def fmt(value: Decimal) -> str:
-    """KuCoin's decimal text: plain notation, no exponent, no trailing zeros."""
-    if value == 0:
-        return "0"
-    text = format(value.normalize(), "f")
-    return text
-
-
-def _floor(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
-
-
-def _multiple(value: Decimal, step: Decimal) -> bool:
-    return (value % step) == 0
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
-    symbol: str
-    side: Side
-    type: Literal["limit", "market"]
-    client_oid: str
-    price: Decimal | None = None
-    size: Decimal | None = None
-    funds: Decimal | None = None
-    time_in_force: str = "GTC"
-    cancel_after: int = -1
-    post_only: bool = False
-    hidden: bool = False
-    iceberg: bool = False
-    visible_size: Decimal | None = None
-    stp: str = ""
-    remark: str = ""
-    tags: str = ""
-    hf: bool = True
-    stop: str | None = None
-    stop_price: Decimal | None = None
-
-
-@dataclass(slots=True)
-class Order:
-    id: str
-    req: OrderRequest
-    created_at: int
-    updated_at: int
-    status: Status = "new"
-    deal_size: Decimal = ZERO
-    deal_funds: Decimal = ZERO
-    fee: Decimal = ZERO
-    canceled_size: Decimal = ZERO
-    canceled_funds: Decimal = ZERO
-    hold: Decimal = ZERO
-    in_book: bool = False
-    done_reason: str = ""
-    stop_triggered: bool = False
-    stop_status: str = ""  # stop orders: NEW until triggered, then TRIGGERED / CANCELLED
-    oco_id: str = ""  # a leg of an OCO order (`oco.py`): the OCO's id
-
-    @property
-    def symbol(self) -> str:
-        return self.req.symbol
-
-    @property
-    def side(self) -> Side:
-        return self.req.side
-
-    @property
-    def price(self) -> Decimal:
-        return self.req.price or ZERO
-
-    @property
-    def size(self) -> Decimal:
-        return self.req.size or ZERO
-
-    @property
-    def remaining(self) -> Decimal:
-        if self.req.size is None:
-            return ZERO
-        return self.req.size - self.deal_size - self.canceled_size
-
-    @property
-    def visible(self) -> Decimal:
-        if self.req.hidden:
-            return ZERO
-        if self.req.iceberg and self.req.visible_size is not None:
-            return min(self.remaining, self.req.visible_size)
-        return self.remaining
-
-    @property
-    def active(self) -> bool:
-        return self.status != "done"
-
-    def move(self, to: Status) -> None:
-        if (self.status, to) not in ORDER_TRANSITIONS:
-            raise IllegalTransitionError(f"{self.status.upper()} -> {to.upper()}")
-        self.status = to
-
-
-@dataclass(frozen=True, slots=True)
-class Oco:
-    """One OCO order (`POST /api/v3/oco/order`): a limit leg resting at `price` and a stop leg
-    (a stop order: `stop_price` triggers a limit at `limit_price`), both of `size`. The legs
-    are ordinary engine orders carrying `oco_id`; the OCO's status is derived from them."""
-
-    id: str
-    client_oid: str
-    symbol: str
-    side: Side
-    price: Decimal
-    stop_price: Decimal
-    limit_price: Decimal
-    size: Decimal
-    remark: str
-    created_at: int
-    limit_id: str
-    stop_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
-    order: OrderSnapshot
-    type: str  # received | open | match | update | filled | canceled
-    status: str  # new | open | match | done
-    ts_ns: int
-    match_price: Decimal | None = None
-    match_size: Decimal | None = None
-    trade_id: str | None = None
-    liquidity: str | None = None
-    old_size: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OrderSnapshot:
-    id: str
-    client_oid: str
-    symbol: str
-    side: str
-    type: str
-    price: Decimal
-    size: Decimal
-    funds: Decimal | None
-    deal_size: Decimal
-    remaining: Decimal
-    canceled_size: Decimal
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceEvent:
-    currency: str
-    total: Decimal
-    available: Decimal
-    hold: Decimal
-    available_change: Decimal
-    hold_change: Decimal
-    relation_event: str
-    symbol: str
-    order_id: str
-    trade_id: str
-    time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class L2Change:
-    symbol: str
-    side: str  # "bids" | "asks"
-    price: Decimal
-    size: Decimal
-    sequence: int
-    time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class TradeEvent:
-    symbol: str
-    price: Decimal
-    size: Decimal
-    side: str  # taker side
-    trade_id: str
-    maker_order_id: str
-    taker_order_id: str
-    sequence: int
-    time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class StopEvent:
-    order: OrderSnapshot
-    stop: str
-    stop_price: Decimal
-    type: str  # open | triggered | cancel
-    trigger_success: bool | None
-    ts_ns: int
-
-
-Event = OrderEvent | BalanceEvent | L2Change | TradeEvent | StopEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    symbol: str
-    trade_id: str
-    order_id: str
-    counter_order_id: str
-    side: str
-    liquidity: str
-    price: Decimal
-    size: Decimal
-    funds: Decimal
-    fee: Decimal
-    fee_rate: Decimal
-    fee_currency: str
-    order_type: str
-    created_at: int
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One change of a currency's balance (the account ledgers): `change` is signed, `fee` the
-    part of it that was a fee, `balance` the total after it."""
-
-    id: int
-    currency: str
-    change: Decimal
-    fee: Decimal
-    balance: Decimal
-    biz_type: str
-    symbol: str
-    order_id: str
-    trade_id: str
-    created_at: int
-
-
-@dataclass(slots=True)
-class Level:
-    """One price: the feed's size, then resting orders in time order.
-
-    `shown` caches the visible size of the orders so a level with many orders costs O(1) per
-    change; every change to a resting order goes through `add`, `remove` or `adjust`.
-    """
-
-    feed: Decimal = ZERO
-    orders: list[Order] = field(default_factory=list)
-    shown: Decimal = ZERO
-
-    def visible(self) -> Decimal:
-        return self.feed + self.shown
-
-    def add(self, order: Order) -> None:
-        self.orders.append(order)
-        self.shown += order.visible
-
-    def remove(self, order: Order) -> None:
-        self.orders.remove(order)
-        self.shown -= order.visible
-
-    def adjust(self, before: Decimal, order: Order) -> None:
-        self.shown += order.visible - before
-
-    def empty(self) -> bool:
-        return self.feed == 0 and not self.orders
-
-
-class Book:
-    """Both sides of one symbol; prices map to levels, bids iterate high to low."""
-
-    def __init__(self, symbol: str, sequence: int) -> None:
-        self.symbol = symbol
-        self.sequence = sequence
-        self.bids: SortedDict = SortedDict(lambda p: -p)
-        self.asks: SortedDict = SortedDict()
-        self.shown: dict[tuple[str, Decimal], Decimal] = {}
-
-    def side(self, name: str) -> SortedDict:
-        return self.bids if name == "bids" else self.asks
-
-    def level(self, name: str, price: Decimal) -> Level:
-        book = self.side(name)
-        found: Level | None = book.get(price)
-        if found is None:
-            found = Level()
-            book[price] = found
-        return found
-
-    def levels(self, name: str) -> Iterator[tuple[Decimal, Level]]:
-        book = self.side(name)
-        for price in list(book.keys()):
-            yield price, book[price]
-
-    def best(self, name: str) -> Decimal | None:
-        book = self.side(name)
-        if not book:
-            return None
-        price: Decimal = book.keys()[0]
-        return price
-
-    def depth(self, name: str, limit: int | None = None) -> list[tuple[Decimal, Decimal]]:
-        rows: list[tuple[Decimal, Decimal]] = []
-        for price, level in self.side(name).items():
-            size = level.visible()
-            if size > 0:
-                rows.append((price, size))
-                if limit is not None and len(rows) >= limit:
-                    break
-        return rows
-
-    def touch(self, name: str, price: Decimal, now_ms: int) -> L2Change | None:
-        """Record the visible size of a level after a change; a change means one sequence."""
-        book = self.side(name)
-        level: Level | None = book.get(price)
-        size = level.visible() if level is not None else ZERO
-        if level is not None and level.empty():
-            del book[price]
-        key = (name, price)
-        if self.shown.get(key, ZERO) == size:
-            return None
-        if size == 0:
-            self.shown.pop(key, None)
-        else:
-            self.shown[key] = size
-        self.sequence += 1
-        return L2Change(self.symbol, name, price, size, self.sequence, now_ms)
-
-
-@dataclass(slots=True)
-class Account:
-    totals: dict[str, Decimal] = field(default_factory=dict)
-    holds: dict[str, Decimal] = field(default_factory=dict)
-
-    def total(self, currency: str) -> Decimal:
-        return self.totals.get(currency, ZERO)
-
-    def held(self, currency: str) -> Decimal:
-        return self.holds.get(currency, ZERO)
-
-    def available(self, currency: str) -> Decimal:
-        return self.total(currency) - self.held(currency)
-
-
-@dataclass(slots=True)
-class Stats:
-    last: Decimal = ZERO
-    last_size: Decimal = ZERO
-    open: Decimal = ZERO
-    high: Decimal = ZERO
-    low: Decimal = ZERO
-    vol: Decimal = ZERO
-    vol_value: Decimal = ZERO
 
 
 class Engine:
@@ -488,61 +139,10 @@ class Engine:
     # ---- validation --------------------------------------------------------------------
 
     def validate(self, req: OrderRequest, now_ms: int) -> ApiError | None:
-        info = self.symbols.get(req.symbol)
-        if info is None:
-            return errors.symbol_not_exists()
-        if not info.enable_trading:
-            return ApiError("400600", "validation.createOrder.symbolNotAvailable", 200)
-        if not CLIENT_OID.match(req.client_oid):
-            return errors.bad_param("clientOid must be 1-40 characters of [A-Za-z0-9_-]")
-        if req.time_in_force not in ("GTC", "GTT", "IOC", "FOK"):
-            return errors.bad_param("timeInForce must be GTC, GTT, IOC or FOK")
-        if req.post_only and req.time_in_force in ("IOC", "FOK"):
-            return errors.bad_param("postOnly is invalid when timeInForce is IOC or FOK")
-        if req.type == "limit":
-            if req.price is None or req.size is None:
-                return errors.bad_param("price and size are required for a limit order")
-            if req.price <= 0 or not _multiple(req.price, info.price_increment):
-                return errors.bad_param("Price increment invalid.")
-        elif (req.size is None) == (req.funds is None):
-            return errors.bad_param("a market order needs exactly one of size or funds")
-        if req.size is not None:
-            if req.size <= 0 or not _multiple(req.size, info.base_increment):
-                return errors.bad_param("Order size increment invalid.")
-            if req.size < info.base_min_size:
-                return errors.bad_param("Order size below the minimum requirement.")
-            if req.size > info.base_max_size:
-                return errors.bad_param("Order size above the maximum requirement.")
-        if req.funds is not None:
-            if req.funds <= 0 or not _multiple(req.funds, info.quote_increment):
-                return errors.bad_param("Order funds increment invalid.")
-            if req.funds < info.quote_min_size:
-                return ApiError("600100", "Funds below the minimum requirement.", 200)
-        if req.type == "limit" and req.price is not None and req.size is not None:
-            value = req.price * req.size
-            if info.min_funds is not None and value < info.min_funds:
-                return ApiError("600100", "Funds below the minimum requirement.", 200)
-        if req.stp not in ("", "DC", "CO", "CN", "CB"):
-            return errors.bad_param("stp must be DC, CO, CN or CB")
-        if req.stp == "DC" and req.type == "market":
-            return errors.bad_param("stp DC is not supported for market orders")
-        if req.iceberg and (req.visible_size is None or req.visible_size <= 0):
-            return errors.bad_param("visibleSize is required for an iceberg order")
-        if req.time_in_force == "GTT" and req.cancel_after <= 0:
-            return errors.bad_param("cancelAfter must be > 0 with timeInForce GTT")
-        open_count = len(self.open_ids.get(req.symbol, ()))
-        if req.stop is None and req.type == "limit" and open_count >= self.max_open_per_symbol:
-            return ApiError("200003", "The number of orders exceeds the limit", 200)
-        existing = self.by_client_oid.get(req.client_oid)
-        if existing is not None:
-            old = self.orders.get(existing) or self.stop_orders.get(existing)
-            if old is not None and (old.active or (req.hf and self._retained(old, now_ms))):
-                if req.hf:
-                    return errors.client_oid_duplicate()
-                return errors.bad_param("validation.createOrder.clientOidDuplicated")
-        return None
+        """None when the engine takes `req`, else KuCoin's refusal (`validation.py`)."""
+        return validation.validate(self, req, now_ms)
 
-    def _retained(self, order: Order, now_ms: int) -> bool:
+    def retained(self, order: Order, now_ms: int) -> bool:
         """HF done orders stay `retention_ms` (7 days); legacy ones KuCoin keeps longer:
         cancelled one month, filled six months."""
         if order.active:
@@ -557,7 +157,7 @@ class Engine:
 
     def get(self, order_id: str, now_ms: int) -> Order | None:
         order = self.orders.get(order_id)
-        if order is None or not self._retained(order, now_ms):
+        if order is None or not self.retained(order, now_ms):
             return None
         return order
 
@@ -577,7 +177,7 @@ class Engine:
             for o in candidates
             if o.active == active
             and (symbol is None or o.symbol == symbol)
-            and self._retained(o, now_ms)
+            and self.retained(o, now_ms)
         ]
         found.sort(key=lambda o: (o.created_at, o.id), reverse=True)
         return found
@@ -630,7 +230,7 @@ class Engine:
         info = self.symbols[req.symbol]
         events: list[Event] = []
         if req.stop is not None:
-            return self._place_stop(req, now_ms, events)
+            return stop_orders.place_stop(self, req, now_ms, events)
         book = self.books[req.symbol]
         opposite = "asks" if req.side == "buy" else "bids"
         # Funds check before anything changes.
@@ -690,7 +290,7 @@ class Engine:
         left, size = funds, ZERO
         for price, level in book.side(side).items():
             avail = level.feed + sum((o.remaining for o in level.orders), ZERO)
-            take = min(avail, _floor(left / price, info.base_increment))
+            take = min(avail, floor_to(left / price, info.base_increment))
             size += take
             left -= take * price
             if take < avail:
@@ -813,7 +413,7 @@ class Engine:
         if order.req.size is not None:
             return min(order.remaining, avail)
         funds_left = (order.req.funds or ZERO) - order.deal_funds
-        return min(avail, _floor(funds_left / price, info.base_increment))
+        return min(avail, floor_to(funds_left / price, info.base_increment))
 
     def _exhausted(self, order: Order, price: Decimal | None, info: SymbolInfo) -> bool:
         if order.req.size is not None:
@@ -824,7 +424,7 @@ class Engine:
         )
         if probe is None:
             return order.deal_size > 0
-        return _floor(funds_left / probe, info.base_increment) <= 0
+        return floor_to(funds_left / probe, info.base_increment) <= 0
 
     def _execute(  # noqa: PLR0917 - internal helper, arguments in a fixed order
         self, taker: Order, maker: Order | None, price: Decimal, qty: Decimal,
@@ -883,7 +483,7 @@ class Engine:
                  self._next_fill_seq())
         )
         if order.oco_id:
-            self._oco_filled(order, now_ms, events)
+            stop_orders.oco_filled(self, order, now_ms, events)
 
     def _record_trade(self, symbol: str, price: Decimal, qty: Decimal) -> None:
         st = self.stats[symbol]
@@ -925,22 +525,14 @@ class Engine:
         order.updated_at = now_ms
         events.append(self._order_event(order, how, "done", now_ms))
         if order.oco_id and how == "canceled":
-            self._oco_leg_cancelled(order, now_ms, events)
+            stop_orders.oco_leg_cancelled(self, order, now_ms, events)
 
     def _order_event(  # noqa: PLR0917 - internal helper, arguments in a fixed order
         self, order: Order, kind: str, status: str, now_ms: int,
                      price: Decimal | None = None, qty: Decimal | None = None,
                      trade_id: str | None = None, liquidity: str | None = None) -> OrderEvent:
-        return OrderEvent(self._snap(order), kind, status, now_ms * 1_000_000, price, qty,
+        return OrderEvent(snapshot_of(order), kind, status, now_ms * 1_000_000, price, qty,
                           trade_id, liquidity)
-
-    @staticmethod
-    def _snap(order: Order) -> OrderSnapshot:
-        return OrderSnapshot(
-            order.id, order.req.client_oid, order.symbol, order.side, order.req.type,
-            order.price, order.size, order.req.funds, order.deal_size, max(order.remaining, ZERO),
-            order.canceled_size, order.created_at,
-        )
 
     # ---- cancelling --------------------------------------------------------------------
 
@@ -949,7 +541,7 @@ class Engine:
         if order is None or not order.active:
             stop = self.stop_orders.get(order_id)
             if stop is not None and stop.stop_status == "NEW":
-                return self._cancel_stop(stop, now_ms)
+                return stop_orders.cancel_stop(self, stop, now_ms)
             return errors.order_not_cancellable(), []
         events: list[Event] = []
         self._cancel_resting(order, now_ms, events)
@@ -994,7 +586,7 @@ class Engine:
         if order is None or not order.active or not order.in_book:
             return errors.order_not_cancellable(), []
         info = self.symbols[order.symbol]
-        if cancel_size <= 0 or not _multiple(cancel_size, info.base_increment):
+        if cancel_size <= 0 or not multiple_of(cancel_size, info.base_increment):
             return errors.bad_param("cancelSize increment invalid."), []
         events: list[Event] = []
         if cancel_size >= order.remaining:
@@ -1018,7 +610,7 @@ class Engine:
         else:
             self._change_hold(info.base_currency, -min(order.hold, qty), order, now_ms, events)
         status = "open" if order.in_book else "match" if order.deal_size else "new"
-        events.append(OrderEvent(self._snap(order), "update", status, now_ms * 1_000_000,
+        events.append(OrderEvent(snapshot_of(order), "update", status, now_ms * 1_000_000,
                                  old_size=old))
         if order.in_book:
             side_name = "bids" if order.side == "buy" else "asks"
@@ -1038,7 +630,7 @@ class Engine:
     def prune(self, now_ms: int) -> int:
         """Forget done orders past their retention, and fills older than 7 days (what KuCoin
         still serves); returns how many orders were dropped. Keeps memory flat on long runs."""
-        gone = [o for o in self.orders.values() if not self._retained(o, now_ms)]
+        gone = [o for o in self.orders.values() if not self.retained(o, now_ms)]
         gone += [o for o in self.stop_orders.values()
                  if not o.active and now_ms - o.updated_at > self.retention_ms]
         for order in gone:
@@ -1068,110 +660,14 @@ class Engine:
                 self._cancel_resting(order, now_ms, events)
         return events
 
-    # ---- stop orders -------------------------------------------------------------------
-
-    def _place_stop(self, req: OrderRequest, now_ms: int,
-                    events: list[Event]) -> tuple[Order | ApiError, list[Event]]:
-        if req.stop not in ("loss", "entry") or req.stop_price is None or req.stop_price <= 0:
-            return errors.bad_param("stop must be loss or entry, with a stopPrice > 0"), []
-        info = self.symbols[req.symbol]
-        if not _multiple(req.stop_price, info.price_increment):
-            return errors.bad_param("Price increment invalid."), []
-        order = Order(self._next_id("vs"), req, now_ms, now_ms, stop_status="NEW")
-        self.stop_orders[order.id] = order
-        self.by_client_oid[req.client_oid] = order.id
-        events.append(self._stop_event(order, "open", None, now_ms))
-        return order, events
-
-    def _stop_event(self, order: Order, kind: str, success: bool | None,
-                    now_ms: int) -> StopEvent:
-        return StopEvent(self._snap(order), order.req.stop or "loss",
-                         order.req.stop_price or ZERO, kind, success, now_ms * 1_000_000)
-
-    def _cancel_stop(self, stop: Order, now_ms: int) -> tuple[Order | ApiError, list[Event]]:
-        events: list[Event] = []
-        self._drop_stop(stop, now_ms, events)
-        return stop, events
-
-    def _drop_stop(self, stop: Order, now_ms: int, events: list[Event],
-                   sibling: bool = True) -> None:
-        """Cancel an untriggered stop order; an OCO leg takes its sibling along unless
-        `sibling` is False (the sibling is why it goes)."""
-        stop.stop_status = "CANCELLED"
-        stop.move("done")
-        stop.done_reason = "canceled"
-        stop.updated_at = now_ms
-        events.append(self._stop_event(stop, "cancel", None, now_ms))
-        if stop.oco_id and sibling:
-            self._oco_leg_cancelled(stop, now_ms, events)
-
-    # ---- OCO legs (placing, cancelling and reading OCO orders: `oco.py`) ----------------
-
-    def _oco_filled(self, order: Order, now_ms: int, events: list[Event]) -> None:
-        """A fill of the limit leg, even partial, cancels the untriggered stop leg in the same
-        step; a buy's hold falls back to what the limit leg alone needs."""
-        oco = self.ocos.get(order.oco_id)
-        if oco is None or order.id != oco.limit_id:
-            return  # the stop leg's order: the limit leg went when it triggered
-        stop = self.stop_orders.get(oco.stop_id)
-        if stop is not None and stop.stop_status == "NEW":
-            self._drop_stop(stop, now_ms, events, sibling=False)
-        if order.side == "buy" and order.active:
-            keep = order.price * order.remaining * (1 + self.taker_fee)
-            if order.hold > keep:
-                self._change_hold(self.symbols[order.symbol].quote_currency, keep - order.hold,
-                                  order, now_ms, events)
-
-    def _oco_leg_cancelled(self, order: Order, now_ms: int, events: list[Event]) -> None:
-        """One leg cancelled (by the client, cancel-all or the dead-man switch) takes the
-        other with it while the OCO is undecided."""
-        oco = self.ocos.get(order.oco_id)
-        if oco is None:
-            return
-        if order.id == oco.limit_id:
-            stop = self.stop_orders.get(oco.stop_id)
-            if stop is not None and stop.stop_status == "NEW":
-                self._drop_stop(stop, now_ms, events, sibling=False)
-        elif order.stop_status == "CANCELLED":
-            limit = self.orders.get(oco.limit_id)
-            if limit is not None and limit.active:
-                self._cancel_resting(limit, now_ms, events)
+    # ---- stop orders (placed, cancelled and triggered in `stop_orders.py`) -------------
 
     def stops(self, now_ms: int, symbol: str | None = None) -> list[Order]:
+        """The untriggered stop orders, of `symbol` if given."""
         return [
             s for s in self.stop_orders.values()
             if s.stop_status == "NEW" and (symbol is None or s.symbol == symbol)
         ]
-
-    def _check_stops(self, symbol: str, last: Decimal, now_ms: int, events: list[Event]) -> None:
-        for stop in self.stops(now_ms, symbol):
-            if stop.stop_status != "NEW":
-                continue  # an OCO leg its sibling's trigger cancelled in this same pass
-            price = stop.req.stop_price or ZERO
-            hit = last <= price if stop.req.stop == "loss" else last >= price
-            if not hit:
-                continue
-            stop.stop_status = "TRIGGERED"
-            stop.stop_triggered = True
-            stop.move("done")
-            stop.updated_at = now_ms
-            oco = self.ocos.get(stop.oco_id) if stop.oco_id else None
-            if oco is not None:
-                # An OCO's stop leg fires: its limit leg goes first, releasing the hold the
-                # triggered order takes over.
-                limit = self.orders.get(oco.limit_id)
-                if limit is not None and limit.active:
-                    self._cancel_resting(limit, now_ms, events)
-            plain = OrderRequest(**{
-                name: getattr(stop.req, name) for name in OrderRequest.__dataclass_fields__
-                if name not in ("stop", "stop_price")
-            })
-            # The order the trigger creates keeps the stop order's id and clientOid.
-            self.by_client_oid.pop(plain.client_oid, None)
-            result, more = self.place(plain, now_ms, order_id=stop.id, oco_id=stop.oco_id)
-            ok = isinstance(result, Order)
-            events.append(self._stop_event(stop, "triggered", ok, now_ms))
-            events.extend(more)
 
     # ---- the market feed ---------------------------------------------------------------
 
@@ -1222,7 +718,7 @@ class Engine:
                                      self.feed_order_id(trade_id),
                                      self.feed_order_id(trade_id, "taker"), book.sequence,
                                      now_ms))
-            self._check_stops(symbol, price, now_ms, events)
+            stop_orders.check_stops(self, symbol, price, now_ms, events)
         return events
 
     def _feed_takes(  # noqa: PLR0917 - internal helper, arguments in a fixed order
@@ -1262,7 +758,7 @@ class Engine:
             if change is not None:
                 events.append(change)
         if left != size:
-            self._check_stops(symbol, self.stats[symbol].last, now_ms, events)
+            stop_orders.check_stops(self, symbol, self.stats[symbol].last, now_ms, events)
         return left
 
     def set_stats(self, symbol: str, stats: Stats) -> None:

@@ -339,7 +339,12 @@ class RecordedFeed:
 
     name = "recorded"
 
-    def __init__(self, *, start_ms: int, level_count: int = 50, speed: float = 1.0) -> None:
+    def __init__(self, *, start_ms: int, level_count: int = 50, speed: float = 1.0,
+                 loop: bool = True, session: str | None = None,
+                 snapshots: str | None = None) -> None:
+        """`session` and `snapshots`: another recording's NDJSON text in the shipped one's
+        form (default: the shipped session and its REST snapshots; a session given without
+        snapshots starts each book empty). `loop=False`: the replay stops at its end."""
         document = json.loads(_data("recorded_symbols_2021-04-25.json"))
         self._rows: list[dict[str, object]] = document["data"]
         self._symbols = parse_symbols_reply({"code": "200000", "data": self._rows},
@@ -348,14 +353,17 @@ class RecordedFeed:
         self.speed = speed
         self.level_count = level_count
         self.snapshots: dict[str, dict[str, object]] = {}
-        for line in _data(
-            "cryptofeed_kucoin_rest_orderbook_level2_snapshots_2021-04-25.ndjson"
-        ).splitlines():
+        self.loop = loop
+        if session is None:
+            session = _data("cryptofeed_kucoin_ws_2021-04-25.ndjson")
+            snapshots = _data(
+                "cryptofeed_kucoin_rest_orderbook_level2_snapshots_2021-04-25.ndjson")
+        for line in (snapshots or "").splitlines():
             record = json.loads(line)
             symbol = record["url"].split("symbol=")[1]
             self.snapshots[symbol] = record["response"]["data"]
         self.records: list[tuple[float, dict[str, object]]] = []
-        for line in _data("cryptofeed_kucoin_ws_2021-04-25.ndjson").splitlines():
+        for line in session.splitlines():
             record = json.loads(line)
             msg = record.get("msg")
             if record["dir"] != "in" or not isinstance(msg, dict) or msg.get("type") != "message":
@@ -378,7 +386,11 @@ class RecordedFeed:
             for symbol, snap in self.snapshots.items()
             if symbol in self._symbols
         }
-        self.fresh = set(self.books)
+        for _, msg in self.records:  # a symbol with no snapshot starts empty
+            symbol = str(msg["topic"]).partition(":")[2]
+            if symbol in self._symbols and symbol not in self.books:
+                self.books[symbol] = _RecordedBook(0, {}, {})
+        self.fresh = {s for s, book in self.books.items() if book.bids and book.asks}
 
     def symbols(self) -> SymbolTable:
         return self._symbols
@@ -420,7 +432,7 @@ class RecordedFeed:
 
     def step(self, now_ms: int) -> list[FeedTick]:
         elapsed = (now_ms - self.lap_start_ms) / 1000 * self.speed
-        if elapsed > self.duration + 1:
+        if self.loop and elapsed > self.duration + 1:
             self._reset(now_ms)
             elapsed = 0.0
         trades: dict[str, tuple[Decimal, Decimal, str]] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from rules_engine.sandbox import errors
+from rules_engine.sandbox import errors, stop_orders
 from rules_engine.sandbox.engine import CLIENT_OID, Engine, Event, Oco, Order, OrderRequest
 from rules_engine.sandbox.errors import ApiError
 
@@ -72,7 +72,7 @@ def place(engine: Engine, *, symbol: str, side: str, price: Decimal, stop_price:
     engine.ocos[oco_id] = oco
     stop = Order(stop_id, stop_req, now_ms, now_ms, stop_status="NEW", oco_id=oco_id)
     engine.stop_orders[stop_id] = stop
-    events: list[Event] = [engine._stop_event(stop, "open", None, now_ms)]
+    events: list[Event] = [stop_orders.stop_event(stop, "open", None, now_ms)]
     result, more = engine.place(limit_req, now_ms, order_id=limit_id, oco_id=oco_id)
     if isinstance(result, ApiError):  # checked above; kept so a new rule cannot half-place
         del engine.stop_orders[stop_id]
@@ -140,7 +140,7 @@ def cancel(engine: Engine, oco: Oco, now_ms: int) -> tuple[list[str] | ApiError,
         if not leg.active:
             continue  # went with its sibling
         if leg.stop_status == "NEW":
-            engine._drop_stop(leg, now_ms, events)
+            stop_orders.drop_stop(engine, leg, now_ms, events)
         else:
             engine._cancel_resting(leg, now_ms, events)
     return [leg.id for leg in live], events

@@ -1,5 +1,6 @@
-"""Account routes beyond balances: the ledgers (old and HF), transferable, and the deposit
-and withdrawal histories (empty: the sandbox has neither).
+"""The account: the API key, balances, fee rates and the account mode (routed by
+`rest.routes()`); and this module's own `routes()`: the ledgers (old and HF), transferable, and
+the deposit and withdrawal histories (empty: the sandbox has neither).
 
 Every balance change the engine makes (each side of each fill, the fee inside it) is one
 ledger entry; holds change `available`, not the balance, so they are not entries (as on
@@ -17,15 +18,87 @@ from typing import Any
 import orjson
 
 from rules_engine.sandbox import errors
-from rules_engine.sandbox.engine import LedgerEntry, fmt
+from rules_engine.sandbox.engine import LedgerEntry, account_id, fmt
 from rules_engine.sandbox.errors import ApiFailureError
-from rules_engine.sandbox.rest import Ctx, Route, int_param, page_of
+from rules_engine.sandbox.rest_common import Ctx, Route, int_param, page_of
 
 __all__ = ["ledger_json", "routes"]
 
 BIZ_ALIASES = {"TRADE_EXCHANGE": "TRADE_EXCHANGE", "EXCHANGE": "TRADE_EXCHANGE"}  # upper case
 HF_LIMIT_MAX = 200
 ACCOUNT_TYPES = ("MAIN", "TRADE", "MARGIN", "ISOLATED", "OPTION")
+
+
+# ---- the account, its balances and fees (routed by `rest.routes()`) ---------------------
+
+
+async def h_account_mode(ctx: Ctx) -> Any:
+    return {"selfAccountMode": "CLASSIC", "unifiedSubAccount": [], "classicSubAccount": []}
+
+
+async def h_trade_fees(ctx: Ctx) -> Any:
+    names = (ctx.q("symbols", required=True) or "").split(",")
+    if not names or len(names) > 10 or any(n not in ctx.state.symbols for n in names):
+        raise ApiFailureError(errors.symbol_not_exists())
+    cfg = ctx.state.config
+    return [{"symbol": n, "takerFeeRate": fmt(cfg.taker_fee_rate),
+             "makerFeeRate": fmt(cfg.maker_fee_rate)} for n in names]
+
+
+async def h_base_fee(ctx: Ctx) -> Any:
+    cfg = ctx.state.config
+    return {"takerFeeRate": fmt(cfg.taker_fee_rate), "makerFeeRate": fmt(cfg.maker_fee_rate)}
+
+
+async def h_hf_opened(ctx: Ctx) -> Any:
+    return True
+
+async def h_api_key(ctx: Ctx) -> Any:
+    key = ctx.key
+    assert key is not None
+
+    def mask(ip: str) -> str:
+        parts = ip.split(".")
+        return f"{parts[0]}.**.{parts[-1]}" if len(parts) == 4 else ip
+
+    version = ctx.request.headers.get("KC-API-KEY-VERSION", "1")
+    return {
+        "remark": key.remark, "apiKey": key.api_key,
+        "apiVersion": int(version) if version.isdigit() else 1,
+        "permission": ",".join(key.permissions),
+        "ipWhitelist": ",".join(mask(ip) for ip in key.ip_whitelist),
+        "createdAt": key.created_at_ms, "uid": ctx.state.config.uid, "isMaster": True,
+    }
+
+
+async def h_accounts(ctx: Ctx) -> Any:
+    kind = ctx.q("type")
+    currency = ctx.q("currency")
+    if kind not in (None, "trade", "trade_hf"):
+        return []
+    acct = ctx.state.engine.account
+    rows = []
+    for cur in sorted(set(acct.totals) | set(acct.holds)):
+        if currency is not None and cur != currency:
+            continue
+        rows.append({
+            "id": account_id(cur), "currency": cur, "type": kind or "trade",
+            "balance": fmt(acct.total(cur)), "available": fmt(acct.available(cur)),
+            "holds": fmt(acct.held(cur)),
+        })
+    return rows
+
+
+async def h_account(ctx: Ctx) -> Any:
+    acct = ctx.state.engine.account
+    for cur in acct.totals:
+        if account_id(cur) == ctx.match["accountId"]:
+            return {"currency": cur, "balance": fmt(acct.total(cur)),
+                    "available": fmt(acct.available(cur)), "holds": fmt(acct.held(cur))}
+    raise ApiFailureError(errors.bad_param("account not exist"))
+
+
+# ---- ledgers, transfers (this module's routes) --------------------------------------------
 
 
 def ledger_json(entry: LedgerEntry, *, hf: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from rules_engine.sandbox import errors, oco
 from rules_engine.sandbox.engine import Oco, fmt
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
-from rules_engine.sandbox.rest import Ctx, Route, dec_param, int_param
+from rules_engine.sandbox.rest_common import Ctx, Route, dec_param, int_param, page_of
 
 __all__ = ["routes"]
 
@@ -99,20 +99,14 @@ async def h_list(ctx: Ctx) -> Any:
     wanted = {i for i in (ctx.q("orderIds") or "").split(",") if i}
     if len(wanted) > 500:
         raise ApiFailureError(errors.bad_param("orderIds holds at most 500 ids"))
-    page = max(int_param(ctx.q("currentPage"), "currentPage", 1), 1)
-    size = int_param(ctx.q("pageSize"), "pageSize", 50)
-    if size > 500:
-        raise ApiFailureError(errors.bad_param("pageSize should not greater than 500"))
-    size = max(size, 10)
     items = sorted(
         (o for o in ctx.state.engine.ocos.values()
          if (symbol is None or o.symbol == symbol) and (not wanted or o.id in wanted)
          and o.created_at >= start and (not end or o.created_at <= end)),
         key=lambda o: (o.created_at, o.id), reverse=True)
-    total = len(items)
-    return {"currentPage": page, "pageSize": size, "totalNum": total,
-            "totalPage": (total + size - 1) // size,
-            "items": [_row(ctx, o) for o in items[(page - 1) * size: page * size]]}
+    page = page_of(items, ctx, min_size=10)
+    page["items"] = [_row(ctx, o) for o in page["items"]]
+    return page
 
 
 def _cancel(ctx: Ctx, item: Oco | None) -> list[str]:

@@ -3,8 +3,8 @@
 `create_app(state)` builds the app; tests run it on port 0. Every reply carries
 `gw-ratelimit-limit/-remaining/-reset` and `x-sandbox-instance` (the venue's instance id, kept in
 the state file so it survives restarts). Errors are KuCoin bodies (`{"code", "msg"}`) with
-KuCoin's HTTP status; nothing ever answers with a traceback. The routes are in `rest.py`, the
-state in `state.py`.
+KuCoin's HTTP status; nothing ever answers with a traceback. The routes are in `rest.py` (the
+core table) and the `rest_*.py` modules by area, the state in `state.py`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from rules_engine.adapters.kucoin._book import BookState, Level2Book, Step
 from rules_engine.adapters.kucoin._book import Delta as BookDelta
 from rules_engine.adapters.kucoin._keys import KeyError_, check_key, load_credentials
 from rules_engine.adapters.kucoin._market import KucoinMarket
+from rules_engine.adapters.kucoin._oco import KucoinOco, OcoLeg, OcoOrder, OcoSeen, oco_body
 from rules_engine.adapters.kucoin._rest import KucoinRest
 from rules_engine.adapters.kucoin._signing import Credentials, Secret
 from rules_engine.adapters.kucoin._venue import KucoinFeed, KucoinVenue, Page, Seen, Snapshot
@@ -19,9 +20,13 @@ __all__ = [
     "KeyError_",
     "KucoinFeed",
     "KucoinMarket",
+    "KucoinOco",
     "KucoinRest",
     "KucoinVenue",
     "Level2Book",
+    "OcoLeg",
+    "OcoOrder",
+    "OcoSeen",
     "Page",
     "Secret",
     "Seen",
@@ -29,4 +34,5 @@ __all__ = [
     "Step",
     "check_key",
     "load_credentials",
+    "oco_body",
 ]

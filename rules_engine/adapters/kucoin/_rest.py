@@ -66,6 +66,14 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("DELETE", "/api/v1/orders/{id}"): ("spot", 3),
     ("DELETE", "/api/v1/order/client-order/{id}"): ("spot", 3),
     ("DELETE", "/api/v1/orders"): ("spot", 20),
+    ("GET", "/api/v1/fills"): ("spot", 10),
+    ("POST", "/api/v3/oco/order"): ("spot", 2),
+    ("GET", "/api/v3/oco/order/{id}"): ("spot", 2),
+    ("DELETE", "/api/v3/oco/order/{id}"): ("spot", 3),
+    ("GET", "/api/v3/oco/client-order/{id}"): ("spot", 2),
+    ("DELETE", "/api/v3/oco/client-order/{id}"): ("spot", 3),
+    ("GET", "/api/v3/oco/order/details/{id}"): ("spot", 2),
+    ("GET", "/api/v3/oco/orders"): ("spot", 2),
 }
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from rules_engine.adapters.kucoin._book import Delta
 from rules_engine.adapters.kucoin._market import KucoinMarket
+from rules_engine.adapters.kucoin._oco import KucoinOco, OcoSeen
 from rules_engine.adapters.kucoin._parsing import (
     MalformedPayload,
     PayloadError,
@@ -74,6 +75,7 @@ class KucoinVenue:
         self.rest = rest
         self._orders = KucoinOrders(rest, family)
         self._calls = KucoinMarket(rest)
+        self.oco = KucoinOco(rest)
 
     @property
     def base_url(self) -> str:
@@ -127,6 +129,8 @@ class KucoinVenue:
     async def place(self, body: dict[str, Any], family: str) -> Outcome:
         if family == "stop":
             return await self._calls.place_stop(body)
+        if family == "oco":
+            return await self.oco.place(body)
         return await self._orders.place(body)
 
     async def cancel(self, oid: str, symbol: str, family: str,
@@ -135,7 +139,9 @@ class KucoinVenue:
         one whose id is unknown yet answers ABSENT: look it up first). A stop-limit that has
         triggered rests as an ordinary order with the same clientOid: when the stop-order
         endpoint does not cancel it, it is cancelled there (the first answer stands if that
-        fails too)."""
+        fails too). An OCO is cancelled by its id when known, else by its clientOid."""
+        if family == "oco":
+            return await self.cancel_oco(exchange_id, oid)
         if family == "stop":
             if exchange_id is None:
                 return Outcome(Action.ABSENT, None, "the stop order's id is not known yet", None)
@@ -168,6 +174,22 @@ class KucoinVenue:
         if items and isinstance(items[0], dict):
             return Seen("found", stop_id=str(items[0].get("id") or "") or None)
         return Seen("absent")
+
+    # ------------------------------------------------------------ OCO orders
+
+    async def place_oco(self, body: dict[str, Any]) -> Outcome:
+        """`POST /api/v3/oco/order` (body from `oco_body`): `{"orderId": ...}` when accepted."""
+        return await self.oco.place(body)
+
+    async def cancel_oco(self, order_id: str | None, client_oid: str) -> Outcome:
+        """Cancel both legs of an OCO, by its id when known, else by its clientOid."""
+        if order_id is not None:
+            return await self.oco.cancel_by_id(order_id)
+        return await self.oco.cancel_by_client_oid(client_oid)
+
+    async def look_up_oco(self, client_oid: str, symbol: str) -> OcoSeen:
+        """An OCO by clientOid: its status, both legs, and the fills of the legs that traded."""
+        return await self.oco.look_up(client_oid, symbol)
 
     async def open_page(self, symbol: str, page: int, size: int = 100) -> Page:
         """One page of the active orders of `symbol` (`more`: the next page's number)."""
