@@ -197,7 +197,8 @@ def _status(store: Any, args: argparse.Namespace) -> int:
         amount = order["size"] or f"{order['funds']} funds"
         print(f"  {order['client_oid']}  {order['symbol']} {order['side']} {order['type']} "
               f"{amount}{price}  {order['status']}  filled {order['filled_size']}  "
-              f"rule {order['rule'] or '(adopted)'}")
+              f"rule {order['rule'] or '(adopted)'}"
+              + (f" slice {order['slice']}" if order.get("slice") else ""))
     vanished = report.get("vanished_orders") or []
     if vanished:
         print(f"\nvanished orders ({len(vanished)}, newest first: acknowledged once, unknown "
@@ -206,7 +207,8 @@ def _status(store: Any, args: argparse.Namespace) -> int:
             amount = order["size"] or f"{order['funds']} funds"
             print(f"  {order['client_oid']}  {order['symbol']} {order['side']} "
                   f"{order['type']} {amount}  vanished  filled {order['filled_size']}  "
-                  f"rule {order['rule'] or '(adopted)'}")
+                  f"rule {order['rule'] or '(adopted)'}"
+              + (f" slice {order['slice']}" if order.get("slice") else ""))
     _print_positions(report["positions"])
     live = report.get("live_not_yet")
     if watcher is not None and watcher["alive"] and live is not None:

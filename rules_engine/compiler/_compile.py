@@ -24,6 +24,7 @@ from rules_engine.compiler._base import (
     _template_span,
     _too_deep,
 )
+from rules_engine.compiler._execution import _Execution
 from rules_engine.compiler._model import MarketSnapshot
 from rules_engine.compiler._protection import _Protection
 from rules_engine.compiler._templates import PLACEHOLDERS
@@ -36,7 +37,7 @@ from rules_engine.dsl import ast as A
 __all__ = ["MarketSnapshot", "RuleCompiler", "compile_rule"]
 
 
-class RuleCompiler(_Protection, _Timing):
+class RuleCompiler(_Execution, _Protection, _Timing):
     """Compiles the rules of one file against a symbols table (and optionally a market).
 
     The rule pass is here; its parts are mixins, one module each: `_conditions` (expressions

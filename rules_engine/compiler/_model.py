@@ -48,6 +48,7 @@ __all__ = [
     "Signal",
     "Signaled",
     "SizeSpec",
+    "Slicing",
     "Value",
     "Window",
     "digest",
@@ -239,15 +240,35 @@ class OrderSpec(NamedTuple):
     limit: Value | None = None  # a stop-limit's limit price (`price` is then its trigger)
     stop_limit: Value | None = None  # a bracket's stop leg limit (`stop-loss at X limit Y`)
     on_exchange: bool = False  # `on exchange`: the bracket is one KuCoin OCO order
+    visible: Value | None = None  # an iceberg's visible size (base)
+    slicing: Slicing | None = None  # a scaled order or a TWAP: the order of each slice
 
     def __repr__(self) -> str:
-        # Without a limit the text is the one of before stop-limits existed: a rule's
-        # canonical text, hence its fingerprint and an unnamed rule's identity, must not change
-        # (the same for a bracket's stop leg limit and `on exchange`).
-        defaults = {"limit": None, "stop_limit": None, "on_exchange": False}
+        # Without the fields added later (a stop-limit's limit, a bracket's stop leg limit,
+        # `on exchange`, an iceberg's visible size, slicing) at their defaults, the text is
+        # the one of before they existed: a rule's canonical text, hence its fingerprint and
+        # an unnamed rule's identity, must not change.
         shown = [f for f in self._fields
-                 if f not in defaults or getattr(self, f) != defaults[f]]
+                 if f not in _LATER_FIELDS or getattr(self, f) != _LATER_FIELDS[f]]
         return "OrderSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
+
+
+_LATER_FIELDS: dict[str, object] = {"limit": None, "stop_limit": None, "on_exchange": False,
+                                    "visible": None, "slicing": None}
+
+
+class Slicing(NamedTuple):
+    """An order placed as `slices` slices (docs/language.md, "Execution"). `scaled`: limit
+    orders at once, at prices evenly spaced from `start` to `end` (both included); `twap`:
+    one slice every `every_seconds` from the firing on, each priced at its own time by the
+    order's `price` (a limit order), or a market order when it has none. The order's size is
+    the total; each slice has the total / slices, rounded down to the lot."""
+
+    kind: str  # scaled | twap
+    slices: int  # how many
+    start: Value | None = None
+    end: Value | None = None
+    every_seconds: int | None = None
 
 
 class Protection(NamedTuple):

@@ -99,7 +99,10 @@ class _AstBuilder:
     def order_type(self, tok: Token) -> Token:
         return tok
 
-    side = option = event = direction = order_type
+    side = option = event = direction = scaled = twap = order_type
+
+    def iceberg(self, kw: Token, _visible: Token, amount: A.Expr) -> tuple[str, A.Expr, A.Span]:
+        return ("iceberg", amount, _span(kw))
 
     # ---- clauses
     def when(self, cond: A.Expr, for_dur: A.Dur | None = None) -> A.When:
@@ -139,10 +142,15 @@ class _AstBuilder:
         trail: A.Expr | None = None
         options: list[A.Word] = []
         end = size.span
+        visible: A.Expr | None = None
         for item in rest:
             if not isinstance(item, tuple):  # a token (an option)
                 options.append(_word(item))
                 end = options[-1].span
+            elif item[0] == "iceberg":  # `iceberg visible SIZE`: an option with its size
+                options.append(A.Word("iceberg", item[2]))
+                visible = item[1]
+                end = item[1].span
             elif item[0] == "at":
                 price = item[1]
                 end = item[1].span
@@ -154,7 +162,26 @@ class _AstBuilder:
                 end = item[1].span
         otype = _word(order_type)
         return A.Place(otype, _word(side), size, price, trail, tuple(options), otype.span.to(end),
-                       limit)
+                       limit, visible)
+
+    def place_scaled(self, kind: Token, side: Token, size: A.Size, start: A.Expr,  # noqa: PLR0917 - the grammar's children
+                     end: A.Expr, count: Token, *options: Any) -> A.Place:
+        """`place scaled buy 0.05 from 59000 to 57000 in 5 [options]`."""
+        place = self.place(kind, side, size, *options)
+        number = A.Num(count.value, _span(count))
+        last = place.span if options else A.Span(
+            place.span.line, place.span.column, number.span.end_line, number.span.end_column)
+        return place._replace(span=last, slicing=A.Slicing(start, end, number, None, None))
+
+    def place_twap(self, kind: Token, side: Token, size: A.Size, over: Token,
+                   every: Token, *rest: Any) -> A.Place:
+        """`place twap buy 1 over 2h every 5m [limit PRICE] [options]`."""
+        place = self.place(kind, side, size, *rest)
+        every_d = A.Dur(every.value, _span(every))
+        last = place.span if rest else A.Span(
+            place.span.line, place.span.column, every_d.span.end_line, every_d.span.end_column)
+        return place._replace(span=last, slicing=A.Slicing(
+            None, None, None, A.Dur(over.value, _span(over)), every_d))
 
     def stop_loss(self, kw: Token, price: A.Expr, *rest: Any) -> A.StopLoss:
         limit: A.Expr | None = None

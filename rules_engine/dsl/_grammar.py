@@ -55,8 +55,14 @@ KEYWORDS = frozenset(
         "between",
         "signal",
         "within",
-        "move",
+        "iceberg",
+        "visible",
+        "scaled",
+        "from",
         "to",
+        "twap",
+        "over",
+        "move",
         "risk",
     ]
 )

@@ -41,6 +41,7 @@ __all__ = [
     "RuleNode",
     "SignalRef",
     "Size",
+    "Slicing",
     "Span",
     "StopLoss",
     "TrailingStopLoss",
@@ -215,6 +216,19 @@ class Place(NamedTuple):
     options: tuple[Word, ...]
     span: Span
     limit: Expr | None = None  # a stop-limit's limit price (`... at 61000 limit 60900`)
+    visible: Expr | None = None  # an iceberg's visible size (`iceberg visible 0.1`)
+    slicing: Slicing | None = None  # a scaled order or a TWAP (`order_type` says which)
+
+
+class Slicing(NamedTuple):
+    """How a scaled order or a TWAP splits into slices: `from A to B in N` (scaled: `start`,
+    `end`, `slices`) or `over D every E` (TWAP: `over`, `every`)."""
+
+    start: Expr | None
+    end: Expr | None
+    slices: Num | None
+    over: Dur | None
+    every: Dur | None
 
 
 class StopLoss(NamedTuple):

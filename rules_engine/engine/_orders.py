@@ -35,6 +35,7 @@ class OrderIntent(NamedTuple):
     time_in_force: str
     post_only: bool
     hidden: bool
+    visible_size: Decimal | None = None  # an iceberg's visible size (`iceberg: true`)
 
 
 class Blocked(NamedTuple):
@@ -159,6 +160,17 @@ def resolve_order(
                 f"order value {plain(worth)} is below {info.symbol}'s minFunds "
                 f"{plain(info.min_funds)}"
             )
+    visible: Decimal | None = None
+    if order.visible is not None:
+        raw_visible = value(order.visible, market, fill)
+        if raw_visible is None:
+            return Blocked("the iceberg's visible size depends on data that is not fresh")
+        visible = _round(raw_visible, info.base_increment, up=False)
+        if visible < info.base_min_size:
+            return Blocked(f"the visible size {plain(visible)} is below {info.symbol}'s "
+                           f"baseMinSize {plain(info.base_min_size)}")
+        if size is not None and visible > size:
+            visible = size  # a computed visible size above the order's shows all of it
     return OrderIntent(
         symbol=order.symbol,
         side=order.side,
@@ -171,6 +183,7 @@ def resolve_order(
         time_in_force=order.time_in_force,
         post_only=order.post_only,
         hidden=order.hidden,
+        visible_size=visible,
     )
 
 

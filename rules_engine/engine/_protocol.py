@@ -56,6 +56,9 @@ def order_body(
             body["postOnly"] = True
         if intent.hidden:
             body["hidden"] = True
+        if intent.visible_size is not None:
+            body["iceberg"] = True
+            body["visibleSize"] = format(intent.visible_size, "f")
     elif intent.funds is not None:
         body["funds"] = format(intent.funds, "f")
     else:
@@ -83,6 +86,9 @@ def _stop_body(intent: OrderIntent, client_oid: str) -> dict[str, Any]:
             body["postOnly"] = True
         if intent.hidden:
             body["hidden"] = True
+        if intent.visible_size is not None:
+            body["iceberg"] = True
+            body["visibleSize"] = format(intent.visible_size, "f")
     elif intent.funds is not None:
         body["funds"] = format(intent.funds, "f")
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
@@ -24,7 +24,7 @@ from typing import NamedTuple
 from rules_engine.engine._orders import OrderIntent
 from rules_engine.engine._values import plain
 
-__all__ = ["Exposure", "Limits", "check", "value_order"]
+__all__ = ["Exposure", "Limits", "check", "check_all", "value_order"]
 
 _MINUTE = timedelta(minutes=1)
 
@@ -172,4 +172,20 @@ def check(intent: OrderIntent, value: Decimal, rule: str, *, limits: Limits,
         if count >= limits.max_firings_per_minute:
             return (f"risk.max_firings_per_minute {limits.max_firings_per_minute} reached "
                     f"({count} in the last minute)")
+    return None
+
+
+def check_all(orders: Iterable[tuple[OrderIntent, Decimal]], rule: str, *, limits: Limits,
+              exposure: Exposure, now: datetime) -> str | None:
+    """The limit that orders sent together (a scaled order's slices) would break, counting
+    each one in every limit as the ones before it were sent, or None. `exposure` is left as
+    it was."""
+    trial = replace(exposure, by_rule=dict(exposure.by_rule), by_day=dict(exposure.by_day),
+                    firings=deque(exposure.firings))
+    for number, (intent, value) in enumerate(orders, 1):
+        reason = check(intent, value, rule, limits=limits, exposure=trial, now=now)
+        if reason is not None:
+            return f"slice {number}: {reason}"
+        trial.add(rule, now.date(), value)
+        trial.fired(now)
     return None

@@ -36,6 +36,7 @@ from rules_engine.engine._lifecycle import place
 from rules_engine.engine._order_types import OrderRecord
 from rules_engine.engine._position import ChainFill
 from rules_engine.engine._risk import check, value_order
+from rules_engine.engine._slices import rule_of
 from rules_engine.runtime import _metrics as metrics
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._chains import Chains, balance_changes
@@ -47,6 +48,7 @@ from rules_engine.runtime._held import Held, HeldOrders, Leg
 from rules_engine.runtime._oco import OcoBrackets, OcoPlan
 from rules_engine.runtime._orders import OrderManager, Tracked
 from rules_engine.runtime._rules import RuleSet
+from rules_engine.runtime._slices import Plan, Slices
 from rules_engine.store import IllegalTransition, LeaseLost, client_oid
 
 __all__ = ["Deferred", "Firing"]
@@ -74,6 +76,7 @@ class Firing:
                             for path, limits in ctx.config.risk_files.items()}
         self.deferred: dict[str, datetime] = {}  # rule -> when the firings window allows
         self.fired = 0
+        self.slices = Slices(ctx, rules, self)
         self.oco: OcoBrackets | None = None  # brackets `on exchange` (set by the watcher)
         self.chains = Chains(ctx.config.fee_rate, ctx.symbols)  # position, pnl, pnl%
         self.private_live = False  # the order channel, for `balance(CUR)`
@@ -165,7 +168,14 @@ class Firing:
         resolved: OrderIntent | Blocked | None = None
         value = Decimal(0)
         leg: Leg | OcoPlan | None = None
-        if rule.order is not None:
+        plan: Plan | None = None  # a scaled order's or a TWAP's slices
+        if rule.order is not None and rule.order.slicing is not None:
+            planned = self.slices.plan(rule, number, fill, now)
+            if isinstance(planned, Blocked):
+                resolved = planned
+            else:
+                plan = planned
+        elif rule.order is not None:
             seen = self.chains.view(rule, decision.arm, self.rules.market.values)
             resolved, value, leg = self._decide_order(rule, oid, number, fill, now, seen)
         elif rule.protection is not None and rule.protection.guard:
@@ -206,11 +216,14 @@ class Firing:
         # A rule's cancel actions run before its own place, and never reach the order this
         # firing places (it is not tracked yet when they choose what to cancel).
         self.actions.cancels(rule, now)
-        if resolved is None:  # actions only (a guard: its held stop): nothing to send
+        if resolved is None:  # actions only, a guard (its held stop) or a sliced order
             family = self.ctx.venue.family
             leg = leg if isinstance(leg, Leg) else None  # a guard's is never an OCO
             if leg is not None:
                 inputs["stop_loss"] = leg_detail(leg)
+            if plan is not None:  # its plan goes with the firing, each slice is one of its own
+                inputs["slices"] = plan.payload()
+                events = (*events, ("slices.planned", identity, plan.payload()))
             if not self._commit(identity, number, inputs, None, None, now, again=again,
                                 also=also, events=events,
                                 legs=(leg_row(leg, family),) if leg is not None else ()):
@@ -219,7 +232,10 @@ class Firing:
                 self._hold(leg, family, now)
             self.fired += 1
             self.ctx.emit("fired", {"rule": identity, "firing": number, **(
-                {"guard": {**leg_detail(leg), "side": leg.side}} if leg is not None else {})})
+                {"guard": {**leg_detail(leg), "side": leg.side}} if leg is not None else {}),
+                **({"slices": plan.group} if plan is not None else {})})
+            if plan is not None:
+                self.slices.start(plan, now)
             self._notify(rule, number, None, decision, now)
             self._armed(arms, now)
             return
@@ -265,10 +281,12 @@ class Firing:
         return resolved, value, leg
 
     def _place(self, rule: CompiledRule, number: int, oid: str, resolved: OrderIntent,  # noqa: PLR0917 - the parts it is wired to
-               value: Decimal, leg: Leg | OcoPlan | None, decision: Decision,
+               value: Decimal, leg: Leg | OcoPlan | None, decision: Decision | None,
                inputs: dict[str, Any], now: datetime, *, again: bool,
-               also: tuple[Any, ...], events: tuple[Any, ...]) -> bool:
-        identity = rule.identity
+               also: tuple[Any, ...], events: tuple[Any, ...], group: str | None = None) -> bool:
+        """The firing's commit, then its order sent. `group`: a slice's firing identity (the
+        slices of one firing of `rule`, `number` being the slice's), else the rule's."""
+        identity = group or rule.identity
         held = resolved.order_type == "trailing-stop"  # kept by the engine until it triggers
         family = "stop" if resolved.order_type == "stop" else self.ctx.venue.family
         body: dict[str, Any] | None = None
@@ -293,6 +311,8 @@ class Firing:
             "notional": format(value, "f"),
             **({"oco": plan.intent()} if plan is not None else {}),
         }
+        if resolved.visible_size is not None:
+            intent["visible_size"] = _num(resolved.visible_size)
         mark = self.rules.market.values.get(M.Field(resolved.symbol, "last")) if held else None
         order_row = {
             "exchange_id": None, "symbol": resolved.symbol, "side": resolved.side,
@@ -318,7 +338,8 @@ class Firing:
         family_of = family
         tracked = Tracked(oid, identity, number, resolved.symbol,
                           OrderRecord(oid, "", family_of, resolved.side, resolved.size),
-                          value=value, day=now.date(), arm=decision.arm, body=body)
+                          value=value, day=now.date(),
+                          arm=decision.arm if decision is not None else None, body=body)
         self.orders.start(tracked, place(oid, family=family_of, side=resolved.side,
                                          size=resolved.size, deadline=until,
                                          held_as="trailing-stop" if held else None,
@@ -326,8 +347,8 @@ class Firing:
         if leg is not None:
             self._hold(leg, family, now)
         if plan is not None and self.oco is not None:
-            self.oco.register(plan, rule, decision.arm, now)
-        self.orders.exposure.add(identity, now.date(), value)
+            self.oco.register(plan, rule, decision.arm if decision is not None else None, now)
+        self.orders.exposure.add(rule.identity, now.date(), value)  # a slice: its rule's
         self.fired += 1
         if held:
             assert resolved.size is not None and resolved.trail is not None
@@ -337,7 +358,8 @@ class Firing:
             self.orders.exposure.fired(now)  # an order sent: it counts in the firings/minute
         self.ctx.emit("fired", {"rule": identity, "firing": number, "client_oid": oid,
                                 "order": {k: v for k, v in intent.items() if v is not None},
-                                **({"held": True} if held else {})})
+                                **({"held": True} if held else {}),
+                                **({"slice": number} if group is not None else {})})
         return True
 
     def _hold(self, leg: Leg, family: str, now: datetime) -> None:
@@ -356,13 +378,19 @@ class Firing:
         """The firing's one durable commit, fenced: it proves (and renews) this watcher's
         lease in the same transaction, or nothing is written and nothing is sent."""
         started = time.perf_counter()
+        rule = rule_of(identity)  # a slice's firing carries its rule's version and state
         try:
-            self.ctx.store.fire(identity, number, version=self.rules.versions[identity],
+            self.ctx.store.fire(identity, number, version=self.rules.versions[rule],
                                 inputs=inputs, intent=intent, order=order,
-                                state=self.rules.row(identity), now=now, **rest)
+                                state=self.rules.row(rule), now=now, **rest)
         except LeaseLost as err:
             raise LeaseLostError(str(err)) from None
         except IllegalTransition as err:
+            if rule != identity:  # a slice recorded already: the store's record stands
+                self.ctx.event("firing.anomaly", {"firing": number, "move": str(err),
+                                                  "kept": "the store's record"},
+                               identity=identity)
+                return False
             # The firing exists already past where this decision would take it (decided
             # and sent by an earlier owner of the store): nothing is sent, the rule takes
             # the state the store holds, and the anomaly is on record.

@@ -3,7 +3,7 @@ each, a late run coalesced, a failing one stops the watcher (fail-stop). What a 
 uses the watcher's clock (`ctx.now`), so a test clock reaches it too.
 
     clock        candles that closed, values past their age, timed rules due, deferred
-                 firings whose window opened
+                 firings whose window opened, sliced orders' slices due
     order timers the order table's timers due (`cancel after`, a cancel asked again with
                  backoff, an order of unknown outcome looked up again)
     heartbeat    the lease (a lost lease stops the watcher at once)
@@ -118,6 +118,7 @@ class Jobs:
         deferred = w.firing.due(now)
         if deferred:
             w.firing.evaluate(deferred, now)
+        w.firing.slices.due(now)  # a TWAP's slices whose time came, slices sent again
         w.held_orders.on_time(now)  # `exit after` deadlines
 
     async def heartbeat_job(self) -> None:

@@ -65,6 +65,7 @@ from rules_engine.engine._order_types import (
 from rules_engine.engine._order_types import OrderEvent as TableEvent
 from rules_engine.engine._order_types import StorageFailed as WriteFailed
 from rules_engine.engine._risk import Exposure
+from rules_engine.engine._slices import rule_of
 from rules_engine.runtime._context import Context, LeaseLostError
 from rules_engine.store import StateRow, StorageFailed
 
@@ -559,8 +560,8 @@ class OrderManager:
         if not tracked.counted:
             return
         tracked.counted = False  # released once
-        if tracked.identity is not None and tracked.day is not None:
-            self.exposure.settle(tracked.identity, tracked.day, tracked.value, kept)
+        if tracked.identity is not None and tracked.day is not None:  # a slice: its rule's
+            self.exposure.settle(rule_of(tracked.identity), tracked.day, tracked.value, kept)
         else:
             self.exposure.open_orders = max(self.exposure.open_orders - 1, 0)
 

@@ -17,6 +17,7 @@ from rules_engine.engine import Arm, Fill, next_slot
 from rules_engine.engine._lifecycle import apply
 from rules_engine.engine._order_types import OrderRecord, Recovered, Transition
 from rules_engine.engine._risk import Exposure
+from rules_engine.engine._slices import rule_of
 from rules_engine.ports import PageLike
 from rules_engine.runtime._context import Context
 from rules_engine.runtime._exits import leg_oid, restore
@@ -154,7 +155,7 @@ class Recovery:
             kept = value if is_open else row["filled_value"] if status in (
                 "filled", "canceled") else Decimal(0)
             if row["rule"] is not None and row["at"] is not None:
-                exposure.add(row["rule"], row["at"].date(), kept, is_open=is_open)
+                exposure.add(rule_of(row["rule"]), row["at"].date(), kept, is_open=is_open)
             elif is_open:
                 exposure.open_orders += 1
             of = by_oid.get(row["client_oid"])

@@ -43,6 +43,7 @@ from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
+from rules_engine.engine._slices import SLICES
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
@@ -226,6 +227,7 @@ class Watcher:
             self.firing.chains.ensure(ctx.store, self.rules.rules)  # position, pnl: from fills
             signals = reload_signals(ctx.store, self.rules, self.market, now)
             await self.recovery.recover()
+            self.firing.slices.recover(now)  # sliced orders not ended: go on with them
             held = ctx.store.halt()
             if held is not None:  # the kill switch holds across restarts
                 self.controls.halt_now(held)
@@ -410,6 +412,8 @@ class Watcher:
         clientOid) once its condition holds on fresh data."""
         identity, number = tracked.identity, tracked.number
         rules = self.rules
+        if self.firing.slices.retry(tracked):  # a slice: sent again by its plan
+            return Step()
         state = rules.states.get(identity or "")
         if self.oco.is_replacement(tracked):  # an OCO's replacement: placed again, afresh
             return self.oco.retry(tracked, now)
@@ -553,6 +557,7 @@ class Watcher:
             size = t.size if row is None or row.size is None else row.size
             out.append({
                 "client_oid": t.oid, "symbol": t.symbol, "rule": t.identity, "side": t.side,
+                "slice": t.number if SLICES in (t.identity or "") else None,
                 "type": None if row is None else row.order_type,
                 "price": None if row is None or row.price is None else _plain(row.price),
                 "size": None if size is None else _plain(size),

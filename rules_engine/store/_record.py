@@ -46,7 +46,15 @@ def is_current(store: Store) -> bool:
     return True
 
 
-def _order_row(order: Order, rule: str | None) -> dict[str, Any]:
+_SLICES = "/slices-"  # a slice's firing identity: RULE/slices-FIRING (engine/_slices.py)
+
+
+def _order_row(order: Order, owner: tuple[str, int] | None) -> dict[str, Any]:
+    rule, piece = (None, None) if owner is None else owner
+    if rule is not None and _SLICES in rule:  # a slice of a scaled order or a TWAP
+        rule = rule.split(_SLICES, 1)[0]
+    else:
+        piece = None
     return {
         "client_oid": order.client_oid, "exchange_id": order.exchange_id,
         "symbol": order.symbol, "side": order.side, "type": order.order_type,
@@ -54,6 +62,7 @@ def _order_row(order: Order, rule: str | None) -> dict[str, Any]:
         "status": order.status, "filled_size": _text(order.filled_size),
         "filled_value": _text(order.filled_value), "family": order.family,
         "deadline": _iso(order.deadline), "updated_at": _iso(order.updated_at), "rule": rule,
+        "slice": piece,
     }
 
 
@@ -84,7 +93,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
                 "updated_at": _iso(state.updated_at),
                 "waits": _waits(state.status, state.state),
             })
-        owners = {f.client_oid: f.identity for f in session.scalars(
+        owners = {f.client_oid: (f.identity, f.number) for f in session.scalars(
             select(Firing).where(Firing.client_oid.is_not(None)))}
         open_orders = [
             _order_row(order, owners.get(order.client_oid))
@@ -222,7 +231,7 @@ def why(store: Store, key: str) -> dict[str, Any] | None:
         fills = list(session.scalars(
             select(Fill).where(Fill.client_oid == order.client_oid).order_by(Fill.time)))
     return {
-        "order": _order_row(order, firing.identity if firing else None),
+        "order": _order_row(order, (firing.identity, firing.number) if firing else None),
         "firing": None if firing is None else {
             "rule": firing.identity, "number": firing.number, "version": firing.version,
             "status": firing.status, "inputs": firing.inputs, "intent": firing.intent,

@@ -1,0 +1,87 @@
+"""Execution constructs end to end: the watcher against the sandbox on port 0
+(tests/test_watcher.py's rig). An iceberg reaches KuCoin with `iceberg` and `visibleSize`; a
+scaled order becomes its limit orders at evenly spaced prices, each a firing of its own with
+its own clientOid; a TWAP sends one slice per interval on the watcher's clock, and a restart
+neither sends a recorded slice again nor bunches the ones that fell due while it was down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_watcher import D, moved_clock, rig, settle, until, venue, watch
+
+from rules_engine.engine._slices import group_of
+from rules_engine.store import client_oid
+from rules_engine.store._record import status_report
+
+
+async def test_an_iceberg_is_sent_with_its_visible_size(tmp_path: Path) -> None:
+    rules = ("rule ice on BTC-USDT:\n    when bid < 60000\n"
+             "    place limit buy 0.01 at 50000 iceberg visible 0.002\n")
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        [order] = r.orders()
+        assert order.req.iceberg and order.req.visible_size == D("0.002")
+        assert not order.req.hidden and order.visible == D("0.002")  # the book shows a part
+
+
+async def test_a_scaled_order_places_its_slices_each_a_firing_with_its_own_client_oid(
+    tmp_path: Path,
+) -> None:
+    rules = ("rule ladder on BTC-USDT:\n    when bid < 60000\n"
+             "    place scaled buy 0.005 from 50000 to 49000 in 5\n")
+    async with rig(tmp_path, rules) as r:
+        await until(lambda: len(r.orders()) == 5 and not r.watcher.pending)
+        prices = sorted((o.req.price for o in r.orders()), reverse=True)
+        assert prices == [D("50000"), D("49750"), D("49500"), D("49250"), D("49000")]
+        assert {o.req.size for o in r.orders()} == {D("0.001")}
+        store = r.store()
+        engine_id = store.engine_id()
+        group = group_of("ladder", 1)
+        slices = [f for f in store.firings() if f.identity == group]
+        assert [f.number for f in slices] == [1, 2, 3, 4, 5]
+        assert {f.client_oid for f in slices} == {o.req.client_oid for o in r.orders()}
+        assert [f.client_oid for f in slices] == [client_oid(engine_id, group, k)
+                                                  for k in range(1, 6)]
+        [parent] = [f for f in store.firings() if f.identity == "ladder"]
+        assert parent.status == "done" and len(parent.inputs["slices"]["slices"]) == 5
+        assert [e.payload["group"] for e in store.events("slices.ended")] == [group]
+        snap = r.watcher.snapshot()
+        assert sorted(o["slice"] for o in snap["open_orders"]) == [1, 2, 3, 4, 5]
+        report = status_report(store, r.watcher.ctx.now())
+        assert sorted((o["rule"], o["slice"]) for o in report["open_orders"]) == [
+            ("ladder", k) for k in range(1, 6)]
+        store.close()
+
+
+async def test_a_twap_sends_a_slice_per_interval_and_a_restart_skips_what_fell_due_while_down(
+    tmp_path: Path,
+) -> None:
+    clock = moved_clock()
+    rules = ("rule slow on BTC-USDT:\n    when bid < 60000\n"
+             "    place twap buy 0.004 over 4m every 1m limit bid - 10%\n")
+    async with venue(clock=clock) as v:
+        async with watch(v, tmp_path, rules) as r:
+            await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+            first = r.orders()[0]
+            assert first.req.size == D("0.001") and first.req.price == D("53100")
+            clock.advance(30_000)
+            await settle(0.5)
+            assert len(r.orders()) == 1  # the next slice is not due yet
+            clock.advance(31_000)  # slice 2 is due
+            await until(lambda: len(r.orders()) == 2 and not r.watcher.pending)
+        clock.advance(125_000)  # slice 3's interval passes while no watcher runs
+        async with watch(v, tmp_path, rules) as r:
+            await until(lambda: len(r.orders()) == 3 and not r.watcher.pending)
+            await settle(0.5)
+            assert len(r.orders()) == 3  # slice 4 once, slice 3 skipped, nothing twice
+            oids = [o.req.client_oid for o in r.orders()]
+            assert len(set(oids)) == 3
+            store = r.store()
+            group = group_of("slow", 1)
+            slices = {f.number: f for f in store.firings() if f.identity == group}
+            assert sorted(slices) == [1, 2, 3, 4]
+            assert slices[3].status == "blocked" and slices[3].client_oid is None
+            assert all(slices[k].status == "acknowledged" for k in (1, 2, 4))
+            assert [e.payload["group"] for e in store.events("slices.ended")] == [group]
+            store.close()
