@@ -143,11 +143,35 @@ def test_a_row_another_writer_moved_takes_the_tables_status_with_an_anomaly(
     oid = client_oid(store.engine_id(), "buy", 1)
     store.fire("buy", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, order=ORDER,
                state=STATE, now=NOW)
-    store.settle(oid, NOW, order_to="refused")  # as a stale writer might have
-    record = OrderRecord(oid, "open", "hf", "buy", Decimal("0.001"), exchange_id="x1")
-    store.save_order(record._replace(status="cancel_requested", cancel=("halt",)), NOW,
-                     "order.cancel_requested", {"event": "halt"})
+    store.settle(oid, NOW, order_to="unknown")
+    store.settle(oid, NOW, order_to="open")  # as another writer might have
+    record = OrderRecord(oid, "pending", "hf", "buy", Decimal("0.001"), exchange_id="x1")
+    store.save_order(record, NOW, "order.pending", {"event": "sent"})
     [row] = store.orders()
     [anomaly] = [e for e in store.events() if e.kind == "order.anomaly"]
-    assert row.status == "cancel_requested" and anomaly.payload["move"] == (
-        "refused -> cancel_requested")
+    # Not final: the table is the authority, and the move is on record.
+    assert row.status == "pending" and anomaly.payload["move"] == "open -> pending"
+    assert anomaly.payload["kept"] == "pending"
+
+
+@pytest.mark.parametrize("final", ["filled", "refused", "canceled"])
+def test_a_final_status_is_never_moved_back_by_a_stale_writer(owned: Store, final: str) -> None:
+    """A watcher resumed after another took the store over (the soak's paused watcher) wrote
+    `open` over `filled`; the next recovery looked the order up again and armed its `after
+    ... filled` rule a second time. A final status is left only by a move the table makes
+    (a late fill of a cancelled order, a firing proven not placed sent again)."""
+    store = owned
+    oid = client_oid(store.engine_id(), "buy", 1)
+    store.fire("buy", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, order=ORDER,
+               state=STATE, now=NOW)
+    store.settle(oid, NOW, order_to=final)
+    stale = OrderRecord(oid, "open", "hf", "buy", Decimal("0.001"), exchange_id="x1")
+    store.save_order(stale, NOW, "order.open", {"event": "acknowledged"})
+    [row] = store.orders()
+    [anomaly] = [e for e in store.events() if e.kind == "order.anomaly"]
+    assert row.status == final
+    assert anomaly.payload["move"] == f"{final} -> open" and anomaly.payload["kept"] == final
+    if final == "canceled":  # a late fill of a cancelled order is a move the table makes
+        store.save_order(stale._replace(status="filled"), NOW, "order.filled", {})
+        [row] = store.orders()
+        assert row.status == "filled"

@@ -1,7 +1,8 @@
 """Writing an order as the order table (`engine/_lifecycle.py`) decided it: the one way the
 watcher changes an order's status. The table is the authority: the store checks the move
 against the table's own `STATUS_TRANSITIONS` (an order row another writer moved meanwhile is
-written all the same, with an `order.anomaly` event naming the move), and commits it with its
+written all the same, with an `order.anomaly` event naming the move, except that a final
+status is never left by an illegal move: it is kept), and commits it with its
 event, the firing's move and the rule rows of the same step in one transaction.
 
 Filled totals are not written here: each fill adds itself (`Store.add_fill`, once per trade
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rules_engine.engine._lifecycle import STATUS_TRANSITIONS
-from rules_engine.engine._order_types import OrderRecord
+from rules_engine.engine._order_types import FINAL_STATUSES, OrderRecord
 from rules_engine.store._schema import Event, Firing, Order
 
 __all__ = ["move_firing_total", "write_order"]
@@ -53,13 +54,21 @@ def write_order(session: Session, record: OrderRecord, now: datetime, kind: str,
         return None
     identity = None
     if order.status != record.status:
-        if (order.status, record.status) not in STATUS_TRANSITIONS:
+        legal = (order.status, record.status) in STATUS_TRANSITIONS
+        # A final status is left only by a move the table allows (a late fill of a cancelled
+        # order, a firing proven not placed sent again): the status of an order proven final
+        # is kept whoever writes a stale one (a watcher resumed after another took the store
+        # over moved a filled order back to open, and the next recovery armed its chained
+        # rule a second time).
+        keep = order.status in FINAL_STATUSES and not legal
+        if not legal:
             session.add(Event(at=now, kind="order.anomaly", identity=identity,
                               client_oid=record.client_oid,
                               payload={"move": f"{order.status} -> {record.status}",
-                                       "kept": record.status,
+                                       "kept": order.status if keep else record.status,
                                        "why": "the store held another status than the table"}))
-        order.status = record.status
+        if not keep:
+            order.status = record.status
     if record.exchange_id is not None:
         order.exchange_id = record.exchange_id
     order.size = record.size if record.size is not None else order.size
