@@ -6,6 +6,7 @@ bracket and a trailing stop)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from collections import Counter
@@ -184,6 +185,30 @@ def test_skipping_decides_what_stepping_decides(tmp_path: Path) -> None:
                                                         "trail": 1}
     assert Counter(o["type"] for o in stepped.orders.values())["stop-loss"] == 5
     assert skipped.skipped > stepped.candles // 2  # most candles needed no step
+
+
+def test_time_driven_orders_happen_on_time_between_candles(tmp_path: Path) -> None:
+    """A TWAP's slices every 5 minutes and an `exit after` deadline fall between the path's
+    points of hourly candles: the virtual clock stops at each, as a live watcher's clock job
+    reaches it, so no slice is skipped as too late and the exit is not late."""
+    rules = tmp_path / "timed.rules"
+    rules.write_text(
+        "rule spread on BTC-USDT:\n    when last < 100000\n"
+        "    place twap buy 0.006 over 1h every 5m\n"
+        "rule entry on BTC-USDT:\n    when last < 100000\n    place market buy 0.001\n"
+        "rule guard on BTC-USDT:\n    after entry filled\n    stop-loss at fill_price - 50%\n"
+        "    exit after 100m\n")
+    run = _run(rules, True)
+    slices = [o for o in run.orders.values() if str(o["rule"]).startswith("spread/")]
+    assert len(slices) == 12
+    times = sorted(datetime.fromisoformat(o["time"]) for o in slices)
+    assert [round((b - a).total_seconds()) for a, b in itertools.pairwise(times)] == [300] * 11
+    decided = [d for d in run.decisions if d["rule"] == "guard"]
+    assert decided, run.decisions[:5]
+    [guard] = [o for o in run.orders.values() if o["rule"] == "guard"]
+    entered = datetime.fromisoformat(guard["time"])
+    sold = [f for f in run.fills if f["rule"] == "guard"]
+    assert sold and datetime.fromisoformat(sold[0]["time"]) - entered < timedelta(minutes=101)
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -161,11 +161,12 @@ class Run:
 
 def next_due(watcher: Watcher) -> datetime | None:
     """The first moment a timer of `watcher` falls due: a timed rule, a `cancel after`, a
-    deferred firing. A clock that is moved stops at each (the backtest's, and the parity
-    test's live watcher's)."""
+    deferred firing, an `exit after` deadline, a TWAP slice. A clock that is moved stops at
+    each (the backtest's, and the parity test's live watcher's)."""
     firing = watcher.firing
     times = [t for t in (watcher.rules.timers.earliest(), watcher.orders.next_cancel_after(),
-                         min(firing.deferred.values()) if firing.deferred else None)
+                         min(firing.deferred.values()) if firing.deferred else None,
+                         watcher.held_orders.next_exit(), firing.slices.next_due())
              if t is not None]
     return min(times) if times else None
 

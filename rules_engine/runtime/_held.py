@@ -118,6 +118,11 @@ class HeldOrders:
 
     # ------------------------------------------------------------ brackets' stop-losses
 
+    def next_exit(self) -> datetime | None:
+        """The first `exit after` deadline of a held stop (a clock that is moved stops there)."""
+        times = [leg.exit_at for leg in self.legs.values() if leg.exit_at is not None]
+        return min(times) if times else None
+
     def _check_legs(self, symbol: str, now: datetime) -> None:
         last = self.market.values.get(M.Field(symbol, "last"))
         if last is None:

@@ -119,6 +119,13 @@ class Slices:
 
     # ------------------------------------------------------------ the clock
 
+    def next_due(self) -> datetime | None:
+        """The first TWAP slice not recorded yet: when the clock job must run next (a clock
+        that is moved, the backtest's, stops there)."""
+        times = [piece.due for plan in self.plans.values() if plan.kind == "twap"
+                 for piece in plan.slices if piece.number not in plan.done]
+        return min(times) if times else None
+
     def due(self, now: datetime) -> None:
         """Every plan's slices whose time came (the clock job)."""
         if self.ctx.halted is not None or self.ctx.failed:
