@@ -30,6 +30,19 @@ def codes(text: str) -> list[str]:
         "when BTC-USDT bid < " + "-" * 2000 + "1 place limit buy 0.01 at 59000\n",
         "when BTC-USDT bid < " + "(" * 3000 + "1" + ")" * 3000 + " + 0" * 60
         + " place limit buy 0.01 at 59000\n",
+        # RecursionError in compiler/_conditions.py: the nesting check did not reach an
+        # iceberg's visible size, a stop-limit's limit, a scaled order's prices or a stop-loss
+        # leg's limit
+        "when BTC-USDT bid < 60000 place limit buy 0.01 at 59000 iceberg visible 0.002"
+        + " + 0.002" * 3000 + "\n",
+        "when BTC-USDT last < 62000 place stop sell 0.01 at 61000 limit 60900" + " + 0" * 3000
+        + "\n",
+        "when BTC-USDT bid < 60000 place scaled buy 0.05 from 59000" + " + 0" * 3000
+        + " to 57000 in 5\n",
+        "rule e on BTC-USDT:\n    when ask < 60000\n    place limit buy 0.01 at ask\n"
+        "rule x on BTC-USDT:\n    after e filled\n"
+        "    place limit sell filled_size at fill_price + 3%\n"
+        "    stop-loss at fill_price - 2% limit fill_price" + " - 0" * 3000 + " on exchange\n",
     ],
 )
 def test_an_expression_nested_too_deeply_is_e009(text: str) -> None:

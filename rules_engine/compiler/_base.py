@@ -192,9 +192,15 @@ def _roots(clause: A.Clause) -> list[A.Expr]:
     if isinstance(clause, A.When):
         return [clause.cond]
     if isinstance(clause, A.Place):
-        return [e for e in (clause.size.amount, clause.size.stop, clause.price, clause.trail)
+        sliced = clause.slicing
+        return [e for e in (clause.size.amount, clause.size.stop, clause.price, clause.trail,
+                            clause.limit, clause.visible,
+                            sliced.start if sliced is not None else None,
+                            sliced.end if sliced is not None else None)
                 if e is not None]
-    if isinstance(clause, A.StopLoss | A.MoveStop):
+    if isinstance(clause, A.StopLoss):
+        return [e for e in (clause.price, clause.limit) if e is not None]
+    if isinstance(clause, A.MoveStop):
         return [clause.price]
     if isinstance(clause, A.TrailingStopLoss):
         return [clause.distance]
