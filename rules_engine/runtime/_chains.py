@@ -24,7 +24,7 @@ from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Arm, RuleState, leaves
 from rules_engine.engine._position import ChainBook, ChainFill, book, pnl, pnl_rate
 from rules_engine.engine._values import order_parts
-from rules_engine.runtime._market import Change
+from rules_engine.runtime._market import Change, put
 
 __all__ = ["ChainView", "Chains", "balance_changes"]
 
@@ -195,13 +195,6 @@ def balance_changes(values: dict[object, Decimal], currencies: set[str],
     a currency the account holds none of is 0."""
     changes: list[Change] = []
     for currency in currencies:
-        leaf = M.Balance(currency)
-        new = balances.get(currency, Decimal(0) if balances else None) if live else None
-        old = values.get(leaf)
-        if new != old:
-            if new is None:
-                del values[leaf]
-            else:
-                values[leaf] = new
-            changes.append(Change(leaf, old, new))
+        put(values, M.Balance(currency),
+            balances.get(currency, Decimal(0) if balances else None) if live else None, changes)
     return changes

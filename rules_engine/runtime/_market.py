@@ -30,7 +30,7 @@ from rules_engine.compiler import model as M
 from rules_engine.core.market import Stats24h, Ticker
 from rules_engine.engine._values import epoch_seconds
 
-__all__ = ["BOOK_FIELDS", "BookView", "CandleView", "MarketState", "needs_book"]
+__all__ = ["BOOK_FIELDS", "BookView", "CandleView", "MarketState", "needs_book", "put"]
 
 BOOK_FIELDS = frozenset({"bid", "ask", "mid", "spread", "bid_size", "ask_size"})
 _TWO = Decimal(2)
@@ -190,16 +190,9 @@ class MarketState:
         if entry is None:
             return []
         changes: list[Change] = []
-        values = self.values
         for leaf in entry.leaves:
-            new = self._compute(entry, leaf, now) if self.live else None
-            old = values.get(leaf)
-            if new != old:
-                if new is None:
-                    del values[leaf]
-                else:
-                    values[leaf] = new
-                changes.append(Change(leaf, old, new))
+            put(self.values, leaf, self._compute(entry, leaf, now) if self.live else None,
+                changes)
         return changes
 
     def refresh_all(self, now: datetime) -> list[Change]:
@@ -325,3 +318,16 @@ class MarketState:
                     break
                 total += book.asks[price]
         return total
+
+
+def put(values: dict[Any, Decimal], leaf: Any, new: Decimal | None,
+        changes: list[Change]) -> None:
+    """Set one leaf of the values the rules read (None: unknown, so absent), and note the
+    change when its value or freshness changed."""
+    old = values.get(leaf)
+    if new != old:
+        if new is None:
+            del values[leaf]
+        else:
+            values[leaf] = new
+        changes.append(Change(leaf, old, new))
