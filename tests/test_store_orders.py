@@ -165,12 +165,24 @@ def test_a_final_status_is_never_moved_back_by_a_stale_writer(owned: Store, fina
     store.fire("buy", 1, version=1, inputs={}, intent={"symbol": "BTC-USDT"}, order=ORDER,
                state=STATE, now=NOW)
     store.settle(oid, NOW, order_to=final)
-    stale = OrderRecord(oid, "open", "hf", "buy", Decimal("0.001"), exchange_id="x1")
-    store.save_order(stale, NOW, "order.open", {"event": "acknowledged"})
+    stale = OrderRecord(oid, "open", "hf", "buy", Decimal("0.001"), exchange_id="x1",
+                        cancel=("halt",))
+    armed = StateRow("after-buy", 1, "armed", 0, {"status": "armed"}, None)
+    store.save_order(stale, NOW, "order.open", {"event": "acknowledged"}, also=(armed,),
+                     events=(("armed", "after-buy", {}),))
     [row] = store.orders()
     [anomaly] = [e for e in store.events() if e.kind == "order.anomaly"]
     assert row.status == final
     assert anomaly.payload["move"] == f"{final} -> open" and anomaly.payload["kept"] == final
+    # Kept out whole: no event names the move that never happened (the soak's audit found a
+    # filled order whose last order event was `open`), no field of the stale record, and
+    # not the rule rows of its step.
+    moves = [e.kind for e in store.events() if e.client_oid == oid
+             and e.kind.startswith("order.") and e.kind != "order.anomaly"]
+    assert moves[-1] == f"order.{final}", moves
+    assert row.exchange_id is None and not row.cancel
+    assert store.rule_state("after-buy") is None
+    assert not store.events("armed")
     if final == "canceled":  # a late fill of a cancelled order is a move the table makes
         store.save_order(stale._replace(status="filled"), NOW, "order.filled", {})
         [row] = store.orders()

@@ -56,19 +56,22 @@ def write_order(session: Session, record: OrderRecord, now: datetime, kind: str,
     if order.status != record.status:
         legal = (order.status, record.status) in STATUS_TRANSITIONS
         # A final status is left only by a move the table allows (a late fill of a cancelled
-        # order, a firing proven not placed sent again): the status of an order proven final
-        # is kept whoever writes a stale one (a watcher resumed after another took the store
-        # over moved a filled order back to open, and the next recovery armed its chained
-        # rule a second time).
+        # order, a firing proven not placed sent again). A stale writer's record of an order
+        # proven final (a watcher resumed after another took the store over moved a filled
+        # order back to open, and the next recovery armed its chained rule a second time) is
+        # kept out whole: its status, its fields and its event, which would name a move that
+        # never happened. Only the anomaly goes on record.
         keep = order.status in FINAL_STATUSES and not legal
         if not legal:
             session.add(Event(at=now, kind="order.anomaly", identity=identity,
                               client_oid=record.client_oid,
                               payload={"move": f"{order.status} -> {record.status}",
                                        "kept": order.status if keep else record.status,
-                                       "why": "the store held another status than the table"}))
-        if not keep:
-            order.status = record.status
+                                       "why": "the store held another status than the table",
+                                       **({"stale": kind} if keep else {})}))
+        if keep:
+            return order
+        order.status = record.status
     if record.exchange_id is not None:
         order.exchange_id = record.exchange_id
     order.size = record.size if record.size is not None else order.size

@@ -81,12 +81,16 @@ class OrderWrites(StoreBase):
         """One `Record` of the order table, in one transaction: the order as the table
         decided it with its event `kind`, its firing's move (`firing_to`, total), and the
         rule rows of the same step (`also`, with their `events`: a rule blocked, a firing
-        decided again, `after` rules armed). Returns the order row as written."""
+        decided again, `after` rules armed). Returns the order row as written; when the row
+        is final and the record would leave it by a move the table lacks (a stale writer),
+        nothing of the step is written but the anomaly, and the row is returned as stored."""
         detail = detail or {}
         with self.session() as session, session.begin():
             move_firing_total(session, record.client_oid, firing_to, now, payload=detail,
                               transitions=FIRING_TRANSITIONS)
             order = write_order(session, record, now, kind, detail)
+            if order is not None and order.status != record.status:
+                return order  # a stale record kept out: so are the rule rows of its step
             for row in also:
                 self._put_state(session, row, now)
             for what, identity, extra in events:
