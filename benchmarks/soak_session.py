@@ -199,6 +199,7 @@ class SoakResult:
     caught_up_s: float | None = None  # the last watcher, until the store matched the exchange
     workdir: Path | None = None
     pauses: Counter[str] = field(default_factory=Counter)  # `--pause`: how each one ended
+    pauses_locked: int = 0  # ... of them, stopped holding SQLite's write lock
 
     def counts(self) -> dict[str, int]:
         return {kind: self.audit.count(kind) for kind in AUDIT_KINDS}
@@ -389,10 +390,15 @@ class SoakSession(CrashSession):
             await asyncio.sleep(LEASE_STALE_S + 1.5)
             second = await self._spawn()
             t1 = time.monotonic()
-            took = await second.wait_for("recovered", 30)
+            # A stopped inside a commit holds SQLite's write lock: B's start then waits for
+            # it (`store.locked`) until A resumes, finds its lease expired and stops.
+            took = await second.wait_for("recovered", 30, "store.locked")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(first.proc.pid, signal.SIGCONT)
+        if took and not second.seen["recovered"].is_set():
+            self.soak.pauses_locked += 1
+            took = await second.wait_for("recovered", 30)
         stopped = await _ended(first, PAUSE_GRACE_S)
         first.kill()
         await self._account(first, "paused, lease taken", t0)
@@ -679,7 +685,10 @@ def report(result: SoakResult) -> str:
               f"{dict(sorted(result.kill_modes.items()))})"]
     if result.pauses:
         lines.append(f"{'SIGSTOP past the lease':<{width}}  {sum(result.pauses.values())} "
-                     f"({dict(sorted(result.pauses.items()))})")
+                     f"({dict(sorted(result.pauses.items()))}"
+                     + (f"; {result.pauses_locked} stopped holding the store's write lock, "
+                        "waited for by the next start" if result.pauses_locked else "")
+                     + ")")
     lines += ["",
               f"{'audit (each must be 0)':<{width}}  count"]
     lines += [f"{kind:<{width}}  {n}" for kind, n in counts.items()]

@@ -727,17 +727,19 @@ class Incarnation:
             self.kill_sent = True
         self.killed.set()
 
-    async def wait_for(self, kind: str, timeout: float) -> bool:
-        """True once a `kind` line was read; False on timeout or when the process ended."""
-        seen = asyncio.ensure_future(self.seen[kind].wait())
+    async def wait_for(self, kind: str, timeout: float, *others: str) -> bool:
+        """True once a `kind` line (or one of `others`) was read; False on timeout or when
+        the process ended."""
+        kinds = (kind, *others)
+        seen = [asyncio.ensure_future(self.seen[k].wait()) for k in kinds]
         ended = asyncio.ensure_future(self.eof.wait())
         try:
-            await asyncio.wait({seen, ended}, timeout=timeout,
+            await asyncio.wait({*seen, ended}, timeout=timeout,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
-            seen.cancel()
-            ended.cancel()
-        return self.seen[kind].is_set()
+            for waiter in (*seen, ended):
+                waiter.cancel()
+        return any(self.seen[k].is_set() for k in kinds)
 
     async def finish(self) -> int:
         code = await self.proc.wait()

@@ -122,6 +122,7 @@ class Jobs:
         w.held_orders.on_time(now)  # `exit after` deadlines
 
     async def heartbeat_job(self) -> None:
+        self.w.orders.check_fence(renewing=True)  # an expired lease is not renewed
         try:
             self.ctx.store.heartbeat(self.ctx.now())
         except LeaseLost as err:

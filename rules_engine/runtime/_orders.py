@@ -354,10 +354,14 @@ class OrderManager:
         """A commit just proved this watcher holds the lease (and renewed it)."""
         self.lease_renewed = time.monotonic()
 
-    def check_fence(self) -> None:
+    def check_fence(self, *, renewing: bool = False) -> None:
         """Right before a send: the lease stays valid for longer than the order's deadline
-        window, so no other watcher can own the store while this order can still arrive."""
-        window = self.ctx.config.order_window_ms / 1000
+        window, so no other watcher can own the store while this order can still arrive.
+        `renewing` (the heartbeat): the lease itself must not have expired, by this
+        watcher's own clock, since it last held it. Once it did, another watcher may take
+        the store over at any moment (a standby, a start blocked until now): renewing it
+        then would race that takeover, so the lease counts as lost here as for a send."""
+        window = 0.0 if renewing else self.ctx.config.order_window_ms / 1000
         ttl = self.ctx.config.lease_stale_s
         if time.monotonic() - self.lease_renewed > ttl - window:
             raise LeaseLostError(

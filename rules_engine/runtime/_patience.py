@@ -3,7 +3,9 @@
 One `Patience` per start: every read the start makes (the symbols, the venue check, the
 order family, balances, recovery's pages, candle history) that meets a transient failure
 asks `retry` whether to try again. The pauses grow (0.5 s doubling to 10 s, counted per
-read), each announced as an `exchange.unreachable` line; the deadline is the start's.
+read), each announced as an `exchange.unreachable` line; the deadline is the start's. A store
+another process holds locked while this start owns nothing yet is waited for the same way
+(`store.locked` lines).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ class Patience:
         self._until = time.monotonic() + seconds
         self._emit = emit
 
-    async def retry(self, why: str, attempt: int) -> bool:
-        """After the `attempt`-th miss (from 0) of one read: pause and say so, or False
-        once the next pause would end past the deadline."""
+    async def retry(self, why: str, attempt: int, *, kind: str = "exchange.unreachable",
+                    **extra: Any) -> bool:
+        """After the `attempt`-th miss (from 0) of one read: pause and say so (a `kind`
+        line), or False once the next pause would end past the deadline."""
         pause = min(0.5 * 2**attempt, 10.0)
         if time.monotonic() + pause > self._until:
             return False
-        self._emit("exchange.unreachable", {"why": why, "retry_in_s": pause})
+        self._emit(kind, {"why": why, **extra, "retry_in_s": pause})
         await asyncio.sleep(pause)
         return True
 

@@ -119,7 +119,7 @@ async def _local_venue(state: Any) -> AsyncIterator[str]:
         yield box.url
 
 
-_PROBLEMS = frozenset({"exchange.unreachable", "market.unreachable"})
+_PROBLEMS = frozenset({"exchange.unreachable", "market.unreachable", "store.locked"})
 _STOPPING = frozenset({"watcher.stopped", "start.stopped", "error"})
 _PROBE_TIMEOUT_S = 3.0  # paper mode's first look at its market data
 

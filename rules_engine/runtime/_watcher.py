@@ -63,7 +63,8 @@ from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
 from rules_engine.runtime._signals import reload_signals, signal_windows
 from rules_engine.runtime._why import not_yet
-from rules_engine.store import LeaseHeld, Store, engine_prefix, save_live_why
+from rules_engine.store import LeaseHeld, StorageFailed, Store, engine_prefix, save_live_why
+from rules_engine.store._schema import Lease
 
 __all__ = ["Watcher", "WatcherError", "owner_dead", "utc_now"]
 
@@ -197,18 +198,8 @@ class Watcher:
         """Own the store (unless a standby already took its lease over for this watcher),
         check the venue, load rules and states, recover, then subscribe."""
         ctx = self.ctx
+        before = await self._own_store()
         now = ctx.now()
-        ctx.store.migrate()
-        before = ctx.store.lease()  # alive and another's: this start takes the store over
-        fence = ctx.store.fence
-        if fence is not None and fence.owner == self.owner:
-            self.epoch = fence.epoch  # a standby took the lease over (runtime/_standby.py)
-        else:
-            try:
-                self.epoch = ctx.store.acquire_lease(
-                    self.owner, now, timedelta(seconds=ctx.config.lease_stale_s), owner_dead)
-            except LeaseHeld as err:
-                raise WatcherError(str(err)) from None
         self.orders.fenced()
         if before is not None and before.alive and before.owner != self.owner:
             ctx.event("lease.taken_over", {
@@ -238,6 +229,7 @@ class Watcher:
             await asyncio.gather(lease, return_exceptions=True)
         lost = None if lease.cancelled() else lease.exception()
         if lost is not None:  # taken over, or the store failed: the jobs would stop it too
+            ctx.fail_on(lost)  # its `error` line names the cause (lease, storage) as a field
             raise WatcherError(f"the store's lease was lost during the start: {lost}")
         for identity in self.rules.timed_ids:
             self.rules.schedule(identity, now)
@@ -259,6 +251,35 @@ class Watcher:
         ctx.ready.set()
         # Signals accepted before this start, still in their windows: stepped as on arrival.
         self.firing.apply(signals, now)
+
+    async def _own_store(self) -> Lease | None:
+        """The store's schema brought up to date and its lease taken (unless a standby took
+        it over for this watcher); the lease as it was before. Until the lease is this
+        watcher's, nothing is owned or sent: a store another process holds locked (a
+        watcher frozen inside a commit, a backup) is waited for with the start's patience,
+        each wait a `store.locked` line; past it the failure stops the start as before."""
+        ctx = self.ctx
+        attempt = 0
+        while True:
+            try:
+                ctx.store.migrate()
+                before = ctx.store.lease()  # alive and another's: this start takes it over
+                fence = ctx.store.fence
+                if fence is not None and fence.owner == self.owner:
+                    self.epoch = fence.epoch  # a standby took the lease over (_standby.py)
+                else:
+                    self.epoch = ctx.store.acquire_lease(
+                        self.owner, ctx.now(), timedelta(seconds=ctx.config.lease_stale_s),
+                        owner_dead)
+                return before
+            except LeaseHeld as err:
+                raise WatcherError(str(err)) from None
+            except StorageFailed as err:
+                if not err.locked or not await self._patience.retry(
+                        f"the store at {err.where}: {err.cause}", attempt, kind="store.locked",
+                        fix=err.fix):
+                    raise
+            attempt += 1
 
     async def _start_read(self, what: str, read: Callable[[], Awaitable[Any]]) -> Any:
         """A read the start needs. An exchange that is down, overloaded or rate-limiting is

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 __all__ = ["StorageFailed", "classify", "watch_failures"]
 
 _AGAIN = "then start again; every order sent before is recovered"
+_LOCKED = "the database stayed locked"
 
 
 class StorageFailed(Exception):
@@ -28,6 +29,9 @@ class StorageFailed(Exception):
 
     def __init__(self, cause: str, where: str, fix: str, *, recoverable: bool = True) -> None:
         self.cause, self.where, self.fix = cause, where, fix
+        # Another process holds SQLite's write lock: nothing failed, and it may end (a
+        # watcher frozen inside a commit resumes). A start that owns nothing yet waits.
+        self.locked = cause.startswith(_LOCKED)
         tail = _AGAIN if recoverable else "then start again"
         super().__init__(f"the store failed: {cause} ({where}): {fix}, {tail}")
 
@@ -49,9 +53,9 @@ _SQLITE: tuple[tuple[str, str, str, bool], ...] = (
     ("SQLITE_FULL", *_FULL),
     ("SQLITE_READONLY_DBMOVED", *_MOVED, True),
     ("SQLITE_READONLY", *_READ_ONLY),
-    ("SQLITE_BUSY", "the database stayed locked by another process beyond the 5 s busy "
-     "timeout", "stop whatever holds it (a backup, an sqlite3 shell, a copy in progress)", True),
-    ("SQLITE_LOCKED", "the database stayed locked beyond the 5 s busy timeout",
+    ("SQLITE_BUSY", f"{_LOCKED} by another process beyond the 5 s busy timeout",
+     "stop whatever holds it (a backup, an sqlite3 shell, a copy in progress)", True),
+    ("SQLITE_LOCKED", f"{_LOCKED} beyond the 5 s busy timeout",
      "stop whatever holds it (a backup, an sqlite3 shell, a copy in progress)", True),
     ("SQLITE_IOERR", "the disk failed to read or write (an I/O error)",
      "check the disk, its file system (dmesg) and that the database file still exists", True),
