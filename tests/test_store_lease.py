@@ -219,6 +219,23 @@ def test_a_store_that_lost_its_lease_cannot_commit_an_order(
                         now=later)
     with pytest.raises(LeaseLost, match=lost):
         a.heartbeat(later)
+    # Every other write of A's too, not only what lets an order out: a status moved back,
+    # a fill, a rule's state or an event written over what B wrote would mislead B's next
+    # recovery (the soak found an order A moved from filled back to open, re-arming its
+    # chained rule a second time).
+    with pytest.raises(LeaseLost, match=lost):
+        a.settle(oid, later, order_to="open", exchange_id="x-1")
+    with pytest.raises(LeaseLost, match=lost):
+        a.add_fill("trade-1", oid, price=Decimal("59000"), size=Decimal("0.001"), fee=None,
+                   fee_currency=None, time=later)
+    with pytest.raises(LeaseLost, match=lost):
+        a.log("watcher.note", later, {"from": "a"})
+    state = a.rule_state("entry")
+    assert state is not None
+    with pytest.raises(LeaseLost, match=lost):
+        a.save_states([state], later, [("rule.rearm", "entry", {})])
+    with pytest.raises(LeaseLost, match=lost):
+        a.mark("leg-entry", Decimal("1"), later)
     assert _counts(a) == before  # nothing written by any of them
     assert {o.client_oid: o.status for o in a.orders()}["leg-entry"] == "held"
     a.release_lease()  # not A's any more: B's lease stays alive

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, delete, event, false, insert, select, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from rules_engine.store._schema import Lease, Meta
 
@@ -187,6 +188,38 @@ def check(connection: Connection, fence: Fence | None, now: datetime) -> None:
     )
     if done.rowcount != 1:
         raise _lost(connection, fence)
+
+
+_PROVE = (
+    update(_LEASE)
+    .where(_C.id == 1, _C.owner == bindparam("fence_owner"),
+           _C.epoch == bindparam("fence_epoch"), _C.alive == true())
+    .values(epoch=_C.epoch)
+)
+
+
+def prove(connection: Connection, fence: Fence) -> None:
+    """Inside the caller's transaction: `LeaseLost` (and the transaction rolls back) unless
+    `fence` still holds the lease. The row is written (to itself), so the proof holds until
+    the transaction ends: a takeover commits before it or after it, never in between."""
+    if connection.execute(
+            _PROVE, {"fence_owner": fence.owner, "fence_epoch": fence.epoch}).rowcount != 1:
+        raise _lost(connection, fence)
+
+
+def fence_writes(sessions: sessionmaker[Session], fence_of: Callable[[], Fence | None]
+                 ) -> None:
+    """Every write of a Store that holds the lease is fenced, not only the firings': a
+    watcher that lost the store (paused past its lease, then resumed) must not write a
+    status, a state or a fill over what the new owner wrote. Each flush with something to
+    write proves the fence first, in its own transaction."""
+
+    def before_flush(session: Session, _context: Any, _instances: Any) -> None:
+        fence = fence_of()
+        if fence is not None and (session.new or session.dirty or session.deleted):
+            prove(session.connection(), fence)
+
+    event.listen(sessions, "before_flush", before_flush)
 
 
 def renew(engine: Engine, fence: Fence | None, now: datetime) -> None:

@@ -114,6 +114,7 @@ class Store(FiringWrites, OrderWrites, Controls, Reads):
         self._fence: Fence | None = None
         self.schema = schema
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        _lease.fence_writes(self._sessions, lambda: self._fence)
         self._engine_id: str | None = None
 
     def close(self) -> None:
