@@ -15,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import pytest
 from lifecycle_support import WatcherRun, until, watcher_toml
+from test_watcher import Venue, watch
 
 from rules_engine.sandbox.config import SandboxConfig
 from rules_engine.sandbox.feeds import ExternalFeed, load_symbols
 from rules_engine.sandbox.state import build_state
-from rules_engine.sandbox.testing import serve
+from rules_engine.sandbox.testing import serve, serve_in_thread
 
 D = Decimal
 SYMBOL = "BTC-USDT"
@@ -92,3 +95,31 @@ async def test_a_watcher_resumed_after_a_pause_never_fires_on_what_it_missed(
         assert code == 0, watcher.tail()
         assert "Traceback" not in watcher.text(), watcher.tail()
 
+
+
+async def test_a_decision_taken_on_resume_before_any_frame_is_read_sees_the_stall(
+    tmp_path: Path,
+) -> None:
+    """A timer can run first when the loop resumes, before the reader reads what waited in
+    the socket: the clock job asks the feed first, so the market is stale before anything is
+    decided on it. The watcher runs in this process, the sandbox on its own thread; the loop
+    is blocked 3 s (the window is 2 s), then the clock job runs without yielding."""
+    feed = ExternalFeed(load_symbols(), [SYMBOL, "ETH-USDT"])
+    feed.push(SYMBOL, *_book("59000", "59010"))
+    feed.push("ETH-USDT", *_book("3000", "3001"))
+    cfg = SandboxConfig().model_copy(update={
+        "feed_interval_ms": 20, "ping_interval_ms": PING_MS, "ping_timeout_ms": PING_MS})
+    with serve_in_thread(cfg, feed=feed) as box:
+        async with aiohttp.ClientSession() as http:
+            v = Venue(box.url, box.state, feed, http)
+            async with watch(v, tmp_path, RULE) as r:
+                watcher = r.watcher
+                assert watcher.market.live and watcher.market.values
+                time.sleep(3.0)  # the stall itself: the loop does not run
+                await watcher.jobs.clock_job()  # no await inside: nothing else runs first
+                assert not watcher.market.live and not watcher.market.values
+                store = r.store()
+                events = [e for e in store.events() if e.kind == "feed.stalled"]
+                store.close()
+                assert len(events) == 1 and events[0].payload["stalled_s"] >= 2.9, events
+                await until(lambda: watcher.market.live and bool(watcher.market.values), 10)
