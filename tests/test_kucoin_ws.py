@@ -120,3 +120,33 @@ async def test_frames_read_after_a_stall_come_after_the_stalled_state() -> None:
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 10)
+
+
+async def test_a_silent_connection_is_dead_not_stalled() -> None:
+    """A connection that sends nothing, pongs included, while this loop runs: `stale`, no
+    pong within pingTimeout (the server's fault, not a stall of this process), then a new
+    connection."""
+    config = SandboxConfig(ping_interval_ms=1000, ping_timeout_ms=1000)
+    async with serve(config, run_feed=True) as box, KucoinRest(box.url) as rest:
+        states: list[tuple[str, str]] = []
+        ws = KucoinWs(rest, on_message=lambda frame: None,
+                      on_state=lambda state, why: states.append((state, why)))
+        ws.subscribe(batched_topics("/market/ticker:", ["BTC-USDT"]))
+        stop = asyncio.Event()
+        task = asyncio.create_task(ws.run(stop))
+        try:
+            await wait_until(lambda: states == [("live", "")])
+            async with aiohttp.ClientSession() as admin:
+                async with admin.post(box.url + "/sandbox/admin/faults",
+                                      json={"ws_silent": True}) as reply:
+                    assert reply.status == 200
+                await wait_until(lambda: len(states) >= 2, 5)
+                assert states[1] == ("stale", "no pong within pingTimeout"), states
+                async with admin.post(box.url + "/sandbox/admin/faults",
+                                      json={"ws_silent": False}) as reply:
+                    assert reply.status == 200
+            await wait_until(lambda: ws.connects >= 2 and states[-1] == ("live", ""), 10)
+            assert all(state != "stalled" for state, _ in states), states
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)

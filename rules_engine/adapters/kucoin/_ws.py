@@ -47,6 +47,7 @@ from rules_engine.adapters.kucoin._rest import KucoinRest
 __all__ = ["BATCH", "KucoinWs", "batched_topics", "is_welcome"]
 
 BATCH = 100  # symbols per subscribe frame
+STALL_S = 1.0  # a loop that did not run for this long, when the proof expired: a stall
 
 
 def batched_topics(prefix: str, symbols: Iterable[str], size: int = BATCH) -> list[str]:
@@ -202,9 +203,11 @@ class KucoinWs:
 
     def check(self) -> bool:
         """Whether this connection is proven current now: its proof is younger than the ping
-        window. When it is not, the first time: report `stalled` and ask for a ping at once
-        (its pong makes the channel live again). Cheap; a consumer about to decide on what
-        it read calls it first. False while not connected."""
+        window. When it is not, the first time: if this process did not run for `STALL_S` or
+        more just before, report `stalled` and ask for a ping at once (its pong makes the
+        channel live again); if it ran, the pong is late: report `stale` (no pong within
+        pingTimeout), and the ping loop closes the connection. Cheap; a consumer about to
+        decide on what it read calls it first. False while not connected."""
         if not self.window:
             return False
         now = asyncio.get_running_loop().time()
@@ -213,15 +216,22 @@ class KucoinWs:
             return True
         if not self._stalled:
             self._stalled = True
-            self.stalled_s = round(now - ran, 3)
-            self._ping_now.set()
+            # The loop ran until a moment ago: the pong is late, the ping loop closes the
+            # connection. Otherwise the window passed while this process did not run.
+            stalled = now - ran >= STALL_S
+            if stalled:
+                self.stalled_s = round(now - ran, 3)
+                self._ping_now.set()
             if self._live:
                 self._live = False
-                self.on_state("stalled", (
-                    f"this process did not run for {now - ran:.1f} s (stopped, paused or "
-                    f"blocked): what it reads now may be {now - self.proven:.1f} s old, over "
-                    f"the ping window of {self.window:g} s; not live until a ping sent now is "
-                    "answered"))
+                if not stalled:
+                    self.on_state("stale", "no pong within pingTimeout")
+                else:
+                    self.on_state("stalled", (
+                        f"this process did not run for {now - ran:.1f} s (stopped, paused or "
+                        f"blocked): what it reads now may be {now - self.proven:.1f} s old, "
+                        f"over the ping window of {self.window:g} s; not live until a ping "
+                        "sent now is answered"))
         return False
 
     def on_text(self, text: str) -> None:
