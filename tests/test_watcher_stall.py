@@ -16,6 +16,7 @@ import asyncio
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,10 +25,12 @@ import pytest
 from lifecycle_support import WatcherRun, until, watcher_toml
 from test_watcher import Venue, watch
 
+from rules_engine.dashboard._metrics import StoreCollector
 from rules_engine.sandbox.config import SandboxConfig
 from rules_engine.sandbox.feeds import ExternalFeed, load_symbols
 from rules_engine.sandbox.state import build_state
 from rules_engine.sandbox.testing import serve, serve_in_thread
+from rules_engine.store._record import status_report
 
 D = Decimal
 SYMBOL = "BTC-USDT"
@@ -120,6 +123,14 @@ async def test_a_decision_taken_on_resume_before_any_frame_is_read_sees_the_stal
                 assert not watcher.market.live and not watcher.market.values
                 store = r.store()
                 events = [e for e in store.events() if e.kind == "feed.stalled"]
+                # `status` and /metrics read the feed's last state event: stalled is not live.
+                market = status_report(store, datetime.now(UTC))["feeds"]["market"]
+                feed_live = {sample.labels["feed"]: sample.value
+                             for family in StoreCollector(store, None).collect()
+                             if family.name == "rules_engine_feed_live"
+                             for sample in family.samples}
                 store.close()
                 assert len(events) == 1 and events[0].payload["stalled_s"] >= 2.9, events
+                assert market.startswith("stalled since") and feed_live["market"] == 0, (
+                    market, feed_live)
                 await until(lambda: watcher.market.live and bool(watcher.market.values), 10)
