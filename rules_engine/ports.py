@@ -5,7 +5,8 @@
                 fills, balances, the private stream; OCO orders (place, cancel by id or
                 clientOid, look up with both legs and their fills)
     MarketFeed  the public stream as core events, and the REST reads that seed it
-    Stream      one WebSocket channel (subscribe, run until stopped, reconnect)
+    Stream      one WebSocket channel (subscribe, run until stopped, reconnect, check that
+                what it delivered is current: `stalled` after the process did not run)
 
 The KuCoin adapter implements Venue and MarketFeed (`rules_engine.adapters.kucoin`:
 `KucoinVenue`, `KucoinFeed`); the sandbox is the venue tests run against over real sockets.
@@ -46,7 +47,15 @@ class Clock(Protocol):
 
 
 class Stream(Protocol):
+    stalled_s: float  # how long the process did not run, at the stream's last `stalled`
+
     def subscribe(self, topics: Iterable[str]) -> None: ...
+
+    def check(self) -> bool:
+        """Whether what the stream delivered is proven current now; when it is not (the
+        process did not run for longer than the stream's window), it reports `stalled`
+        before anything else is read. Called before a decision on what it delivered."""
+        ...
 
     async def run(self, stop: asyncio.Event) -> None: ...
 

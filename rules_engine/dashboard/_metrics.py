@@ -68,7 +68,7 @@ class StoreCollector(Collector):
                 rules = dict(session.execute(
                     select(RuleState.status, func.count()).group_by(RuleState.status)).all())
                 feeds = {}
-                for name, kinds in (("market", ("feed.live", "feed.stale")),
+                for name, kinds in (("market", ("feed.live", "feed.stale", "feed.stalled")),
                                     ("orders", ("orders_feed.live", "orders_feed.stale"))):
                     last = session.scalars(select(Event.kind).where(Event.kind.in_(kinds))
                                            .order_by(Event.id.desc()).limit(1)).first()

@@ -6,6 +6,13 @@ series, kept in the `MarketState`; each symbol that moved is handed to `on_chang
 
 A sequence gap or a malformed level2 message means "fetch a fresh snapshot", never "patch
 it up": the book is marked stale (its values unknown) until a snapshot joins the deltas.
+
+A stream that reports `stalled` (this process did not run for longer than the feed's ping
+window: what it reads now is that old) makes the feed stale like a drop, recorded as
+`feed.stalled` with the stall's length, until the stream proves itself current again (a pong
+to a ping sent after the stall); then every book is resynced as after a reconnect. `check()`
+asks the stream first, before any decision on the market (`Firing.evaluate`, the clock), so a
+timer that fires on resume before any frame is read decides on nothing stale either.
 """
 
 from __future__ import annotations
@@ -121,6 +128,12 @@ class Feeds:
 
     # ------------------------------------------------------------ the stream
 
+    def check(self) -> None:
+        """Before a decision on the market: a stream that did not prove itself current
+        within its window (the process stalled) is reported `stalled` now (`on_state`)."""
+        if self.public is not None and self.market.live:
+            self.public.check()
+
     def on_state(self, state: str, reason: str) -> None:
         now = self.ctx.now()
         live = state == "live"
@@ -134,7 +147,11 @@ class Feeds:
             # A quiet symbol sends no ticker until it trades: start from REST level1.
             self.ctx.spawn(self._level1(list(self.market.symbols)))
         else:
-            self.ctx.event("feed.stale", {"reason": reason})
+            if state == "stalled":
+                stalled_s = self.public.stalled_s if self.public is not None else None
+                self.ctx.event("feed.stalled", {"stalled_s": stalled_s, "reason": reason})
+            else:
+                self.ctx.event("feed.stale", {"reason": reason})
             for book in self.books.values():
                 book.mark_stale(reason, now)
         self.on_changed("", self.market.refresh_all(now), now)
@@ -197,6 +214,7 @@ class Feeds:
 
     def advance(self, now: datetime) -> list[Any]:
         """The clock's part: candles that closed, values past their age limit."""
+        self.check()
         changes: list[Any] = []
         for (symbol, _), series in self.series.items():
             if series.advance(now):

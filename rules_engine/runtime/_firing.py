@@ -97,6 +97,7 @@ class Firing:
     def evaluate(self, rules: Iterable[CompiledRule], now: datetime) -> None:
         if self.ctx.halted is not None or self.ctx.failed:
             return  # the kill switch: nothing fires until `rules-engine resume`
+        self.feeds.check()  # after a stall, the market is stale before anything is decided
         values = self.rules.market.values
         timed = self.rules.timed_ids
         states = self.rules.states

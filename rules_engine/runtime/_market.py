@@ -4,7 +4,10 @@ value with its freshness verdict. Pure: no IO, no clock (`now` is an argument).
 `MarketState.values` is the evaluator's `Market`: a mapping from the compiled leaves the rules
 read to their current value, holding only values that are proven fresh. A value is fresh when
 
-* its connection is alive (the public feed is `live`: welcomed, subscribed, answering pings);
+* its connection is alive (the public feed is `live`: welcomed, subscribed, answering pings,
+  and proven current: a process that did not run for longer than the ping window reads old
+  frames on resume, so its channel reports `stalled` and `live` is False until a ping sent
+  after the stall is answered; adapters/kucoin/_ws.py);
 * for book values (`bid ask mid spread bid_size ask_size`, `bid_depth`/`ask_depth`) of a
   symbol whose book is followed, the book is live: in sequence and not crossed. Such a symbol's
   bid and ask come from the book only, never from the ticker, so an out-of-sync book makes

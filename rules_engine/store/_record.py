@@ -110,7 +110,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
             )
         ]
         feeds: dict[str, str] = {}
-        for kinds, key in ((("feed.live", "feed.stale"), "market"),
+        for kinds, key in ((("feed.live", "feed.stale", "feed.stalled"), "market"),
                            (("orders_feed.live", "orders_feed.stale"), "orders")):
             last = session.scalars(
                 select(Event).where(Event.kind.in_(kinds)).order_by(Event.id.desc()).limit(1)

@@ -5,14 +5,28 @@
 2. Connect to `endpoint?token=...&connectId=...` and wait for `{"type": "welcome"}`.
 3. Subscribe to every topic, waiting for each `ack`; symbols are batched into one topic
    (`/market/ticker:A,B,...`) at most `BATCH` at a time, within KuCoin's limits.
-4. Send `{"type": "ping"}` every `pingInterval`; a connection that shows nothing for
-   `pingTimeout` after a ping is dead. Then (and on any drop) the feed is reported stale,
-   and the client reconnects with a fresh token after an exponential backoff with jitter,
-   and subscribes to everything again.
+4. Send `{"type": "ping"}` every `pingInterval`; a connection whose pong does not come within
+   `pingTimeout` is dead. Then (and on any drop) the feed is reported stale, and the client
+   reconnects with a fresh token after an exponential backoff with jitter, and subscribes to
+   everything again.
+
+Proof of being current. The server answers a ping in order: every frame read after the pong
+of a ping sent at `t` was sent by the server after `t`. The connection is proven current as of
+`proven`, the send time of the latest ping answered (or the moment the connection was asked
+for). Before each frame is handed on, and on every tick of the ping loop, that proof must be
+younger than the ping window (`pingInterval + pingTimeout`); on a working loop it always is
+(a pong late past `pingTimeout` closes the connection). It is older only when this process did
+not run for that long (stopped by SIGSTOP, a paused VM, a blocked loop): the frames buffered
+in the socket meanwhile are that old, though they are read "now". Then the channel reports
+`stalled` (with how long the loop did not run, `stalled_s`) before handing any of them on,
+sends a ping at once, and reports `live` again when its pong arrives: what was read before
+that pong is history, what follows it is current. `check()` applies the same test for a
+consumer about to decide on what it has read (a timer that fires on resume before any frame).
 
 Messages (`"type": "message"`) go to the `on_message` callback as decoded dicts; state changes
-(`live`, `stale` with the reason) go to `on_state`, so consumers always know whether the data
-is fresh: after a reconnect, a book must be resynced from a new snapshot.
+(`live`, `stale` or `stalled` with the reason) go to `on_state`, so consumers always know
+whether the data is fresh: after a reconnect or a stall, a book must be resynced from a new
+snapshot.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from rules_engine.adapters.kucoin._rest import KucoinRest
 __all__ = ["BATCH", "KucoinWs", "batched_topics", "is_welcome"]
 
 BATCH = 100  # symbols per subscribe frame
+STALL_S = 1.0  # a loop that did not run for this long, when the proof expired: a stall
 
 
 def batched_topics(prefix: str, symbols: Iterable[str], size: int = BATCH) -> list[str]:
@@ -72,6 +87,15 @@ class KucoinWs:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._acks: dict[str, asyncio.Future[bool]] = {}
         self.last_seen = 0.0  # loop time of the last frame received
+        # Proof of being current (see the module's docstring), in loop time.
+        self.window = 0.0  # pingInterval + pingTimeout of the connection; 0: not connected
+        self.proven = 0.0  # the send time of the latest ping answered
+        self.stalled_s = 0.0  # how long the loop did not run, at the last stall
+        self._ran = 0.0  # the last moment this channel's code ran (a tick, a frame)
+        self._live = False  # reported live, and not stalled since
+        self._stalled = False  # stalled on this connection: live again on a fresh pong
+        self._pings: dict[str, float] = {}  # pings not answered yet: id -> send time
+        self._ping_now = asyncio.Event()
 
     def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics; they are (re)subscribed on every connection."""
@@ -113,6 +137,12 @@ class KucoinWs:
         url = f"{bullet.endpoint}?token={bullet.token}&connectId={uuid.uuid4().hex}"
         session = self.rest._session
         assert session is not None
+        loop = asyncio.get_running_loop()
+        # Whatever this connection brings was sent after it was asked for.
+        self.proven = self._ran = loop.time()
+        self.window = ping_interval + ping_timeout
+        self._pings.clear()
+        self._live = self._stalled = False
         async with session.ws_connect(url, heartbeat=None, autoping=True) as ws:
             self._ws = ws
             welcome = await ws.receive(timeout=ping_timeout)
@@ -126,11 +156,15 @@ class KucoinWs:
                     if not await self._subscribe(ws, topic, ping_timeout):
                         self.on_state("stale", f"subscription to {topic} not acknowledged")
                         return
-                self.on_state("live", "")
+                if self.check():
+                    self._live = True
+                    self.on_state("live", "")
                 await self._ping_loop(ws, stop, ping_interval, ping_timeout, reader)
             finally:
                 reader.cancel()
                 self._ws = None
+                self._live = self._stalled = False
+                self.window = 0.0
         if not stop.is_set():
             self.on_state("stale", "connection closed")
 
@@ -164,7 +198,41 @@ class KucoinWs:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             self.last_seen = asyncio.get_running_loop().time()
+            self.check()  # before the frame is handed on: it may be as old as a stall
             self.on_text(msg.data)
+
+    def check(self) -> bool:
+        """Whether this connection is proven current now: its proof is younger than the ping
+        window. When it is not, the first time: if this process did not run for `STALL_S` or
+        more just before, report `stalled` and ask for a ping at once (its pong makes the
+        channel live again); if it ran, the pong is late: report `stale` (no pong within
+        pingTimeout), and the ping loop closes the connection. Cheap; a consumer about to
+        decide on what it read calls it first. False while not connected."""
+        if not self.window:
+            return False
+        now = asyncio.get_running_loop().time()
+        ran, self._ran = self._ran, now
+        if now - self.proven <= self.window:
+            return True
+        if not self._stalled:
+            self._stalled = True
+            # The loop ran until a moment ago: the pong is late, the ping loop closes the
+            # connection. Otherwise the window passed while this process did not run.
+            stalled = now - ran >= STALL_S
+            if stalled:
+                self.stalled_s = round(now - ran, 3)
+                self._ping_now.set()
+            if self._live:
+                self._live = False
+                if not stalled:
+                    self.on_state("stale", "no pong within pingTimeout")
+                else:
+                    self.on_state("stalled", (
+                        f"this process did not run for {now - ran:.1f} s (stopped, paused or "
+                        f"blocked): what it reads now may be {now - self.proven:.1f} s old, "
+                        f"over the ping window of {self.window:g} s; not live until a ping "
+                        "sent now is answered"))
+        return False
 
     def on_text(self, text: str) -> None:
         """One text frame from the server: a message to `on_message`, or a subscription's
@@ -178,12 +246,27 @@ class KucoinWs:
         kind = frame.get("type")
         if kind == "message":
             self.on_message(frame)
+        elif kind == "pong":
+            self._on_pong(frame.get("id"))
         elif kind in ("ack", "error"):
             # Only a pending subscription's own id (a string) settles it, and only once.
             frame_id = frame.get("id")
             ack = self._acks.get(frame_id) if isinstance(frame_id, str) else None
             if ack is not None and not ack.done():
                 ack.set_result(kind == "ack")
+
+    def _on_pong(self, frame_id: object) -> None:
+        """A pong: what is read from now on was sent after its ping."""
+        sent_at = self._pings.pop(frame_id, None) if isinstance(frame_id, str) else None
+        if sent_at is None:
+            return
+        for older in [k for k, at in self._pings.items() if at <= sent_at]:
+            del self._pings[older]  # answered too, in order, or lost with the proof
+        self.proven = max(self.proven, sent_at)
+        if self._stalled and self.check():
+            self._stalled = False
+            self._live = True
+            self.on_state("live", "")
 
     async def _ping_loop(
         self,
@@ -195,13 +278,20 @@ class KucoinWs:
     ) -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set() and not reader.done():
+            self._ping_now.clear()
             sent_at = loop.time()
-            await ws.send_str(orjson.dumps({"id": uuid.uuid4().hex, "type": "ping"}).decode())
+            ping_id = uuid.uuid4().hex
+            self._pings[ping_id] = sent_at
+            await ws.send_str(orjson.dumps({"id": ping_id, "type": "ping"}).decode())
             waited = 0.0
-            while waited < interval and not stop.is_set() and not reader.done():
+            while (waited < interval and not self._ping_now.is_set() and not stop.is_set()
+                   and not reader.done()):
                 await asyncio.sleep(min(0.05, interval))
+                if not self.check() and self._ping_now.is_set():
+                    break  # a stall: its proof is a ping sent now (the last pong may be
+                    # still unread, behind what was buffered)
                 waited = loop.time() - sent_at
-                if self.last_seen < sent_at and waited > timeout:
+                if self.proven < sent_at and waited > timeout:
                     self.on_state("stale", "no pong within pingTimeout")
                     await ws.close()
                     return
