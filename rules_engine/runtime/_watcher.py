@@ -31,7 +31,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -57,20 +57,16 @@ from rules_engine.runtime._jobs import Jobs
 from rules_engine.runtime._market import MarketState
 from rules_engine.runtime._oco import OcoBrackets
 from rules_engine.runtime._orders import OrderManager, Step, Tracked
+from rules_engine.runtime._owning import WatcherError, own_store, owner_dead
 from rules_engine.runtime._patience import Patience
 from rules_engine.runtime._recovery import Recovery
 from rules_engine.runtime._reload import Reloaded, RuleFiles
 from rules_engine.runtime._rules import Arms, RuleSet
 from rules_engine.runtime._signals import reload_signals, signal_windows
 from rules_engine.runtime._why import not_yet
-from rules_engine.store import LeaseHeld, StorageFailed, Store, engine_prefix, save_live_why
-from rules_engine.store._schema import Lease
+from rules_engine.store import Store, engine_prefix, save_live_why
 
 __all__ = ["Watcher", "WatcherError", "owner_dead", "utc_now"]
-
-
-class WatcherError(Exception):
-    """The watcher cannot start or must stop: the message says why and what to do."""
 
 
 class Watcher:
@@ -198,7 +194,7 @@ class Watcher:
         """Own the store (unless a standby already took its lease over for this watcher),
         check the venue, load rules and states, recover, then subscribe."""
         ctx = self.ctx
-        before = await self._own_store()
+        before, self.epoch = await own_store(ctx, self.owner, self._patience)
         now = ctx.now()
         self.orders.fenced()
         if before is not None and before.alive and before.owner != self.owner:
@@ -251,35 +247,6 @@ class Watcher:
         ctx.ready.set()
         # Signals accepted before this start, still in their windows: stepped as on arrival.
         self.firing.apply(signals, now)
-
-    async def _own_store(self) -> Lease | None:
-        """The store's schema brought up to date and its lease taken (unless a standby took
-        it over for this watcher); the lease as it was before. Until the lease is this
-        watcher's, nothing is owned or sent: a store another process holds locked (a
-        watcher frozen inside a commit, a backup) is waited for with the start's patience,
-        each wait a `store.locked` line; past it the failure stops the start as before."""
-        ctx = self.ctx
-        attempt = 0
-        while True:
-            try:
-                ctx.store.migrate()
-                before = ctx.store.lease()  # alive and another's: this start takes it over
-                fence = ctx.store.fence
-                if fence is not None and fence.owner == self.owner:
-                    self.epoch = fence.epoch  # a standby took the lease over (_standby.py)
-                else:
-                    self.epoch = ctx.store.acquire_lease(
-                        self.owner, ctx.now(), timedelta(seconds=ctx.config.lease_stale_s),
-                        owner_dead)
-                return before
-            except LeaseHeld as err:
-                raise WatcherError(str(err)) from None
-            except StorageFailed as err:
-                if not err.locked or not await self._patience.retry(
-                        f"the store at {err.where}: {err.cause}", attempt, kind="store.locked",
-                        fix=err.fix):
-                    raise
-            attempt += 1
 
     async def _start_read(self, what: str, read: Callable[[], Awaitable[Any]]) -> Any:
         """A read the start needs. An exchange that is down, overloaded or rate-limiting is
@@ -591,18 +558,3 @@ class Watcher:
 
 def _plain(amount: Decimal) -> str:
     return format(amount.normalize(), "f") if amount else "0"
-
-
-def owner_dead(owner: str) -> bool:
-    """True when a lease owner `host:pid:...` is a process of this host that is gone."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
