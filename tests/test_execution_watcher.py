@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_reload import rewrite
-from test_watcher import D, moved_clock, rig, settle, until, venue, watch
+from test_watcher import D, Rig, moved_clock, rig, settle, until, venue, watch
 
 from rules_engine.engine._slices import group_of
 from rules_engine.store import client_oid
@@ -164,3 +164,39 @@ async def test_a_reload_that_edits_a_running_twap_ends_its_plan_and_keeps_what_w
             assert not store.events("slices.resumed")
             assert len({o.req.client_oid for o in r.orders()}) == len(r.orders())
             store.close()
+
+
+async def test_a_twap_slice_proven_not_placed_after_its_interval_is_not_sent_late(
+    tmp_path: Path,
+) -> None:
+    """Slice 2's request gets a 503 (outcome unknown); by the time lookups prove it absent,
+    its interval has passed and slice 3 is due: slice 2 stays not placed instead of going out
+    beside slice 3."""
+    clock = moved_clock()
+    async with venue(clock=clock) as v, watch(v, tmp_path, TWAP) as r:
+        await until(lambda: len(r.orders()) == 1 and not r.watcher.pending)
+        await r.admin("faults", {"http_5xx": True})
+        clock.advance(60_000)
+        await until(lambda: any(p.unknown for p in r.watcher.pending.values()), 5)
+        await r.admin("faults", {"http_5xx": False})
+        clock.advance(65_000)  # past slice 2's deadline and interval: slice 3 is due
+        await until(lambda: _kinds(r, "slice.not_resent", "fired.again"), 15)
+        await settle(0.8)
+        store = r.store()
+        group = group_of("slow", 1)
+        slices = {f.number: f for f in store.firings() if f.identity == group}
+        assert {o.req.client_oid for o in r.orders()} == {slices[1].client_oid,
+                                                          slices[3].client_oid}
+        assert slices[2].status == "not_placed"
+        [skipped] = store.events("slice.not_resent")
+        assert skipped.payload["slice"] == 2 and "interval" in skipped.payload["why"]
+        store.close()
+
+
+def _kinds(r: Rig, *kinds: str) -> bool:
+    """Whether the store has an event of one of `kinds`."""
+    store = r.store()
+    try:
+        return any(store.events(kind) for kind in kinds)
+    finally:
+        store.close()

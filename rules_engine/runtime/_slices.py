@@ -146,7 +146,15 @@ class Slices:
             return
         for number in sorted(plan.again):
             plan.again.discard(number)
-            self._send(plan, plan.slices[number - 1], now, again=True)
+            piece = plan.slices[number - 1]
+            if plan.kind == "twap" and twap_step(piece.due, plan.every, now) == "skip":
+                # Proven not placed only once its interval passed: sending it now would bunch
+                # it with the slice due now, so it stays not placed.
+                self.ctx.event("slice.not_resent", {"slice": number, "why": (
+                    f"its interval ({piece.due:%H:%M:%S} + {plan.every} s) passed before it "
+                    "was proven not placed")}, identity=plan.group)
+                continue
+            self._send(plan, piece, now, again=True)
         for piece in plan.slices:
             if piece.number in plan.done:
                 continue
