@@ -13,7 +13,10 @@ from the store (`slices.planned` without `slices.ended`) and goes on with the sl
 recorded yet: a scaled order's at once, a TWAP's in their intervals (a slice whose interval
 passed while no watcher ran is recorded as skipped, never sent late in a bunch). A slice that
 cannot be sent when due (data not fresh, a risk limit, trading stopped) is recorded as
-blocked with the reason, and the plan goes on.
+blocked with the reason, and the plan goes on. A TWAP slice proven not placed after its
+interval passed is not sent again. A plan stops (`stop`: its slices not sent never are) when
+the exchange refuses one of its slices (the watcher's refusal hook, which blocks the rule) and
+when a reload edits or removes its rule.
 """
 
 from __future__ import annotations
