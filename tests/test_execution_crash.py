@@ -7,6 +7,8 @@ The window is made exact, not hoped for: the sandbox holds every REST request (f
 order book; the watcher is killed (SIGKILL) the moment it reports the slice fired (its commit
 is done), then the sandbox is killed with the request still held and started again from its
 state file on the same port. The exchange never saw the slice; the store has it committed.
+The restart proves it absent after its deadline (about 5 s) and sends it again within its
+20 s interval, then the last slice.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from lifecycle_support import fault_run, until
 
 from rules_engine.engine._slices import group_of
 from rules_engine.store import Store, client_oid
 
 RULES = ("rule slow on BTC-USDT:\n    when bid > 1\n"
-         "    place twap buy 0.003 over 45s every 15s limit bid - 10%\n")
+         "    place twap buy 0.003 over 60s every 20s limit bid - 10%\n")
 
 
+@pytest.mark.slow
 async def test_a_slice_killed_between_its_commit_and_its_send_is_looked_up_and_sent_once(
     tmp_path: Path,
 ) -> None:
