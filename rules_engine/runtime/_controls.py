@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rules_engine.engine import unblock
+from rules_engine.engine._slices import rule_of
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._context import Context
 from rules_engine.runtime._feeds import Feeds
@@ -181,7 +182,8 @@ class Controls:
                 rows.append(self.rules.row(identity))
             events.append(("rule.removed", identity, {"orders": self.ctx.config.on_removed_rule}))
             if self.ctx.config.on_removed_rule == "cancel":
-                cancel += [t for t in self.orders.tracked.values() if t.identity == identity]
+                cancel += [t for t in self.orders.tracked.values()  # its slices' orders too
+                           if t.identity is not None and rule_of(t.identity) == identity]
         self.ctx.store.save_states(rows, now, events)
         if cancel:
             self.actions.cancel(cancel, "its rule was removed")

@@ -13,7 +13,10 @@ from the store (`slices.planned` without `slices.ended`) and goes on with the sl
 recorded yet: a scaled order's at once, a TWAP's in their intervals (a slice whose interval
 passed while no watcher ran is recorded as skipped, never sent late in a bunch). A slice that
 cannot be sent when due (data not fresh, a risk limit, trading stopped) is recorded as
-blocked with the reason, and the plan goes on.
+blocked with the reason, and the plan goes on. A TWAP slice proven not placed after its
+interval passed is not sent again. A plan stops (`stop`: its slices not sent never are) when
+the exchange refuses one of its slices (the watcher's refusal hook, which blocks the rule) and
+when a reload edits or removes its rule.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
     from rules_engine.runtime._firing import Firing
     from rules_engine.runtime._orders import Tracked
 
-__all__ = ["Plan", "Slices"]
+__all__ = ["EDITED", "Plan", "Slices"]
+
+EDITED = "its rule was removed or edited: the slices not sent yet are not sent"
 
 
 @dataclass
@@ -138,16 +143,21 @@ class Slices:
         if self.rules.rules.get(identity) is None or (
                 self.rules.versions.get(identity) != plan.version):
             # Edited or removed by a reload: the slices not recorded are never sent.
-            self.plans.pop(plan.group, None)
-            if not plan.ended:
-                plan.ended = True
-                self.ctx.event("slices.ended", {"group": plan.group, "why": (
-                    "its rule was removed or edited: the slices not recorded are not sent")},
-                    identity=identity)
+            ended = self.stop(plan.group, EDITED)
+            if ended is not None:
+                self.ctx.event(ended[0], ended[2], identity=ended[1])
             return
         for number in sorted(plan.again):
             plan.again.discard(number)
-            self._send(plan, plan.slices[number - 1], now, again=True)
+            piece = plan.slices[number - 1]
+            if plan.kind == "twap" and twap_step(piece.due, plan.every, now) == "skip":
+                # Proven not placed only once its interval passed: sending it now would bunch
+                # it with the slice due now, so it stays not placed.
+                self.ctx.event("slice.not_resent", {"slice": number, "why": (
+                    f"its interval ({piece.due:%H:%M:%S} + {plan.every} s) passed before it "
+                    "was proven not placed")}, identity=plan.group)
+                continue
+            self._send(plan, piece, now, again=True)
         for piece in plan.slices:
             if piece.number in plan.done:
                 continue
@@ -231,6 +241,20 @@ class Slices:
 
     # ------------------------------------------------------------ hooks and restarts
 
+    def stop(self, group: str, why: str) -> tuple[str, str, dict[str, Any]] | None:
+        """End the plan running under `group` before its last slice: its slices not sent
+        (not recorded yet, or proven not placed and waiting to go out again) never are. The
+        `slices.ended` event to commit, naming them and why (None: no such plan runs)."""
+        plan = self.plans.pop(group, None)
+        if plan is None or plan.ended:
+            return None
+        plan.ended = True
+        not_sent = sorted({p.number for p in plan.slices if p.number not in plan.done}
+                          | plan.again)
+        plan.again.clear()
+        return ("slices.ended", plan.rule.identity,
+                {"group": group, "why": why, "not_sent": not_sent})
+
     def retry(self, tracked: Tracked) -> bool:
         """A slice's order proven not placed: sent again (same clientOid) at the next clock
         tick. False: not a slice of a plan this watcher carries."""
@@ -256,8 +280,10 @@ class Slices:
             slices = tuple(Slice.load(item) for item in data.get("slices", ()))
             if rule is None or rule.order is None or rule.order.slicing is None or (
                     self.rules.versions.get(rule.identity) != data.get("version")):
-                self.ctx.event("slices.ended", {"group": group, "why": (
-                    "its rule was removed or edited: the slices not recorded are not sent")},
+                done = {piece.number for piece in slices
+                        if store.firing(str(group), piece.number) is not None}
+                self.ctx.event("slices.ended", {"group": group, "why": EDITED, "not_sent": [
+                    piece.number for piece in slices if piece.number not in done]},
                     identity=event.identity)
                 continue
             plan = Plan(rule, int(data["firing"]), int(data["version"]), slices)

@@ -43,7 +43,7 @@ from rules_engine.core.outcome import TRANSIENT, Action, Outcome
 from rules_engine.core.symbols import SymbolTable
 from rules_engine.engine import Fill, next_due, retry_firing
 from rules_engine.engine._order_types import ArmChildren, BlockRule, RetryFiring
-from rules_engine.engine._slices import SLICES
+from rules_engine.engine._slices import SLICES, rule_of
 from rules_engine.ports import MarketFeed, Venue
 from rules_engine.runtime._actions import Actions
 from rules_engine.runtime._config import WatcherConfig
@@ -382,18 +382,28 @@ class Watcher:
             self.rules.schedule(tracked.identity, now)
 
     def _refused(self, tracked: Tracked, command: BlockRule, now: datetime) -> Step:
-        """The exchange refused the order for good: its rule is blocked with the reason."""
-        identity, reason = tracked.identity, command.reason
+        """The exchange refused the order for good: its rule is blocked with the reason. A
+        slice's refusal blocks the rule it belongs to and stops its plan: the slices not sent
+        yet are never sent (named in the plan's `slices.ended`, in the same commit)."""
+        group, reason = tracked.identity, command.reason
+        identity = rule_of(group) if group is not None else None
         if identity is None or identity not in self.rules.states:
             return Step()
         self.rules.block(identity, reason)
+        ended = None
+        if group != identity and group is not None:
+            ended = self.firing.slices.stop(group, (
+                f"slice {tracked.number} was refused by the exchange ({reason}): the "
+                "slices not sent yet are not sent"))
 
         def then() -> None:
             self.rules.schedule(identity, now)
-            self.ctx.emit("refused", {"rule": identity, "client_oid": tracked.oid,
+            self.ctx.emit("refused", {"rule": group, "client_oid": tracked.oid,
                                       "reason": reason})
+            if ended is not None:
+                self.ctx.emit("slices.ended", ended[2])
 
-        return Step((self.rules.row(identity),), (), then)
+        return Step((self.rules.row(identity),), (ended,) if ended is not None else (), then)
 
     def _retried(self, tracked: Tracked, command: RetryFiring, now: datetime) -> Step:
         """Proven not on the exchange: the rule decides the same firing again (same
