@@ -37,7 +37,10 @@ class Recorder:
                 or kind.startswith(("rule.", "stop_loss.", "oco.leg_"))):
             return
         now = self.now()
-        self.decisions.append({"time": now.isoformat(), "kind": kind, **data})
+        record = {"time": now.isoformat(), "kind": kind, **data}
+        if "rule" not in record:  # an event of an order (`exit.due`): its rule, as the rest
+            record["rule"] = self.orders.get(str(data.get("client_oid")), {}).get("rule", "?")
+        self.decisions.append(record)
         if kind != "fired":
             return
         order = data.get("order", {})
