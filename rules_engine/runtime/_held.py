@@ -52,8 +52,9 @@ class HeldOrders:
         # Why a market exit may not go now (risk.max_slippage on the book), or None:
         # installed by the watcher, which follows the books.
         self.slippage: Callable[[str, str, Decimal], str | None] = lambda *_: None
-        # Set at each order's end: a stop-loss waiting for the exits it covers to be final
-        # goes on at once (not at its next poll) when the exchange's word ends them.
+        # Set (and replaced by a fresh one) at each order's end: a stop-loss waiting for the
+        # exits it covers to be final goes on at once, not at its next poll, when they end.
+        # Each waiter holds the event of its moment, so no other waiter can clear it.
         self.ended = asyncio.Event()
 
     def on_price(self, symbol: str, now: datetime) -> None:
@@ -228,10 +229,10 @@ class HeldOrders:
             self.orders.ask_cancel(resting, "its stop-loss triggered")
             polls = 0  # up to 50 polls of 0.1 s; an order's end wakes the wait early
             while polls < 50 and any(o in self.orders.tracked for o in leg.covered):
-                self.ended.clear()
+                ended = self.ended
                 await self.orders.timer_job()
                 if any(o in self.orders.tracked for o in leg.covered) and not await _woken(
-                        self.ctx.stop, self.ended, 0.1):
+                        self.ctx.stop, ended, 0.1):
                     polls += 1
             if any(o in self.orders.tracked for o in leg.covered):
                 leg.busy = False  # not proven final: never sell beside them
@@ -289,6 +290,7 @@ class HeldOrders:
         waits for its next trigger); a trailing stop dropped is no longer followed."""
         status = tracked.status
         self.ended.set()
+        self.ended = asyncio.Event()
         if tracked.oid in self.held:
             del self.held[tracked.oid]
             if status == "not_placed" and tracked.record.cancel:
