@@ -228,10 +228,13 @@ OID = re.compile(r"re[0-9a-f]{8}-[0-9a-f]{26}")
 
 def normalised(records: object, orders: dict[str, dict[str, Any]]) -> list[str]:
     """Records as JSON lines with each client oid (made from the store's own engine id, so
-    each run's differ) replaced by what it names: its rule, firing and order type."""
+    each run's differ) replaced by what it names: its rule, firing and order type, and the
+    exchange's order ids left out."""
     names = {oid: f"<{o['rule']}#{o['firing']} {o['type']}>" for oid, o in orders.items()}
 
     def line(record: object) -> str:
+        if isinstance(record, dict):  # the exchange's own ids differ from run to run
+            record = {k: v for k, v in record.items() if k not in ("leg_id", "order_id")}
         return OID.sub(lambda m: names.get(m.group(0), "<unknown order>"),
                        json.dumps(record, default=str, sort_keys=True))
 

@@ -15,6 +15,10 @@ bracket), a chain into a trailing stop that fills (breakout, trailing) and `for`
 (sustained). dip_ladder drops the example's `spread < 0.1%`: the replayed book's spread is
 always two ticks, and a spread rule would keep the backtest from skipping any candle, where
 this test wants skipping in play.
+
+The newer constructs have a rule file of their own (PROTECTION_RULES): a bracket `on
+exchange` (one OCO order), risk sizing, a guard over two targets with `move stop-loss` and
+`exit after`, and `pnl`, `position` and `% of position` in a chain.
 """
 
 from __future__ import annotations
@@ -99,6 +103,105 @@ async def test_the_live_watcher_and_the_backtest_decide_send_and_fill_the_same(
                      ("bracket", "sell", "taker"): 1}  # the bracket's stop-loss sold
     assert back.skipped > 0  # the backtest skipped quiet candles; the live run saw them all
     assert live.moves > 4 * len(candles), live.moves  # and stopped where timers fell due
+
+
+PROTECTION_RULES = """\
+rule entry on BTC-USDT:
+    when ask <= 71000
+    place limit buy 0.01 at ask - 5
+
+rule oco on BTC-USDT:
+    after entry filled
+    place limit sell filled_size at fill_price + 3%
+    stop-loss at fill_price - 2% limit fill_price - 2.5% on exchange
+
+rule risk_dip on BTC-USDT:
+    when ask < 62500
+    place limit buy risk 1% of USDT stop 59000 at ask
+
+rule low on BTC-USDT:
+    when last < 60500
+    place market buy 0.02
+
+rule tp1 on BTC-USDT:
+    after low filled
+    place limit sell 50% of filled_size at fill_price + 7%
+
+rule tp2 on BTC-USDT:
+    after low filled
+    place limit sell 50% of filled_size at fill_price + 12%
+
+rule guard on BTC-USDT:
+    after low filled
+    stop-loss at fill_price - 2%
+    move stop-loss to fill_price after tp1 filled
+    exit after 250m
+
+rule rebound on BTC-USDT:
+    when last crosses above 65000
+    place market buy 0.02
+
+rule take_half on BTC-USDT:
+    after rebound filled
+    when pnl > 2
+    place market sell 50% of position
+
+rule cut on BTC-USDT:
+    after rebound filled
+    when position > 0 and pnl% < -1%
+    place market sell position
+"""
+
+
+async def test_brackets_guards_and_positions_are_the_same_live_and_in_the_backtest(
+    tmp_path: Path,
+) -> None:
+    """The newer constructs over 30 hours of the same candles (the fall to 60,000 and the
+    rebound): an OCO bracket on the exchange whose stop leg triggers and sells, its
+    take-profit leg cancelled by the exchange (oco); risk sizing (risk_dip); a guard with two
+    targets, its stop moved to the entry's price when the first target fills and its
+    `exit after` (250 minutes, off the path's quarter hours) cancelling the second target
+    and selling what is left (low, tp1, tp2, guard); `pnl`, `% of position`, `position` and
+    `pnl%` in a chain (rebound, take_half, cut). Both sides decide (the held stops' moves,
+    triggers and sales and the OCO legs' ends included), send and fill the same."""
+    rules_file = tmp_path / "protection.rules"
+    rules_file.write_text(PROTECTION_RULES)
+    table = shipped_symbols()
+    start, end = datetime(2026, 2, 5, 2, tzinfo=UTC), datetime(2026, 2, 6, 8, tzinfo=UTC)
+    candles = list(read_candles(None, "BTC-USDT", "1h", start, end))
+    assert len(candles) == 30
+    live = await live_run(rules_file, candle_market(table, candles, 3600, BALANCES), end=end,
+                          tmp=tmp_path)
+    rules, _ = RuleFiles([rules_file], table, ()).load()
+    back = await run_backtest(list(rules), table, iter(candles), lambda *_: [],
+                              Settings(start, end, 3600, dict(BALANCES)))
+    problems = differences(live, back)
+    assert not problems, "live and backtest differ:\n" + "\n".join(problems)
+
+    # The run exercised what it claims to.
+    fired = Counter(d["rule"] for d in back.decisions if d["kind"] == "fired")
+    assert fired == {rule: 1 for rule in ("entry", "oco", "risk_dip", "low", "tp1", "tp2",
+                                          "guard", "rebound", "take_half", "cut")}, fired
+    orders = {o["rule"]: o for o in back.orders.values()}
+    assert orders["risk_dip"]["size"] == "0.02925874"  # 1% of 10,000 USDT risked to 59,000
+    ends = {f"{back.orders[key.split()[0]]['rule']}{key[len(key.split()[0]):]}": end[:2]
+            for key, end in back.outcomes.items()}
+    assert ends["oco stop leg"] == ("done", "filled")  # the OCO's stop leg sold ...
+    assert ends["oco limit leg"] == ("done", "canceled")  # ... and the exchange cancelled
+    assert ends["tp2"] == ("done", "canceled")  # by the guard's time exit
+    kinds = [(d["kind"], d.get("rule")) for d in back.decisions]
+    held = [d for d in back.decisions if d["kind"].startswith(("stop_loss.", "exit."))]
+    assert [d["kind"] for d in held] == ["stop_loss.moved", "exit.due", "stop_loss.sent"]
+    assert held[0]["to"] == "60000.1"  # to the entry's fill, after tp1 filled
+    assert held[1]["time"] == "2026-02-06T04:40:00+00:00"  # fired 00:30, exit after 250m
+    assert ("oco.leg_filled", "oco") in kinds
+    fills = Counter((f["rule"], f["side"]) for f in back.fills)
+    assert fills == {(rule, side): 1 for rule, side in (
+        ("entry", "buy"), ("oco", "sell"), ("risk_dip", "buy"), ("low", "buy"),
+        ("tp1", "sell"), ("guard", "sell"), ("rebound", "buy"), ("take_half", "sell"),
+        ("cut", "sell"))}, fills
+    sold = {f["rule"]: f["size"] for f in back.fills}
+    assert (sold["take_half"], sold["cut"]) == (D("0.010"), D("0.01"))  # half, then the rest
 
 
 CANDLE_RULES = """\

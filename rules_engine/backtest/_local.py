@@ -28,7 +28,7 @@ from rules_engine.adapters.kucoin import KucoinFeed, KucoinRest, KucoinVenue
 from rules_engine.core.market import Candle
 from rules_engine.core.outcome import Action, Outcome
 from rules_engine.sandbox.errors import ApiFailureError
-from rules_engine.sandbox.rest import Ctx, ok_body, routes
+from rules_engine.sandbox.rest import Ctx, all_routes, ok_body
 from rules_engine.sandbox.server import parse_body
 from rules_engine.sandbox.state import SandboxState
 from rules_engine.sandbox.ws import Conn, Hub
@@ -66,7 +66,7 @@ class InProcessSession:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
         self._routes = [(r.method, re.compile(
-            "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", r.path) + "$"), r) for r in routes()]
+            "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", r.path) + "$"), r) for r in all_routes()]
         self.calls = 0
 
     def request(self, method: str, url: str, *, data: bytes | None = None,

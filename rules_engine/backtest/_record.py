@@ -2,7 +2,9 @@
 and the sandbox engine's fills. The backtest records its run with it, and the parity test
 records a live watcher against a served sandbox with it, so both are read the same way.
 
-    decisions  the `fired`, `blocked`, `refused` and `rule.*` lines, with the watcher's time
+    decisions  the `fired`, `blocked`, `refused` and `rule.*` lines, and what the engine
+               decides of the stops it holds and of OCO legs (`stop_loss.*`, `exit.due`,
+               `oco.leg_*`), with the watcher's time
     orders     by client oid: rule, firing, side, type, price, size (and funds, stop price,
                trail); an engine-held stop-loss (a bracket's or a guard's) as an order of
                its own, on its own side
@@ -31,10 +33,14 @@ class Recorder:
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         """A line of the watcher's output (its `emit` port)."""
-        if not (kind in ("fired", "blocked", "refused") or kind.startswith("rule.")):
+        if not (kind in ("fired", "blocked", "refused", "exit.due")
+                or kind.startswith(("rule.", "stop_loss.", "oco.leg_"))):
             return
         now = self.now()
-        self.decisions.append({"time": now.isoformat(), "kind": kind, **data})
+        record = {"time": now.isoformat(), "kind": kind, **data}
+        if "rule" not in record:  # an event of an order (`exit.due`): its rule, as the rest
+            record["rule"] = self.orders.get(str(data.get("client_oid")), {}).get("rule", "?")
+        self.decisions.append(record)
         if kind != "fired":
             return
         order = data.get("order", {})
@@ -76,11 +82,16 @@ class Recorder:
                 "liquidity": fill.liquidity})
 
     def outcomes(self, engine: Engine) -> dict[str, tuple[str, str, Decimal]]:
-        """Each recorded order's end on the sandbox: (status, why it is done, size filled);
-        an engine-held order never sent is not there."""
+        """Each recorded order's end on the sandbox: (status, why it is done, size filled),
+        by client oid; an engine-held order never sent is not there. A triggered stop order
+        ends as the order its trigger placed (same id and client oid). The two legs of an
+        OCO order share its client oid: each has its own end, keyed `OID limit leg` and
+        `OID stop leg`."""
         out: dict[str, tuple[str, str, Decimal]] = {}
-        for order in [*engine.orders.values(), *engine.stop_orders.values()]:
+        for order in [*engine.stop_orders.values(), *engine.orders.values()]:
             oid = order.req.client_oid
             if oid in self.orders:
-                out[oid] = (order.status, order.done_reason, order.deal_size)
+                stop = order.req.stop is not None or order.stop_triggered
+                key = f"{oid} {'stop' if stop else 'limit'} leg" if order.oco_id else oid
+                out[key] = (order.status, order.done_reason, order.deal_size)
         return out

@@ -7,7 +7,6 @@ manager like any other (recorded first, sent once, looked up when unknown).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +52,10 @@ class HeldOrders:
         # Why a market exit may not go now (risk.max_slippage on the book), or None:
         # installed by the watcher, which follows the books.
         self.slippage: Callable[[str, str, Decimal], str | None] = lambda *_: None
+        # Set (and replaced by a fresh one) at each order's end: a stop-loss waiting for the
+        # exits it covers to be final goes on at once, not at its next poll, when they end.
+        # Each waiter holds the event of its moment, so no other waiter can clear it.
+        self.ended = asyncio.Event()
 
     def on_price(self, symbol: str, now: datetime) -> None:
         halted = self.ctx.halted
@@ -224,12 +227,13 @@ class HeldOrders:
         resting = [self.orders.tracked[o] for o in leg.covered if o in self.orders.tracked]
         if resting:
             self.orders.ask_cancel(resting, "its stop-loss triggered")
-            for _ in range(50):
-                if not any(o in self.orders.tracked for o in leg.covered):
-                    break
+            polls = 0  # up to 50 polls of 0.1 s; an order's end wakes the wait early
+            while polls < 50 and any(o in self.orders.tracked for o in leg.covered):
+                ended = self.ended
                 await self.orders.timer_job()
-                if any(o in self.orders.tracked for o in leg.covered):
-                    await _sleep(self.ctx.stop, 0.1)
+                if any(o in self.orders.tracked for o in leg.covered) and not await _woken(
+                        self.ctx.stop, ended, 0.1):
+                    polls += 1
             if any(o in self.orders.tracked for o in leg.covered):
                 leg.busy = False  # not proven final: never sell beside them
                 self.ctx.event("stop_loss.waiting", {"why": "the exits it covers are not "
@@ -285,6 +289,8 @@ class HeldOrders:
         ends its stop-loss; a stop-loss's own end ends its bracket (a sale proven not placed
         waits for its next trigger); a trailing stop dropped is no longer followed."""
         status = tracked.status
+        self.ended.set()
+        self.ended = asyncio.Event()
         if tracked.oid in self.held:
             del self.held[tracked.oid]
             if status == "not_placed" and tracked.record.cancel:
@@ -305,6 +311,15 @@ class HeldOrders:
                 self.drop_leg(other, "its exits filled the position")
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+async def _woken(stop: asyncio.Event, ended: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` of real time (the exchange's latency, not the market's clock) for
+    an order's end; True when one ended, False on the timeout or the watcher's stop."""
+    if stop.is_set():
+        return False
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ended.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return ended.is_set() and not stop.is_set()

@@ -15,6 +15,7 @@ from typing import Any
 
 from rules_engine.sandbox import rest_account as account
 from rules_engine.sandbox import rest_market as market
+from rules_engine.sandbox import rest_oco as oco
 from rules_engine.sandbox import rest_orders as orders
 from rules_engine.sandbox import rest_stops as stops
 from rules_engine.sandbox import ws
@@ -35,9 +36,9 @@ from rules_engine.sandbox.rest_common import (
 from rules_engine.sandbox.rest_market import candles
 from rules_engine.sandbox.rest_orders import check_window, place_many, sync_row
 
-__all__ = ["Ctx", "Route", "bool_param", "candles", "check_window", "dec_param", "fill_json",
-           "hf_order", "int_param", "legacy_order", "ok_body", "order_request", "page_of",
-           "place_many", "routes", "stop_order", "sync_row"]
+__all__ = ["Ctx", "Route", "all_routes", "bool_param", "candles", "check_window", "dec_param",
+           "fill_json", "hf_order", "int_param", "legacy_order", "ok_body", "order_request",
+           "page_of", "place_many", "routes", "stop_order", "sync_row"]
 
 
 # ---- bullets ----------------------------------------------------------------------------------
@@ -145,3 +146,10 @@ def routes() -> list[Route]:
         r("GET", "/api/v1/stop-order/{orderId}", stops.h_stop_get, 3, spot, True),
         r("DELETE", "/api/v1/stop-order/{orderId}", stops.h_stop_cancel, 3, spot, True, "Spot"),
     ]
+
+
+def all_routes() -> list[Route]:
+    """Every route the sandbox serves, in the order they are matched (fixed paths first):
+    one list for its server and for the backtest's in-process session, so the backtest
+    reaches every endpoint the live watcher does (OCO orders included)."""
+    return [*account.routes(), *orders.routes(), *market.routes(), *oco.routes(), *routes()]

@@ -21,19 +21,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from rules_engine.sandbox import (
-    admin,
-    errors,
-    rest_account,
-    rest_market,
-    rest_oco,
-    rest_orders,
-    ws,
-)
+from rules_engine.sandbox import admin, errors, ws
 from rules_engine.sandbox.auth import verify_request
 from rules_engine.sandbox.config import KeyConfig
 from rules_engine.sandbox.errors import ApiError, ApiFailureError
-from rules_engine.sandbox.rest import Ctx, Route, ok_body, routes
+from rules_engine.sandbox.rest import Ctx, Route, all_routes, ok_body
 from rules_engine.sandbox.state import SandboxState, build_state
 
 __all__ = ["SandboxState", "build_state", "create_app", "parse_body", "run_server"]
@@ -167,8 +159,7 @@ def create_app(state: SandboxState, *, run_feed: bool = True) -> web.Application
     app = web.Application(middlewares=[_guard])
     app[STATE_KEY] = state
     # Fixed paths first: aiohttp matches routes in the order they were added.
-    for route in [*rest_account.routes(), *rest_orders.routes(), *rest_market.routes(),
-                  *rest_oco.routes(), *routes()]:
+    for route in all_routes():
         app.router.add_route(route.method, route.path, _make_handler(state, route))
     ws.install(app, state)
     admin.install(app, state)
