@@ -8,7 +8,7 @@ order book; the watcher is killed (SIGKILL) the moment it reports the slice fire
 is done), then the sandbox is killed with the request still held and started again from its
 state file on the same port. The exchange never saw the slice; the store has it committed.
 The restart proves it absent after its deadline (about 5 s) and sends it again within its
-20 s interval, then the last slice.
+15 s interval, then the last slice.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rules_engine.engine._slices import group_of
 from rules_engine.store import Store, client_oid
 
 RULES = ("rule slow on BTC-USDT:\n    when bid > 1\n"
-         "    place twap buy 0.003 over 60s every 20s limit bid - 10%\n")
+         "    place twap buy 0.003 over 45s every 15s limit bid - 10%\n")
 
 
 @pytest.mark.slow
