@@ -53,6 +53,13 @@ def test_lint_accepts_the_briefs_forms_and_names_each_mistake() -> None:
     assert codes("place limit buy 1 at 59000 iceberg visible 0.1 ioc") == ["E320"]
     assert codes("place limit buy 1 at 59000 iceberg visible 2") == ["E321"]
     assert codes("place limit buy 1 at 59000 iceberg visible 0.000000001") == ["E321"]
+    # Below 1/20 of the size (KuCoin's older docs): a warning naming the least to show.
+    assert codes("place limit buy 1 at 59000 iceberg visible 0.01") == ["W325"]
+    assert codes("place limit buy 1 at 59000 iceberg visible 0.05") == []
+    assert codes("place scaled buy 0.05 from 59000 to 57000 in 5 iceberg visible 0.0004") == [
+        "W325"]  # a slice of 0.01 shows 0.0005 at least
+    assert codes("place scaled buy 0.05 from 59000 to 57000 in 5 iceberg visible 0.0005") == []
+    assert codes("place limit buy 1 at 59000 iceberg visible 0.000000001") == ["E321"]
     assert codes("place scaled buy 0.05 from 59000 to 57000 in 1") == ["E322"]
     assert codes("place scaled buy 0.05 from 59000 to 57000 in 101") == ["E322"]
     assert codes("place scaled buy 0.05 from 59000 to 59000.2 in 5") == ["E322"]

@@ -1,8 +1,9 @@
 """Execution: icebergs (`iceberg visible SIZE`), scaled orders (`place scaled ... from A to B
 in N`) and TWAPs (`place twap ... over D every E [limit PRICE]`). Pure.
 
-Codes: E320 an iceberg that cannot be sent, E321 its visible size out of range, E322 a scaled
-order's count or prices, E323 a slice below the symbol's minimum, E324 a TWAP's timing, E326 a
+Codes: E320 an iceberg that cannot be sent, E321 its visible size out of range, W325 a visible
+size below the 1/20 of the size KuCoin's older API documents, E322 a scaled order's count or
+prices, E323 a slice below the symbol's minimum, E324 a TWAP's timing, E326 a
 sliced order's size not in the base currency.
 """
 
@@ -18,6 +19,12 @@ from rules_engine.dsl import ast as A
 
 MAX_SCALED = 100  # slices of a scaled order
 MAX_TWAP = 1000  # slices of a TWAP
+_SHARE = 20  # visibleSize >= size / 20 (the shared API reference: KuCoin's older docs)
+
+
+def _ceil_to(amount: Decimal, step: Decimal) -> Decimal:
+    """`amount` rounded up to a multiple of `step`."""
+    return -(-amount // step) * step
 
 
 def split(total: Decimal, count: int, lot: Decimal) -> tuple[Decimal, Decimal]:
@@ -101,6 +108,13 @@ class _Execution(_Orders):
                          f"visible size {_fmt(amount)} is above the size {_fmt(size)} it "
                          "shows a part of: it would show the whole order")
             ok = False
+        elif size is not None and amount * _SHARE < size and fixed == amount and (
+                amount >= info.base_min_size):  # a visible size E321 took is not judged
+            self._report(node.span, "W325",
+                         f"visible size {_fmt(amount)} is below 1/{_SHARE} of the size "
+                         f"{_fmt(size)}: KuCoin's older API documents visibleSize as at least "
+                         f"1/{_SHARE} of the size, and the exchange may refuse the order; "
+                         f"show at least {_fmt(_ceil_to(size / _SHARE, info.base_increment))}")
         return ok, visible
 
     # ------------------------------------------------------------ scaled and TWAP
