@@ -21,7 +21,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from lifecycle_support import fault_run, lease_owner, resting_rule
+from lifecycle_support import FaultRun, WatcherRun, fault_run, lease_owner, resting_rule
 
 from rules_engine.store import Store
 
@@ -31,19 +31,22 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"),
 QUIET = resting_rule("quiet", "BTC-USDT", "0.0001", when="bid < 1")  # never true
 
 
-def test_a_start_waits_for_a_locked_store_and_goes_on_once_it_is_free(tmp_path: Path) -> None:
-    asyncio.run(_locked_start(tmp_path))
+def _owns(run: FaultRun, watcher: WatcherRun) -> bool:
+    """The store's lease is `watcher`'s."""
+    owner = lease_owner(run.db)
+    return owner is not None and f":{watcher.pid}:" in f"{owner}:"
 
 
-async def _locked_start(tmp: Path) -> None:
-    async with fault_run(tmp, seed=3) as run:
+async def test_a_start_waits_for_a_locked_store_and_goes_on_once_it_is_free(
+        tmp_path: Path) -> None:
+    async with fault_run(tmp_path, seed=3) as run:
         run.configure(heartbeat_s=0.5, lease_stale_s=3.0, reload_interval_s=0)
         rules = run.rules_file("quiet.rules", QUIET)
         made = Store(run.db)  # the store exists, as after an earlier run
         made.migrate()
         made.close()
 
-        lock = sqlite3.connect(str(tmp / "store.sqlite"), isolation_level=None)
+        lock = sqlite3.connect(str(tmp_path / "store.sqlite"), isolation_level=None)
         try:
             lock.execute("BEGIN IMMEDIATE")  # the write lock, as a commit in progress has
             watcher = await run.watch("watcher", [rules])
@@ -64,17 +67,13 @@ async def _locked_start(tmp: Path) -> None:
         assert await watcher.wait_for("recovered", 30), (
             f"the start did not go on once the lock was gone ({run.where}):\n"
             f"{watcher.tail()}")
-        owner = lease_owner(run.db)
-        assert owner is not None and f":{watcher.pid}:" in f"{owner}:", owner
+        assert _owns(run, watcher), lease_owner(run.db)
         assert "Traceback" not in watcher.text(), watcher.tail()
 
 
-def test_a_watcher_frozen_past_its_lease_does_not_renew_it_and_stops(tmp_path: Path) -> None:
-    asyncio.run(_frozen(tmp_path))
-
-
-async def _frozen(tmp: Path) -> None:
-    async with fault_run(tmp, seed=4) as run:
+async def test_a_watcher_frozen_past_its_lease_does_not_renew_it_and_stops(
+        tmp_path: Path) -> None:
+    async with fault_run(tmp_path, seed=4) as run:
         run.configure(heartbeat_s=0.5, lease_stale_s=3.0, reload_interval_s=0)
         rules = run.rules_file("quiet.rules", QUIET)
         a = await run.watch("a", [rules])
@@ -91,5 +90,4 @@ async def _frozen(tmp: Path) -> None:
         # ... and a watcher started now takes the store over at once.
         b = await run.watch("b", [rules])
         assert await b.wait_for("recovered", 30), b.tail()
-        owner = lease_owner(run.db)
-        assert owner is not None and f":{b.pid}:" in f"{owner}:", owner
+        assert _owns(run, b), lease_owner(run.db)

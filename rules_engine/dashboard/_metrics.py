@@ -51,6 +51,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from sqlalchemy.exc import SQLAlchemyError
 
+        from rules_engine.store._record import last_feed_states
         from rules_engine.store._repo import FINAL_ORDERS
         from rules_engine.store._schema import Event, Firing, Order, RuleState
 
@@ -67,12 +68,8 @@ class StoreCollector(Collector):
                     .group_by(Order.symbol)).all())
                 rules = dict(session.execute(
                     select(RuleState.status, func.count()).group_by(RuleState.status)).all())
-                feeds = {}
-                for name, kinds in (("market", ("feed.live", "feed.stale", "feed.stalled")),
-                                    ("orders", ("orders_feed.live", "orders_feed.stale"))):
-                    last = session.scalars(select(Event.kind).where(Event.kind.in_(kinds))
-                                           .order_by(Event.id.desc()).limit(1)).first()
-                    feeds[name] = None if last is None else last.endswith(".live")
+                feeds = {name: None if last is None else last.kind.endswith(".live")
+                         for name, last in last_feed_states(session).items()}
                 takeovers = session.scalar(select(func.count()).select_from(Event)
                                            .where(Event.kind == "lease.taken_over")) or 0
             lease = self.store.lease()

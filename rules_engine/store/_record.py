@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import inspect, or_, select
+from sqlalchemy.orm import Session
 
 from rules_engine.store._repo import FINAL_ORDERS, Store
 from rules_engine.store._schema import (
@@ -20,7 +21,19 @@ from rules_engine.store._schema import (
     RuleVersion,
 )
 
-__all__ = ["audit", "event_kinds", "is_current", "kind_filter", "status_report", "why"]
+__all__ = ["FEED_STATES", "audit", "event_kinds", "is_current", "kind_filter",
+           "last_feed_states", "status_report", "why"]
+
+# The events that say a feed's state, by feed: the last one of each is its state now.
+FEED_STATES = {"market": ("feed.live", "feed.stale", "feed.stalled"),
+               "orders": ("orders_feed.live", "orders_feed.stale")}
+
+
+def last_feed_states(session: Session) -> dict[str, Event | None]:
+    """Each feed's last state event (None: none recorded), as `status` and /metrics read it."""
+    return {feed: session.scalars(select(Event).where(Event.kind.in_(kinds))
+                                  .order_by(Event.id.desc()).limit(1)).first()
+            for feed, kinds in FEED_STATES.items()}
 
 _TABLES = {"meta", "rule_versions", "rule_states", "firings", "orders", "fills", "events",
            "lease", "alembic_version"}
@@ -110,11 +123,7 @@ def status_report(store: Store, now: datetime) -> dict[str, Any]:
             )
         ]
         feeds: dict[str, str] = {}
-        for kinds, key in ((("feed.live", "feed.stale", "feed.stalled"), "market"),
-                           (("orders_feed.live", "orders_feed.stale"), "orders")):
-            last = session.scalars(
-                select(Event).where(Event.kind.in_(kinds)).order_by(Event.id.desc()).limit(1)
-            ).first()
+        for key, last in last_feed_states(session).items():
             feeds[key] = "unknown" if last is None else (
                 f"{last.kind.split('.')[-1]} since {_iso(last.at)}"
                 + (f" ({last.payload.get('reason')})" if last.payload.get("reason") else ""))
